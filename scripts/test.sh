@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# One command to run the tests: install, lint, then pytest against a real PostgreSQL
+# (WORKDEV_TEST_ADMIN_URL, else 127.0.0.1:5432 if it answers, else an embedded server the tests start).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest "$@"

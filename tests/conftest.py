@@ -1,0 +1,131 @@
+"""Fixtures: a real PostgreSQL, a migrated template database, and a throw-away database per test.
+
+The server is ``WORKDEV_TEST_ADMIN_URL`` when set; else the local one at 127.0.0.1:5432 when it answers;
+else an embedded server (the project's embedded default) under ``.workdev-test/``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from workdev_pipeline.client import AnalyticsClient
+from workdev_pipeline.migrate import migrate
+
+LOCAL_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _reachable(url: str) -> bool:
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> str:
+    """A superuser connection to a real PostgreSQL server."""
+    url = os.environ.get("WORKDEV_TEST_ADMIN_URL")
+    if url:
+        return url
+    if _reachable(LOCAL_ADMIN_URL):
+        return LOCAL_ADMIN_URL
+    from workdev_pipeline.embedded import embedded_database_url
+
+    return embedded_database_url(home=REPO / ".workdev-test", database="postgres")
+
+
+def database_url_for(admin: str, name: str, **overrides: str) -> str:
+    params = conninfo_to_dict(admin)
+    params.update(dbname=name, **overrides)
+    return make_conninfo(**params)
+
+
+def create_database(admin: str, name: str, template: str | None = None) -> str:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            query = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+        conn.execute(query)
+    return database_url_for(admin, name)
+
+
+def drop_database(admin: str, name: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def run_tag() -> str:
+    return f"wd_test_{os.getpid()}_{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="session")
+def template_db(admin_url: str, run_tag: str) -> Iterator[str]:
+    """A migrated database that per-test databases are cloned from (much faster than migrating each)."""
+    name = f"{run_tag}_template"
+    url = create_database(admin_url, name)
+    migrate(url)
+    yield name
+    drop_database(admin_url, name)
+
+
+@pytest.fixture
+def empty_db(admin_url: str, run_tag: str) -> Iterator[str]:
+    """A brand-new, unmigrated database."""
+    name = f"{run_tag}_{secrets.token_hex(4)}"
+    url = create_database(admin_url, name)
+    yield url
+    drop_database(admin_url, name)
+
+
+@pytest.fixture
+def db(admin_url: str, run_tag: str, template_db: str) -> Iterator[str]:
+    """A freshly migrated database of this test's own."""
+    name = f"{run_tag}_{secrets.token_hex(4)}"
+    url = create_database(admin_url, name, template=template_db)
+    yield url
+    drop_database(admin_url, name)
+
+
+@pytest.fixture
+def conn(db: str) -> Iterator[psycopg.Connection]:
+    """A superuser connection (autocommit) to the test's database."""
+    with psycopg.connect(db, autocommit=True) as c:
+        yield c
+
+
+@pytest.fixture
+def client(db: str) -> Iterator[AnalyticsClient]:
+    with AnalyticsClient(db, user_id=uuid.uuid4()) as c:
+        yield c
+
+
+@pytest.fixture
+def login_role(admin_url: str, db: str) -> Iterator[callable]:
+    """Make a LOGIN role that is a member of a workdev group role; returns its database URL."""
+    made: list[str] = []
+
+    def make(group: str) -> str:
+        name = f"wd_login_{secrets.token_hex(4)}"
+        with psycopg.connect(admin_url, autocommit=True) as c:
+            c.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(sql.Identifier(name), sql.Identifier(group)))
+        made.append(name)
+        return database_url_for(admin_url, conninfo_to_dict(db)["dbname"], user=name)
+
+    yield make
+    for name in made:
+        with psycopg.connect(db, autocommit=True) as c:
+            c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        with psycopg.connect(admin_url, autocommit=True) as c:
+            c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))

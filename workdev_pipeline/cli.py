@@ -1,0 +1,155 @@
+"""``workdev-pipeline``: the command line of the event pipeline."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from datetime import UTC, datetime
+
+import click
+
+from workdev_pipeline.errors import WorkdevError
+
+
+def _url(database_url: str | None) -> str:
+    """The URL given, else the configured or embedded database."""
+    from workdev_pipeline.embedded import database_url as default_url
+
+    return database_url or default_url()
+
+
+_db_option = click.option(
+    "--database-url", envvar="WORKDEV_DATABASE_URL", default=None,
+    help="PostgreSQL URL (env WORKDEV_DATABASE_URL); unset: the embedded server under WORKDEV_HOME.",
+)
+
+
+@click.group()
+def main() -> None:
+    """WorkDev event pipeline: the Postgres event store, demo traffic and the Dagster pipeline."""
+
+
+@main.command()
+@_db_option
+def migrate(database_url: str | None) -> None:
+    """Apply pending schema migrations, sync the event catalog, create partitions ahead."""
+    from workdev_pipeline.migrate import migrate as run_migrate
+
+    report = run_migrate(_url(database_url))
+    names = f": {', '.join(report.applied)}" if report.applied else ""
+    click.echo(f"applied {len(report.applied)} migration(s){names}; {len(report.already_applied)} already applied")
+    click.echo(f"event catalog: {report.event_types_added} added, {report.event_types_updated} updated, "
+               f"{report.event_types_deactivated} deactivated; {report.partitions_created} partition(s) created")
+
+
+@main.command()
+@_db_option
+@click.option("--users", default=2_000, show_default=True, help="Users to create.")
+@click.option("--events", default=100_000, show_default=True, help="Events to emit.")
+@click.option("--days", default=7.0, show_default=True, help="Spread the events over this many past days.")
+@click.option("--seed", default=42, show_default=True, help="Random seed (same seed, same traffic).")
+@click.option("--batch-size", default=10_000, show_default=True, help="Events per COPY batch.")
+def demo(database_url: str | None, users: int, events: int, days: float, seed: int, batch_size: int) -> None:
+    """Generate realistic, deterministic WorkDev traffic into the event store."""
+    from workdev_pipeline.demo_loader import load_demo
+
+    report = load_demo(_url(database_url), users=users, events=events, days=days, seed=seed,
+                       batch_size=batch_size, progress=True)
+    click.echo(f"{report.users} users, {report.events_emitted} events emitted "
+               f"({report.events_inserted} new) in {report.seconds:.1f} s "
+               f"({report.events_emitted / max(report.seconds, 1e-9):,.0f} events/s)")
+
+
+@main.command()
+@_db_option
+@click.argument("event_type")
+@click.option("--data", "event_data", default="{}", help="event_data as a JSON object.")
+@click.option("--user-id", default=None, help="The acting user's UUID.")
+@click.option("--entity-type", default=None)
+@click.option("--entity-id", default=None)
+@click.option("--event-id", default=None, help="Producer-supplied event id (re-sending it is a no-op).")
+def emit(database_url: str | None, event_type: str, event_data: str, user_id: str | None,
+         entity_type: str | None, entity_id: str | None, event_id: str | None) -> None:
+    """Emit one event and print its event_id."""
+    from workdev_pipeline.client import AnalyticsClient
+
+    try:
+        data = json.loads(event_data)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
+    with AnalyticsClient(_url(database_url), source="cli") as client:
+        click.echo(client.track(event_type, data, user_id=user_id, entity_type=entity_type, entity_id=entity_id,
+                                event_id=event_id))
+
+
+@main.command()
+@_db_option
+@click.option("--months-ahead", default=3, show_default=True)
+def partitions(database_url: str | None, months_ahead: int) -> None:
+    """Create the event store's monthly partitions ahead (and move stray rows out of the default one)."""
+    import psycopg
+
+    with psycopg.connect(_url(database_url), autocommit=True) as conn:
+        created = conn.execute(
+            "SELECT ensure_event_partitions(coalesce((SELECT min(\"timestamp\") FROM platform_event_store_default),"
+            " now()), now() + make_interval(months => %s))", (months_ahead,)).fetchone()[0]
+    click.echo(f"{created} partition(s) created")
+
+
+@main.command("db-url")
+def db_url() -> None:
+    """Print the database URL in use (starting the embedded server when none is configured)."""
+    click.echo(_url(None))
+
+
+@main.command("stop-db")
+def stop_db() -> None:
+    """Stop the embedded PostgreSQL server."""
+    from workdev_pipeline.embedded import stop_embedded
+
+    click.echo("stopped" if stop_embedded() else "not running")
+
+
+@main.command()
+@_db_option
+@click.option("--demo-events", default=50_000, show_default=True,
+              help="Demo events to generate when the store is empty (0: none).")
+def up(database_url: str | None, demo_events: int) -> None:
+    """Set everything up on the embedded default: database, migrations, demo traffic."""
+    import psycopg
+
+    from workdev_pipeline.demo_loader import load_demo
+    from workdev_pipeline.migrate import migrate as run_migrate
+
+    url = _url(database_url)
+    click.echo(f"database: {url}")
+    report = run_migrate(url)
+    click.echo(f"migrations: {len(report.applied)} applied, {len(report.already_applied)} already applied")
+    with psycopg.connect(url) as conn:
+        stored = conn.execute("SELECT count(*) FROM platform_event_store").fetchone()[0]
+    if stored == 0 and demo_events > 0:
+        demo_report = load_demo(url, users=max(100, demo_events // 25), events=demo_events, progress=True)
+        click.echo(f"demo traffic: {demo_report.events_inserted} events from {demo_report.users} users")
+    else:
+        click.echo(f"event store holds {stored} events; no demo traffic generated")
+    click.echo(f"ready at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC — try: workdev-pipeline emit user.login "
+               f"--user-id {uuid.uuid4()} --data '{{\"method\": \"github\"}}'")
+
+
+def run() -> None:
+    """Entry point that turns our own errors into one clear line and exit status 2."""
+    try:
+        main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except WorkdevError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()

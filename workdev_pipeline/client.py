@@ -1,0 +1,380 @@
+"""AnalyticsClient: the Python port of the seed's AnalyticsService.
+
+Application code emits events through it (one at a time via the ``emit_platform_event`` SQL function, or
+in bulk via COPY with :meth:`AnalyticsClient.emit_many`) and reads its dashboards and aggregations
+through the bounded query functions. It needs nothing beyond the ``workdev_app`` role.
+
+    with AnalyticsClient(url, user_id=user_id) as analytics:
+        analytics.init_session(user_agent=request_ua, ip_address=request_ip)
+        analytics.track_project_created(project_id, {"title": "E-commerce Platform", "budget": 5000,
+                                                     "project_type": "fixed"})
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from workdev_pipeline.errors import InvalidField, InvalidPayload, from_database_error
+from workdev_pipeline.events import EventRow, StagingCopy, new_event_id, to_uuid
+
+DEFAULT_BATCH_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What :meth:`AnalyticsClient.init_session` established."""
+
+    session_id: uuid.UUID
+    device_fingerprint: str
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class EmitResult:
+    """The outcome of :meth:`AnalyticsClient.emit_many`."""
+
+    event_ids: list[uuid.UUID]
+    inserted: int
+
+    @property
+    def duplicates(self) -> int:
+        """Events skipped because their producer-supplied event_id was already stored."""
+        return len(self.event_ids) - self.inserted
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """One page of :meth:`AnalyticsClient.query_events`; ``total`` counts every match, not just the page."""
+
+    events: list[dict[str, Any]]
+    total: int
+    limit: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class AggregationResult:
+    """Rows of ``event_aggregations`` for a range, with exact totals over the whole range."""
+
+    rows: list[dict[str, Any]]
+    total_events: int
+    unique_users: int
+    unique_sessions: int
+
+
+class DashboardMetrics(dict[str, Decimal]):
+    """Dashboard figures by key; also readable as attributes (``metrics.active_users_last_hour``)."""
+
+    calculated_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    def __getattr__(self, name: str) -> Decimal:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"no dashboard metric {name!r}; known: {sorted(self)}") from None
+
+
+class AnalyticsClient:
+    """Emit and query WorkDev platform events.
+
+    ``conninfo`` is a PostgreSQL URL; alternatively pass an existing ``pool``. ``user_id`` and ``source``
+    are the defaults stamped on every event this client emits.
+    """
+
+    def __init__(
+        self,
+        conninfo: str | None = None,
+        *,
+        pool: ConnectionPool | None = None,
+        user_id: uuid.UUID | str | None = None,
+        source: str = "web",
+        max_connections: int = 4,
+    ) -> None:
+        if pool is None and conninfo is None:
+            raise ValueError("AnalyticsClient needs a conninfo URL or a pool")
+        self._owns_pool = pool is None
+        self._pool = pool or ConnectionPool(conninfo, min_size=1, max_size=max_connections, open=True,
+                                            kwargs={"autocommit": True})
+        self.user_id = to_uuid(user_id, "user_id")
+        self.source = source
+        self.session: SessionInfo | None = None
+        self._session_metadata: dict[str, Any] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._owns_pool:
+            self._pool.close()
+
+    def __enter__(self) -> AnalyticsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- sessions ----------------------------------------------------------------------------------
+    def init_session(
+        self,
+        *,
+        user_agent: str | None = None,
+        ip_address: str | None = None,
+        platform: str | None = None,
+        screen: str | None = None,
+        language: str | None = None,
+        tz_name: str | None = None,
+    ) -> SessionInfo:
+        """Start a session: a new session id, and a device fingerprint from what the device tells us.
+
+        The fingerprint is a SHA-256 of the device's traits (not of the IP), so the same browser on the
+        same machine gets the same fingerprint across sessions.
+        """
+        traits = "|".join(x or "" for x in (user_agent, platform, screen, language, tz_name))
+        fingerprint = hashlib.sha256(traits.encode()).hexdigest()[:32]
+        self.session = SessionInfo(new_event_id(), fingerprint, datetime.now(UTC))
+        self._session_metadata = {
+            k: v
+            for k, v in {"user_agent": user_agent, "ip_address": ip_address, "platform": platform,
+                         "screen": screen, "language": language, "timezone": tz_name,
+                         "device_fingerprint": fingerprint}.items()
+            if v is not None
+        }
+        return self.session
+
+    def set_user(self, user_id: uuid.UUID | str | None) -> None:
+        """Change the user stamped on later events (after a login, say)."""
+        self.user_id = to_uuid(user_id, "user_id")
+
+    # -- emitting ----------------------------------------------------------------------------------
+    def track(
+        self,
+        event_type: str,
+        event_data: Mapping[str, Any] | None = None,
+        *,
+        entity_type: str | None = None,
+        entity_id: str | uuid.UUID | None = None,
+        user_id: uuid.UUID | str | None = None,
+        event_id: uuid.UUID | str | None = None,
+        timestamp: datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> uuid.UUID:
+        """Emit one event through ``emit_platform_event``; returns its event_id.
+
+        Re-sending with the same ``event_id`` (a retry after a timeout) returns that id and writes nothing.
+        """
+        row = self._row(event_type, event_data, entity_type=entity_type, entity_id=entity_id, user_id=user_id,
+                        event_id=event_id, timestamp=timestamp, metadata=metadata)
+        params = row.function_params()
+        with self._pool.connection() as conn:
+            result = self._run(conn, "SELECT emit_platform_event(%s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s)",
+                               params)
+        return result.fetchone()[0]
+
+    def emit_many(self, events: Iterable[Mapping[str, Any]], *, batch_size: int = DEFAULT_BATCH_SIZE) -> EmitResult:
+        """Emit many events in one all-or-nothing transaction, COPYing them in batches of ``batch_size``.
+
+        Each event is a mapping with ``event_type`` and any of ``event_data``, ``user_id``, ``entity_type``,
+        ``entity_id``, ``metadata``, ``source``, ``session_id``, ``timestamp``, ``event_id``. Validation
+        is the SQL function's, so a batch is exactly as strict as :meth:`track`; the first bad event
+        raises (with its ``batch_position``) and nothing of the call is written.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        event_ids: list[uuid.UUID] = []
+        inserted = 0
+        position = 0
+        with self._pool.connection() as conn:
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    for chunk in chunked(events, batch_size):
+                        rows = [self._mapping_row(e, position + i) for i, e in enumerate(chunk)]
+                        batch_id = uuid.uuid4()
+                        StagingCopy(cur).write(batch_id, position, rows)
+                        any_supplied = any(r.id_supplied for r in rows)
+                        cur.execute("SELECT emit_staged_events(%s, %s)", (batch_id, any_supplied))
+                        inserted += cur.fetchone()[0]
+                        event_ids.extend(r.event_id for r in rows)
+                        position += len(rows)
+            except psycopg.Error as exc:
+                raise _translate(exc) from exc
+        return EmitResult(event_ids, inserted)
+
+    # The seed's typed helpers ----------------------------------------------------------------------
+    def track_project_created(self, project_id: uuid.UUID | str, details: Mapping[str, Any]) -> uuid.UUID:
+        """``project.created``: details carry title, budget, project_type, is_featured, skills."""
+        return self.track("project.created", details, entity_type="project", entity_id=project_id)
+
+    def track_proposal_submitted(self, proposal_id: uuid.UUID | str, project_id: uuid.UUID | str,
+                                 bid_amount: float | Decimal) -> uuid.UUID:
+        return self.track("proposal.submitted", {"project_id": str(project_id), "bid_amount": bid_amount},
+                          entity_type="proposal", entity_id=proposal_id)
+
+    def track_milestone_approved(self, milestone_id: uuid.UUID | str, project_id: uuid.UUID | str,
+                                 amount: float | Decimal) -> uuid.UUID:
+        """``milestone.approved``, a financial event."""
+        return self.track("milestone.approved", {"project_id": str(project_id), "amount": amount},
+                          entity_type="milestone", entity_id=milestone_id)
+
+    def track_review_posted(self, review_id: uuid.UUID | str, review: Mapping[str, Any]) -> uuid.UUID:
+        """``review.posted``: review carries reviewee_user_id, reviewee_type, rating_overall."""
+        return self.track("review.posted", review, entity_type="review", entity_id=review_id)
+
+    def track_profile_viewed(self, profile_user_id: uuid.UUID | str) -> uuid.UUID:
+        return self.track("profile.viewed", {"profile_user_id": str(profile_user_id)}, entity_type="profile",
+                          entity_id=profile_user_id)
+
+    def track_search_performed(self, query: str, filters: Mapping[str, Any] | None, results_count: int,
+                               search_time_ms: float) -> uuid.UUID:
+        return self.track("search.performed", {"query": query, "filters": dict(filters or {}),
+                                               "results_count": results_count, "search_time_ms": search_time_ms})
+
+    def track_user_login(self, method: str, mfa_used: bool = False) -> uuid.UUID:
+        return self.track("user.login", {"method": method, "mfa_used": mfa_used})
+
+    # -- reading -----------------------------------------------------------------------------------
+    def query_events(
+        self,
+        *,
+        start_date: datetime | date | str,
+        end_date: datetime | date | str,
+        event_types: Sequence[str] | None = None,
+        user_id: uuid.UUID | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> EventPage:
+        """Events in [start_date, end_date) (a plain date as the end includes that whole day), newest
+        first, with the total number of matches. At most 93 days, 1,000 a page."""
+        start, end = _instant(start_date, "start_date"), _instant(end_date, "end_date", end_of_day=True)
+        types = list(event_types) if event_types is not None else None
+        uid = to_uuid(user_id, "user_id")
+        with self._pool.connection() as conn, conn.transaction():
+            cur = self._run(conn, "SELECT * FROM query_platform_events(%s, %s, %s, %s, %s, %s)",
+                            (start, end, types, uid, limit, offset), dict_rows=True)
+            events = cur.fetchall()
+            total = self._run(conn, "SELECT count_platform_events(%s, %s, %s, %s)",
+                              (start, end, types, uid)).fetchone()[0]
+        return EventPage(events, total, limit, offset)
+
+    def get_dashboard_metrics(self) -> DashboardMetrics:
+        """The real-time dashboard figures, recomputed by the database when the cached ones expired."""
+        with self._pool.connection() as conn:
+            rows = self._run(conn, "SELECT metric_key, metric_value, calculated_at, expires_at "
+                                   "FROM get_dashboard_metrics()").fetchall()
+        metrics = DashboardMetrics({key: value for key, value, _, _ in rows})
+        if rows:
+            metrics.calculated_at = min(r[2] for r in rows)
+            metrics.expires_at = min(r[3] for r in rows)
+        return metrics
+
+    def query_aggregations(
+        self,
+        *,
+        aggregation_type: str,
+        start_date: date | str,
+        end_date: date | str,
+        event_category: str | None = None,
+        event_types: Sequence[str] | None = None,
+    ) -> AggregationResult:
+        """Pre-computed hourly/daily/weekly rows for the days [start_date, end_date], with exact totals."""
+        start, end = _day(start_date, "start_date"), _day(end_date, "end_date")
+        types = list(event_types) if event_types is not None else None
+        with self._pool.connection() as conn, conn.transaction():
+            rows = self._run(conn, "SELECT * FROM query_event_aggregations(%s, %s, %s, %s, %s)",
+                             (aggregation_type, start, end, event_category, types), dict_rows=True).fetchall()
+            totals = self._run(conn, "SELECT * FROM event_range_totals(%s, %s, %s, %s)",
+                               (start, end, event_category, types)).fetchone()
+        return AggregationResult(rows, *totals)
+
+    # -- internals ---------------------------------------------------------------------------------
+    @staticmethod
+    def _run(conn: psycopg.Connection, query: str, params: Sequence[Any] = (), *,
+             dict_rows: bool = False) -> psycopg.Cursor:
+        from psycopg.rows import dict_row
+
+        cur = conn.cursor(row_factory=dict_row) if dict_rows else conn.cursor()
+        try:
+            return cur.execute(query, params)
+        except psycopg.Error as exc:
+            raise _translate(exc) from exc
+
+    def _row(self, event_type: str, event_data: Mapping[str, Any] | None, *, position: int | None = None,
+             **fields: Any) -> EventRow:
+        metadata = {**self._session_metadata, **(fields.pop("metadata") or {})}
+        user_id = fields.pop("user_id")
+        return EventRow.build(
+            event_type=event_type,
+            event_data=event_data if event_data is not None else {},
+            user_id=self.user_id if user_id is None else user_id,
+            metadata=metadata,
+            source=fields.pop("source", None) or self.source,
+            session_id=fields.pop("session_id", None) or (self.session.session_id if self.session else None),
+            position=position,
+            **fields,
+        )
+
+    def _mapping_row(self, event: Mapping[str, Any], position: int) -> EventRow:
+        if not isinstance(event, Mapping):
+            raise InvalidPayload(f"event #{position} of the batch is a {type(event).__name__}, not a mapping",
+                                 batch_position=position)
+        unknown = set(event) - _EVENT_FIELDS
+        if unknown:
+            raise InvalidField(f"event #{position} of the batch has unknown fields: {', '.join(sorted(unknown))}",
+                               batch_position=position)
+        fields = {k: event.get(k) for k in _EVENT_FIELDS if k not in ("event_type", "event_data")}
+        return self._row(event.get("event_type"), event.get("event_data"), position=position, **fields)
+
+
+_EVENT_FIELDS = frozenset({"event_type", "event_data", "user_id", "entity_type", "entity_id", "metadata",
+                           "source", "session_id", "timestamp", "event_id"})
+
+
+def _translate(exc: psycopg.Error) -> Exception:
+    mapped = from_database_error(exc)
+    if mapped is not None:
+        return mapped
+    if isinstance(exc, psycopg.errors.InvalidTextRepresentation | psycopg.errors.UntranslatableCharacter):
+        return InvalidPayload(str(exc).strip())
+    return exc
+
+
+def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Lists of up to ``size`` consecutive items, without materialising the whole iterable."""
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _instant(value: datetime | date | str, name: str, *, end_of_day: bool = False) -> datetime:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00")) if "T" in value else date.fromisoformat(value)
+        except ValueError:
+            raise InvalidField(f"{name} {value!r} is not an ISO-8601 date or timestamp") from None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise InvalidField(f"{name} must be timezone-aware, got {value.isoformat()}")
+        return value
+    if isinstance(value, date):
+        day = datetime.combine(value, time(0), tzinfo=UTC)
+        return day + timedelta(days=1) if end_of_day else day
+    raise InvalidField(f"{name} must be a datetime, a date or an ISO-8601 string, got {type(value).__name__}")
+
+
+def _day(value: date | str, name: str) -> date:
+    if isinstance(value, datetime):
+        raise InvalidField(f"{name} is a day: pass a date, not a datetime")
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidField(f"{name} {value!r} is not an ISO-8601 date (YYYY-MM-DD)") from None

@@ -1,0 +1,95 @@
+"""Errors raised by the event store and its client, one class per way an event or a query can be wrong.
+
+The SQL functions raise SQLSTATEs of class ``WD`` (see ``sql/migrations/0004_emit.sql``); the client maps
+each to the class below, so callers can catch exactly what they expect.
+"""
+
+from __future__ import annotations
+
+import re
+
+
+class WorkdevError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class EventRejected(WorkdevError, ValueError):
+    """An event was refused; nothing of its call was written.
+
+    ``batch_position`` is the 0-based index of the offending event in an ``emit_many`` call, if any.
+    """
+
+    sqlstate = "WD000"
+
+    def __init__(self, message: str, *, batch_position: int | None = None) -> None:
+        super().__init__(message)
+        self.batch_position = batch_position
+
+
+class UnknownEventType(EventRejected):
+    sqlstate = "WD001"
+
+
+class InactiveEventType(EventRejected):
+    sqlstate = "WD002"
+
+
+class InvalidPayload(EventRejected):
+    """event_data or metadata is not a JSON object (or not JSON at all)."""
+
+    sqlstate = "WD003"
+
+
+class PayloadTooLarge(EventRejected):
+    sqlstate = "WD004"
+
+
+class MissingRequiredKeys(EventRejected):
+    sqlstate = "WD005"
+
+
+class UserRequired(EventRejected):
+    sqlstate = "WD006"
+
+
+class TimestampOutOfRange(EventRejected):
+    sqlstate = "WD007"
+
+
+class InvalidField(EventRejected):
+    """A field has the wrong form: not a UUID, too long, a naive datetime, ..."""
+
+    sqlstate = "WD008"
+
+
+class QueryLimitExceeded(WorkdevError, ValueError):
+    """A query asked for more than the read functions allow (range, page size, offset)."""
+
+    sqlstate = "WD010"
+
+
+class MigrationError(WorkdevError):
+    """The database schema cannot be brought up to date safely."""
+
+
+EVENT_ERRORS: dict[str, type[EventRejected]] = {
+    cls.sqlstate: cls
+    for cls in (UnknownEventType, InactiveEventType, InvalidPayload, PayloadTooLarge, MissingRequiredKeys,
+                UserRequired, TimestampOutOfRange, InvalidField)
+}
+
+_POSITION = re.compile(r"batch_position=(\d+)")
+
+
+def from_database_error(exc: Exception) -> WorkdevError | None:
+    """The package error matching a database error raised by our SQL functions, or None."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    diag = getattr(exc, "diag", None)
+    message = (getattr(diag, "message_primary", None) or str(exc)).strip()
+    if sqlstate == QueryLimitExceeded.sqlstate:
+        return QueryLimitExceeded(message)
+    cls = EVENT_ERRORS.get(sqlstate or "")
+    if cls is None:
+        return None
+    match = _POSITION.search(getattr(diag, "message_detail", None) or "")
+    return cls(message, batch_position=int(match.group(1)) if match else None)

@@ -1,0 +1,167 @@
+"""One event on its way into the store: checked and serialised once, then sent by function call or COPY.
+
+The database decides whether an event is acceptable (``event_rejection`` in SQL). What is checked here is
+only what cannot even be sent: values that are not UUIDs, naive datetimes, payloads that are not JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from workdev_pipeline.errors import InvalidField, InvalidPayload
+
+_STAGING_COLUMNS = ("batch_id", "ord", "event_id", "id_supplied", "event_type", "user_id", "entity_type",
+                    "entity_id", "event_data", "metadata", "source", "timestamp", "session_id")
+_COPY_SQL = "COPY event_ingest_staging ({}) FROM STDIN".format(", ".join(f'"{c}"' for c in _STAGING_COLUMNS))
+
+
+def new_event_id() -> uuid.UUID:
+    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then randomness. Time-ordered, index-friendly."""
+    value = (time.time_ns() // 1_000_000 & (1 << 48) - 1) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 4122 variant
+    return uuid.UUID(int=value)
+
+
+def to_uuid(value: uuid.UUID | str | None, name: str, position: int | None = None) -> uuid.UUID | None:
+    """``value`` as a UUID (None stays None); anything else is an :class:`InvalidField` naming the field."""
+    if value is None or isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise InvalidField(f"{_where(position)}{name} is not a valid UUID: {str(value)[:80]!r}", batch_position=position)
+
+
+def _where(position: int | None) -> str:
+    return "" if position is None else f"event #{position} of the batch: "
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+
+
+def to_json_object(value: Any, name: str, position: int | None = None) -> str:
+    """Serialise a mapping to JSON text that PostgreSQL's jsonb will accept, or raise InvalidPayload."""
+    if not isinstance(value, Mapping):
+        raise InvalidPayload(f"{_where(position)}{name} must be a JSON object (a mapping), got {type(value).__name__}",
+                             batch_position=position)
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default)
+        text.encode("utf-8")
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        raise InvalidPayload(f"{_where(position)}{name} is not valid JSON: {exc}", batch_position=position) from None
+    if "\\u0000" in text:
+        raise InvalidPayload(f"{_where(position)}{name} contains a NUL character, which PostgreSQL cannot store",
+                             batch_position=position)
+    return text
+
+
+def _text(value: Any, name: str, position: int | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, uuid.UUID | int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise InvalidField(f"{_where(position)}{name} must be a string, got {type(value).__name__}",
+                           batch_position=position)
+    if "\x00" in value:
+        raise InvalidField(f"{_where(position)}{name} contains a NUL character", batch_position=position)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidField(f"{_where(position)}{name} is not valid Unicode text", batch_position=position) from None
+    return value
+
+
+def _timestamp(value: Any, position: int | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidField(f"{_where(position)}timestamp {value[:40]!r} is not ISO-8601",
+                               batch_position=position) from None
+    if not isinstance(value, datetime):
+        raise InvalidField(f"{_where(position)}timestamp must be a datetime, got {type(value).__name__}",
+                           batch_position=position)
+    if value.tzinfo is None:
+        raise InvalidField(f"{_where(position)}timestamp must be timezone-aware, got {value.isoformat()}",
+                           batch_position=position)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """An event ready to send: ids parsed, payloads serialised."""
+
+    event_id: uuid.UUID
+    id_supplied: bool
+    event_type: str | None
+    user_id: uuid.UUID | None
+    entity_type: str | None
+    entity_id: str | None
+    event_data: str
+    metadata: str
+    source: str | None
+    timestamp: datetime | None
+    session_id: uuid.UUID | None
+
+    @classmethod
+    def build(cls, *, event_type: Any, event_data: Any, user_id: Any = None, entity_type: Any = None,
+              entity_id: Any = None, metadata: Any = None, source: Any = None, session_id: Any = None,
+              timestamp: Any = None, event_id: Any = None, position: int | None = None) -> EventRow:
+        supplied = to_uuid(event_id, "event_id", position)
+        return cls(
+            event_id=supplied or new_event_id(),
+            id_supplied=supplied is not None,
+            event_type=_text(event_type, "event_type", position),
+            user_id=to_uuid(user_id, "user_id", position),
+            entity_type=_text(entity_type, "entity_type", position),
+            entity_id=_text(entity_id, "entity_id", position),
+            event_data=to_json_object(event_data, "event_data", position),
+            metadata=to_json_object(metadata if metadata is not None else {}, "metadata", position),
+            source=_text(source, "source", position),
+            timestamp=_timestamp(timestamp, position),
+            session_id=to_uuid(session_id, "session_id", position),
+        )
+
+    def function_params(self) -> tuple[Any, ...]:
+        """Arguments of ``emit_platform_event`` (a generated id is left to the server)."""
+        return (self.event_type, self.user_id, self.entity_type, self.entity_id, self.event_data, self.metadata,
+                self.source, self.session_id, self.event_id if self.id_supplied else None, self.timestamp)
+
+
+class StagingCopy:
+    """COPYs prepared rows into ``event_ingest_staging`` under one batch id."""
+
+    def __init__(self, cursor: psycopg.Cursor) -> None:
+        self._cursor = cursor
+
+    def write(self, batch_id: uuid.UUID, first_position: int, rows: Sequence[EventRow]) -> None:
+        with self._cursor.copy(_COPY_SQL) as copy:
+            for offset, r in enumerate(rows):
+                copy.write_row((batch_id, first_position + offset, r.event_id, r.id_supplied, r.event_type,
+                                r.user_id, r.entity_type, r.entity_id, r.event_data, r.metadata, r.source,
+                                r.timestamp, r.session_id))
