@@ -171,8 +171,18 @@ class AnalyticsClient:
 
         Re-sending with the same ``event_id`` (a retry after a timeout) returns that id and writes nothing.
         """
-        row = self._row(event_type, event_data, entity_type=entity_type, entity_id=entity_id, user_id=user_id,
-                        event_id=event_id, timestamp=timestamp, metadata=metadata)
+        row = EventRow.build(
+            event_type=event_type,
+            event_data=event_data if event_data is not None else {},
+            user_id=self.user_id if user_id is None else user_id,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            metadata={**self._session_metadata, **(metadata or {})},
+            source=self.source,
+            session_id=self.session.session_id if self.session else None,
+            timestamp=timestamp,
+            event_id=event_id,
+        )
         params = row.function_params()
         with self._pool.connection() as conn:
             result = self._run(conn, "SELECT emit_platform_event(%s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s)",
@@ -183,7 +193,8 @@ class AnalyticsClient:
         """Emit many events in one all-or-nothing transaction, COPYing them in batches of ``batch_size``.
 
         Each event is a mapping with ``event_type`` and any of ``event_data``, ``user_id``, ``entity_type``,
-        ``entity_id``, ``metadata``, ``source``, ``session_id``, ``timestamp``, ``event_id``. Validation
+        ``entity_id``, ``metadata``, ``source``, ``session_id``, ``timestamp``, ``event_id``, taken as given
+        (the client's user and session are not applied: a bulk producer says whose each event is). Validation
         is the SQL function's, so a batch is exactly as strict as :meth:`track`; the first bad event
         raises (with its ``batch_position``) and nothing of the call is written.
         """
@@ -306,21 +317,6 @@ class AnalyticsClient:
         except psycopg.Error as exc:
             raise _translate(exc) from exc
 
-    def _row(self, event_type: str, event_data: Mapping[str, Any] | None, *, position: int | None = None,
-             **fields: Any) -> EventRow:
-        metadata = {**self._session_metadata, **(fields.pop("metadata") or {})}
-        user_id = fields.pop("user_id")
-        return EventRow.build(
-            event_type=event_type,
-            event_data=event_data if event_data is not None else {},
-            user_id=self.user_id if user_id is None else user_id,
-            metadata=metadata,
-            source=fields.pop("source", None) or self.source,
-            session_id=fields.pop("session_id", None) or (self.session.session_id if self.session else None),
-            position=position,
-            **fields,
-        )
-
     def _mapping_row(self, event: Mapping[str, Any], position: int) -> EventRow:
         if not isinstance(event, Mapping):
             raise InvalidPayload(f"event #{position} of the batch is a {type(event).__name__}, not a mapping",
@@ -329,8 +325,10 @@ class AnalyticsClient:
         if unknown:
             raise InvalidField(f"event #{position} of the batch has unknown fields: {', '.join(sorted(unknown))}",
                                batch_position=position)
-        fields = {k: event.get(k) for k in _EVENT_FIELDS if k not in ("event_type", "event_data")}
-        return self._row(event.get("event_type"), event.get("event_data"), position=position, **fields)
+        fields = {k: event.get(k) for k in _EVENT_FIELDS}
+        fields["event_data"] = fields["event_data"] if fields["event_data"] is not None else {}
+        fields["source"] = fields["source"] or self.source
+        return EventRow.build(**fields, position=position)
 
 
 _EVENT_FIELDS = frozenset({"event_type", "event_data", "user_id", "entity_type", "entity_id", "metadata",
