@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from workdev_pipeline.errors import InvalidField, InvalidPayload, from_database_error
+from workdev_pipeline.errors import EventRejected, InvalidField, InvalidPayload, from_database_error
 from workdev_pipeline.events import EventRow, StagingCopy, new_event_id, to_uuid
 
 DEFAULT_BATCH_SIZE = 10_000
@@ -207,12 +207,15 @@ class AnalyticsClient:
             try:
                 with conn.transaction(), conn.cursor() as cur:
                     for chunk in chunked(events, batch_size):
-                        rows = [self._mapping_row(e, position + i) for i, e in enumerate(chunk)]
-                        batch_id = uuid.uuid4()
-                        StagingCopy(cur).write(batch_id, position, rows)
-                        any_supplied = any(r.id_supplied for r in rows)
-                        cur.execute("SELECT emit_staged_events(%s, %s)", (batch_id, any_supplied))
-                        inserted += cur.fetchone()[0]
+                        rows, unsendable = self._prepare(chunk, position)
+                        if rows:  # validated by the database even when a later event cannot be sent, so
+                            batch_id = uuid.uuid4()  # the error reported is always the first bad event's
+                            StagingCopy(cur).write(batch_id, position, rows)
+                            cur.execute("SELECT emit_staged_events(%s, %s)",
+                                        (batch_id, any(r.id_supplied for r in rows)))
+                            inserted += cur.fetchone()[0]
+                        if unsendable is not None:
+                            raise unsendable
                         event_ids.extend(r.event_id for r in rows)
                         position += len(rows)
             except psycopg.Error as exc:
@@ -316,6 +319,16 @@ class AnalyticsClient:
             return cur.execute(query, params)
         except psycopg.Error as exc:
             raise _translate(exc) from exc
+
+    def _prepare(self, chunk: list[Any], position: int) -> tuple[list[EventRow], EventRejected | None]:
+        """Rows for a chunk, up to the first event that cannot even be sent (returned as its error)."""
+        rows: list[EventRow] = []
+        for offset, event in enumerate(chunk):
+            try:
+                rows.append(self._mapping_row(event, position + offset))
+            except EventRejected as exc:
+                return rows, exc
+        return rows, None
 
     def _mapping_row(self, event: Mapping[str, Any], position: int) -> EventRow:
         if not isinstance(event, Mapping):
