@@ -26,7 +26,8 @@ FORBIDDEN_FOR_APP = [
     "UPDATE pipeline_watermarks SET tx_watermark = 0",
     "DELETE FROM warehouse_sync_status",
     "INSERT INTO event_aggregations (aggregation_type, period_start, period_end, event_type, event_category,"
-    " total_events, unique_users, unique_sessions) VALUES ('daily', now(), now() + interval '1 day', 'x', 'y', 1, 1, 1)",
+    " total_events, unique_users, unique_sessions)"
+    " VALUES ('daily', now(), now() + interval '1 day', 'x', 'y', 1, 1, 1)",
     "SELECT * FROM user_profiles",
     "UPDATE event_schemas SET active = false",
     "SELECT json_schema FROM event_schemas",
