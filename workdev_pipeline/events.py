@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -25,12 +25,28 @@ _STAGING_COLUMNS = ("batch_id", "ord", "event_id", "id_supplied", "event_type", 
 _COPY_SQL = "COPY event_ingest_staging ({}) FROM STDIN".format(", ".join(f'"{c}"' for c in _STAGING_COLUMNS))
 
 
+class _IdRandomness:
+    """Random bits for event ids: a generator seeded from the OS once per process (and again after a fork,
+    so forked workers never repeat each other's ids). Ids must be unique, not secret; one ``os.urandom``
+    call per id costs a system call that shows in bulk emission."""
+
+    def __init__(self) -> None:
+        self.rng = random.Random(os.urandom(32))
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self.rng.seed(os.urandom(32))
+
+
+_RANDOMNESS = _IdRandomness()
+_V7_CLEAR = ~(0xF << 76 | 0x3 << 62)
+_V7_SET = 0x7 << 76 | 0x2 << 62  # version 7, RFC 4122 variant
+
+
 def new_event_id() -> uuid.UUID:
     """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then randomness. Time-ordered, index-friendly."""
-    value = (time.time_ns() // 1_000_000 & (1 << 48) - 1) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
-    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 4122 variant
-    return uuid.UUID(int=value)
+    value = (time.time_ns() // 1_000_000 & (1 << 48) - 1) << 80 | _RANDOMNESS.rng.getrandbits(80)
+    return uuid.UUID(int=value & _V7_CLEAR | _V7_SET)
 
 
 def to_uuid(value: uuid.UUID | str | None, name: str, position: int | None = None) -> uuid.UUID | None:
@@ -61,14 +77,18 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serializable")
 
 
+_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default).encode
+
+
 def to_json_object(value: Any, name: str, position: int | None = None) -> str:
     """Serialise a mapping to JSON text that PostgreSQL's jsonb will accept, or raise InvalidPayload."""
     if not isinstance(value, Mapping):
         raise InvalidPayload(f"{_where(position)}{name} must be a JSON object (a mapping), got {type(value).__name__}",
                              batch_position=position)
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default)
-        text.encode("utf-8")
+        text = _dumps(value)
+        if not text.isascii():
+            text.encode("utf-8")  # lone surrogates cannot be sent
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         raise InvalidPayload(f"{_where(position)}{name} is not valid JSON: {exc}", batch_position=position) from None
     if "\\u0000" in text:
@@ -87,10 +107,12 @@ def _text(value: Any, name: str, position: int | None) -> str | None:
                            batch_position=position)
     if "\x00" in value:
         raise InvalidField(f"{_where(position)}{name} contains a NUL character", batch_position=position)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidField(f"{_where(position)}{name} is not valid Unicode text", batch_position=position) from None
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidField(f"{_where(position)}{name} is not valid Unicode text",
+                               batch_position=position) from None
     return value
 
 
@@ -112,8 +134,7 @@ def _timestamp(value: Any, position: int | None) -> datetime | None:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class EventRow:
+class EventRow(NamedTuple):
     """An event ready to send: ids parsed, payloads serialised."""
 
     event_id: uuid.UUID
