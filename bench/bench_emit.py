@@ -256,7 +256,7 @@ def median_figure(name: str, runs: list[Run], **context: Any) -> dict[str, Any]:
     return {
         "figure": name,
         "value": round(statistics.median(r.rate for r in runs), 1),
-        "unit": "rows/s" if name.startswith("raw_") else "events/s",
+        "unit": "rows/s" if name.endswith("rows_per_s") else "events/s",
         "events": runs[0].events,
         "seconds": round(statistics.median(r.seconds for r in runs), 3),
         "runs_per_s": [round(r.rate, 1) for r in runs],
@@ -266,14 +266,42 @@ def median_figure(name: str, runs: list[Run], **context: Any) -> dict[str, Any]:
     }
 
 
-def measure_single(url: str, events: list[dict[str, Any]]) -> dict[str, Any]:
-    log(f"single: {len(events)} track() calls on one connection")
-    with AnalyticsClient(url, max_connections=1, source="bench") as client:
-        run = timed(lambda: run_single(client, events))
-    return {"figure": "single_emit_events_per_s", "value": round(run.rate, 1), "unit": "events/s",
-            "events": run.events, "seconds": round(run.seconds, 3), "connections": 1, "commits": run.events,
-            "path": "AnalyticsClient.track -> emit_platform_event, autocommit", "bar": SINGLE_BAR,
-            "meets_bar": run.rate >= SINGLE_BAR}
+def run_plain_inserts(conn: psycopg.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+    """The fsync ceiling of one-at-a-time emission: a plain INSERT of each row into the index-free raw table,
+    autocommit (one commit each), same connection settings as the client."""
+    statement = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+        sql.Identifier(RAW_TABLE), sql.SQL(", ").join(sql.Identifier(c) for c in RAW_COLUMNS),
+        sql.SQL(", ").join(sql.Placeholder() * len(RAW_COLUMNS)))
+    for row in rows:
+        conn.execute(statement, row)
+    return len(rows)
+
+
+def measure_single(url: str, events: list[dict[str, Any]], rounds: int) -> list[dict[str, Any]]:
+    """``track`` per event vs a plain autocommit INSERT of the same rows, interleaved in ``rounds``: on a
+    machine whose commits are fsync-bound the plain INSERT is the ceiling, so the ratio is what to compare."""
+    log(f"single: {len(events)} track() calls and as many plain INSERTs on one connection, {rounds} rounds")
+    rows = raw_rows(url, events)
+    runs: dict[str, list[Run]] = {"emit": [], "insert": []}
+    with AnalyticsClient(url, max_connections=1, source="bench") as client, \
+            psycopg.connect(url, autocommit=True) as plain:
+        for r in range(1, rounds + 1):
+            part = slice((r - 1) * len(events) // rounds, r * len(events) // rounds)
+            runs["emit"].append(timed(lambda part=part: run_single(client, events[part])))
+            runs["insert"].append(timed(lambda part=part: run_plain_inserts(plain, rows[part])))
+            log(f"round {r}/{rounds} single: {runs['emit'][-1].rate:,.0f}/s, "
+                f"plain INSERT {runs['insert'][-1].rate:,.0f}/s")
+    common = {"connections": 1, "commits": "one per event"}
+    emit = median_figure("single_emit_events_per_s", runs["emit"], **common, bar=SINGLE_BAR,
+                         path="AnalyticsClient.track -> emit_platform_event, autocommit")
+    emit["meets_bar"] = emit["value"] >= SINGLE_BAR
+    plain_figure = median_figure("single_plain_insert_rows_per_s", runs["insert"], **common,
+                                 path="INSERT of the same row into an index-free table, autocommit (fsync ceiling)")
+    ratio = {"figure": "single_emit_ratio_to_plain_insert", "value": round(emit["value"] / plain_figure["value"], 3),
+             "unit": "ratio", "events": emit["events"], "seconds": emit["seconds"],
+             "numerator": emit["figure"], "ratio_to": plain_figure["figure"],
+             "per_round": [round(a.rate / b.rate, 3) for a, b in zip(runs["emit"], runs["insert"], strict=True)]}
+    return [emit, plain_figure, ratio]
 
 
 def measure_bulk(url: str, work: Workload, batch_size: int, rounds: int) -> list[dict[str, Any]]:
@@ -335,7 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"generating {USERS} users and {2 * args.events + args.single:,} events")
         work = generate_workload(url, args.events, args.single)
         work.raw_rows = raw_rows(url, work.no_ids)
-        emit_figure(measure_single(url, work.single))
+        for figure in measure_single(url, work.single, args.rounds):
+            emit_figure(figure)
         for figure in measure_bulk(url, work, args.batch_size, args.rounds):
             emit_figure(figure)
     log(f"done in {time.perf_counter() - started:.1f} s")

@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -206,8 +207,7 @@ class AnalyticsClient:
         with self._pool.connection() as conn:
             try:
                 with conn.transaction(), conn.cursor() as cur:
-                    for chunk in chunked(events, batch_size):
-                        rows, unsendable = self._prepare(chunk, position)
+                    for rows, unsendable in self._prepared_chunks(events, batch_size):
                         if rows:  # validated by the database even when a later event cannot be sent, so
                             batch_id = uuid.uuid4()  # the error reported is always the first bad event's
                             StagingCopy(cur).write(batch_id, position, rows)
@@ -320,6 +320,22 @@ class AnalyticsClient:
         except psycopg.Error as exc:
             raise _translate(exc) from exc
 
+    def _prepared_chunks(self, events: Iterable[Mapping[str, Any]],
+                         batch_size: int) -> Iterator[tuple[list[EventRow], EventRejected | None]]:
+        """``_prepare`` of each chunk in order, the next chunk prepared in a thread while the caller sends
+        this one (the database works on the batch meanwhile, so Python and PostgreSQL overlap)."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emit-prepare") as executor:
+            ahead: Future[tuple[list[EventRow], EventRejected | None]] | None = None
+            position = 0
+            for chunk in chunked(events, batch_size):
+                following = executor.submit(self._prepare, chunk, position)
+                position += len(chunk)
+                if ahead is not None:
+                    yield ahead.result()
+                ahead = following
+            if ahead is not None:
+                yield ahead.result()
+
     def _prepare(self, chunk: list[Any], position: int) -> tuple[list[EventRow], EventRejected | None]:
         """Rows for a chunk, up to the first event that cannot even be sent (returned as its error)."""
         rows: list[EventRow] = []
@@ -334,14 +350,17 @@ class AnalyticsClient:
         if not isinstance(event, Mapping):
             raise InvalidPayload(f"event #{position} of the batch is a {type(event).__name__}, not a mapping",
                                  batch_position=position)
-        unknown = set(event) - _EVENT_FIELDS
-        if unknown:
-            raise InvalidField(f"event #{position} of the batch has unknown fields: {', '.join(sorted(unknown))}",
+        if not event.keys() <= _EVENT_FIELDS:
+            unknown = ", ".join(sorted(set(event) - _EVENT_FIELDS))
+            raise InvalidField(f"event #{position} of the batch has unknown fields: {unknown}",
                                batch_position=position)
-        fields = {k: event.get(k) for k in _EVENT_FIELDS}
-        fields["event_data"] = fields["event_data"] if fields["event_data"] is not None else {}
-        fields["source"] = fields["source"] or self.source
-        return EventRow.build(**fields, position=position)
+        get = event.get
+        event_data = get("event_data")
+        return EventRow.build(
+            event_type=get("event_type"), event_data=event_data if event_data is not None else {},
+            user_id=get("user_id"), entity_type=get("entity_type"), entity_id=get("entity_id"),
+            metadata=get("metadata"), source=get("source") or self.source, session_id=get("session_id"),
+            timestamp=get("timestamp"), event_id=get("event_id"), position=position)
 
 
 _EVENT_FIELDS = frozenset({"event_type", "event_data", "user_id", "entity_type", "entity_id", "metadata",

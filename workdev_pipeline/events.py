@@ -16,13 +16,23 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+import orjson
 import psycopg
+from psycopg.types.json import set_json_dumps
 
 from workdev_pipeline.errors import InvalidField, InvalidPayload
 
 _STAGING_COLUMNS = ("batch_id", "ord", "event_id", "id_supplied", "event_type", "user_id", "entity_type",
                     "entity_id", "event_data", "metadata", "source", "timestamp", "session_id")
-_COPY_SQL = "COPY event_ingest_staging ({}) FROM STDIN".format(", ".join(f'"{c}"' for c in _STAGING_COLUMNS))
+_STAGING_TYPES = ("uuid", "int4", "uuid", "bool", "text", "uuid", "text", "text", "jsonb", "jsonb", "text",
+                  "timestamptz", "uuid")
+_COPY_SQL = "COPY event_ingest_staging ({}) FROM STDIN (FORMAT BINARY)".format(
+    ", ".join(f'"{c}"' for c in _STAGING_COLUMNS))
+
+
+def _json_text_as_is(text: str) -> str:
+    """The jsonb dumper's serialiser for the staging COPY: payloads arrive already serialised (and checked)."""
+    return text
 
 
 class _IdRandomness:
@@ -77,7 +87,23 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serializable")
 
 
-_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default).encode
+_strict_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"),
+                                 default=_json_default).encode
+
+
+def _encode_json(value: Any) -> str:
+    """JSON text of ``value``: orjson (about 10x the standard library here, the hot path of bulk emission),
+    with the standard library's strict encoder deciding whatever orjson would accept more loosely."""
+    try:
+        data = orjson.dumps(value, default=_json_default)
+    except TypeError:  # non-string keys, integers past 64 bits, lone surrogates: the strict encoder decides
+        data = None
+    if data is None or b"null" in data:  # orjson writes NaN and Infinity as null; the strict encoder rejects them
+        text = _strict_dumps(value)
+        if not text.isascii():
+            text.encode("utf-8")  # lone surrogates cannot be sent
+        return text
+    return data.decode()
 
 
 def to_json_object(value: Any, name: str, position: int | None = None) -> str:
@@ -86,9 +112,7 @@ def to_json_object(value: Any, name: str, position: int | None = None) -> str:
         raise InvalidPayload(f"{_where(position)}{name} must be a JSON object (a mapping), got {type(value).__name__}",
                              batch_position=position)
     try:
-        text = _dumps(value)
-        if not text.isascii():
-            text.encode("utf-8")  # lone surrogates cannot be sent
+        text = _encode_json(value)
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         raise InvalidPayload(f"{_where(position)}{name} is not valid JSON: {exc}", batch_position=position) from None
     if "\\u0000" in text:
@@ -100,6 +124,8 @@ def to_json_object(value: Any, name: str, position: int | None = None) -> str:
 def _text(value: Any, name: str, position: int | None) -> str | None:
     if value is None:
         return None
+    if type(value) is str and value.isascii() and "\x00" not in value:  # the common case, checked cheaply
+        return value
     if isinstance(value, uuid.UUID | int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
@@ -179,9 +205,12 @@ class StagingCopy:
 
     def __init__(self, cursor: psycopg.Cursor) -> None:
         self._cursor = cursor
+        set_json_dumps(_json_text_as_is, context=cursor)
 
     def write(self, batch_id: uuid.UUID, first_position: int, rows: Sequence[EventRow]) -> None:
+        """Binary COPY: about half the client's formatting work and the server's parsing of text COPY."""
         with self._cursor.copy(_COPY_SQL) as copy:
+            copy.set_types(_STAGING_TYPES)
             for offset, r in enumerate(rows):
                 copy.write_row((batch_id, first_position + offset, r.event_id, r.id_supplied, r.event_type,
                                 r.user_id, r.entity_type, r.entity_id, r.event_data, r.metadata, r.source,
