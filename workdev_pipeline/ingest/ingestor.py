@@ -1,0 +1,308 @@
+"""The ingestion engine: sweeps, day rebuilds and replays of one consumer (warehouse), exactly once.
+
+* **Sweep** (what the sensor's runs do): under the consumer's advisory lock, claim the transaction-id range
+  [watermark, snapshot xmin) in ``ingestion_sweeps`` (committed before anything is written), stream its
+  events, validate and enrich them, write one file per UTC day, publish the files, then -- in one
+  transaction -- dead-letter the invalid events, finish the sweep and advance the watermark. A run killed
+  anywhere finds its sweep still 'running' and redoes exactly that range, replacing its own files.
+* **Rebuild** of a day (materializing a partition, a backfill): everything of that day below the watermark,
+  except the dead letter, written anew and swapped in whole.
+* **Replay** of the dead letter: events that now pass are resolved and their days queued for a rebuild in
+  one transaction; the queue is drained before every operation, so a crash in between loses nothing.
+
+Transient failures (file system, lost connections) retry with exponential backoff and jitter, at most
+``retries`` times; a sweep that still fails sends its events to the dead letter (``retry_count``), from
+where a replay brings them back once the cause is fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+
+import adbc_driver_manager
+import psycopg
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from workdev_pipeline.enrichment import GeoLocator, SchemaValidator
+from workdev_pipeline.ingest.extract import BATCH_BYTES, EventReader
+from workdev_pipeline.ingest.faults import crash_point
+from workdev_pipeline.ingest.local_store import DayFileWriter, LocalEventFiles
+from workdev_pipeline.ingest.transform import EventTransformer, Failures
+from workdev_pipeline.sql_files import query
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_ERRORS = (OSError, psycopg.OperationalError, adbc_driver_manager.OperationalError,
+                    adbc_driver_manager.InternalError)
+_LOCK = "SELECT {}(hashtext('workdev.ingest'), hashtext(%s))"
+
+
+@dataclass
+class LoadOutcome:
+    """What one sweep, rebuild or replay did (it becomes the materialization's metadata)."""
+
+    status: str  # loaded | idle | busy | failed
+    kind: str  # sweep | rebuild | replay
+    events_loaded: int = 0
+    events_failed: int = 0
+    bytes_written: int = 0
+    seconds: float = 0.0
+    days: dict[date, int] = field(default_factory=dict)  # rows written per day
+    sweep_id: int | None = None
+    tx_range: tuple[int, int] | None = None
+    redone: bool = False
+    retries: int = 0
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    failure_samples: list[tuple[str, str, str]] = field(default_factory=list)  # (event_id, type, message)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events_loaded / self.seconds if self.seconds > 0 else 0.0
+
+
+class Ingestor:
+    """Moves events of the store into the local warehouse's files for one consumer."""
+
+    def __init__(self, database_url: str, files: LocalEventFiles, *, consumer: str = "local",
+                 geoip_database: str | None = None, retries: int = 3, backoff_seconds: float = 0.5,
+                 batch_bytes: int = BATCH_BYTES, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.url = database_url
+        self.files = files
+        self.consumer = consumer
+        self.retries = retries
+        self.backoff_seconds = backoff_seconds
+        self.batch_bytes = batch_bytes
+        self._sleep = sleep
+        self._locator = GeoLocator(geoip_database)
+        self._transformer: EventTransformer | None = None
+
+    # -- public operations ---------------------------------------------------------------------------
+    def sweep(self, run_id: str | None = None) -> LoadOutcome:
+        """Load everything committed since the last sweep (or redo a killed one)."""
+        started = time.perf_counter()
+        try:
+            outcome = self._retrying(lambda: self._sweep_once(run_id))
+        except TRANSIENT_ERRORS as exc:
+            outcome = self._fail_sweep(run_id, exc)
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    def rebuild(self, days: Sequence[date], run_id: str | None = None) -> LoadOutcome:
+        """Rewrite whole days from PostgreSQL (idempotent: the same input gives the same rows)."""
+        started = time.perf_counter()
+        outcome = LoadOutcome("loaded", "rebuild")
+        with self._locked(wait=True) as conn:
+            self._drain_rebuild_queue(conn, run_id, outcome)
+            for day in sorted(set(days)):
+                self._retrying(lambda day=day: self._rebuild_day(conn, day, run_id, outcome))
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    def replay(self, run_id: str | None = None) -> LoadOutcome:
+        """Send the dead letter back through: what passes now is loaded (its days rebuilt), the rest stays."""
+        started = time.perf_counter()
+        outcome = LoadOutcome("loaded", "replay")
+        with self._locked(wait=True) as conn:
+            passing: list[str] = []
+            still = Failures()
+            with self._reader() as reader:
+                for batch in reader.stream("ingest/open_failures", consumer=self.consumer):
+                    table, failures = self.transformer(conn).transform(batch)
+                    passing += table.column("event_id").to_pylist()
+                    still.extend(failures)
+            with conn.transaction():
+                self._record_failures(conn, still)
+                conn.execute(query("ingest/resolve_failures"), {"event_ids": passing, "consumer": self.consumer})
+            crash_point("after_resolve")
+            outcome.notes.append(f"{len(passing)} event(s) pass now, {len(still)} still fail")
+            outcome.events_failed = len(still)
+            self._drain_rebuild_queue(conn, run_id, outcome)
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    def transformer(self, conn: psycopg.Connection) -> EventTransformer:
+        if self._transformer is None:
+            schemas = dict(conn.execute(query("ingest/event_schemas")).fetchall())
+            self._transformer = EventTransformer(SchemaValidator(schemas), self._locator)
+        return self._transformer
+
+    # -- sweeps ----------------------------------------------------------------------------------------
+    def _sweep_once(self, run_id: str | None) -> LoadOutcome:
+        with self._locked(wait=False) as conn:
+            if conn is None:
+                return LoadOutcome("busy", "sweep", notes=["another sweep or rebuild of this warehouse is running"])
+            outcome = LoadOutcome("loaded", "sweep")
+            self._drain_rebuild_queue(conn, run_id, outcome)
+            conn.execute(query("ingest/register_consumer"), {"consumer": self.consumer})
+            running = conn.execute(query("ingest/running_sweep"), {"consumer": self.consumer}).fetchone()
+            if running is not None:
+                sweep_id, tx_low, tx_high = running
+                outcome.redone = True
+                removed = self.files.remove_sweep_files(sweep_id)
+                outcome.notes.append(f"redoing sweep {sweep_id} left unfinished ({removed} published file(s) replaced)")
+            else:
+                tx_low, tx_high, has_events = conn.execute(query("ingest/sweep_bounds"),
+                                                           {"consumer": self.consumer}).fetchone()
+                if tx_high <= tx_low or not has_events:
+                    if tx_high > tx_low:  # transactions that wrote no events: just move past them
+                        conn.execute(query("ingest/advance_watermark"),
+                                     {"consumer": self.consumer, "tx_high": tx_high})
+                    outcome.status = "idle"
+                    return outcome
+                sweep_id = conn.execute(query("ingest/claim_sweep"), {
+                    "consumer": self.consumer, "tx_low": tx_low, "tx_high": tx_high, "run_id": run_id}).fetchone()[0]
+            outcome.sweep_id, outcome.tx_range = sweep_id, (tx_low, tx_high)
+            crash_point("after_claim")
+            started_at = datetime.now(UTC)
+
+            self.files.ensure_writable()
+            splitter = self.files.sweep_splitter(sweep_id)
+            failures = Failures()
+            transformer = self.transformer(conn)
+            with self._reader() as reader:
+                for batch in reader.stream("ingest/sweep_events", consumer=self.consumer,
+                                           tx_low=tx_low, tx_high=tx_high):
+                    table, bad = transformer.transform(batch)
+                    splitter.write(table)
+                    failures.extend(bad)
+            written = splitter.close()
+            crash_point("after_write")
+            self.files.publish_sweep(sweep_id, written)
+            crash_point("after_publish")
+
+            outcome.days = {day: rows for day, (rows, _) in written.items()}
+            outcome.events_loaded = sum(outcome.days.values())
+            outcome.events_failed = len(failures)
+            outcome.bytes_written = sum(size for _, size in written.values())
+            outcome.failure_samples = list(zip(failures.event_ids, failures.event_types, failures.messages,
+                                               strict=True))[:20]
+            with conn.transaction():
+                self._record_failures(conn, failures)
+                conn.execute(query("ingest/finish_sweep"), {"sweep_id": sweep_id, "events": outcome.events_loaded,
+                                                            "events_failed": outcome.events_failed})
+                conn.execute(query("ingest/advance_watermark"), {"consumer": self.consumer, "tx_high": tx_high})
+                for day, (rows, size) in sorted(written.items()):
+                    self._sync_status(conn, day, f"sweep-{sweep_id}", run_id, "succeeded", rows, rows, 0, size,
+                                      started_at)
+                if failures and not written:
+                    self._sync_status(conn, None, f"sweep-{sweep_id}", run_id, "succeeded", len(failures), 0,
+                                      len(failures), 0, started_at)
+            return outcome
+
+    def _fail_sweep(self, run_id: str | None, exc: BaseException) -> LoadOutcome:
+        """The sweep's writes kept failing: its events go to the dead letter and the sweep is finished."""
+        message = f"transient failure after {self.retries} retries: {type(exc).__name__}: {exc}"[:2000]
+        outcome = LoadOutcome("failed", "sweep", error=message, retries=self.retries)
+        with self._locked(wait=True) as conn:
+            running = conn.execute(query("ingest/running_sweep"), {"consumer": self.consumer}).fetchone()
+            if running is None:
+                raise exc
+            sweep_id, tx_low, tx_high = running
+            outcome.sweep_id, outcome.tx_range = sweep_id, (tx_low, tx_high)
+            try:
+                self.files.remove_sweep_files(sweep_id)
+            except OSError as cleanup:  # the replay's day rebuilds replace whatever is left
+                outcome.notes.append(f"could not remove the sweep's files: {cleanup}")
+            with conn.transaction():
+                failed = conn.execute(query("ingest/fail_sweep_range"), {
+                    "consumer": self.consumer, "message": message, "retry_count": self.retries,
+                    "tx_low": tx_low, "tx_high": tx_high}).rowcount
+                conn.execute(query("ingest/finish_sweep"), {"sweep_id": sweep_id, "events": 0,
+                                                            "events_failed": failed})
+                conn.execute(query("ingest/advance_watermark"), {"consumer": self.consumer, "tx_high": tx_high})
+                self._sync_status(conn, None, f"sweep-{sweep_id}", run_id, "failed", failed, 0, failed, 0,
+                                  datetime.now(UTC), message)
+            outcome.events_failed = failed
+        log.error("sweep %s failed: %s", outcome.sweep_id, message)
+        return outcome
+
+    # -- day rebuilds ------------------------------------------------------------------------------
+    def _drain_rebuild_queue(self, conn: psycopg.Connection, run_id: str | None, outcome: LoadOutcome) -> None:
+        queued = [r[0] for r in conn.execute(query("ingest/queued_rebuilds"), {"consumer": self.consumer})]
+        for day in queued:
+            self._retrying(lambda day=day: self._rebuild_day(conn, day, run_id, outcome))
+
+    def _rebuild_day(self, conn: psycopg.Connection, day: date, run_id: str | None, outcome: LoadOutcome) -> None:
+        started_at = datetime.now(UTC)
+        watermark = conn.execute("SELECT coalesce((SELECT tx_watermark FROM pipeline_watermarks "
+                                 "WHERE consumer = %s), 0)", (self.consumer,)).fetchone()[0]
+        start = datetime.combine(day, dtime.min, tzinfo=UTC)
+        self.files.ensure_writable()
+        new_dir = self.files.rebuild_dir(day)
+        writer = DayFileWriter(new_dir / f"part-d{started_at:%Y%m%dT%H%M%S%f}.parquet")
+        failures = Failures()
+        transformer = self.transformer(conn)
+        with self._reader() as reader:
+            for batch in reader.stream("ingest/day_events", consumer=self.consumer, tx_high=watermark,
+                                       day_start=start, day_end=start + timedelta(days=1)):
+                table, bad = transformer.transform(batch)
+                writer.write(table)
+                failures.extend(bad)
+        size = writer.close()
+        self.files.swap_in(day, new_dir)
+        with conn.transaction():
+            self._record_failures(conn, failures)
+            conn.execute(query("ingest/dequeue_rebuild"), {"consumer": self.consumer, "event_date": day})
+            self._sync_status(conn, day, f"rebuild-{day.isoformat()}", run_id, "succeeded",
+                              writer.rows + len(failures), writer.rows, len(failures), size, started_at)
+        outcome.days[day] = writer.rows
+        outcome.events_loaded += writer.rows
+        outcome.events_failed += len(failures)
+        outcome.bytes_written += size
+
+    # -- plumbing ----------------------------------------------------------------------------------
+    def _retrying(self, action: Callable[[], LoadOutcome | None]) -> LoadOutcome | None:
+        retrying = Retrying(stop=stop_after_attempt(self.retries + 1), reraise=True, sleep=self._sleep,
+                            wait=wait_random_exponential(multiplier=self.backoff_seconds, max=30),
+                            retry=retry_if_exception_type(TRANSIENT_ERRORS),
+                            before_sleep=lambda state: log.warning(
+                                "attempt %d failed (%s); retrying", state.attempt_number, state.outcome.exception()))
+        for attempt in retrying:
+            with attempt:
+                result = action()
+            if attempt.retry_state.attempt_number > 1 and isinstance(result, LoadOutcome):
+                result.retries = attempt.retry_state.attempt_number - 1
+        return result
+
+    @contextmanager
+    def _locked(self, *, wait: bool) -> Iterator[psycopg.Connection | None]:
+        """The consumer's session-level advisory lock (released by PostgreSQL if this process dies)."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            if wait:
+                conn.execute(_LOCK.format("pg_advisory_lock"), (self.consumer,))
+            elif not conn.execute(_LOCK.format("pg_try_advisory_lock"), (self.consumer,)).fetchone()[0]:
+                yield None
+                return
+            for note in self.files.recover():
+                log.warning("recovered: %s", note)
+            yield conn
+
+    @contextmanager
+    def _reader(self) -> Iterator[EventReader]:
+        reader = EventReader(self.url, batch_bytes=self.batch_bytes)
+        try:
+            yield reader
+        finally:
+            reader.close()
+
+    def _record_failures(self, conn: psycopg.Connection, failures: Failures) -> None:
+        for kind in sorted(set(failures.kinds)):
+            conn.execute(query("ingest/record_failures"),
+                         {"consumer": self.consumer, "error_kind": kind, "retry_count": 0, **failures.of_kind(kind)})
+
+    def _sync_status(self, conn: psycopg.Connection, day: date | None, batch_id: str, run_id: str | None,
+                     status: str, total: int, loaded: int, failed: int, size: int, started_at: datetime,
+                     error: str | None = None) -> None:
+        conn.execute(query("ingest/record_sync_status"), {
+            "warehouse": self.consumer, "partition_key": day.isoformat() if day else None, "batch_id": batch_id,
+            "run_id": run_id, "status": status, "events_total": total, "events_loaded": loaded,
+            "events_failed": failed, "bytes_written": size,
+            "duration_seconds": (datetime.now(UTC) - started_at).total_seconds(), "error_message": error,
+            "started_at": started_at})

@@ -1,0 +1,208 @@
+"""The local warehouse's files: Parquet (zstd) under ``<root>/platform_events/event_date=YYYY-MM-DD/``.
+
+How a write stays exactly-once on a plain file system:
+
+* a sweep writes its files into ``_staging/`` and renames each into its day as ``part-s<sweep id>.parquet``.
+  The name is a function of the sweep alone, so a redone sweep (same id, same range) replaces its own files
+  and can never add a second copy; before a redo, every file of that sweep is removed first;
+* a day rebuild writes the whole new day into ``_staging/day-<date>-<token>/`` with a ``_COMMIT`` marker,
+  then swaps directories (old day out to ``_trash/``, new day in). A crash between the two renames leaves
+  the marker behind, and :meth:`LocalEventFiles.recover` (run before every operation, under the consumer's
+  lock) finishes the swap. A staging directory without its marker is an unfinished write and is dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from workdev_pipeline.ingest.schema import WAREHOUSE_SCHEMA
+
+TABLE = "platform_events"
+COMMIT_MARKER = "_COMMIT"
+ROW_GROUP_ROWS = 64_000
+
+
+def day_dir_name(day: date) -> str:
+    return f"event_date={day.isoformat()}"
+
+
+@dataclass
+class DayFileWriter:
+    """Streams one day's rows into one Parquet file, buffering up to a row group at a time."""
+
+    path: Path
+    rows: int = 0
+    _pending: list[pa.Table] = field(default_factory=list)
+    _pending_rows: int = 0
+    _writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        self.rows += table.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending_rows:
+            return
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.path, WAREHOUSE_SCHEMA, compression="zstd")
+        self._writer.write_table(pa.concat_tables(self._pending), row_group_size=ROW_GROUP_ROWS * 2)
+        self._pending, self._pending_rows = [], 0
+
+    def close(self) -> int:
+        """Finish the file (fsynced); returns its size in bytes (0 when nothing was written)."""
+        self._flush()
+        if self._writer is None:
+            return 0
+        self._writer.close()
+        with open(self.path, "rb") as f:
+            os.fsync(f.fileno())
+        return self.path.stat().st_size
+
+
+class DaySplitter:
+    """Routes rows to one writer per UTC day of their timestamp."""
+
+    def __init__(self, path_for_day) -> None:  # path_for_day: Callable[[date], Path]
+        self._path_for_day = path_for_day
+        self.writers: dict[date, DayFileWriter] = {}
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        days = pc.cast(table.column("timestamp"), pa.date32())
+        for day in pc.unique(days).to_pylist():
+            part = table.filter(pc.equal(days, pa.scalar(day, pa.date32())))
+            writer = self.writers.get(day)
+            if writer is None:
+                writer = self.writers[day] = DayFileWriter(self._path_for_day(day))
+            writer.write(part)
+
+    def close(self) -> dict[date, tuple[int, int]]:
+        """Close every file: {day: (rows, bytes)}."""
+        return {day: (w.rows, w.close()) for day, w in self.writers.items()}
+
+
+class LocalEventFiles:
+    """The local warehouse's events table on disk."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.table_dir = self.root / TABLE
+        self.staging_dir = self.root / "_staging"
+        self.trash_dir = self.root / "_trash"
+
+    # -- layout ------------------------------------------------------------------------------------
+    def day_dir(self, day: date) -> Path:
+        return self.table_dir / day_dir_name(day)
+
+    def glob(self) -> str:
+        """The DuckDB/Hive path of every file of the table."""
+        return str(self.table_dir / "event_date=*" / "*.parquet")
+
+    def days(self) -> list[date]:
+        if not self.table_dir.is_dir():
+            return []
+        return sorted(date.fromisoformat(p.name.split("=", 1)[1]) for p in self.table_dir.glob("event_date=*")
+                      if p.is_dir())
+
+    def day_files(self, day: date) -> list[Path]:
+        return sorted(self.day_dir(day).glob("*.parquet"))
+
+    def ensure_writable(self) -> None:
+        """Create the directories (raises PermissionError/OSError when the location is not writable)."""
+        for d in (self.table_dir, self.staging_dir, self.trash_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    # -- sweeps ------------------------------------------------------------------------------------
+    @staticmethod
+    def sweep_file_name(sweep_id: int) -> str:
+        return f"part-s{sweep_id:012d}.parquet"
+
+    def sweep_splitter(self, sweep_id: int) -> DaySplitter:
+        staging = self.staging_dir / f"sweep-{sweep_id:012d}"
+        shutil.rmtree(staging, ignore_errors=True)
+        return DaySplitter(lambda day: staging / day_dir_name(day) / self.sweep_file_name(sweep_id))
+
+    def remove_sweep_files(self, sweep_id: int) -> int:
+        """Remove whatever an earlier attempt of this sweep published (before it is redone)."""
+        removed = 0
+        for path in self.table_dir.glob(f"event_date=*/{self.sweep_file_name(sweep_id)}"):
+            path.unlink()
+            removed += 1
+        shutil.rmtree(self.staging_dir / f"sweep-{sweep_id:012d}", ignore_errors=True)
+        return removed
+
+    def publish_sweep(self, sweep_id: int, days: Iterable[date]) -> None:
+        """Rename each staged day file of the sweep into its day (atomic per file; idempotent)."""
+        staging = self.staging_dir / f"sweep-{sweep_id:012d}"
+        for day in days:
+            source = staging / day_dir_name(day) / self.sweep_file_name(sweep_id)
+            target = self.day_dir(day) / self.sweep_file_name(sweep_id)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+        _fsync_dir(self.table_dir)
+        shutil.rmtree(staging, ignore_errors=True)
+
+    # -- day rebuilds ------------------------------------------------------------------------------
+    def rebuild_dir(self, day: date) -> Path:
+        path = self.staging_dir / f"day-{day.isoformat()}-{uuid.uuid4().hex[:12]}"
+        path.mkdir(parents=True)
+        return path
+
+    def swap_in(self, day: date, new_dir: Path) -> None:
+        """Replace the day's directory with ``new_dir`` (which holds the complete new day)."""
+        (new_dir / COMMIT_MARKER).write_text(day.isoformat())
+        _fsync_dir(new_dir)
+        self._finish_swap(day, new_dir)
+
+    def _finish_swap(self, day: date, new_dir: Path) -> None:
+        from workdev_pipeline.ingest.faults import crash_point
+
+        target = self.day_dir(day)
+        self.trash_dir.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            os.replace(target, self.trash_dir / f"{target.name}-{uuid.uuid4().hex[:12]}")
+            crash_point("after_swap_out")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(new_dir, target)
+        (target / COMMIT_MARKER).unlink(missing_ok=True)
+        _fsync_dir(self.table_dir)
+        shutil.rmtree(self.trash_dir, ignore_errors=True)
+
+    def recover(self) -> list[str]:
+        """Finish or drop what a killed process left in staging; returns what was done (for the log)."""
+        done: list[str] = []
+        if self.staging_dir.is_dir():
+            for path in sorted(self.staging_dir.iterdir()):
+                marker = path / COMMIT_MARKER
+                if path.name.startswith("day-") and marker.is_file():
+                    day = date.fromisoformat(marker.read_text().strip())
+                    self._finish_swap(day, path)
+                    done.append(f"finished the swap of day {day}")
+                elif not path.name.startswith("sweep-"):  # a sweep's staging is redone with its sweep
+                    shutil.rmtree(path, ignore_errors=True)
+                    done.append(f"dropped unfinished {path.name}")
+        shutil.rmtree(self.trash_dir, ignore_errors=True)
+        return done
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
