@@ -1,11 +1,39 @@
-"""The Dagster code location: ``Definitions`` for ``dagster dev`` and ``dagster definitions validate``.
-
-The event store, its client and its demo traffic come first; the ingestion assets, sensors and schedules
-that move events to the warehouses are assembled here as they land.
-"""
+"""The Dagster code location: ``Definitions`` for ``dagster dev`` and ``dagster definitions validate``."""
 
 from __future__ import annotations
 
-from dagster import Definitions
+import os
 
-defs = Definitions()
+from dagster import Definitions, EnvVar
+
+from workdev_pipeline.assets.checks import (
+    no_duplicate_event_ids,
+    parquet_schema_matches,
+    pending_backlog_fresh,
+    reconciles_with_postgres,
+)
+from workdev_pipeline.assets.ingestion import dead_letter_replay, enriched_events, incoming_events
+from workdev_pipeline.assets.warehouse import warehouse_events
+from workdev_pipeline.resources.local import LocalWarehouseResource
+from workdev_pipeline.resources.postgres import PostgresResource
+from workdev_pipeline.schedules.sensors import ingest_job, ingest_sensor, replay_job
+from workdev_pipeline.settings import DATABASE_URL_ENV
+
+
+def resources() -> dict[str, object]:
+    """Resources from the environment: the URL from WORKDEV_DATABASE_URL when set (else the embedded server),
+    the local warehouse under WORKDEV_WAREHOUSE_DIR (else $WORKDEV_HOME/warehouse)."""
+    postgres = PostgresResource(database_url=EnvVar(DATABASE_URL_ENV)) if os.environ.get(DATABASE_URL_ENV) \
+        else PostgresResource()
+    warehouse = LocalWarehouseResource(data_dir=os.environ.get("WORKDEV_WAREHOUSE_DIR", ""),
+                                       geoip_database=os.environ.get("WORKDEV_GEOIP_DATABASE", ""))
+    return {"postgres": postgres, "warehouse": warehouse}
+
+
+defs = Definitions(
+    assets=[incoming_events, enriched_events, dead_letter_replay, warehouse_events],
+    asset_checks=[reconciles_with_postgres, no_duplicate_event_ids, parquet_schema_matches, pending_backlog_fresh],
+    jobs=[ingest_job, replay_job],
+    sensors=[ingest_sensor],
+    resources=resources(),
+)

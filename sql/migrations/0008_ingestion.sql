@@ -6,8 +6,7 @@ ALTER TABLE ingestion_sweeps
     ADD COLUMN status text NOT NULL DEFAULT 'finished' CHECK (status IN ('running', 'finished')),
     ADD COLUMN run_id text,
     ADD COLUMN events_failed bigint NOT NULL DEFAULT 0,
-    ALTER COLUMN finished_at DROP NOT NULL,
-    ALTER COLUMN finished_at DROP DEFAULT;
+    ALTER COLUMN finished_at DROP NOT NULL;  -- NULL while running (a claim sets it so)
 CREATE UNIQUE INDEX ingestion_sweeps_one_running ON ingestion_sweeps (consumer) WHERE status = 'running';
 
 -- Days of a warehouse to rebuild from PostgreSQL (replayed events are written this way): a row is queued

@@ -32,6 +32,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from workdev_pipeline.enrichment import GeoLocator, SchemaValidator
 from workdev_pipeline.ingest.extract import BATCH_BYTES, EventReader
 from workdev_pipeline.ingest.faults import crash_point
+from workdev_pipeline.ingest.ingest_times import IngestTimes
 from workdev_pipeline.ingest.local_store import DayFileWriter, LocalEventFiles
 from workdev_pipeline.ingest.transform import EventTransformer, Failures
 from workdev_pipeline.sql_files import query
@@ -114,7 +115,7 @@ class Ingestor:
             still = Failures()
             with self._reader() as reader:
                 for batch in reader.stream("ingest/open_failures", consumer=self.consumer):
-                    table, failures = self.transformer(conn).transform(batch)
+                    table, failures = self.transformer(conn).transform(batch, datetime.now(UTC))
                     passing += table.column("event_id").to_pylist()
                     still.extend(failures)
             with conn.transaction():
@@ -143,7 +144,7 @@ class Ingestor:
             conn.execute(query("ingest/register_consumer"), {"consumer": self.consumer})
             running = conn.execute(query("ingest/running_sweep"), {"consumer": self.consumer}).fetchone()
             if running is not None:
-                sweep_id, tx_low, tx_high = running
+                sweep_id, tx_low, tx_high, claimed_at = running
                 outcome.redone = True
                 removed = self.files.remove_sweep_files(sweep_id)
                 outcome.notes.append(f"redoing sweep {sweep_id} left unfinished ({removed} published file(s) replaced)")
@@ -156,8 +157,8 @@ class Ingestor:
                                      {"consumer": self.consumer, "tx_high": tx_high})
                     outcome.status = "idle"
                     return outcome
-                sweep_id = conn.execute(query("ingest/claim_sweep"), {
-                    "consumer": self.consumer, "tx_low": tx_low, "tx_high": tx_high, "run_id": run_id}).fetchone()[0]
+                sweep_id, claimed_at = conn.execute(query("ingest/claim_sweep"), {
+                    "consumer": self.consumer, "tx_low": tx_low, "tx_high": tx_high, "run_id": run_id}).fetchone()
             outcome.sweep_id, outcome.tx_range = sweep_id, (tx_low, tx_high)
             crash_point("after_claim")
             started_at = datetime.now(UTC)
@@ -169,7 +170,7 @@ class Ingestor:
             with self._reader() as reader:
                 for batch in reader.stream("ingest/sweep_events", consumer=self.consumer,
                                            tx_low=tx_low, tx_high=tx_high):
-                    table, bad = transformer.transform(batch)
+                    table, bad = transformer.transform(batch, claimed_at)
                     splitter.write(table)
                     failures.extend(bad)
             written = splitter.close()
@@ -204,7 +205,7 @@ class Ingestor:
             running = conn.execute(query("ingest/running_sweep"), {"consumer": self.consumer}).fetchone()
             if running is None:
                 raise exc
-            sweep_id, tx_low, tx_high = running
+            sweep_id, tx_low, tx_high, _ = running
             outcome.sweep_id, outcome.tx_range = sweep_id, (tx_low, tx_high)
             try:
                 self.files.remove_sweep_files(sweep_id)
@@ -231,18 +232,18 @@ class Ingestor:
 
     def _rebuild_day(self, conn: psycopg.Connection, day: date, run_id: str | None, outcome: LoadOutcome) -> None:
         started_at = datetime.now(UTC)
-        watermark = conn.execute("SELECT coalesce((SELECT tx_watermark FROM pipeline_watermarks "
-                                 "WHERE consumer = %s), 0)", (self.consumer,)).fetchone()[0]
+        watermark = conn.execute(query("ingest/consumer_watermark"), {"consumer": self.consumer}).fetchone()[0]
         start = datetime.combine(day, dtime.min, tzinfo=UTC)
         self.files.ensure_writable()
         new_dir = self.files.rebuild_dir(day)
-        writer = DayFileWriter(new_dir / f"part-d{started_at:%Y%m%dT%H%M%S%f}.parquet")
+        writer = DayFileWriter(new_dir / "part-day.parquet")
         failures = Failures()
         transformer = self.transformer(conn)
+        ingest_times = IngestTimes(conn, self.consumer)
         with self._reader() as reader:
             for batch in reader.stream("ingest/day_events", consumer=self.consumer, tx_high=watermark,
                                        day_start=start, day_end=start + timedelta(days=1)):
-                table, bad = transformer.transform(batch)
+                table, bad = transformer.transform(batch, ingest_times)
                 writer.write(table)
                 failures.extend(bad)
         size = writer.close()

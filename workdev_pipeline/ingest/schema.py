@@ -36,8 +36,9 @@ _COPIED = ("event_id", "event_type", "event_category", "user_id", "user_role", "
 
 
 def warehouse_table(batch: pa.RecordBatch | pa.Table, geo_location: pa.Array, device_info: pa.Array,
-                    ingested_at: datetime) -> pa.Table:
-    """Rows of ``batch`` (extracted events) in the warehouse schema, with their enrichment."""
+                    ingested_at: datetime | pa.Array) -> pa.Table:
+    """Rows of ``batch`` (extracted events) in the warehouse schema, with their enrichment; ``ingested_at``
+    one instant for all rows, or one per row."""
     n = batch.num_rows
     columns: dict[str, pa.Array] = {}
     for name in _COPIED:
@@ -46,6 +47,7 @@ def warehouse_table(batch: pa.RecordBatch | pa.Table, geo_location: pa.Array, de
         columns[name] = pa.ExtensionArray.from_storage(JSON, batch.column(name).cast(pa.string()))
     columns["geo_location"] = geo_location
     columns["device_info"] = device_info
-    columns["ingested_at"] = pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC")) if n else \
-        pa.array([], pa.timestamp("us", tz="UTC"))
+    stamp = pa.timestamp("us", tz="UTC")
+    columns["ingested_at"] = (ingested_at.cast(stamp) if isinstance(ingested_at, pa.Array | pa.ChunkedArray)
+                              else pa.array([ingested_at] * n, stamp))
     return pa.Table.from_arrays([columns[f.name] for f in WAREHOUSE_SCHEMA], schema=WAREHOUSE_SCHEMA)

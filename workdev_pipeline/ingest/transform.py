@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from workdev_pipeline.enrichment import GeoLocator, SchemaValidator, device_info
+from workdev_pipeline.enrichment import DEVICE_INFO_TYPE, GEO_LOCATION_TYPE, GeoLocator, SchemaValidator, device_info
 from workdev_pipeline.ingest.schema import warehouse_table
 
 
@@ -51,34 +52,41 @@ class EventTransformer:
         self.validator = validator
         self.locator = locator
 
-    def transform(self, batch: pa.RecordBatch) -> tuple[pa.Table, Failures]:
+    def transform(self, batch: pa.RecordBatch,
+                  ingested_at: datetime | Callable[[pa.RecordBatch], pa.Array]) -> tuple[pa.Table, Failures]:
+        """Valid rows in the warehouse schema, and the failures. ``ingested_at``: the instant the events were
+        swept, or a function giving each row's (a rebuild restores the instants of the original sweeps)."""
         failures = Failures()
         errors = self.validator.validate(batch.column("event_type"), batch.column("event_data"))
         invalid = pc.is_valid(errors)
         if invalid.true_count:
             failures.add(batch, invalid, errors.filter(invalid).to_pylist(), "validation")
             batch = batch.filter(pc.invert(invalid))
-        ingested_at = datetime.now(UTC)
+        if callable(ingested_at):
+            ingested_at = ingested_at(batch)
         try:
             return self._enrich(batch, ingested_at), failures
         except Exception:
             return self._enrich_row_by_row(batch, ingested_at, failures), failures
 
-    def _enrich(self, batch: pa.RecordBatch, ingested_at: datetime) -> pa.Table:
+    def _enrich(self, batch: pa.RecordBatch, ingested_at: datetime | pa.Array) -> pa.Table:
         geo = self.locator.locate(batch.column("ip_address"))
         device = device_info(batch.column("user_agent"))
         return warehouse_table(batch, geo, device, ingested_at)
 
-    def _enrich_row_by_row(self, batch: pa.RecordBatch, ingested_at: datetime, failures: Failures) -> pa.Table:
+    def _enrich_row_by_row(self, batch: pa.RecordBatch, ingested_at: datetime | pa.Array,
+                           failures: Failures) -> pa.Table:
         good: list[pa.Table] = []
         bad = [False] * batch.num_rows
         messages: list[str] = []
         for i in range(batch.num_rows):
             try:
-                good.append(self._enrich(batch.slice(i, 1), ingested_at))
+                at = ingested_at.slice(i, 1) if isinstance(ingested_at, pa.Array) else ingested_at
+                good.append(self._enrich(batch.slice(i, 1), at))
             except Exception as exc:
                 bad[i] = True
                 messages.append(f"enrichment failed: {type(exc).__name__}: {exc}"[:1000])
         if messages:
             failures.add(batch, pa.array(bad), messages, "enrichment")
-        return pa.concat_tables(good) if good else self._enrich(batch.slice(0, 0), ingested_at)
+        return pa.concat_tables(good) if good else warehouse_table(batch.slice(0, 0), pa.array([], GEO_LOCATION_TYPE),
+                                                                   pa.array([], DEVICE_INFO_TYPE), datetime.now(UTC))

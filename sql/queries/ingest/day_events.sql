@@ -6,3 +6,4 @@ WHERE v."timestamp" >= current_setting('workdev.day_start')::timestamptz
   AND v.tx_id < current_setting('workdev.tx_high')::bigint
   AND NOT EXISTS (SELECT 1 FROM event_failures f
                   WHERE f.event_id = v.event_uuid AND f.resolved_at IS NULL)
+ORDER BY v."timestamp", v.event_id

@@ -1,0 +1,38 @@
+"""Materialization metadata from a load's outcome: counts, bytes, timings, a markdown preview."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import MetadataValue
+
+from workdev_pipeline.ingest.ingestor import LoadOutcome
+
+
+def outcome_metadata(outcome: LoadOutcome) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "status": outcome.status,
+        "rows_loaded": MetadataValue.int(outcome.events_loaded),
+        "rows_failed": MetadataValue.int(outcome.events_failed),
+        "bytes_written": MetadataValue.int(outcome.bytes_written),
+        "seconds": MetadataValue.float(round(outcome.seconds, 3)),
+        "events_per_second": MetadataValue.float(round(outcome.events_per_second, 1)),
+        "retries": MetadataValue.int(outcome.retries),
+        "days_written": MetadataValue.int(len(outcome.days)),
+    }
+    if outcome.sweep_id is not None:
+        meta["sweep_id"] = MetadataValue.int(outcome.sweep_id)
+    if outcome.tx_range is not None:
+        meta["tx_range"] = MetadataValue.text(f"[{outcome.tx_range[0]}, {outcome.tx_range[1]})")
+    if outcome.redone:
+        meta["redone"] = MetadataValue.bool(True)
+    if outcome.error:
+        meta["error"] = MetadataValue.text(outcome.error)
+    lines = ["| day | rows |", "|---|---|"] + [f"| {d} | {n:,} |" for d, n in sorted(outcome.days.items())]
+    if outcome.failure_samples:
+        lines += ["", "**Dead-lettered (first 20)**", "", "| event_id | type | reason |", "|---|---|---|"]
+        lines += [f"| {i} | {t} | {m.replace('|', '/')} |" for i, t, m in outcome.failure_samples]
+    if outcome.notes:
+        lines += [""] + [f"- {n}" for n in outcome.notes]
+    meta["preview"] = MetadataValue.md("\n".join(lines))
+    return meta

@@ -1,0 +1,31 @@
+"""The warehouse interface: what the assets and checks need of every engine (local, BigQuery, Redshift)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Protocol
+
+from workdev_pipeline.ingest.ingestor import Ingestor
+
+
+class Warehouse(Protocol):
+    """One engine holding the events table, partitioned by UTC day of the event's timestamp."""
+
+    #: The consumer name: its watermark, sync status rows and dead letter are kept under it.
+    consumer: str
+
+    def ingestor(self, database_url: str) -> Ingestor:
+        """The engine that sweeps, rebuilds and replays into this warehouse."""
+        ...
+
+    def day_counts(self, day: date) -> dict[str, int]:
+        """Events held for ``day``, by event_type."""
+        ...
+
+    def duplicate_event_ids(self, day: date, limit: int = 20) -> list[tuple[str, int]]:
+        """Event ids held more than once on ``day`` (with how often)."""
+        ...
+
+    def schema_problems(self, day: date) -> list[str]:
+        """How the stored files of ``day`` differ from the declared schema (empty when they match)."""
+        ...

@@ -1,0 +1,56 @@
+"""The ingest sensor: replaces the seed's every-minute edge function. Every ~30 s it observes the pending
+backlog (reported on the incoming-events asset) and requests a sweep run while events are pending and no
+sweep is already queued or running."""
+
+
+import json
+
+from dagster import (
+    AssetKey,
+    AssetObservation,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    MetadataValue,
+    RunRequest,
+    RunsFilter,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    define_asset_job,
+    sensor,
+)
+
+from workdev_pipeline.assets.ingestion import ENRICHED_EVENTS, INCOMING_EVENTS
+from workdev_pipeline.resources.local import LocalWarehouseResource
+from workdev_pipeline.resources.postgres import PostgresResource
+from workdev_pipeline.sql_files import query
+
+ingest_job = define_asset_job("ingest_events", selection=[ENRICHED_EVENTS],
+                              description="One sweep: pending events -> validated, enriched day partitions.")
+replay_job = define_asset_job("replay_failed_events", selection=[AssetKey(["pipeline", "dead_letter_replay"])],
+                              description="Send the dead letter back through once the cause is fixed.")
+
+_IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+              DagsterRunStatus.STARTED]
+
+
+@sensor(job=ingest_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
+        description="Requests a sweep while events are pending (replaces the seed's pg_cron + edge function).")
+def ingest_sensor(context: SensorEvaluationContext, postgres: PostgresResource,
+                  warehouse: LocalWarehouseResource) -> SensorResult | SkipReason:
+    with postgres.connection() as conn:
+        pending, oldest, failed = conn.execute(query("ingest/pending_backlog"),
+                                               {"consumer": warehouse.consumer}).fetchone()
+    observation = AssetObservation(asset_key=INCOMING_EVENTS, metadata={
+        "pending": MetadataValue.int(pending),
+        "oldest_pending_seconds": MetadataValue.float(float(oldest or 0.0)),
+        "dead_letter": MetadataValue.int(failed)})
+    cursor = json.loads(context.cursor) if context.cursor else {"requests": 0}
+    run_requests = []
+    if pending:
+        in_flight = context.instance.get_runs_count(RunsFilter(job_name=ingest_job.name, statuses=_IN_FLIGHT))
+        if not in_flight:
+            cursor["requests"] += 1
+            run_requests.append(RunRequest(run_key=f"sweep-{cursor['requests']}",
+                                           tags={"workdev/trigger": "ingest_sensor", "workdev/pending": str(pending)}))
+    return SensorResult(run_requests=run_requests, asset_events=[observation], cursor=json.dumps(cursor))
