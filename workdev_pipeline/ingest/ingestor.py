@@ -265,11 +265,10 @@ class Ingestor:
                             retry=retry_if_exception_type(TRANSIENT_ERRORS),
                             before_sleep=lambda state: log.warning(
                                 "attempt %d failed (%s); retrying", state.attempt_number, state.outcome.exception()))
-        for attempt in retrying:
-            with attempt:
-                result = action()
-            if attempt.retry_state.attempt_number > 1 and isinstance(result, LoadOutcome):
-                result.retries = attempt.retry_state.attempt_number - 1
+        result = retrying(action)
+        retries = retrying.statistics.get("attempt_number", 1) - 1
+        if retries and isinstance(result, LoadOutcome):
+            result.retries = retries
         return result
 
     @contextmanager
