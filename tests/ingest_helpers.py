@@ -67,3 +67,18 @@ def sweep_in_subprocess(url: str, data_dir: Path, *, crash_at: str | None = None
     )
     args = [sys.executable, "-c", code, url, str(data_dir), operation] + ([day] if day else [])
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+def wait_until_lock_released(url: str, timeout: float = 15.0) -> None:
+    """A killed process's session (and its advisory lock) goes when PostgreSQL notices the closed socket:
+    usually at once, but not synchronously with the kill."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                           "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                           ).fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the killed run's advisory lock was not released")
+            time.sleep(0.05)

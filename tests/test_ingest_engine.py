@@ -17,6 +17,7 @@ from tests.ingest_helpers import (
     demo,
     loadable_ids,
     sweep_in_subprocess,
+    wait_until_lock_released,
     warehouse_days,
     warehouse_ids,
 )
@@ -181,6 +182,7 @@ def test_sweep_killed_anywhere_then_rerun_is_exactly_once(db: str, conn: psycopg
     demo(db, 2_000)
     killed = sweep_in_subprocess(db, files.root, crash_at=crash_at)
     assert killed.returncode == -9, killed.stderr
+    wait_until_lock_released(db)
     assert conn.execute("SELECT count(*) FROM ingestion_sweeps WHERE status = 'running'").fetchone()[0] == 1
     demo(db, 300, seed=8)  # more traffic arrives meanwhile
     redo = ingestor.sweep()
@@ -198,6 +200,7 @@ def test_rebuild_killed_between_its_renames_is_finished_by_the_next_run(db: str,
     day = files.days()[0]
     killed = sweep_in_subprocess(db, files.root, crash_at="after_swap_out", operation="rebuild", day=day.isoformat())
     assert killed.returncode == -9, killed.stderr
+    wait_until_lock_released(db)
     assert not files.day_dir(day).exists()  # the old day is out, the new one not yet in
     ingestor.sweep()  # any run of this warehouse finishes the swap first
     assert files.day_dir(day).exists()
@@ -238,6 +241,7 @@ def test_replay_killed_after_resolving_is_finished_by_the_next_run(db: str, conn
     (files.root / "_staging").unlink()
     killed = sweep_in_subprocess(db, files.root, crash_at="after_resolve", operation="replay")
     assert killed.returncode == -9, killed.stderr
+    wait_until_lock_released(db)
     assert conn.execute("SELECT count(*) FROM warehouse_rebuild_queue").fetchone()[0] >= 1
     ingestor.sweep()  # drains the queue of days to rebuild
     assert conn.execute("SELECT count(*) FROM warehouse_rebuild_queue").fetchone()[0] == 0

@@ -16,7 +16,7 @@ from workdev_pipeline.assets.ingestion import dead_letter_replay, enriched_event
 from workdev_pipeline.assets.warehouse import warehouse_events
 from workdev_pipeline.resources.local import LocalWarehouseResource
 from workdev_pipeline.resources.postgres import PostgresResource
-from workdev_pipeline.schedules.sensors import ingest_job, ingest_sensor, replay_job
+from workdev_pipeline.schedules.sensors import check_warehouse_job, ingest_job, ingest_sensor, replay_job
 from workdev_pipeline.settings import DATABASE_URL_ENV
 
 
@@ -30,10 +30,16 @@ def resources() -> dict[str, object]:
     return {"postgres": postgres, "warehouse": warehouse}
 
 
-defs = Definitions(
-    assets=[incoming_events, enriched_events, dead_letter_replay, warehouse_events],
-    asset_checks=[reconciles_with_postgres, no_duplicate_event_ids, parquet_schema_matches, pending_backlog_fresh],
-    jobs=[ingest_job, replay_job],
-    sensors=[ingest_sensor],
-    resources=resources(),
-)
+def build_definitions(resource_defs: dict[str, object] | None = None) -> Definitions:
+    """Every asset, check, job and sensor, with the given resources (the environment's by default)."""
+    return Definitions(
+        assets=[incoming_events, enriched_events, dead_letter_replay, warehouse_events],
+        asset_checks=[reconciles_with_postgres, no_duplicate_event_ids, parquet_schema_matches,
+                      pending_backlog_fresh],
+        jobs=[ingest_job, replay_job, check_warehouse_job],
+        sensors=[ingest_sensor],
+        resources=resource_defs if resource_defs is not None else resources(),
+    )
+
+
+defs = build_definitions()

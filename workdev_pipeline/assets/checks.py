@@ -3,7 +3,7 @@ event twice, and files of the declared schema; and the pending backlog is fresh.
 
 
 import os
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
@@ -17,44 +17,54 @@ from workdev_pipeline.sql_files import query
 MAX_PENDING_AGE_SECONDS = float(os.environ.get("WORKDEV_MAX_PENDING_AGE_SECONDS", "300"))
 
 
-@asset_check(asset=WAREHOUSE_EVENTS, partitions_def=daily_partitions, blocking=False,
+def _days(context: AssetCheckExecutionContext) -> list[date]:
+    """The days a check run covers (one partition, or a backfill's range)."""
+    return [day_of(key) for key in context.partition_keys]
+
+
+@asset_check(asset=WAREHOUSE_EVENTS, partitions_def=daily_partitions,
              description="Count by event_type reconciles with PostgreSQL: the day holds exactly the source's "
                          "processed events (swept, not in the dead letter).")
 def reconciles_with_postgres(context: AssetCheckExecutionContext, postgres: PostgresResource,
                              warehouse: LocalWarehouseResource) -> AssetCheckResult:
-    day = day_of(context.partition_key)
-    start = datetime.combine(day, time.min, tzinfo=UTC)
+    lines = ["| day | event_type | postgres | warehouse |", "|---|---|---|---|"]
+    differences: dict[str, dict[str, int]] = {}
+    totals = [0, 0]
     with postgres.connection() as conn:
-        expected = dict(conn.execute(query("ingest/day_counts"), {
-            "day_start": start, "day_end": start + timedelta(days=1), "consumer": warehouse.consumer}).fetchall())
-    held = warehouse.day_counts(day)
-    diff = {t: held.get(t, 0) - expected.get(t, 0) for t in sorted(set(expected) | set(held))
-            if held.get(t, 0) != expected.get(t, 0)}
-    lines = ["| event_type | postgres | warehouse |", "|---|---|---|"] + [
-        f"| {t} | {expected.get(t, 0):,} | {held.get(t, 0):,} |" for t in sorted(set(expected) | set(held))]
-    return AssetCheckResult(passed=not diff, metadata={
-        "postgres_events": MetadataValue.int(sum(expected.values())),
-        "warehouse_events": MetadataValue.int(sum(held.values())),
-        "differences": MetadataValue.json(diff),
-        "by_type": MetadataValue.md("\n".join(lines)),
-        "source_query": MetadataValue.text(f"sql/queries/ingest/day_counts.sql with day {day}")})
+        for day in _days(context):
+            start = datetime.combine(day, time.min, tzinfo=UTC)
+            expected = dict(conn.execute(query("ingest/day_counts"), {
+                "day_start": start, "day_end": start + timedelta(days=1), "consumer": warehouse.consumer}).fetchall())
+            held = warehouse.day_counts(day)
+            totals[0] += sum(expected.values())
+            totals[1] += sum(held.values())
+            for t in sorted(set(expected) | set(held)):
+                lines.append(f"| {day} | {t} | {expected.get(t, 0):,} | {held.get(t, 0):,} |")
+                if held.get(t, 0) != expected.get(t, 0):
+                    differences.setdefault(day.isoformat(), {})[t] = held.get(t, 0) - expected.get(t, 0)
+    return AssetCheckResult(passed=not differences, metadata={
+        "postgres_events": MetadataValue.int(totals[0]),
+        "warehouse_events": MetadataValue.int(totals[1]),
+        "differences": MetadataValue.json(differences),
+        "by_type": MetadataValue.md("\n".join(lines[:202])),
+        "source_query": MetadataValue.text("sql/queries/ingest/day_counts.sql (day_start, day_end, consumer)")})
 
 
 @asset_check(asset=WAREHOUSE_EVENTS, partitions_def=daily_partitions,
              description="No event_id is held twice in the day's partition.")
 def no_duplicate_event_ids(context: AssetCheckExecutionContext,
                            warehouse: LocalWarehouseResource) -> AssetCheckResult:
-    duplicates = warehouse.duplicate_event_ids(day_of(context.partition_key))
+    duplicates = [(day.isoformat(), i, n) for day in _days(context) for i, n in warehouse.duplicate_event_ids(day)]
     return AssetCheckResult(passed=not duplicates, metadata={
         "duplicates_shown": MetadataValue.int(len(duplicates)),
-        "examples": MetadataValue.json([{"event_id": i, "copies": n} for i, n in duplicates])})
+        "examples": MetadataValue.json([{"day": d, "event_id": i, "copies": n} for d, i, n in duplicates[:20]])})
 
 
 @asset_check(asset=WAREHOUSE_EVENTS, partitions_def=daily_partitions,
              description="Every Parquet file of the day has the declared warehouse schema.")
 def parquet_schema_matches(context: AssetCheckExecutionContext,
                            warehouse: LocalWarehouseResource) -> AssetCheckResult:
-    problems = warehouse.schema_problems(day_of(context.partition_key))
+    problems = [p for day in _days(context) for p in warehouse.schema_problems(day)]
     return AssetCheckResult(passed=not problems, metadata={"problems": MetadataValue.json(problems[:10])})
 
 

@@ -8,6 +8,7 @@ import json
 from dagster import (
     AssetKey,
     AssetObservation,
+    AssetSelection,
     DagsterRunStatus,
     DefaultSensorStatus,
     MetadataValue,
@@ -20,7 +21,7 @@ from dagster import (
     sensor,
 )
 
-from workdev_pipeline.assets.ingestion import ENRICHED_EVENTS, INCOMING_EVENTS
+from workdev_pipeline.assets.ingestion import ENRICHED_EVENTS, INCOMING_EVENTS, WAREHOUSE_EVENTS
 from workdev_pipeline.resources.local import LocalWarehouseResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.sql_files import query
@@ -29,6 +30,10 @@ ingest_job = define_asset_job("ingest_events", selection=[ENRICHED_EVENTS],
                               description="One sweep: pending events -> validated, enriched day partitions.")
 replay_job = define_asset_job("replay_failed_events", selection=[AssetKey(["pipeline", "dead_letter_replay"])],
                               description="Send the dead letter back through once the cause is fixed.")
+
+check_warehouse_job = define_asset_job(
+    "check_warehouse_days", selection=AssetSelection.checks_for_assets(WAREHOUSE_EVENTS),
+    description="Run the warehouse's partition checks for chosen days without rewriting them.")
 
 _IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
               DagsterRunStatus.STARTED]

@@ -1,10 +1,25 @@
--- The next range to sweep: from the consumer's watermark up to the oldest transaction still running
--- (everything below the snapshot's xmin has committed or aborted, so no event there can appear later),
--- and whether any event lies in it.
+-- The next range to sweep: from the consumer's watermark up to the oldest transaction of THIS database still
+-- in progress (every id below it has committed or aborted, so no event there can appear later), and whether
+-- any event lies in it.
+--
+-- Transaction ids are cluster-wide, so the snapshot's xmin would let a long transaction in another database
+-- (a report, a bulk load) hold this pipeline back. In-progress ids that pg_stat_activity shows belonging to
+-- another database are left out; any id it cannot attribute (a session that just ended, a role whose
+-- backend_xid is hidden without pg_read_all_stats) counts as ours, which is only ever more cautious.
 WITH w AS (SELECT tx_watermark FROM pipeline_watermarks WHERE consumer = %(consumer)s),
-     x AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin)
+     snap AS (SELECT pg_current_snapshot() AS s),
+     bound AS (
+        SELECT coalesce(
+                   (SELECT min(x::text::bigint)
+                    FROM pg_snapshot_xip(snap.s) AS x
+                    WHERE NOT EXISTS (
+                        SELECT 1 FROM pg_stat_activity a
+                        WHERE a.backend_xid::text = (x::text::bigint %% 4294967296)::text
+                          AND a.datname IS NOT NULL AND a.datname <> current_database())),
+                   pg_snapshot_xmax(snap.s)::text::bigint) AS tx_high
+        FROM snap)
 SELECT w.tx_watermark AS tx_low,
-       x.xmin AS tx_high,
+       bound.tx_high,
        EXISTS (SELECT 1 FROM platform_event_store e
-               WHERE e.tx_id >= w.tx_watermark AND e.tx_id < x.xmin) AS has_events
-FROM w, x
+               WHERE e.tx_id >= w.tx_watermark AND e.tx_id < bound.tx_high) AS has_events
+FROM w, bound
