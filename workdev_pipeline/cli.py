@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import click
 
@@ -135,6 +137,82 @@ def up(database_url: str | None, demo_events: int) -> None:
         click.echo(f"event store holds {stored} events; no demo traffic generated")
     click.echo(f"ready at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC — try: workdev-pipeline emit user.login "
                f"--user-id {uuid.uuid4()} --data '{{\"method\": \"github\"}}'")
+
+
+def _ingestor(database_url: str | None, warehouse_dir: str | None):  # -> Ingestor
+    from workdev_pipeline.resources.local import LocalWarehouseResource
+
+    warehouse = LocalWarehouseResource(data_dir=warehouse_dir or "",
+                                       geoip_database=os.environ.get("WORKDEV_GEOIP_DATABASE", ""))
+    return warehouse.ingestor(_url(database_url))
+
+
+def _report(outcome) -> None:
+    days = ", ".join(f"{d}: {n:,}" for d, n in sorted(outcome.days.items())) or "none"
+    click.echo(f"{outcome.kind} {outcome.status}: {outcome.events_loaded:,} loaded, {outcome.events_failed:,} "
+               f"failed, {outcome.bytes_written:,} bytes in {outcome.seconds:.2f} s "
+               f"({outcome.events_per_second:,.0f} events/s); days: {days}")
+    for note in outcome.notes:
+        click.echo(f"  {note}")
+    if outcome.error:
+        click.echo(f"error: {outcome.error}", err=True)
+
+
+_warehouse_option = click.option(
+    "--warehouse-dir", envvar="WORKDEV_WAREHOUSE_DIR", default=None,
+    help="The local warehouse's directory (env WORKDEV_WAREHOUSE_DIR); unset: $WORKDEV_HOME/warehouse.")
+
+
+@main.command()
+@_db_option
+@_warehouse_option
+def sweep(database_url: str | None, warehouse_dir: str | None) -> None:
+    """Load the pending events into the local warehouse now (what the sensor's runs do)."""
+    outcome = _ingestor(database_url, warehouse_dir).sweep(run_id="cli")
+    _report(outcome)
+    if outcome.status == "failed":
+        sys.exit(1)
+
+
+@main.command()
+@_db_option
+@_warehouse_option
+@click.option("--from", "first", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First UTC day.")
+@click.option("--to", "last", default=None, type=click.DateTime(["%Y-%m-%d"]), help="Last UTC day (default: --from).")
+def rebuild(database_url: str | None, warehouse_dir: str | None, first: datetime, last: datetime | None) -> None:
+    """Rebuild whole days of the local warehouse from PostgreSQL (idempotent; other days untouched)."""
+    last = last or first
+    if last < first:
+        raise click.BadParameter(f"--to {last:%Y-%m-%d} is before --from {first:%Y-%m-%d}")
+    days = [(first + timedelta(days=i)).date() for i in range((last - first).days + 1)]
+    _report(_ingestor(database_url, warehouse_dir).rebuild(days, run_id="cli"))
+
+
+@main.command()
+@_db_option
+@_warehouse_option
+def replay(database_url: str | None, warehouse_dir: str | None) -> None:
+    """Send the dead letter (failed events) back through once the cause is fixed."""
+    _report(_ingestor(database_url, warehouse_dir).replay(run_id="cli"))
+
+
+@main.command()
+@_db_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Where the UI listens.")
+@click.option("--port", default=3000, show_default=True)
+def dev(database_url: str | None, host: str, port: int) -> None:
+    """Start Dagster (webserver + daemon: the UI, the ingest sensor) on this database and the local warehouse."""
+    from workdev_pipeline.settings import DATABASE_URL_ENV, workdev_home
+
+    env = dict(os.environ)
+    env[DATABASE_URL_ENV] = _url(database_url)
+    dagster_home = Path(env.get("DAGSTER_HOME") or workdev_home() / "dagster")
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    env["DAGSTER_HOME"] = str(dagster_home)
+    dagster = Path(sys.executable).with_name("dagster")
+    click.echo(f"Dagster UI at http://{host}:{port} (DAGSTER_HOME={dagster_home}); Ctrl-C stops it")
+    os.execve(dagster, [str(dagster), "dev", "-m", "workdev_pipeline.definitions", "-h", host, "-p", str(port)],
+              env)
 
 
 def run() -> None:
