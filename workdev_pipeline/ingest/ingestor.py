@@ -99,16 +99,28 @@ class Ingestor:
         """Rewrite whole days from PostgreSQL (idempotent: the same input gives the same rows)."""
         started = time.perf_counter()
         outcome = LoadOutcome("loaded", "rebuild")
-        with self._locked(wait=True) as conn:
-            self._drain_rebuild_queue(conn, run_id, outcome)
-            for day in sorted(set(days)):
-                self._retrying(lambda day=day: self._rebuild_day(conn, day, run_id, outcome))
+        remaining = sorted(set(days))
+
+        def attempt() -> LoadOutcome:  # retried whole (lock included): a dropped connection takes the lock along
+            with self._locked(wait=True) as conn:
+                self._drain_rebuild_queue(conn, run_id, outcome)
+                while remaining:
+                    self._rebuild_day(conn, remaining[0], run_id, outcome)
+                    remaining.pop(0)
+            return outcome
+
+        self._retrying(attempt)
         outcome.seconds = time.perf_counter() - started
         return outcome
 
     def replay(self, run_id: str | None = None) -> LoadOutcome:
         """Send the dead letter back through: what passes now is loaded (its days rebuilt), the rest stays."""
         started = time.perf_counter()
+        outcome = self._retrying(lambda: self._replay_once(run_id))
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    def _replay_once(self, run_id: str | None) -> LoadOutcome:
         outcome = LoadOutcome("loaded", "replay")
         with self._locked(wait=True) as conn:
             passing: list[str] = []
@@ -125,7 +137,6 @@ class Ingestor:
             outcome.notes.append(f"{len(passing)} event(s) pass now, {len(still)} still fail")
             outcome.events_failed = len(still)
             self._drain_rebuild_queue(conn, run_id, outcome)
-        outcome.seconds = time.perf_counter() - started
         return outcome
 
     def transformer(self, conn: psycopg.Connection) -> EventTransformer:
@@ -228,7 +239,7 @@ class Ingestor:
     def _drain_rebuild_queue(self, conn: psycopg.Connection, run_id: str | None, outcome: LoadOutcome) -> None:
         queued = [r[0] for r in conn.execute(query("ingest/queued_rebuilds"), {"consumer": self.consumer})]
         for day in queued:
-            self._retrying(lambda day=day: self._rebuild_day(conn, day, run_id, outcome))
+            self._rebuild_day(conn, day, run_id, outcome)
 
     def _rebuild_day(self, conn: psycopg.Connection, day: date, run_id: str | None, outcome: LoadOutcome) -> None:
         started_at = datetime.now(UTC)
@@ -259,7 +270,7 @@ class Ingestor:
         outcome.bytes_written += size
 
     # -- plumbing ----------------------------------------------------------------------------------
-    def _retrying(self, action: Callable[[], LoadOutcome | None]) -> LoadOutcome | None:
+    def _retrying(self, action: Callable[[], LoadOutcome]) -> LoadOutcome:
         retrying = Retrying(stop=stop_after_attempt(self.retries + 1), reraise=True, sleep=self._sleep,
                             wait=wait_random_exponential(multiplier=self.backoff_seconds, max=30),
                             retry=retry_if_exception_type(TRANSIENT_ERRORS),
