@@ -58,8 +58,9 @@ def test_processing_status_is_derived_from_sweeps_and_failures(client: Analytics
     first = client.emit_many(login_events(10)).event_ids
     assert dict((s, c) for s, c, _ in conn.execute(EVENT_PROCESSING_METRICS)) == {"pending": 10}
 
-    # a consumer sweeps everything committed so far, as the pipeline does: up to its snapshot's xmin
-    high = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()[0]
+    # a consumer sweeps everything committed so far (its watermark past the newest event's transaction;
+    # the snapshot's xmin would do too, but it is cluster-wide: another database's long transaction lowers it)
+    high = conn.execute("SELECT max(tx_id) + 1 FROM platform_event_store").fetchone()[0]
     conn.execute("INSERT INTO pipeline_watermarks (consumer, tx_watermark) VALUES ('local', %s)", (high,))
     conn.execute("INSERT INTO ingestion_sweeps (consumer, tx_low, tx_high, events) VALUES ('local', 0, %s, 10)",
                  (high,))
