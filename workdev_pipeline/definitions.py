@@ -13,9 +13,16 @@ from workdev_pipeline.assets.checks import (
     reconciles_with_postgres,
 )
 from workdev_pipeline.assets.ingestion import dead_letter_replay, enriched_events, incoming_events
+from workdev_pipeline.assets.metrics import realtime_metrics
 from workdev_pipeline.assets.warehouse import warehouse_events
 from workdev_pipeline.resources.local import LocalWarehouseResource
 from workdev_pipeline.resources.postgres import PostgresResource
+from workdev_pipeline.schedules.metrics import (
+    cleanup_metrics,
+    cleanup_metrics_schedule,
+    refresh_metrics_job,
+    refresh_metrics_schedule,
+)
 from workdev_pipeline.schedules.sensors import check_warehouse_job, ingest_job, ingest_sensor, replay_job
 from workdev_pipeline.settings import DATABASE_URL_ENV
 
@@ -33,10 +40,11 @@ def resources() -> dict[str, object]:
 def build_definitions(resource_defs: dict[str, object] | None = None) -> Definitions:
     """Every asset, check, job and sensor, with the given resources (the environment's by default)."""
     return Definitions(
-        assets=[incoming_events, enriched_events, dead_letter_replay, warehouse_events],
+        assets=[incoming_events, enriched_events, dead_letter_replay, warehouse_events, realtime_metrics],
         asset_checks=[reconciles_with_postgres, no_duplicate_event_ids, parquet_schema_matches,
                       pending_backlog_fresh],
-        jobs=[ingest_job, replay_job, check_warehouse_job],
+        jobs=[ingest_job, replay_job, check_warehouse_job, refresh_metrics_job, cleanup_metrics],
+        schedules=[refresh_metrics_schedule, cleanup_metrics_schedule],
         sensors=[ingest_sensor],
         resources=resource_defs if resource_defs is not None else resources(),
     )

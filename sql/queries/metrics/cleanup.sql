@@ -1,0 +1,2 @@
+-- The seed's every-15-minutes cleanup: expired figures go.
+SELECT cleanup_expired_metrics()
