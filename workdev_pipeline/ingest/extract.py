@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -42,8 +44,45 @@ class EventReader:
         try:
             cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(self._batch_bytes)})
             cur.execute(query(statement))
-            for batch in cur.fetch_record_batch():
-                if batch.num_rows:
-                    yield batch
+            yield from read_ahead(b for b in cur.fetch_record_batch() if b.num_rows)
         finally:
             cur.close()
+
+
+def read_ahead(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
+    """``batches``, the next ``depth`` read by a thread while the caller works on the current one (the
+    driver reads and decodes without the GIL, so extraction overlaps validation, enrichment and writing).
+    An error in the reader is raised in the caller, and a caller that stops early stops the reader."""
+    done = object()
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        """Hand ``item`` over unless the caller has stopped listening (then say so)."""
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(done)
+        except BaseException as exc:
+            put(exc)
+
+    reader = threading.Thread(target=read, name="event-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while (item := slots.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()

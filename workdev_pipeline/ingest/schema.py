@@ -49,5 +49,5 @@ def warehouse_table(batch: pa.RecordBatch | pa.Table, geo_location: pa.Array, de
     columns["device_info"] = device_info
     stamp = pa.timestamp("us", tz="UTC")
     columns["ingested_at"] = (ingested_at.cast(stamp) if isinstance(ingested_at, pa.Array | pa.ChunkedArray)
-                              else pa.array([ingested_at] * n, stamp))
+                              else pa.repeat(pa.scalar(ingested_at, stamp), n))
     return pa.Table.from_arrays([columns[f.name] for f in WAREHOUSE_SCHEMA], schema=WAREHOUSE_SCHEMA)
