@@ -215,6 +215,66 @@ def dev(database_url: str | None, host: str, port: int) -> None:
               env)
 
 
+def _governed(database_url: str | None, warehouse_dir: str | None):  # -> (url, [GovernedWarehouse])
+    from workdev_pipeline.governance.warehouse import governed_warehouses
+    from workdev_pipeline.resources.local import LocalWarehouseResource
+
+    url = _url(database_url)
+    warehouse = LocalWarehouseResource(data_dir=warehouse_dir or "",
+                                       geoip_database=os.environ.get("WORKDEV_GEOIP_DATABASE", ""))
+    return url, governed_warehouses(warehouse, url)
+
+
+@main.command()
+@_db_option
+@_warehouse_option
+@click.option("--dry-run", is_flag=True, help="Only report what would go (per category, per store); change nothing.")
+@click.option("--as-of", default=None, help="Apply the policy as of this instant (ISO 8601; naive means UTC). "
+                                            "Default: now; never the future.")
+def retention(database_url: str | None, warehouse_dir: str | None, dry_run: bool, as_of: str | None) -> None:
+    """Apply the retention policy (the daily 02:00 UTC job): expired events leave PostgreSQL and the local warehouse."""
+    from workdev_pipeline.governance.retention import apply_retention
+
+    url, warehouses = _governed(database_url, warehouse_dir)
+    report = apply_retention(url, warehouses, as_of=as_of, dry_run=dry_run, run_id="cli")
+    verb = "would go" if dry_run else "gone"
+    click.echo(f"retention as of {report.as_of:%Y-%m-%d %H:%M:%S} UTC"
+               + (" -- dry run, nothing changed" if dry_run else "") + f"; events {verb}:")
+    for category, (days, cutoff) in report.policy.categories().items():
+        stores = [f"postgres {report.postgres.get(category, 0):,}"]
+        stores += [f"warehouse {w.consumer} {w.events.get(category, 0):,}" for w in report.warehouses]
+        click.echo(f"  {category:<14} kept {days:>5,} days (older than {cutoff:%Y-%m-%d %H:%M}): {', '.join(stores)}")
+    dropped = ", ".join(report.partitions_dropped) or "none"
+    click.echo(f"  partitions {'to drop' if dry_run else 'dropped'}: {dropped}; rows "
+               f"{'to delete' if dry_run else 'deleted'} in {len(report.partitions_trimmed)} partition(s)")
+    bookkeeping = ", ".join(f"{t} {n:,}" for t, n in report.bookkeeping_rows.items()) or "none"
+    click.echo(f"  dead letter: {report.dead_letter_rows:,} row(s); bookkeeping: {bookkeeping}")
+    for w in report.warehouses:
+        click.echo(f"  warehouse {w.consumer}: {len(w.days_removed):,} day(s) "
+                   f"{'to remove' if dry_run else 'removed'}, {len(w.days_rewritten):,} "
+                   f"{'to rewrite' if dry_run else 'rewritten'}")
+    for note in report.notes:
+        click.echo(f"  {note}")
+
+
+@main.command()
+@_db_option
+@_warehouse_option
+@click.argument("user_ids", nargs=-1, required=True, metavar="USER_ID [USER_ID ...]")
+def erase(database_url: str | None, warehouse_dir: str | None, user_ids: tuple[str, ...]) -> None:
+    """GDPR erasure: anonymise these users' events in PostgreSQL, its dead letter and the local warehouse."""
+    from workdev_pipeline.governance.erasure import erase_users, parse_user_ids
+
+    ids = parse_user_ids(user_ids)  # every id is checked before anything is touched
+    url, warehouses = _governed(database_url, warehouse_dir)
+    batch = erase_users(url, ids, warehouses, requested_by="cli")
+    for result in batch.results:
+        click.echo(result.summary)
+    if batch.completed_earlier:
+        click.echo(f"also finished the queued warehouse work of request(s) "
+                   f"#{', #'.join(map(str, batch.completed_earlier))}")
+
+
 def run() -> None:
     """Entry point that turns our own errors into one clear line and exit status 2."""
     try:

@@ -6,17 +6,27 @@ import os
 
 from dagster import Definitions, EnvVar
 
+from workdev_pipeline.assets.aggregations import aggregation_assets, aggregations_automation
 from workdev_pipeline.assets.checks import (
     no_duplicate_event_ids,
     parquet_schema_matches,
     pending_backlog_fresh,
     reconciles_with_postgres,
 )
+from workdev_pipeline.assets.governance import (
+    erasure_job,
+    erasure_leaves_no_trace,
+    event_retention,
+    gdpr_erasure,
+    retention_enforced,
+    retention_job,
+)
 from workdev_pipeline.assets.ingestion import dead_letter_replay, enriched_events, incoming_events
 from workdev_pipeline.assets.metrics import realtime_metrics
 from workdev_pipeline.assets.warehouse import warehouse_events
 from workdev_pipeline.resources.local import LocalWarehouseResource
 from workdev_pipeline.resources.postgres import PostgresResource
+from workdev_pipeline.schedules.governance import retention_schedule
 from workdev_pipeline.schedules.metrics import (
     cleanup_metrics,
     cleanup_metrics_schedule,
@@ -40,12 +50,14 @@ def resources() -> dict[str, object]:
 def build_definitions(resource_defs: dict[str, object] | None = None) -> Definitions:
     """Every asset, check, job and sensor, with the given resources (the environment's by default)."""
     return Definitions(
-        assets=[incoming_events, enriched_events, dead_letter_replay, warehouse_events, realtime_metrics],
+        assets=[incoming_events, enriched_events, dead_letter_replay, warehouse_events, realtime_metrics,
+                *aggregation_assets, event_retention, gdpr_erasure],
         asset_checks=[reconciles_with_postgres, no_duplicate_event_ids, parquet_schema_matches,
-                      pending_backlog_fresh],
-        jobs=[ingest_job, replay_job, check_warehouse_job, refresh_metrics_job, cleanup_metrics],
-        schedules=[refresh_metrics_schedule, cleanup_metrics_schedule],
-        sensors=[ingest_sensor],
+                      pending_backlog_fresh, retention_enforced, erasure_leaves_no_trace],
+        jobs=[ingest_job, replay_job, check_warehouse_job, refresh_metrics_job, cleanup_metrics, retention_job,
+              erasure_job],
+        schedules=[refresh_metrics_schedule, cleanup_metrics_schedule, retention_schedule],
+        sensors=[ingest_sensor, aggregations_automation],
         resources=resource_defs if resource_defs is not None else resources(),
     )
 

@@ -18,15 +18,22 @@ where a replay brings them back once the cause is fixed.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
+from pathlib import Path
 
 import adbc_driver_manager
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from workdev_pipeline.enrichment import GeoLocator, SchemaValidator
@@ -42,6 +49,10 @@ log = logging.getLogger(__name__)
 TRANSIENT_ERRORS = (OSError, psycopg.OperationalError, adbc_driver_manager.OperationalError,
                     adbc_driver_manager.InternalError)
 _LOCK = "SELECT {}(hashtext('workdev.ingest'), hashtext(%s))"
+#: Rows a day rewrite (rewrite_days) reads at a time; smaller files are read whole.
+REWRITE_BATCH_ROWS = 65_536
+#: Rewritten days swapped in together (their directory syncs shared).
+REWRITE_SWAP_DAYS = 64
 
 
 @dataclass
@@ -66,6 +77,10 @@ class LoadOutcome:
     @property
     def events_per_second(self) -> float:
         return self.events_loaded / self.seconds if self.seconds > 0 else 0.0
+
+
+def _as_array(mask: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return mask.combine_chunks() if isinstance(mask, pa.ChunkedArray) else mask
 
 
 class Ingestor:
@@ -138,6 +153,146 @@ class Ingestor:
             outcome.events_failed = len(still)
             self._drain_rebuild_queue(conn, run_id, outcome)
         return outcome
+
+    def rewrite_days(self, days: Iterable[date], *, keep: Callable[[date, pa.Table], pa.Array] | None = None,
+                     keep_columns: Sequence[str] = (), append: str | None = None,
+                     after_day: Callable[[psycopg.Connection, date], None] | None = None,
+                     run_id: str | None = None, workers: int = 2) -> LoadOutcome:
+        """Rewrite whole days of the warehouse from their own files (retention, erasure) under the consumer's
+        lock -- no sweep, rebuild or replay runs meanwhile -- each day swapped in whole, exactly like a rebuild
+        (staged, marked, renamed; a crash in between is finished by the next operation):
+
+        * ``keep(day, table)`` returns, for rows of one file (``table`` has at least ``keep_columns``, every
+          column when that is empty), a boolean array: rows where it is false are dropped. A file that loses no
+          row is carried over untouched (hard link); the others are rewritten under their own name, so a sweep's
+          file stays that sweep's (``remove_sweep_files`` before a redo still finds it). No ``keep``: every row
+          stays.
+        * ``append`` names a statement of ``sql/queries/`` streamed with the day's bounds and the consumer's
+          watermark, as ``ingest/day_events`` is; its rows are validated and enriched exactly as a rebuild's
+          (same ``ingested_at``) and written to a file of their own; failures go to the dead letter.
+        * A day left without rows is removed.
+        * ``after_day(conn, day)`` runs on the locked connection, in the transaction recording the day's
+          dead-lettered rows, once the day is swapped in (to dequeue its work: a crash before it redoes the day).
+
+        Files are filtered by ``workers`` threads; appends and swaps run in day order on this thread, the swaps
+        in batches of ``REWRITE_SWAP_DAYS`` sharing their syncs (``swap_in_days``). Not retried (callers are
+        idempotent and re-run whole). ``outcome.days`` holds the rows each day keeps (0: removed),
+        ``events_loaded`` the rows appended.
+        """
+        started = time.perf_counter()
+        outcome = LoadOutcome("loaded", "rewrite")
+        todo = sorted(set(days))
+        with self._locked(wait=True) as conn:
+            self.files.ensure_writable()
+            watermark = conn.execute(query("ingest/consumer_watermark"), {"consumer": self.consumer}).fetchone()[0]
+            transformer = self.transformer(conn) if append else None
+            ingest_times = IngestTimes(conn, self.consumer) if append else None
+            with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="rewrite-day") as pool, \
+                    (self._reader() if append else nullcontext()) as reader:
+                pending = [(day, pool.submit(self._filter_day, day, keep, keep_columns)) for day in todo]
+                try:
+                    # days are swapped in batches, sharing their syncs (thousands of small days otherwise pay
+                    # three fsyncs and a transaction each)
+                    for first in range(0, len(pending), REWRITE_SWAP_DAYS):
+                        batch = pending[first:first + REWRITE_SWAP_DAYS]
+                        staged: dict[date, Path] = {}
+                        emptied: list[date] = []
+                        done: list[tuple[date, int, int, int, Failures, datetime]] = []
+                        for day, future in batch:
+                            day_started = datetime.now(UTC)
+                            new_dir, kept, size = future.result()
+                            failures = Failures()
+                            appended = 0
+                            if append:
+                                start = datetime.combine(day, dtime.min, tzinfo=UTC)
+                                writer = DayFileWriter(new_dir / f"part-r{uuid.uuid4().hex[:12]}.parquet")
+                                for chunk in reader.stream(append, consumer=self.consumer, tx_high=watermark,
+                                                           day_start=start, day_end=start + timedelta(days=1)):
+                                    table, bad = transformer.transform(chunk, ingest_times)
+                                    writer.write(table)
+                                    failures.extend(bad)
+                                size += writer.close()
+                                appended = writer.rows
+                            if kept + appended:
+                                staged[day] = new_dir
+                            else:
+                                shutil.rmtree(new_dir, ignore_errors=True)
+                                emptied.append(day)
+                            done.append((day, kept, appended, size, failures, day_started))
+                        self.files.swap_in_days(staged)
+                        self.files.remove_days(emptied)
+                        if after_day is not None or any(f for *_, f, _ in done):
+                            with conn.transaction():
+                                for day, _, appended, size, failures, day_started in done:
+                                    self._record_failures(conn, failures)
+                                    if after_day is not None:
+                                        after_day(conn, day)
+                                    if appended or failures:
+                                        self._sync_status(conn, day, f"rewrite-{day.isoformat()}", run_id,
+                                                          "succeeded", appended + len(failures), appended,
+                                                          len(failures), size, day_started)
+                        for day, kept, appended, size, failures, _ in done:
+                            outcome.days[day] = kept + appended
+                            outcome.events_loaded += appended
+                            outcome.events_failed += len(failures)
+                            outcome.bytes_written += size
+                except BaseException:
+                    for _, future in pending:
+                        future.cancel()
+                    raise
+        outcome.status = "loaded" if todo else "idle"
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    def remove_days(self, days: Iterable[date], run_id: str | None = None) -> LoadOutcome:
+        """Remove whole days of the warehouse (retention: every event of them has expired) under the consumer's
+        lock, each directory renamed away atomically (see ``LocalEventFiles.remove_days``); nothing is read.
+        ``outcome.days`` maps each day that existed to 0."""
+        started = time.perf_counter()
+        outcome = LoadOutcome("loaded", "remove")
+        with self._locked(wait=True):
+            outcome.days = dict.fromkeys(self.files.remove_days(days), 0)
+        outcome.status = "loaded" if outcome.days else "idle"
+        outcome.notes.append(f"{len(outcome.days)} day(s) removed" + (f" (run {run_id})" if run_id else ""))
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    def _filter_day(self, day: date, keep: Callable[[date, pa.Table], pa.Array] | None,
+                    keep_columns: Sequence[str]) -> tuple[Path, int, int]:
+        """One day's files, filtered into a new staging directory: (that directory, rows kept, bytes written)."""
+        new_dir = self.files.rebuild_dir(day)
+        columns = list(keep_columns) or None
+        kept = size = 0
+        for path in self.files.day_files(day):
+            parquet = pq.ParquetFile(path)
+            rows = parquet.metadata.num_rows
+            if keep is None:
+                self.files.carry_over(path, new_dir)
+                kept += rows
+                continue
+            # use_threads=False: the days are the parallelism (Arrow's own threads on top of them run ~3x slower)
+            whole = parquet.read(use_threads=False) if rows <= REWRITE_BATCH_ROWS else None
+            if whole is not None:
+                mask = keep(day, whole.select(columns) if columns else whole)
+            else:
+                mask = pa.chunked_array([_as_array(keep(day, pa.Table.from_batches([b]))) for b in
+                                         parquet.iter_batches(batch_size=REWRITE_BATCH_ROWS, columns=columns,
+                                                              use_threads=False)], pa.bool_())
+            stays = int(pc.sum(mask).as_py() or 0)
+            kept += stays
+            if stays == rows:
+                self.files.carry_over(path, new_dir)
+            elif stays:
+                writer = DayFileWriter(new_dir / path.name)
+                if whole is not None:
+                    writer.write(whole.filter(mask))
+                else:
+                    offset = 0
+                    for batch in parquet.iter_batches(batch_size=REWRITE_BATCH_ROWS, use_threads=False):
+                        writer.write(pa.Table.from_batches([batch]).filter(mask.slice(offset, batch.num_rows)))
+                        offset += batch.num_rows
+                size += writer.close()
+        return new_dir, kept, size
 
     def transformer(self, conn: psycopg.Connection) -> EventTransformer:
         if self._transformer is None:

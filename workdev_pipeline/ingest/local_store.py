@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -182,6 +183,58 @@ class LocalEventFiles:
         (target / COMMIT_MARKER).unlink(missing_ok=True)
         _fsync_dir(self.table_dir)
         shutil.rmtree(self.trash_dir, ignore_errors=True)
+
+    # -- governance (retention, erasure): whole days removed, files carried into a rewritten day ----------
+    def remove_days(self, days: Iterable[date]) -> list[date]:
+        """Remove whole day directories, each atomically (renamed into ``_trash/``, then deleted); returns the
+        days that existed. Call it under the consumer's lock (see :meth:`Ingestor.rewrite_days`)."""
+        removed: list[date] = []
+        for day in sorted(set(days)):
+            target = self.day_dir(day)
+            if target.is_dir():
+                self.trash_dir.mkdir(parents=True, exist_ok=True)
+                os.replace(target, self.trash_dir / f"{target.name}-{uuid.uuid4().hex[:12]}")
+                removed.append(day)
+        if removed:
+            _fsync_dir(self.table_dir)
+        shutil.rmtree(self.trash_dir, ignore_errors=True)
+        return removed
+
+    def swap_in_days(self, new_dirs: Mapping[date, Path]) -> None:
+        """Replace several days' directories, each with the complete new day in its ``new_dirs`` entry: what
+        :meth:`swap_in` does for one day, with the syncs shared. Every new directory is marked and synced before
+        the first rename, so a crash anywhere leaves markers that :meth:`recover` finishes, as for one day."""
+        if not new_dirs:
+            return
+        for day, new_dir in new_dirs.items():
+            (new_dir / COMMIT_MARKER).write_text(day.isoformat())
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="sync-day") as pool:  # one journal commit, mostly
+            list(pool.map(_fsync_dir, new_dirs.values()))
+        from workdev_pipeline.ingest.faults import crash_point
+
+        self.trash_dir.mkdir(parents=True, exist_ok=True)
+        for day, new_dir in sorted(new_dirs.items()):
+            target = self.day_dir(day)
+            if target.exists():
+                os.replace(target, self.trash_dir / f"{target.name}-{uuid.uuid4().hex[:12]}")
+                crash_point("after_swap_out")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(new_dir, target)
+            (target / COMMIT_MARKER).unlink(missing_ok=True)
+        _fsync_dir(self.table_dir)
+        shutil.rmtree(self.trash_dir, ignore_errors=True)
+
+    @staticmethod
+    def carry_over(path: Path, new_dir: Path) -> None:
+        """Put the unchanged file ``path`` into a day being rewritten in ``new_dir`` (a hard link: no copy; a
+        copy where the file system has no hard links). Files are never modified in place, so sharing is safe."""
+        target = new_dir / path.name
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+            with open(target, "rb") as f:
+                os.fsync(f.fileno())
 
     def recover(self) -> list[str]:
         """Finish or drop what a killed process left in staging; returns what was done (for the log)."""

@@ -1,0 +1,1 @@
+SELECT error_message FROM event_failures

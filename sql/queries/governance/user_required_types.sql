@@ -1,0 +1,1 @@
+SELECT event_type FROM event_schemas WHERE requires_user

@@ -1,0 +1,320 @@
+"""Hourly, daily and weekly aggregations: against expectations computed here, in Python, from the events read
+back from PostgreSQL; idempotent rebuilds; the automation conditions evaluated for real; the client's view."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import psycopg
+import pytest
+from dagster import DagsterInstance, Definitions, evaluate_automation_conditions
+
+from workdev_pipeline.aggregations.files import AggregateFiles
+from workdev_pipeline.aggregations.periods import DAILY, HOURLY, WEEKLY, days_covering
+from workdev_pipeline.assets.aggregations import postgres_key, warehouse_key
+from workdev_pipeline.assets.partitions import closed_daily_partitions, hourly_partitions, weekly_partitions
+from workdev_pipeline.client import AnalyticsClient
+from workdev_pipeline.definitions import build_definitions
+from workdev_pipeline.demo_loader import load_demo
+from workdev_pipeline.resources.local import LocalWarehouseResource
+from workdev_pipeline.resources.postgres import PostgresResource
+
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+HOUR, DAY, WEEK = timedelta(hours=1), timedelta(days=1), timedelta(weeks=1)
+PARTITIONS = {"hourly": hourly_partitions, "daily": closed_daily_partitions, "weekly": weekly_partitions}
+GRANULARITIES = {"hourly": HOURLY, "daily": DAILY, "weekly": WEEKLY}
+
+
+# -- fixtures ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> LocalWarehouseResource:
+    return LocalWarehouseResource(data_dir=str(tmp_path / "warehouse"), backoff_seconds=0.01)
+
+
+@pytest.fixture
+def defs(db: str, warehouse: LocalWarehouseResource) -> Definitions:
+    return build_definitions({"postgres": PostgresResource(database_url=db), "warehouse": warehouse})
+
+
+@pytest.fixture
+def instance() -> Iterator[DagsterInstance]:
+    with DagsterInstance.ephemeral() as inst:
+        yield inst
+
+
+@pytest.fixture
+def monday() -> datetime:
+    """Monday 00:00 UTC of last week: both weeks around it are closed (their partitions exist)."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=today.weekday()) - WEEK
+
+
+def load_traffic(db: str, monday: datetime) -> None:
+    """3,000 demo events of 120 users in the 6 hours around ``monday`` 00:00: Sunday 21:00 to Monday 03:00, so
+    users are active in several hours, on both days and in both weeks."""
+    load_demo(db, users=120, events=3_000, days=0.25, seed=11, now=monday + 3 * HOUR - timedelta(seconds=1))
+
+
+def run_ingest(defs: Definitions, instance: DagsterInstance) -> None:
+    assert defs.resolve_job_def("ingest_events").execute_in_process(instance=instance).success
+
+
+def materialize(defs: Definitions, instance: DagsterInstance, granularity: str, first: datetime,
+                last: datetime) -> None:
+    """Materialize the periods first..last (their starts) of one granularity in one run, as a backfill does."""
+    g, partitions = GRANULARITIES[granularity], PARTITIONS[granularity]
+    keys = [partitions.get_partition_key_for_timestamp(t.timestamp()) for t in (first, last)]
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[postgres_key(g), warehouse_key(g)],
+        tags={RANGE_START: keys[0], RANGE_END: keys[1]})
+    assert result.success
+    periods = len(g.periods(first, last + g.step))
+    for key in (postgres_key(g), warehouse_key(g)):  # one materialization per period and store
+        events = [e for e in result.get_asset_materialization_events() if e.asset_key == key]
+        assert len(events) == periods
+        assert events[0].materialization.metadata["periods"].value == periods
+
+
+# -- the expectation, computed independently ----------------------------------------------------------------
+
+
+def period_start(granularity: str, ts: datetime) -> datetime:
+    ts = ts.astimezone(UTC)
+    if granularity == "hourly":
+        return ts.replace(minute=0, second=0, microsecond=0)
+    day = ts.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if granularity == "daily" else day - timedelta(days=day.weekday())
+
+
+def expected_rows(conn: psycopg.Connection, granularity: str, start: datetime, end: datetime) -> dict:
+    """{(period_start, event_type): (category, events, unique users, unique sessions, amount)} from the
+    processed events (every event not in the dead letter) of [start, end)."""
+    amount_fields = dict(conn.execute(
+        "SELECT event_type, amount_field FROM event_schemas WHERE amount_field IS NOT NULL").fetchall())
+    acc: dict = defaultdict(lambda: {"category": None, "n": 0, "users": set(), "sessions": set(), "amount": None})
+    for event_type, category, user_id, session_id, ts, data in conn.execute(
+            "SELECT event_type, event_category, user_id::text, session_id::text, \"timestamp\", event_data::text "
+            "FROM platform_event_store e WHERE \"timestamp\" >= %s AND \"timestamp\" < %s AND NOT EXISTS "
+            "(SELECT 1 FROM event_failures f WHERE f.event_id = e.event_id AND f.resolved_at IS NULL)",
+            (start, end)):
+        row = acc[(period_start(granularity, ts), event_type)]
+        row["category"] = category
+        row["n"] += 1
+        if user_id:
+            row["users"].add(user_id)
+        if session_id:
+            row["sessions"].add(session_id)
+        if event_type in amount_fields:
+            amount = json.loads(data, parse_float=Decimal).get(amount_fields[event_type])
+            row["amount"] = (row["amount"] or Decimal(0)) + (Decimal(amount) if amount is not None else 0)
+    return {k: (v["category"], v["n"], len(v["users"]), len(v["sessions"]), v["amount"]) for k, v in acc.items()}
+
+
+def postgres_rows(conn: psycopg.Connection, granularity: str, start: datetime, end: datetime) -> dict:
+    rows = conn.execute(
+        "SELECT period_start, period_end, event_type, event_category, total_events, unique_users, unique_sessions, "
+        "amount_sum FROM event_aggregations WHERE aggregation_type = %s AND period_start >= %s AND period_start < %s",
+        (granularity, start, end)).fetchall()
+    step = {"hourly": HOUR, "daily": DAY, "weekly": WEEK}[granularity]
+    assert all(r[1] - r[0] == step for r in rows)
+    return {(r[0], r[2]): tuple(r[3:]) for r in rows}
+
+
+def parquet_rows(warehouse: LocalWarehouseResource, granularity: str, start: datetime, end: datetime) -> dict:
+    files = AggregateFiles(warehouse.files().root)
+    rows = duckdb.execute(
+        "SELECT period_start, event_type, event_category, total_events, unique_users, unique_sessions, amount_sum "
+        "FROM read_parquet(?, hive_partitioning = true) WHERE aggregation_type = ? AND period_start >= ? "
+        "AND period_start < ?", [files.glob(), granularity, start, end]).fetchall()
+    return {(r[0].astimezone(UTC), r[1]): tuple(r[2:]) for r in rows}
+
+
+def assert_all_match(conn: psycopg.Connection, warehouse: LocalWarehouseResource, monday: datetime) -> None:
+    """Every granularity, every period of the traffic: PostgreSQL's rows and the files equal the expectation."""
+    for granularity, (start, end) in {"hourly": (monday - DAY, monday + DAY), "daily": (monday - DAY, monday + DAY),
+                                      "weekly": (monday - WEEK, monday + WEEK)}.items():
+        expected = expected_rows(conn, granularity, start, end)
+        assert expected, granularity
+        assert postgres_rows(conn, granularity, start, end) == expected, granularity
+        assert parquet_rows(warehouse, granularity, start, end) == expected, granularity
+
+
+def materialize_traffic_periods(defs: Definitions, instance: DagsterInstance, monday: datetime) -> None:
+    materialize(defs, instance, "hourly", monday - DAY, monday + DAY - HOUR)  # 48 hours, one run
+    materialize(defs, instance, "daily", monday - DAY, monday)
+    materialize(defs, instance, "weekly", monday - WEEK, monday)
+
+
+# -- tests ------------------------------------------------------------------------------------------------
+
+
+def test_periods_are_utc_hours_days_and_monday_weeks() -> None:
+    sunday_late = datetime(2026, 11, 22, 23, 59, 59, tzinfo=UTC)
+    assert WEEKLY.floor(sunday_late) == datetime(2026, 11, 16, tzinfo=UTC)  # a Monday
+    assert WEEKLY.floor(sunday_late + timedelta(seconds=1)) == datetime(2026, 11, 23, tzinfo=UTC)
+    assert HOURLY.periods(datetime(2026, 11, 23, tzinfo=UTC), datetime(2026, 11, 23, 3, tzinfo=UTC))[-1].hour == 2
+    assert days_covering(datetime(2026, 11, 16, tzinfo=UTC), datetime(2026, 11, 23, tzinfo=UTC))[-1] == \
+        date(2026, 11, 22)
+    assert [c for c in DAILY.chunks(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 10, tzinfo=UTC))] == [
+        (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 8, tzinfo=UTC)),
+        (datetime(2026, 11, 8, tzinfo=UTC), datetime(2026, 11, 10, tzinfo=UTC))]
+    with pytest.raises(ValueError, match="does not start"):
+        WEEKLY.periods(datetime(2026, 11, 17, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC))
+    key = weekly_partitions.get_partition_key_for_timestamp(sunday_late.timestamp())
+    assert key == "2026-11-16"
+    assert weekly_partitions.time_window_for_partition_key(key).end == datetime(2026, 11, 23, tzinfo=UTC)
+
+
+def test_aggregates_equal_the_events_counted_by_hand(db: str, conn: psycopg.Connection, defs: Definitions,
+                                                      warehouse: LocalWarehouseResource, instance: DagsterInstance,
+                                                      monday: datetime) -> None:
+    load_traffic(db, monday)
+    run_ingest(defs, instance)
+    materialize_traffic_periods(defs, instance, monday)
+    assert_all_match(conn, warehouse, monday)
+
+    # distinct users are exact per period, never sums: a user active in several hours of a day counts once in
+    # the day, one active on Sunday and Monday once in each day, and in two different weeks
+    hours = expected_rows(conn, "hourly", monday - DAY, monday + DAY)
+    days = expected_rows(conn, "daily", monday - DAY, monday + DAY)
+    assert any(v[2] < sum(h[2] for (p, t), h in hours.items() if t == event_type and p.date() == d.date())
+               for (d, event_type), v in days.items())
+    users_by_day = {d: {r[0] for r in conn.execute(
+        "SELECT DISTINCT user_id FROM platform_event_store WHERE user_id IS NOT NULL AND \"timestamp\" >= %s "
+        "AND \"timestamp\" < %s", (d, d + DAY))} for d in (monday - DAY, monday)}
+    assert users_by_day[monday - DAY] & users_by_day[monday]  # the same users on both sides of the week boundary
+    weeks = postgres_rows(conn, "weekly", monday - WEEK, monday + WEEK)
+    assert {p for p, _ in weeks} == {monday - WEEK, monday} and all(p.weekday() == 0 for p, _ in weeks)
+    sunday_events = sum(v[1] for (p, _), v in days.items() if p == monday - DAY)
+    assert sum(v[1] for (p, _), v in weeks.items() if p == monday - WEEK) == sunday_events
+    # financial types carry amounts, the others none
+    assert weeks[(monday, "proposal.submitted")][4] > 0 and weeks[(monday, "user.login")][4] is None
+
+    # what AnalyticsClient.query_aggregations (and the dashboards) read: the rows written, exact range totals
+    with AnalyticsClient(db, user_id=uuid.uuid4()) as client:
+        for granularity in ("hourly", "daily"):
+            result = client.query_aggregations(aggregation_type=granularity, start_date=(monday - DAY).date(),
+                                               end_date=monday.date())
+            assert {(r["period_start"], r["event_type"]): (r["event_category"], r["total_events"],
+                                                            r["unique_users"], r["unique_sessions"],
+                                                            r["amount_sum"]) for r in result.rows} == \
+                expected_rows(conn, granularity, monday - DAY, monday + DAY)
+        transactions = client.query_aggregations(aggregation_type="daily", event_category="transaction",
+                                                 start_date=monday.date(), end_date=monday.date())
+        assert {r["event_category"] for r in transactions.rows} == {"transaction"}
+        assert transactions.total_events == sum(r["total_events"] for r in transactions.rows)
+        everyone = conn.execute("SELECT count(DISTINCT user_id) FROM platform_event_store WHERE event_category = "
+                                "'transaction' AND \"timestamp\" >= %s AND \"timestamp\" < %s",
+                                (monday, monday + DAY)).fetchone()[0]
+        assert transactions.unique_users == everyone < sum(r["unique_users"] for r in transactions.rows)
+
+
+def test_rebuilding_a_period_replaces_exactly_its_rows_and_file(db: str, conn: psycopg.Connection,
+                                                                 defs: Definitions, warehouse: LocalWarehouseResource,
+                                                                 instance: DagsterInstance, monday: datetime) -> None:
+    load_traffic(db, monday)
+    run_ingest(defs, instance)
+    materialize(defs, instance, "daily", monday - DAY, monday)
+    files = AggregateFiles(warehouse.files().root)
+    sunday_file = files.path(DAILY, monday - DAY).read_bytes()
+    before = postgres_rows(conn, "daily", monday - DAY, monday + DAY)
+    # a stale row in Monday's period (a type that has no events there any more) and a corrupted count
+    conn.execute("INSERT INTO event_aggregations (aggregation_type, period_start, period_end, event_type, "
+                 "event_category, total_events, unique_users, unique_sessions) VALUES ('daily', %s, %s, "
+                 "'mfa.gone', 'user_activity', 5, 5, 5)", (monday, monday + DAY))
+    conn.execute("UPDATE event_aggregations SET total_events = 0 WHERE aggregation_type = 'daily' AND "
+                 "period_start = %s AND event_type = 'user.login'", (monday,))
+
+    for _ in range(2):
+        materialize(defs, instance, "daily", monday, monday)
+        assert postgres_rows(conn, "daily", monday - DAY, monday + DAY) == before
+        assert parquet_rows(warehouse, "daily", monday - DAY, monday + DAY) == before
+    assert files.path(DAILY, monday - DAY).read_bytes() == sunday_file  # the other period: untouched
+    assert [p.name for p in files.files(DAILY)] == [f"{(monday - DAY).date()}.parquet", f"{monday.date()}.parquet"]
+    assert not list(files.type_dir(DAILY).glob(".*"))  # no temporary file left behind
+    computed = conn.execute("SELECT DISTINCT period_start, computed_at FROM event_aggregations WHERE "
+                            "aggregation_type = 'daily'").fetchall()
+    assert len(computed) == 2 and computed[0][1] != computed[1][1]  # Monday's rows were rewritten, Sunday's not
+
+
+def test_a_late_event_makes_its_hours_day_and_week_stale_and_the_rebuild_counts_it(
+        db: str, conn: psycopg.Connection, defs: Definitions, warehouse: LocalWarehouseResource,
+        instance: DagsterInstance, monday: datetime) -> None:
+    def newly_closed(since: datetime, until: datetime) -> dict[str, set[str]]:
+        """Periods that closed in (since, until]: their partitions appear, and they are due at the next :05."""
+        return {name: set(p.get_partition_keys(current_time=until)) - set(p.get_partition_keys(current_time=since))
+                for name, p in PARTITIONS.items()}
+
+    def keys(granularity: str, first: datetime, last: datetime) -> set[str]:
+        g, p = GRANULARITIES[granularity], PARTITIONS[granularity]
+        return {p.get_partition_key_for_timestamp(t.timestamp()) for t in g.periods(first, last + g.step)}
+
+    def requested_are(result, want: dict[str, set[str]]) -> None:
+        got = {g.name: result.get_requested_partitions(postgres_key(g)) for g in (HOURLY, DAILY, WEEKLY)}
+        assert got == want
+        # the warehouse twin of each asset is always requested with it (one multi-asset)
+        assert all(result.get_requested_partitions(warehouse_key(GRANULARITIES[n])) == got[n] for n in got)
+
+    t0 = datetime.now(UTC)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=t0)
+    assert result.total_requested == 0  # the first evaluation never backfills history
+
+    load_traffic(db, monday)
+    run_ingest(defs, instance)  # the sweep records Sunday's and Monday's day partitions
+    next_hour = t0.replace(minute=0, second=0, microsecond=0) + HOUR
+    # the events landed, but no :05 has passed yet: nothing is due
+    t1 = next_hour + timedelta(minutes=1)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=t1, cursor=result.cursor)
+    assert result.total_requested == 0
+    # at :05 every period of those days is due, and so is any period that has just closed (here: the last hour)
+    t2 = next_hour + timedelta(minutes=5, seconds=30)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=t2, cursor=result.cursor)
+    closed = newly_closed(t0, t2)
+    assert closed["hourly"]  # the hour that ended at next_hour
+    requested_are(result, {
+        "hourly": keys("hourly", monday - DAY, monday + DAY - HOUR) | closed["hourly"],
+        "daily": keys("daily", monday - DAY, monday) | closed["daily"],
+        "weekly": keys("weekly", monday - WEEK, monday) | closed["weekly"]})
+    materialize_traffic_periods(defs, instance, monday)
+    t3 = t2 + timedelta(minutes=1)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=t3, cursor=result.cursor)
+    assert result.total_requested == 0  # handled: requested last tick, then materialized
+
+    # a late event, on Monday 01:30, of a user never seen before, with an amount
+    late_user, late_at = uuid.uuid4(), monday + timedelta(hours=1, minutes=30)
+    key = (monday + HOUR, "milestone.approved")
+    before = expected_rows(conn, "hourly", monday + HOUR, monday + 2 * HOUR).get(
+        key, ("transaction", 0, 0, 0, Decimal(0)))
+    with AnalyticsClient(db, user_id=late_user) as client:
+        client.init_session(user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0", platform="web")
+        client.track("milestone.approved", {"project_id": str(uuid.uuid4()), "amount": 1234.56},
+                     entity_type="milestone", entity_id=uuid.uuid4(), timestamp=late_at)
+    run_ingest(defs, instance)
+    t4 = t3 + timedelta(minutes=1)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=t4, cursor=result.cursor)
+    assert result.total_requested == 0  # stale, but not due before the next :05
+    t5 = next_hour + HOUR + timedelta(minutes=5, seconds=30)
+    result = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=t5, cursor=result.cursor)
+    closed = newly_closed(t4, t5)
+    # Monday's hours (the warehouse's partitions are days: all 24 of them), Monday, and Monday's week; not Sunday
+    requested_are(result, {"hourly": keys("hourly", monday, monday + DAY - HOUR) | closed["hourly"],
+                             "daily": keys("daily", monday, monday) | closed["daily"],
+                             "weekly": keys("weekly", monday, monday) | closed["weekly"]})
+
+    materialize(defs, instance, "hourly", monday, monday + DAY - HOUR)
+    materialize(defs, instance, "daily", monday, monday)
+    materialize(defs, instance, "weekly", monday, monday)
+    assert_all_match(conn, warehouse, monday)
+    after = postgres_rows(conn, "hourly", monday + HOUR, monday + 2 * HOUR)[key]
+    assert after[1:] == (before[1] + 1, before[2] + 1, before[3] + 1, before[4] + Decimal("1234.56"))
+    week = postgres_rows(conn, "weekly", monday, monday + WEEK)[(monday, "milestone.approved")]
+    assert week[4] == expected_rows(conn, "weekly", monday, monday + WEEK)[(monday, "milestone.approved")][4]

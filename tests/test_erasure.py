@@ -1,0 +1,335 @@
+"""GDPR erasure against a real PostgreSQL, real Parquet files and real Dagster runs: no trace of the user (id,
+email, IP address, user agent) is left in any store; other users are untouched; running it twice is harmless;
+an unknown user is a clear no-op, an invalid id a clear error; the check catches what is left."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import psycopg
+import pytest
+from dagster import AssetCheckKey, AssetSelection, DagsterInstance, Definitions, materialize
+
+from tests.ingest_helpers import demo, wait_until_lock_released
+from workdev_pipeline.assets.governance import ERASURE_OP, ERASURE_REQUESTS, erasure_leaves_no_trace, gdpr_erasure
+from workdev_pipeline.client import AnalyticsClient
+from workdev_pipeline.definitions import build_definitions
+from workdev_pipeline.governance.erasure import InvalidUserId, parse_user_ids, scrub_message
+from workdev_pipeline.ingest.ingestor import Ingestor
+from workdev_pipeline.ingest.local_store import LocalEventFiles
+from workdev_pipeline.resources.local import LocalWarehouseResource
+from workdev_pipeline.resources.postgres import PostgresResource
+
+CLI = Path(sys.executable).with_name("workdev-pipeline")
+
+
+class Person:
+    """A user whose events carry personal values found nowhere else."""
+
+    def __init__(self, tag: str, ip: str) -> None:
+        self.user_id = uuid.uuid4()
+        self.email = f"{tag}.{self.user_id.hex[:8]}@example.com"
+        self.phone = f"+44 20 7946 {self.user_id.int % 10_000:04d}"
+        self.address = f"{self.user_id.hex[:6]} {tag.title()} Street, Leeds"
+        self.ip = ip
+        self.user_agent = f"Mozilla/5.0 ({tag}-browser-{self.user_id.hex[:10]}) Gecko/20100101"
+        self.values = (str(self.user_id), self.email, self.phone, self.address, self.ip, self.user_agent)
+
+    def emit(self, db: str, now: datetime) -> list[uuid.UUID]:
+        meta = {"ip_address": self.ip, "user_agent": self.user_agent, "platform": "web"}
+        personal = {"email": self.email, "phone": self.phone, "address": self.address}
+        with psycopg.connect(db) as conn:
+            conn.execute("INSERT INTO user_profiles (user_id, role, signed_up_at, country) "
+                         "VALUES (%s, 'developer', %s, 'GB')", (self.user_id, now - timedelta(days=400)))
+        with AnalyticsClient(db, user_id=self.user_id) as client:
+            ids = [client.track("user.login", {"method": "github", **personal}, metadata=meta,
+                                timestamp=now - timedelta(days=2, hours=3)),
+                   client.track("profile.updated", {"changed_fields": ["bio"], "email": self.email}, metadata=meta,
+                                timestamp=now - timedelta(days=1, hours=5)),
+                   client.track("search.performed", {"query": "rust", "results_count": 3, "search_time_ms": 12},
+                                metadata=meta, timestamp=now - timedelta(hours=7)),
+                   # breaks its schema, quoting the email: the dead letter holds it with that message
+                   client.track("user.login", {"method": self.email}, metadata=meta,
+                                timestamp=now - timedelta(hours=6))]
+        return ids
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> LocalWarehouseResource:
+    return LocalWarehouseResource(data_dir=str(tmp_path / "warehouse"), backoff_seconds=0.01)
+
+
+@pytest.fixture
+def defs(db: str, warehouse: LocalWarehouseResource) -> Definitions:
+    return build_definitions({"postgres": PostgresResource(database_url=db), "warehouse": warehouse})
+
+
+@pytest.fixture
+def instance():
+    with DagsterInstance.ephemeral() as inst:
+        yield inst
+
+
+@pytest.fixture
+def people(db: str, warehouse: LocalWarehouseResource) -> tuple[Person, Person]:
+    """Background traffic, two people with events over three days (one dead-lettered each), all swept."""
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    demo(db, 1_500, users=80, days=3)
+    target, other = Person("target", "81.2.69.142"), Person("other", "81.2.69.160")
+    target.emit(db, now)
+    other.emit(db, now)
+    outcome = warehouse.ingestor(db).sweep()
+    assert outcome.events_failed >= 2
+    return target, other
+
+
+def erase(defs: Definitions, instance: DagsterInstance, *, raise_on_error: bool = True, **config):
+    return defs.resolve_job_def("gdpr_erasure").execute_in_process(
+        instance=instance, run_config={"ops": {ERASURE_OP: {"config": config}}}, raise_on_error=raise_on_error)
+
+
+def ledger_metadata(result) -> dict:
+    return next(m for m in result.asset_materializations_for_node(ERASURE_OP)
+                if m.asset_key == ERASURE_REQUESTS).metadata
+
+
+def everything_in_postgres(conn: psycopg.Connection) -> str:
+    """Every row of every table the pipeline keeps about events and users, as text."""
+    parts = []
+    for table in ("platform_event_store", "event_failures", "user_profiles", "gdpr_erasure_requests",
+                  "warehouse_event_refresh", "warehouse_sync_status", "event_aggregations"):
+        parts += [r[0] for r in conn.execute(f"SELECT t::text FROM {table} t")]  # fixed names, not data
+    return "\n".join(parts)
+
+
+def everything_in_warehouse(files: LocalEventFiles) -> str:
+    rows = duckdb.execute("SELECT CAST(columns(*) AS VARCHAR) FROM read_parquet(?)", [files.glob()]).fetchall()
+    return "\n".join("|".join(str(v) for v in r) for r in rows)
+
+
+def rows_of(files: LocalEventFiles, exclude: set[str] | None = None) -> dict[str, tuple]:
+    rows = duckdb.execute("SELECT event_id, * FROM read_parquet(?) ORDER BY event_id", [files.glob()]).fetchall()
+    return {r[0]: tuple(map(str, r[1:])) for r in rows if not exclude or r[0] not in exclude}
+
+
+def store_rows(conn: psycopg.Connection, exclude: list[str]) -> dict:
+    return {r[0]: r[1:] for r in conn.execute(
+        "SELECT event_id::text, user_id, event_data, metadata FROM platform_event_store "
+        "WHERE event_id <> ALL(%s::uuid[])", (exclude,))}
+
+
+def test_erasure_leaves_no_trace_and_touches_no_one_else(db: str, conn: psycopg.Connection, defs: Definitions,
+                                                         warehouse: LocalWarehouseResource,
+                                                         instance: DagsterInstance, people, tmp_path: Path) -> None:
+    target, other = people
+    files = warehouse.files()
+    target_events = [r[0] for r in conn.execute(
+        "SELECT event_id::text FROM platform_event_store WHERE user_id = %s", (target.user_id,))]
+    hour = conn.execute("SELECT date_trunc('hour', \"timestamp\", 'UTC') FROM platform_event_store "
+                        "WHERE user_id = %s AND event_type = 'profile.updated'", (target.user_id,)).fetchone()[0]
+    conn.execute("INSERT INTO event_aggregations (aggregation_type, period_start, period_end, event_type, "
+                 "event_category, total_events, unique_users, unique_sessions) VALUES "
+                 "('hourly', %s, %s, 'profile.updated', 'content', 1, 1, 1)", (hour, hour + timedelta(hours=1)))
+    others_before = store_rows(conn, target_events)
+    warehouse_before = rows_of(files, exclude=set(target_events))
+    assert all(v in everything_in_postgres(conn) for v in target.values)
+    assert str(target.user_id) in everything_in_warehouse(files) and target.email in everything_in_warehouse(files)
+
+    result = erase(defs, instance, user_id=str(target.user_id))
+    assert result.success
+    assert [(e.check_name, e.passed) for e in result.get_asset_check_evaluations()] == \
+        [("erasure_leaves_no_trace", True)]
+    meta = ledger_metadata(result)
+    assert meta["users_erased"].value == 1
+    (request,) = meta["requests"].value
+    assert request["status"] == "erased" and request["postgres_events"] == 4 and request["dead_letter_rows"] == 1
+    assert request["profile_rows"] == 1 and request["warehouse_rows"] == {"local": 3}  # the 4th is dead-lettered
+    assert request["aggregation_rows"] == {"hourly": 1} and request["days"] >= 2
+
+    # no trace anywhere: PostgreSQL (store, dead letter, profiles, the ledger itself), the warehouse
+    postgres_text, warehouse_text = everything_in_postgres(conn), everything_in_warehouse(files)
+    for value in target.values:
+        assert value not in postgres_text, value
+        assert value not in warehouse_text, value
+    anonymised = conn.execute("SELECT count(*) FROM platform_event_store WHERE event_id = ANY(%s::uuid[]) AND "
+                              "user_id IS NULL AND NOT event_data ?| array['email', 'phone', 'address'] AND NOT "
+                              "metadata ?| array['ip_address', 'user_agent']", (target_events,)).fetchone()[0]
+    assert anonymised == 4  # anonymised, not deleted
+    message = conn.execute("SELECT error_message FROM event_failures f JOIN platform_event_store e USING (event_id) "
+                           "WHERE e.event_id = ANY(%s::uuid[])", (target_events,)).fetchone()[0]
+    assert message.startswith("event_data.method must be one of") and message.endswith(", got [erased]")
+    ledger = conn.execute("SELECT status, store_rows, value_hashes, cardinality(affected_hours), "
+                          "aggregations_recomputed_at FROM gdpr_erasure_requests").fetchone()
+    assert ledger[0] == "erased" and ledger[1] == 4 and ledger[3] >= 3 and ledger[4] is None
+    assert set(ledger[2]) == {"email", "phone", "address", "ip_address", "user_agent", "ip_user_agent"}
+
+    # everyone else untouched, in both stores
+    assert store_rows(conn, target_events) == others_before
+    assert rows_of(files, exclude=set(target_events)) == warehouse_before
+    assert str(other.user_id) in warehouse_text and other.email in warehouse_text
+    assert other.ip in postgres_text and other.user_agent in postgres_text
+
+    # the rewritten days hold exactly what a full rebuild from PostgreSQL writes
+    copy = LocalEventFiles(tmp_path / "rebuilt")
+    shutil.copytree(files.root, copy.root)
+    days = [datetime.fromisoformat(str(r[0])).date() for r in duckdb.execute(
+        "SELECT DISTINCT CAST(timezone('UTC', \"timestamp\") AS DATE) FROM read_parquet(?) "
+        "WHERE list_contains(?, event_id)", [files.glob(), target_events]).fetchall()]
+    Ingestor(db, copy).rebuild(days)
+    assert rows_of(copy) == rows_of(files)
+
+    # twice: harmless, said so, nothing rewritten
+    snapshot = {p: p.read_bytes() for d in files.days() for p in files.day_files(d)}
+    again = erase(defs, instance, user_id=str(target.user_id).upper())
+    assert again.success and [e.passed for e in again.get_asset_check_evaluations()] == [True]
+    (request,) = ledger_metadata(again)["requests"].value
+    assert request["status"] == "nothing_found" and request["notes"] == ["already erased by request #1"]
+    assert {p: p.read_bytes() for d in files.days() for p in files.day_files(d)} == snapshot
+
+
+def test_batch_unknown_users_and_bad_ids(db: str, conn: psycopg.Connection, defs: Definitions,
+                                         instance: DagsterInstance, warehouse: LocalWarehouseResource,
+                                         people) -> None:
+    target, other = people
+    unknown = uuid.uuid4()
+    result = erase(defs, instance, user_ids=[str(target.user_id), str(unknown), str(other.user_id)])
+    assert result.success
+    meta = ledger_metadata(result)
+    assert meta["outcome"].value == "2 user(s) erased, 1 with nothing to erase"
+    statuses = [(r["status"], r["notes"]) for r in meta["requests"].value]
+    assert statuses == [("erased", []), ("nothing_found", ["unknown user: no events, dead-letter rows, profile or "
+                                                          "warehouse rows"]), ("erased", [])]
+    text = everything_in_postgres(conn) + everything_in_warehouse(warehouse.files())
+    assert not any(v in text for v in target.values + other.values)
+
+    # an unknown user alone: a clear no-op report, and the check still passes
+    alone = erase(defs, instance, user_id=str(uuid.uuid4()))
+    assert alone.success and ledger_metadata(alone)["outcome"].value == "0 user(s) erased, 1 with nothing to erase"
+
+    # a bad id: the run fails with a clear message, and nothing is done (not even the valid ids of the batch)
+    before = conn.execute("SELECT count(*) FROM gdpr_erasure_requests").fetchone()[0]
+    bad = erase(defs, instance, raise_on_error=False, user_ids=[str(uuid.uuid4()), "not-a-uuid"])
+    assert not bad.success
+    failure = next(e for e in bad.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "'not-a-uuid' is not a valid user id" in str(failure.event_specific_data.error)
+    assert conn.execute("SELECT count(*) FROM gdpr_erasure_requests").fetchone()[0] == before
+    with pytest.raises(InvalidUserId, match="no user id given"):
+        parse_user_ids([])
+
+
+def test_cli_erase(db: str, conn: psycopg.Connection, warehouse: LocalWarehouseResource, people) -> None:
+    target, _ = people
+    env = {**os.environ, "WORKDEV_DATABASE_URL": db, "WORKDEV_WAREHOUSE_DIR": warehouse.data_dir}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(CLI), *args], capture_output=True, text=True, env=env, timeout=120, check=False)
+
+    done = cli("erase", str(target.user_id))
+    assert done.returncode == 0, done.stderr
+    assert f"user {target.user_id} erased: 4 event(s) anonymised in PostgreSQL, 1 dead-letter row(s)" in done.stdout
+    assert "warehouse local: 3 row(s) rewritten" in done.stdout
+    assert target.email not in everything_in_warehouse(warehouse.files())
+    unknown = uuid.uuid4()
+    twice = cli("erase", str(target.user_id), str(unknown))
+    assert twice.returncode == 0, twice.stderr
+    assert "already erased by request #1" in twice.stdout
+    assert f"nothing to erase for user {unknown}" in twice.stdout
+    bad = cli("erase", "12345")
+    assert bad.returncode == 2 and "error: '12345' is not a valid user id" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_the_check_catches_what_is_left(db: str, conn: psycopg.Connection, defs: Definitions,
+                                        warehouse: LocalWarehouseResource, instance: DagsterInstance,
+                                        people) -> None:
+    target, _ = people
+    assert erase(defs, instance, user_id=str(target.user_id)).success
+    resources = {"postgres": PostgresResource(database_url=db), "warehouse": warehouse}
+    check_only = AssetSelection.checks(AssetCheckKey(ERASURE_REQUESTS, "erasure_leaves_no_trace"))
+
+    def verdict() -> tuple[bool, dict]:
+        result = materialize([gdpr_erasure, erasure_leaves_no_trace], selection=check_only, instance=instance,
+                             resources=resources)
+        evaluation = result.get_asset_check_evaluations()[0]
+        return evaluation.passed, evaluation.metadata["by_request"].value
+
+    assert verdict() == (True, {})
+    # the user comes back (a late event, a restored backup): the check fails, naming the request, not the user
+    with AnalyticsClient(db, user_id=target.user_id) as client:
+        client.track("user.logout", {}, metadata={"ip_address": target.ip})
+    passed, found = verdict()
+    assert not passed and found == {"#1": [{"store": "postgres", "kind": "user_id", "rows": 1, "severity": "error"}]}
+    conn.execute("DELETE FROM platform_event_store WHERE user_id = %s", (target.user_id,))
+    # an anonymised event that kept the user's email, and their device on an anonymous event
+    conn.execute("UPDATE platform_event_store SET event_data = event_data || jsonb_build_object('email', %s::text) "
+                 "WHERE event_id = (SELECT event_id FROM platform_event_store WHERE event_type = 'user.logout' "
+                 "AND user_id IS NOT NULL LIMIT 1)", (target.email,))
+    conn.execute("SELECT emit_platform_event('project.viewed', NULL, 'project', 'p1', %s, %s)",
+                 (json.dumps({"project_id": str(uuid.uuid4())}),
+                  json.dumps({"ip_address": target.ip, "user_agent": target.user_agent})))
+    passed, found = verdict()
+    assert not passed
+    assert {(t["store"], t["kind"], t["severity"]) for t in found["#1"]} == {
+        ("postgres", "email", "error"), ("postgres", "ip_user_agent", "warn")}
+    assert target.email not in json.dumps(found) and target.ip not in json.dumps(found)
+
+
+def test_scrubbing_dead_letter_messages() -> None:
+    secret = "alice@example.com"
+    assert scrub_message(f'event_data.method must be one of ["a", "b"], got "{secret}"', [secret]) == \
+        'event_data.method must be one of ["a", "b"], got [erased]'
+    assert scrub_message('event_data.email must match pattern ^x, got "alice@exam...', []) == \
+        "event_data.email must match pattern ^x, got [erased]"  # a truncated preview goes too
+    assert scrub_message("event_data.budget must be of type number, got string", [secret]) == \
+        "event_data.budget must be of type number, got string"
+    assert scrub_message(f"enrichment failed: ValueError: bad {secret}", [secret]) == \
+        "enrichment failed: ValueError: bad [erased]"
+
+
+def test_a_run_killed_mid_swap_is_finished_by_the_next(db: str, conn: psycopg.Connection, defs: Definitions,
+                                                       warehouse: LocalWarehouseResource, instance: DagsterInstance,
+                                                       people) -> None:
+    """SIGKILLed between moving a day out and the new one in: PostgreSQL is anonymised and the work is queued; the
+    next erasure (of anyone) finishes the swap, rewrites the queued days and closes the request; exactly once."""
+    target, _ = people
+    files = warehouse.files()
+    env = {**os.environ, "WORKDEV_DATABASE_URL": db, "WORKDEV_WAREHOUSE_DIR": warehouse.data_dir,
+           "WORKDEV_CRASH_AT": "after_swap_out"}
+    killed = subprocess.run([str(CLI), "erase", str(target.user_id)], capture_output=True, text=True, env=env,
+                            timeout=120, check=False)
+    assert killed.returncode == -9, killed.stderr
+    wait_until_lock_released(db)
+    assert conn.execute("SELECT status FROM gdpr_erasure_requests").fetchone()[0] == "running"
+    assert conn.execute("SELECT count(*) FROM warehouse_event_refresh").fetchone()[0] > 0
+    assert conn.execute("SELECT count(*) FROM platform_event_store WHERE user_id = %s",
+                        (target.user_id,)).fetchone()[0] == 0
+
+    result = erase(defs, instance, user_id=str(uuid.uuid4()))  # someone else's (unknown) request
+    assert result.success and [e.passed for e in result.get_asset_check_evaluations()] == [True]
+    assert "finished the queued work of earlier request(s) #1" in ledger_metadata(result)["outcome"].value
+    assert conn.execute("SELECT status FROM gdpr_erasure_requests WHERE request_id = 1").fetchone()[0] == "erased"
+    held = [r[0] for r in duckdb.execute("SELECT event_id FROM read_parquet(?)", [files.glob()]).fetchall()]
+    with psycopg.connect(db) as c:
+        expected = {r[0] for r in c.execute(
+            "SELECT event_id::text FROM platform_event_store e WHERE NOT EXISTS "
+            "(SELECT 1 FROM event_failures f WHERE f.event_id = e.event_id AND f.resolved_at IS NULL)")}
+    assert len(held) == len(set(held)) and set(held) == expected
+    assert not any(v in everything_in_warehouse(files) for v in target.values)
+
+
+def test_the_pipeline_role_can_erase(db: str, conn: psycopg.Connection, login_role, people) -> None:
+    """Least privilege: the pipeline's group role has every grant erasure needs (PostgreSQL part)."""
+    from workdev_pipeline.governance.erasure import erase_users
+
+    target, _ = people
+    batch = erase_users(login_role("workdev_pipeline"), [str(target.user_id)])
+    assert [r.status for r in batch.results] == ["erased"] and batch.results[0].store_rows == 4
+    assert not any(v in everything_in_postgres(conn) for v in target.values)

@@ -1,0 +1,187 @@
+"""Aggregations (group ``aggregations``): per closed UTC hour, day and week (Monday 00:00 UTC), event type and
+category, the events, their exact unique users and sessions, and the amounts of financial events -- in
+PostgreSQL's ``event_aggregations`` (what ``AnalyticsClient.query_aggregations`` and dashboards read) and in
+the warehouse (``<root>/event_aggregations/aggregation_type=<type>/<period>.parquet``).
+
+One multi-asset per granularity computes the periods once from the warehouse's events (DuckDB over the days'
+Parquet files) and materializes both stores: ``postgres/event_aggregations_<type>`` and
+``warehouse/event_aggregations_<type>``.
+
+Lineage and partition mappings (all ``TimeWindowPartitionMapping``): every aggregation reads the warehouse's day
+partitions holding its periods (an hour -> its day, a day -> itself, a week -> its seven days); and a day comes
+after its 24 hours, a week after its seven days (same store). Those last two edges order the work -- a
+backfill over a range runs hours, then days, then weeks -- and show which hours make up a day; they carry no
+data: days and weeks are computed from the events, since a day's unique users are not the sum of its hours'.
+
+Automation (``aggregation_condition``, evaluated by the ``aggregations_automation`` sensor, running by
+default): a period is materialized at the first ``:05`` after it closed -- the 5 minutes are the backlog
+freshness bound (``WORKDEV_MAX_PENDING_AGE_SECONDS``, 300 s): by then every event of the period emitted on time
+has landed -- and rebuilt, whatever its age, at the first ``:05`` after new events of its days landed in the
+warehouse (every sweep records the day partitions it appended to, every day rebuild its days). So a late
+event makes its day's hours, its day and its week stale, and one pass an hour rebuilds them.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSelection,
+    AssetSpec,
+    AutomationCondition,
+    AutomationConditionSensorDefinition,
+    BackfillPolicy,
+    DefaultSensorStatus,
+    MaterializeResult,
+    MetadataValue,
+    TimeWindowPartitionMapping,
+    TimeWindowPartitionsDefinition,
+    multi_asset,
+)
+
+from workdev_pipeline.aggregations.engine import AggregationOutcome, Aggregator
+from workdev_pipeline.aggregations.periods import DAILY, HOURLY, WEEKLY, Granularity
+from workdev_pipeline.assets.ingestion import WAREHOUSE_EVENTS
+from workdev_pipeline.assets.partitions import closed_daily_partitions, hourly_partitions, weekly_partitions
+from workdev_pipeline.resources.local import LocalWarehouseResource
+from workdev_pipeline.resources.postgres import PostgresResource
+
+GROUP = "aggregations"
+
+#: The hourly aggregation pass: 5 minutes past every hour (UTC).
+SETTLE_CRON = "5 * * * *"
+
+
+def postgres_key(granularity: Granularity) -> AssetKey:
+    return AssetKey(["postgres", f"event_aggregations_{granularity.name}"])
+
+
+def warehouse_key(granularity: Granularity) -> AssetKey:
+    return AssetKey(["warehouse", f"event_aggregations_{granularity.name}"])
+
+
+def aggregation_condition() -> AutomationCondition:
+    """Due when (the period closed, or events of its days landed in the warehouse) and a ``:05`` tick has
+    passed, both since the period was last requested or materialized; never while it or an upstream is
+    being materialized. No look-back window: any period whose days receive events is rebuilt."""
+    closed_or_new_events = (
+        AutomationCondition.newly_missing()
+        | AutomationCondition.any_deps_updated().allow(AssetSelection.assets(WAREHOUSE_EVENTS))
+        .with_label("events_landed")
+    ).since_last_handled().with_label("closed_or_new_events")
+    settled = AutomationCondition.cron_tick_passed(SETTLE_CRON, "UTC").since_last_handled() \
+        .with_label(f"settled ({SETTLE_CRON} UTC since last handled)")
+    return (closed_or_new_events & settled
+            & ~AutomationCondition.any_deps_in_progress()
+            & ~AutomationCondition.in_progress()).with_label("aggregation_due")
+
+
+def aggregation_metadata(outcome: AggregationOutcome) -> dict[str, Any]:
+    """Rows written, periods, seconds and a markdown preview of one rebuild."""
+    lines = [f"**{outcome.aggregation_type}** periods from {outcome.range_start:%Y-%m-%d %H:%M} to "
+             f"{outcome.range_end:%Y-%m-%d %H:%M} UTC: {outcome.periods_with_events} of {outcome.periods} with "
+             f"events, {outcome.rows_written:,} rows, {outcome.events:,} events", "",
+             "| period (UTC) | rows | events |", "|---|---|---|"]
+    lines += [f"| {p:%Y-%m-%d %H:%M} | {rows:,} | {events:,} |" for p, rows, events in outcome.per_period[:48]]
+    if len(outcome.per_period) > 48:
+        lines.append(f"| … {len(outcome.per_period) - 48} more | | |")
+    if outcome.top_rows:
+        lines += ["", "**Busiest rows**", "",
+                  "| period | event_type | category | events | unique users | unique sessions | amount |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['period_start']:%Y-%m-%d %H:%M} | {r['event_type']} | {r['event_category']} | "
+                  f"{r['total_events']:,} | {r['unique_users']:,} | {r['unique_sessions']:,} | "
+                  f"{_money(r['amount_sum'])} |" for r in outcome.top_rows]
+    return {
+        "rows_written": MetadataValue.int(outcome.rows_written),
+        "periods": MetadataValue.int(outcome.periods),
+        "periods_with_events": MetadataValue.int(outcome.periods_with_events),
+        "events": MetadataValue.int(outcome.events),
+        "seconds": MetadataValue.float(round(outcome.seconds, 3)),
+        "read_seconds": MetadataValue.float(round(outcome.read_seconds, 3)),
+        "postgres_seconds": MetadataValue.float(round(outcome.postgres_seconds, 3)),
+        "parquet_seconds": MetadataValue.float(round(outcome.parquet_seconds, 3)),
+        "source_files": MetadataValue.int(outcome.source_files),
+        "range": MetadataValue.text(f"[{outcome.range_start.isoformat()}, {outcome.range_end.isoformat()})"),
+        "preview": MetadataValue.md("\n".join(lines)),
+    }
+
+
+def _money(amount: Any) -> str:
+    return "" if amount is None else f"{amount:,.2f}"
+
+
+_WHAT = ("per {period}, event type and category: events, exact unique users and sessions (anonymous events "
+         "not counted), and for financial types the sum of their amount field (event_schemas.amount_field)")
+
+
+def _specs(granularity: Granularity, period: str, finer: Granularity | None) -> list[AssetSpec]:
+    events = AssetDep(WAREHOUSE_EVENTS, partition_mapping=TimeWindowPartitionMapping())
+    specs = []
+    for key_of, kinds, where in (
+        (postgres_key, {"duckdb", "postgres"}, "PostgreSQL's event_aggregations (aggregation_type "
+                                               f"'{granularity.name}'; read by AnalyticsClient.query_aggregations)"),
+        (warehouse_key, {"duckdb", "parquet"}, "the local warehouse: event_aggregations/aggregation_type="
+                                               f"{granularity.name}/, one Parquet file per {period}"),
+    ):
+        deps = [events] + ([AssetDep(key_of(finer), partition_mapping=TimeWindowPartitionMapping())]
+                           if finer else [])
+        specs.append(AssetSpec(
+            key_of(granularity), deps=deps, group_name=GROUP, kinds=kinds,
+            automation_condition=aggregation_condition(), tags={"aggregation_type": granularity.name},
+            description=f"{granularity.name.capitalize()} aggregations in {where}: " + _WHAT.format(period=period)
+                        + ", computed from the warehouse's events of the " + period + "."))
+    return specs
+
+
+def _aggregation_asset(granularity: Granularity, partitions_def: TimeWindowPartitionsDefinition, period: str,
+                       finer: Granularity | None = None) -> AssetsDefinition:
+    pg_key, wh_key = postgres_key(granularity), warehouse_key(granularity)
+
+    @multi_asset(
+        name=f"event_aggregations_{granularity.name}",
+        specs=_specs(granularity, period, finer),
+        partitions_def=partitions_def,
+        backfill_policy=BackfillPolicy.single_run(),
+        description=f"Recompute the {granularity.name} aggregations of the selected {period}s from the "
+                    "warehouse's events and replace them in PostgreSQL (delete + insert, one transaction) and "
+                    f"in the warehouse (one file per {period}, replaced atomically).",
+    )
+    def _asset(context: AssetExecutionContext, postgres: PostgresResource,
+               warehouse: LocalWarehouseResource) -> Iterator[MaterializeResult]:
+        window = context.partition_time_window
+        aggregator = Aggregator(warehouse.files())
+        with postgres.connection() as conn:
+            outcome = aggregator.rebuild(conn, granularity, window.start, window.end)
+        context.log.info(f"{granularity.name}: {outcome.periods} period(s), {outcome.rows_written} rows from "
+                         f"{outcome.events} events in {outcome.seconds:.2f} s (read {outcome.read_seconds:.2f} s)")
+        metadata = aggregation_metadata(outcome)
+        yield MaterializeResult(asset_key=pg_key, metadata={
+            **metadata, "table": MetadataValue.text("event_aggregations")})
+        yield MaterializeResult(asset_key=wh_key, metadata={
+            **metadata, "files_written": MetadataValue.int(outcome.files_written),
+            "files_removed": MetadataValue.int(outcome.files_removed),
+            "bytes_written": MetadataValue.int(outcome.bytes_written),
+            "path": MetadataValue.path(str(aggregator.aggregates.type_dir(granularity)))})
+
+    return _asset
+
+
+hourly_aggregations = _aggregation_asset(HOURLY, hourly_partitions, "hour")
+daily_aggregations = _aggregation_asset(DAILY, closed_daily_partitions, "day", finer=HOURLY)
+weekly_aggregations = _aggregation_asset(WEEKLY, weekly_partitions, "week", finer=DAILY)
+
+aggregation_assets = [hourly_aggregations, daily_aggregations, weekly_aggregations]
+
+aggregations_automation = AutomationConditionSensorDefinition(
+    "aggregations_automation",
+    target=AssetSelection.groups(GROUP),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Evaluates the aggregations' automation conditions every 30 s (running by default, so "
+                "`dagster dev` needs no toggle): each closed hour, day and week at the first :05 after it "
+                "closes, and again at the first :05 after new events of its days land in the warehouse.",
+)

@@ -1,0 +1,245 @@
+"""Governance: the retention policy (a run daily at 02:00 UTC, see ``schedules/governance.py``) and GDPR erasure
+requests (launched from the UI with a user id, or many), each with the check that proves it."""
+
+
+from collections.abc import Iterator
+from typing import Any
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    AssetMaterialization,
+    AssetObservation,
+    AssetSelection,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+    define_asset_job,
+)
+from pydantic import Field
+
+from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, WAREHOUSE_EVENTS
+from workdev_pipeline.assets.partitions import partition_exists
+from workdev_pipeline.governance.common import GovernanceInputError
+from workdev_pipeline.governance.erasure import ErasureBatch, erase_users, verify_erasures
+from workdev_pipeline.governance.retention import RetentionReport, apply_retention, verify_retention
+from workdev_pipeline.governance.warehouse import governed_warehouses
+from workdev_pipeline.resources.local import LocalWarehouseResource
+from workdev_pipeline.resources.postgres import PostgresResource
+
+RETENTION_RUNS = AssetKey(["postgres", "retention_runs"])
+ERASURE_REQUESTS = AssetKey(["postgres", "gdpr_erasure_requests"])
+RETENTION_OP = RETENTION_RUNS.to_python_identifier()
+ERASURE_OP = ERASURE_REQUESTS.to_python_identifier()
+
+
+# -- retention ---------------------------------------------------------------------------------------------------
+
+class RetentionConfig(Config):
+    dry_run: bool = Field(default=False, description="Only report what would go (per category, per store); "
+                                                     "change nothing.")
+    as_of: str = Field(default="", description="The instant the policy is applied as of (ISO 8601; naive means "
+                                               "UTC). Empty: now. Never in the future.")
+
+
+def retention_metadata(report: RetentionReport) -> dict[str, Any]:
+    categories = report.policy.categories()
+    consumers = [w.consumer for w in report.warehouses]
+    verb = "would go" if report.dry_run else "gone"
+    lines = ["| category | retention (days) | cut-off (UTC) | postgres | " + " | ".join(
+        f"warehouse {c}" for c in consumers) + " |", "|---|---|---|---|" + "---|" * len(consumers)]
+    for category, (days, cutoff) in categories.items():
+        lines.append(f"| {category} | {days:,} | {cutoff:%Y-%m-%d %H:%M:%S} | {report.postgres.get(category, 0):,} | "
+                     + " | ".join(f"{w.events.get(category, 0):,}" for w in report.warehouses) + " |")
+    lines += ["", f"Events {verb} as of {report.as_of.isoformat()}."]
+    if report.partitions_dropped:
+        lines += ["", f"**Partitions {'to drop' if report.dry_run else 'dropped'}:** "
+                  + ", ".join(report.partitions_dropped)]
+    lines += [f"- {n}" for n in report.notes]
+    meta: dict[str, Any] = {
+        "dry_run": MetadataValue.bool(report.dry_run),
+        "as_of": MetadataValue.text(report.as_of.isoformat()),
+        "retention_run_id": MetadataValue.int(report.retention_run_id or 0),
+        "postgres_events": MetadataValue.int(report.postgres_total),
+        "postgres_events_by_category": MetadataValue.json(report.postgres),
+        "partitions_dropped": MetadataValue.int(len(report.partitions_dropped)),
+        "partitions_trimmed": MetadataValue.int(len(report.partitions_trimmed)),
+        "dead_letter_rows": MetadataValue.int(report.dead_letter_rows),
+        "bookkeeping_rows": MetadataValue.json(report.bookkeeping_rows),
+        "seconds": MetadataValue.float(round(report.seconds.get("total", 0.0), 3)),
+        "by_category": MetadataValue.md("\n".join(lines)),
+    }
+    for w in report.warehouses:
+        meta[f"warehouse_{w.consumer}_events"] = MetadataValue.int(sum(w.events.values()))
+        meta[f"warehouse_{w.consumer}_events_by_category"] = MetadataValue.json(w.events)
+        meta[f"warehouse_{w.consumer}_days_removed"] = MetadataValue.int(len(w.days_removed))
+        meta[f"warehouse_{w.consumer}_days_rewritten"] = MetadataValue.int(len(w.days_rewritten))
+    return meta
+
+
+@asset(
+    key=RETENTION_RUNS,
+    deps=[INCOMING_EVENTS, WAREHOUSE_EVENTS],
+    group_name="governance",
+    kinds={"postgres", "parquet"},
+    output_required=False,
+    description="The retention policy applied (the seed's daily 02:00 job): every event older than its type's "
+                "event_schemas.retention_days (transaction and content 7 years, user activity 2, interaction 1) "
+                "leaves PostgreSQL -- whole monthly partitions detached and dropped when all of them expired, rows "
+                "deleted otherwise, with their dead-letter and bookkeeping rows -- and the warehouse (days removed "
+                "or rewritten without them). One row of retention_runs per run. Config dry_run: only report what "
+                "would go (an observation; nothing is materialized).",
+)
+def event_retention(context: AssetExecutionContext, config: RetentionConfig, postgres: PostgresResource,
+                    warehouse: LocalWarehouseResource) -> Iterator[Any]:
+    url = postgres.url()
+    try:
+        report = apply_retention(url, governed_warehouses(warehouse, url), as_of=config.as_of or None,
+                                 dry_run=config.dry_run, run_id=context.run.run_id)
+    except GovernanceInputError as exc:
+        raise Failure(description=str(exc)) from None
+    totals = ", ".join(f"{c} {n:,}" for c, n in report.postgres.items()) or "nothing"
+    context.log.info(f"retention as of {report.as_of.isoformat()}{' (dry run)' if report.dry_run else ''}: "
+                     f"PostgreSQL {totals}; {len(report.partitions_dropped)} partition(s) "
+                     f"{'to drop' if report.dry_run else 'dropped'}")
+    metadata = retention_metadata(report)
+    if report.dry_run:
+        yield AssetObservation(asset_key=RETENTION_RUNS, metadata=metadata)
+        return
+    for w in report.warehouses:
+        removed = set(w.days_removed)
+        for day in sorted(removed | set(w.days_rewritten)):
+            if partition_exists(day):
+                context.log_event(AssetMaterialization(
+                    asset_key=WAREHOUSE_EVENTS, partition=day.isoformat(),
+                    description="removed by retention" if day in removed else "expired events removed",
+                    metadata={"mode": "retention", "removed": MetadataValue.bool(day in removed)}))
+    yield MaterializeResult(metadata=metadata)
+
+
+@asset_check(asset=RETENTION_RUNS, description="Nothing older than its policy remains, as of the last applied "
+             "run: no expired event in PostgreSQL's store or dead letter, no partition wholly before the longest "
+             "retention, no expired row in the warehouse.")
+def retention_enforced(postgres: PostgresResource, warehouse: LocalWarehouseResource) -> AssetCheckResult:
+    url = postgres.url()
+    found = verify_retention(url, governed_warehouses(warehouse, url))
+    if found.as_of is None:
+        return AssetCheckResult(passed=False, severity=AssetCheckSeverity.WARN,
+                                metadata={"reason": MetadataValue.text("retention has never been applied")})
+    return AssetCheckResult(passed=found.passed, metadata={
+        "as_of": MetadataValue.text(found.as_of.isoformat()),
+        "retention_run_id": MetadataValue.int(found.retention_run_id or 0),
+        "postgres_expired_events": MetadataValue.json(found.postgres),
+        "dead_letter_expired_rows": MetadataValue.int(found.dead_letter_rows),
+        "expired_partitions": MetadataValue.json(found.expired_partitions),
+        "warehouse_expired_rows": MetadataValue.json(found.warehouses),
+        "expired_since_the_run": MetadataValue.json(found.expired_since),
+    })
+
+
+# -- erasure -----------------------------------------------------------------------------------------------------
+
+class ErasureConfig(Config):
+    user_id: str = Field(default="", description="The user to erase: their UUID.")
+    user_ids: list[str] = Field(default_factory=list, description="Batch form: many users' UUIDs (one request "
+                                                                  "each; all are validated first).")
+
+
+def erasure_metadata(batch: ErasureBatch) -> dict[str, Any]:
+    """The requests' figures -- request ids, never user ids or values (the ledger row has the details)."""
+    rows = [{"request_id": r.request_id, "status": r.status, "postgres_events": r.store_rows,
+             "dead_letter_rows": r.dead_letter_rows, "profile_rows": r.profile_rows,
+             "warehouse_rows": r.warehouse_rows, "days": len(r.affected_days), "hours": len(r.affected_hours),
+             "aggregation_rows": r.aggregation_rows, "notes": r.notes} for r in batch.results]
+    lines = ["| request | status | postgres events | dead letter | profile | warehouse rows | days / hours to "
+             "re-aggregate |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| #{r.request_id} | {r.status} | {r.store_rows:,} | {r.dead_letter_rows:,} | {r.profile_rows} | "
+              f"{sum(r.warehouse_rows.values()):,} | {len(r.affected_days)} / {len(r.affected_hours)} |"
+              for r in batch.results]
+    erased = sum(r.status == "erased" for r in batch.results)
+    nothing = sum(r.status == "nothing_found" for r in batch.results)
+    outcome = f"{erased} user(s) erased, {nothing} with nothing to erase"
+    if batch.completed_earlier:
+        outcome += f"; finished the queued work of earlier request(s) #{', #'.join(map(str, batch.completed_earlier))}"
+    return {
+        "outcome": MetadataValue.text(outcome),
+        "requests": MetadataValue.json(rows),
+        "users_erased": MetadataValue.int(erased),
+        "users_with_nothing_to_erase": MetadataValue.int(nothing),
+        "postgres_events": MetadataValue.int(sum(r.store_rows for r in batch.results)),
+        "warehouse_rows": MetadataValue.int(sum(sum(r.warehouse_rows.values()) for r in batch.results)),
+        "seconds": MetadataValue.float(round(batch.seconds.get("total", 0.0), 3)),
+        "summary": MetadataValue.md("\n".join(lines)),
+    }
+
+
+@asset(
+    key=ERASURE_REQUESTS,
+    deps=[INCOMING_EVENTS, WAREHOUSE_EVENTS],
+    group_name="governance",
+    kinds={"postgres", "parquet"},
+    description="GDPR erasure requests (launch the gdpr_erasure job with user_id, or user_ids for a batch): each "
+                "user's events anonymised with the seed's statement in PostgreSQL (user_id, email/phone/address, "
+                "IP address and user agent), their dead-letter messages scrubbed, their profile deleted, the "
+                "warehouse's copies rewritten; one ledger row per user with rows touched per store, keyed hashes "
+                "of the values (never the values) and the days/hours whose aggregations must be recomputed. An "
+                "unknown user is a no-op, reported; running it twice is harmless.",
+)
+def gdpr_erasure(context: AssetExecutionContext, config: ErasureConfig, postgres: PostgresResource,
+                 warehouse: LocalWarehouseResource) -> MaterializeResult:
+    ids = ([config.user_id] if config.user_id.strip() else []) + list(config.user_ids)
+    if not ids:
+        raise Failure(description="no user to erase: give user_id (one UUID) or user_ids (a list) in the run config")
+    url = postgres.url()
+    try:
+        batch = erase_users(url, ids, governed_warehouses(warehouse, url),
+                            requested_by=f"dagster run {context.run.run_id}", run_id=context.run.run_id)
+    except GovernanceInputError as exc:
+        raise Failure(description=str(exc)) from None
+    for result in batch.results:
+        context.log.info(result.summary)
+    for refresh in batch.refreshes:
+        for day, rows in sorted(refresh.days.items()):
+            if partition_exists(day):
+                context.log_event(AssetMaterialization(
+                    asset_key=WAREHOUSE_EVENTS, partition=day.isoformat(), description="rows of erased users rewritten",
+                    metadata={"mode": "erasure", "rows": MetadataValue.int(rows)}))
+    return MaterializeResult(metadata=erasure_metadata(batch))
+
+
+@asset_check(asset=ERASURE_REQUESTS, description="No row of any erased user remains anywhere: not their user id "
+             "(store, user_profiles, dead letter, warehouse), nor an email/phone/address their events carried, nor "
+             "their (IP address, user agent) pair on an event without a user; no erasure work left queued.")
+def erasure_leaves_no_trace(postgres: PostgresResource, warehouse: LocalWarehouseResource) -> AssetCheckResult:
+    url = postgres.url()
+    found = verify_erasures(url, governed_warehouses(warehouse, url))
+    by_request: dict[str, list[dict[str, Any]]] = {}
+    for t in found.traces:
+        by_request.setdefault(f"#{t.request_id}" if t.request_id is not None else "any erasure", []).append(
+            {"store": t.store, "kind": t.kind, "rows": t.rows, "severity": t.severity})
+    return AssetCheckResult(
+        passed=found.passed,
+        severity=AssetCheckSeverity.ERROR if found.errors else AssetCheckSeverity.WARN,
+        metadata={
+            "requests_checked": MetadataValue.int(found.requests),
+            "users_checked": MetadataValue.int(found.users),
+            "traces": MetadataValue.int(len(found.traces)),
+            "errors": MetadataValue.int(len(found.errors)),
+            "by_request": MetadataValue.json(dict(sorted(by_request.items())[:50])),
+        })
+
+
+# -- jobs --------------------------------------------------------------------------------------------------------
+
+retention_job = define_asset_job(
+    "apply_retention", selection=AssetSelection.assets(RETENTION_RUNS),
+    description="Apply the retention policy (config dry_run: report only) and check nothing expired remains.")
+
+erasure_job = define_asset_job(
+    "gdpr_erasure", selection=AssetSelection.assets(ERASURE_REQUESTS),
+    description="Erase users (config: user_id, or user_ids for a batch) and check no trace of them remains.")
