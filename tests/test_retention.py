@@ -17,7 +17,7 @@ import pytest
 from dagster import DagsterInstance, DefaultScheduleStatus, Definitions, RunRequest, build_schedule_context
 from psycopg.types.json import Jsonb
 
-from tests.ingest_helpers import warehouse_ids
+from tests.ingest_helpers import sweep_in_subprocess, wait_until_lock_released, warehouse_ids
 from workdev_pipeline import catalog
 from workdev_pipeline.assets.governance import RETENTION_OP, RETENTION_RUNS
 from workdev_pipeline.definitions import build_definitions
@@ -25,6 +25,7 @@ from workdev_pipeline.demo import generate_events, generate_users
 from workdev_pipeline.governance.common import GovernanceInputError
 from workdev_pipeline.governance.retention import apply_retention, verify_retention
 from workdev_pipeline.ingest.ingestor import Ingestor
+from workdev_pipeline.ingest.local_store import LocalEventFiles
 from workdev_pipeline.resources.local import LocalWarehouseResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.schedules.governance import retention_schedule
@@ -67,7 +68,7 @@ class History:
     events (rows deleted), each category's cut-off straddled by an hour, an event 9 years back in the DEFAULT
     partition, dead-lettered events old and new."""
 
-    def __init__(self, as_of: datetime, seed: int = 11) -> None:
+    def __init__(self, as_of: datetime, seed: int = 11, *, populate: bool = True) -> None:
         self.as_of = as_of
         users = generate_users(40, seed=seed, now=as_of)
         pool = list(generate_events(users, 4_000, days=1.0, seed=seed, now=as_of))
@@ -76,6 +77,8 @@ class History:
             by_category[CATEGORY_OF[e["event_type"]]].append(e)
         self._pool = {c: iter(es) for c, es in by_category.items()}
         self.events: list[dict] = []
+        if not populate:
+            return
         self.only_short_month_age = 4 * 365 + 100  # days back: a month with interaction + user_activity only
         for age in (0.2, 3, 40, 200, 300, 370, 500, 700, 800, 1000, 1400, 2000, 2500, 2700, 2800, 2900):
             for category in TYPES_BY_CATEGORY:
@@ -99,23 +102,27 @@ class History:
         self.events.append(event)
         return event
 
-    def insert(self, conn: psycopg.Connection) -> None:
+    def insert(self, conn: psycopg.Connection, events: list[dict] | None = None) -> None:
         """Straight into the store as superuser (the emit functions refuse expired events, rightly)."""
-        first = min(e["timestamp"] for e in self.events if e is not self.in_default)
+        events = self.events if events is None else events
+        first = min(e["timestamp"] for e in events if e is not getattr(self, "in_default", None))
         conn.execute("SELECT ensure_event_partitions(%s, %s)", (first, self.as_of))
         with conn.cursor() as cur, cur.copy(f"COPY platform_event_store ({', '.join(STORE_COLUMNS)}) FROM STDIN") as cp:
-            for e in self.events:
+            for e in events:
                 cp.write_row((e["event_id"], e["event_type"], CATEGORY_OF[e["event_type"]], e["user_id"],
                               e["entity_type"], e["entity_id"], Jsonb(e["event_data"]), Jsonb(e["metadata"]),
                               e["source"], e["timestamp"], e["session_id"]))
 
+    def bad_ids(self) -> set:
+        return {e["event_id"] for e in (getattr(self, "old_invalid", None), getattr(self, "new_invalid", None)) if e}
+
     def expected(self, *, loaded_only: bool = False) -> Counter[str]:
-        bad = {self.old_invalid["event_id"], self.new_invalid["event_id"]}
+        bad = self.bad_ids()
         return Counter(CATEGORY_OF[e["event_type"]] for e in self.events
                        if expired(e, self.as_of) and not (loaded_only and e["event_id"] in bad))
 
     def kept_ids(self, *, loaded_only: bool = False) -> set[str]:
-        bad = {self.old_invalid["event_id"], self.new_invalid["event_id"]}
+        bad = self.bad_ids()
         return {str(e["event_id"]) for e in self.events
                 if not expired(e, self.as_of) and not (loaded_only and e["event_id"] in bad)}
 
@@ -324,3 +331,34 @@ def test_cli_retention_dry_run_then_for_real(db: str, conn: psycopg.Connection,
     future = subprocess.run([str(cli), "retention", "--as-of", "2999-01-01"], capture_output=True, text=True, env=env,
                             timeout=120, check=False)
     assert future.returncode == 2 and "error: as_of 2999-01-01T00:00:00+00:00 is in the future" in future.stderr
+
+
+def test_a_day_of_many_sweeps_is_compacted_and_a_killed_sweeps_file_survives_for_its_redo(
+        db: str, conn: psycopg.Connection, tmp_path: Path) -> None:
+    """A day swept three times holds three files; retention rewrites it as one (as a rebuild would), except the
+    file of the third sweep, killed after publishing (still 'running'): it keeps its name, so the redo replaces it.
+    At the end every kept event is held exactly once."""
+    from workdev_pipeline.governance.warehouse import LocalGovernedWarehouse
+
+    files = LocalEventFiles(tmp_path / "warehouse")
+    as_of = dagster_now()
+    history = History(as_of, seed=17, populate=False)
+    noon = datetime.combine((as_of - timedelta(days=500)).date(), datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    for k in range(3):  # 1-2 years old: interactions expire, the rest stays
+        batch = [history.add(c, noon + timedelta(minutes=10 * k + i)) for c in TYPES_BY_CATEGORY for i in range(3)]
+        history.insert(conn, batch)
+        if k < 2:
+            assert Ingestor(db, files).sweep().status == "loaded"
+        else:
+            assert sweep_in_subprocess(db, files.root, crash_at="after_publish").returncode == -9
+            wait_until_lock_released(db)
+    day = noon.date()
+    assert [p.name for p in files.day_files(day)] == [f"part-s{n:012d}.parquet" for n in (1, 2, 3)]
+
+    report = apply_retention(db, [LocalGovernedWarehouse(Ingestor(db, files))], as_of=as_of)
+    assert report.warehouse("local").days_rewritten == [day]
+    assert [p.name for p in files.day_files(day)] == ["part-day.parquet", "part-s000000000003.parquet"]
+    redo = Ingestor(db, files).sweep()
+    assert redo.redone and redo.status == "loaded"
+    held = warehouse_ids(files)
+    assert len(held) == len(set(held)) and set(held) == history.kept_ids()

@@ -152,10 +152,11 @@ class LocalGovernedWarehouse:
     def apply_retention(self, policy: RetentionPolicy, *, dry_run: bool = False,
                         run_id: str | None = None) -> WarehouseRetention:
         """Days whose every event has expired are removed, days with some expired events rewritten without them
-        (filtering the Parquet: the rule needs only event_type and timestamp, the kept rows stay byte for byte what
-        was loaded, and it is several times faster than rebuilding the days from PostgreSQL). One DuckDB pass plans
-        it. Days wholly before the oldest cut-off are removed unread (counted by the plan: any event they could
-        hold has expired); the others are filtered again under the lock, so what goes is exactly what expired."""
+        (filtering the Parquet: the rule needs only event_type and timestamp, the kept rows stay exactly as they were
+        loaded, and it is several times faster than rebuilding the days from PostgreSQL), each compacted into
+        one file as a rebuild writes it. One DuckDB pass plans it. Days wholly before the oldest cut-off are removed
+        unread (counted by the plan: any event they could hold has expired); the others are filtered again under
+        the lock, so what goes is exactly what expired."""
         started = time.perf_counter()
         result = WarehouseRetention(self.consumer, dry_run)
         plan = {d: c for d, c in self.expired_by_day(policy).items() if sum(e for e, _ in c.values())}
@@ -189,7 +190,7 @@ class LocalGovernedWarehouse:
         removed = self.ingestor.remove_days(whole, run_id=run_id)
         outcome = self.ingestor.rewrite_days(sorted(set(plan) - set(whole)), keep=keep,
                                              keep_columns=("event_type", "event_category", "timestamp"),
-                                             run_id=run_id, workers=self.workers)
+                                             run_id=run_id, workers=self.workers, compact=True)
         result.events = {c: n for c, n in events.items() if n}
         result.days_removed = sorted([*removed.days, *(d for d, rows in outcome.days.items() if rows == 0)])
         result.days_rewritten = sorted(d for d, rows in outcome.days.items() if rows > 0)

@@ -21,7 +21,7 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -157,7 +157,7 @@ class Ingestor:
     def rewrite_days(self, days: Iterable[date], *, keep: Callable[[date, pa.Table], pa.Array] | None = None,
                      keep_columns: Sequence[str] = (), append: str | None = None,
                      after_day: Callable[[psycopg.Connection, date], None] | None = None,
-                     run_id: str | None = None, workers: int = 2) -> LoadOutcome:
+                     run_id: str | None = None, workers: int = 2, compact: bool = False) -> LoadOutcome:
         """Rewrite whole days of the warehouse from their own files (retention, erasure) under the consumer's
         lock -- no sweep, rebuild or replay runs meanwhile -- each day swapped in whole, exactly like a rebuild
         (staged, marked, renamed; a crash in between is finished by the next operation):
@@ -170,6 +170,9 @@ class Ingestor:
         * ``append`` names a statement of ``sql/queries/`` streamed with the day's bounds and the consumer's
           watermark, as ``ingest/day_events`` is; its rows are validated and enriched exactly as a rebuild's
           (same ``ingested_at``) and written to a file of their own; failures go to the dead letter.
+        * ``compact``: the kept rows of all the day's files go into one file, ``part-day.parquet`` (as a rebuild
+          writes it: a day swept every 30 s holds thousands of small files), except the files of a sweep left
+          running by a killed run, which keep their name so that its redo still replaces them.
         * A day left without rows is removed.
         * ``after_day(conn, day)`` runs on the locked connection, in the transaction recording the day's
           dead-lettered rows, once the day is swapped in (to dequeue its work: a crash before it redoes the day).
@@ -187,9 +190,12 @@ class Ingestor:
             watermark = conn.execute(query("ingest/consumer_watermark"), {"consumer": self.consumer}).fetchone()[0]
             transformer = self.transformer(conn) if append else None
             ingest_times = IngestTimes(conn, self.consumer) if append else None
+            running = conn.execute(query("ingest/running_sweep"), {"consumer": self.consumer}).fetchone()
+            separate = {self.files.sweep_file_name(running[0])} if running else set()
             with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="rewrite-day") as pool, \
                     (self._reader() if append else nullcontext()) as reader:
-                pending = [(day, pool.submit(self._filter_day, day, keep, keep_columns)) for day in todo]
+                pending = [(day, pool.submit(self._filter_day, day, keep, keep_columns, compact, separate))
+                           for day in todo]
                 try:
                     # days are swapped in batches, sharing their syncs (thousands of small days otherwise pay
                     # three fsyncs and a transaction each)
@@ -258,32 +264,38 @@ class Ingestor:
         return outcome
 
     def _filter_day(self, day: date, keep: Callable[[date, pa.Table], pa.Array] | None,
-                    keep_columns: Sequence[str]) -> tuple[Path, int, int]:
-        """One day's files, filtered into a new staging directory: (that directory, rows kept, bytes written)."""
+                    keep_columns: Sequence[str], compact: bool = False,
+                    separate: Collection[str] = ()) -> tuple[Path, int, int]:
+        """One day's files, filtered into a new staging directory: (that directory, rows kept, bytes written).
+        With ``compact`` the kept rows of every file but those named in ``separate`` go into one file."""
         new_dir = self.files.rebuild_dir(day)
         columns = list(keep_columns) or None
+        merged = DayFileWriter(new_dir / "part-day.parquet") if compact else None
         kept = size = 0
         for path in self.files.day_files(day):
             parquet = pq.ParquetFile(path)
             rows = parquet.metadata.num_rows
-            if keep is None:
+            into = merged if merged is not None and path.name not in separate else None
+            if keep is None and into is None:
                 self.files.carry_over(path, new_dir)
                 kept += rows
                 continue
             # use_threads=False: the days are the parallelism (Arrow's own threads on top of them run ~3x slower)
             whole = parquet.read(use_threads=False) if rows <= REWRITE_BATCH_ROWS else None
-            if whole is not None:
-                mask = keep(day, whole.select(columns) if columns else whole)
+            if keep is None:
+                mask = pa.array([True] * rows, pa.bool_())
+            elif whole is not None:
+                mask = _as_array(keep(day, whole.select(columns) if columns else whole))
             else:
                 mask = pa.chunked_array([_as_array(keep(day, pa.Table.from_batches([b]))) for b in
                                          parquet.iter_batches(batch_size=REWRITE_BATCH_ROWS, columns=columns,
                                                               use_threads=False)], pa.bool_())
             stays = int(pc.sum(mask).as_py() or 0)
             kept += stays
-            if stays == rows:
+            if stays == rows and into is None:
                 self.files.carry_over(path, new_dir)
             elif stays:
-                writer = DayFileWriter(new_dir / path.name)
+                writer = into or DayFileWriter(new_dir / path.name)
                 if whole is not None:
                     writer.write(whole.filter(mask))
                 else:
@@ -291,7 +303,10 @@ class Ingestor:
                     for batch in parquet.iter_batches(batch_size=REWRITE_BATCH_ROWS, use_threads=False):
                         writer.write(pa.Table.from_batches([batch]).filter(mask.slice(offset, batch.num_rows)))
                         offset += batch.num_rows
-                size += writer.close()
+                if into is None:
+                    size += writer.close()
+        if merged is not None:
+            size += merged.close()
         return new_dir, kept, size
 
     def transformer(self, conn: psycopg.Connection) -> EventTransformer:
