@@ -111,11 +111,14 @@ def event_retention(context: AssetExecutionContext, config: RetentionConfig, pos
     if report.dry_run:
         yield AssetObservation(asset_key=RETENTION_RUNS, metadata=metadata)
         return
+    # Observed, not materialized: a materialization would make the aggregations of those days stale, and their
+    # automation would recompute them without the expired events. Aggregates hold no personal data and outlive
+    # the raw events they summarise (erasure, which must reach them, does materialize its days).
     for w in report.warehouses:
         removed = set(w.days_removed)
         for day in sorted(removed | set(w.days_rewritten)):
             if partition_exists(day):
-                context.log_event(AssetMaterialization(
+                context.log_event(AssetObservation(
                     asset_key=WAREHOUSE_EVENTS, partition=day.isoformat(),
                     description="removed by retention" if day in removed else "expired events removed",
                     metadata={"mode": "retention", "removed": MetadataValue.bool(day in removed)}))
