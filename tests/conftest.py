@@ -14,11 +14,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from dagster import DagsterInstance, Definitions
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from workdev_pipeline.client import AnalyticsClient
+from workdev_pipeline.definitions import build_definitions
 from workdev_pipeline.migrate import migrate
+from workdev_pipeline.resources.local import LocalWarehouseResource
+from workdev_pipeline.resources.postgres import PostgresResource
 
 LOCAL_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REPO = Path(__file__).resolve().parent.parent
@@ -129,3 +133,22 @@ def login_role(admin_url: str, db: str) -> Iterator[callable]:
             c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
         with psycopg.connect(admin_url, autocommit=True) as c:
             c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+# -- Dagster: the pipeline's definitions on the test's database and a warehouse directory of its own --------
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> LocalWarehouseResource:
+    return LocalWarehouseResource(data_dir=str(tmp_path / "warehouse"), backoff_seconds=0.01)
+
+
+@pytest.fixture
+def defs(db: str, warehouse: LocalWarehouseResource) -> Definitions:
+    return build_definitions({"postgres": PostgresResource(database_url=db), "warehouse": warehouse})
+
+
+@pytest.fixture
+def instance() -> Iterator[DagsterInstance]:
+    with DagsterInstance.ephemeral() as inst:
+        yield inst

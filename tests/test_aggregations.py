@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import duckdb
 import psycopg
@@ -21,10 +19,8 @@ from workdev_pipeline.aggregations.periods import DAILY, HOURLY, WEEKLY, days_co
 from workdev_pipeline.assets.aggregations import postgres_key, warehouse_key
 from workdev_pipeline.assets.partitions import closed_daily_partitions, hourly_partitions, weekly_partitions
 from workdev_pipeline.client import AnalyticsClient
-from workdev_pipeline.definitions import build_definitions
 from workdev_pipeline.demo_loader import load_demo
 from workdev_pipeline.resources.local import LocalWarehouseResource
-from workdev_pipeline.resources.postgres import PostgresResource
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 HOUR, DAY, WEEK = timedelta(hours=1), timedelta(days=1), timedelta(weeks=1)
@@ -34,21 +30,6 @@ GRANULARITIES = {"hourly": HOURLY, "daily": DAILY, "weekly": WEEKLY}
 
 # -- fixtures ------------------------------------------------------------------------------------------------
 
-
-@pytest.fixture
-def warehouse(tmp_path: Path) -> LocalWarehouseResource:
-    return LocalWarehouseResource(data_dir=str(tmp_path / "warehouse"), backoff_seconds=0.01)
-
-
-@pytest.fixture
-def defs(db: str, warehouse: LocalWarehouseResource) -> Definitions:
-    return build_definitions({"postgres": PostgresResource(database_url=db), "warehouse": warehouse})
-
-
-@pytest.fixture
-def instance() -> Iterator[DagsterInstance]:
-    with DagsterInstance.ephemeral() as inst:
-        yield inst
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from collections import Counter
 from pathlib import Path
 
 import psycopg
-import pytest
 from dagster import (
     AssetCheckKey,
     AssetSelection,
@@ -25,28 +24,12 @@ from workdev_pipeline.assets.checks import (
     pending_backlog_fresh,
 )
 from workdev_pipeline.assets.ingestion import ENRICHED_EVENTS, INCOMING_EVENTS, WAREHOUSE_EVENTS, incoming_events
-from workdev_pipeline.definitions import build_definitions
 from workdev_pipeline.resources.local import LocalWarehouseResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.schedules.sensors import ingest_sensor
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
-
-@pytest.fixture
-def warehouse(tmp_path: Path) -> LocalWarehouseResource:
-    return LocalWarehouseResource(data_dir=str(tmp_path / "warehouse"), backoff_seconds=0.01)
-
-
-@pytest.fixture
-def defs(db: str, warehouse: LocalWarehouseResource) -> Definitions:
-    return build_definitions({"postgres": PostgresResource(database_url=db), "warehouse": warehouse})
-
-
-@pytest.fixture
-def instance() -> DagsterInstance:
-    with DagsterInstance.ephemeral() as inst:
-        yield inst
 
 
 def resources(db: str, warehouse: LocalWarehouseResource) -> dict[str, object]:

@@ -21,7 +21,6 @@ from dagster import AssetCheckKey, AssetSelection, DagsterInstance, Definitions,
 from tests.ingest_helpers import demo, wait_until_lock_released
 from workdev_pipeline.assets.governance import ERASURE_OP, ERASURE_REQUESTS, erasure_leaves_no_trace, gdpr_erasure
 from workdev_pipeline.client import AnalyticsClient
-from workdev_pipeline.definitions import build_definitions
 from workdev_pipeline.governance.erasure import InvalidUserId, parse_user_ids, scrub_message
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.ingest.local_store import LocalEventFiles
@@ -61,21 +60,6 @@ class Person:
                                 timestamp=now - timedelta(hours=6))]
         return ids
 
-
-@pytest.fixture
-def warehouse(tmp_path: Path) -> LocalWarehouseResource:
-    return LocalWarehouseResource(data_dir=str(tmp_path / "warehouse"), backoff_seconds=0.01)
-
-
-@pytest.fixture
-def defs(db: str, warehouse: LocalWarehouseResource) -> Definitions:
-    return build_definitions({"postgres": PostgresResource(database_url=db), "warehouse": warehouse})
-
-
-@pytest.fixture
-def instance():
-    with DagsterInstance.ephemeral() as inst:
-        yield inst
 
 
 @pytest.fixture

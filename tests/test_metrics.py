@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import psycopg
-import pytest
 from dagster import DagsterInstance, Definitions, build_schedule_context
 
 from tests.ingest_helpers import demo
 from workdev_pipeline.client import AnalyticsClient
-from workdev_pipeline.definitions import build_definitions
-from workdev_pipeline.resources.local import LocalWarehouseResource
-from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.schedules.metrics import cleanup_metrics_schedule, refresh_metrics_schedule
-
-
-@pytest.fixture
-def defs(db: str, tmp_path: Path) -> Definitions:
-    return build_definitions({"postgres": PostgresResource(database_url=db),
-                              "warehouse": LocalWarehouseResource(data_dir=str(tmp_path / "warehouse"))})
 
 
 def test_refresh_writes_what_a_direct_count_says_and_the_client_serves_it(db: str, defs: Definitions,

@@ -20,14 +20,12 @@ from psycopg.types.json import Jsonb
 from tests.ingest_helpers import sweep_in_subprocess, wait_until_lock_released, warehouse_ids
 from workdev_pipeline import catalog
 from workdev_pipeline.assets.governance import RETENTION_OP, RETENTION_RUNS
-from workdev_pipeline.definitions import build_definitions
 from workdev_pipeline.demo import generate_events, generate_users
 from workdev_pipeline.governance.common import GovernanceInputError
 from workdev_pipeline.governance.retention import apply_retention, verify_retention
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.ingest.local_store import LocalEventFiles
 from workdev_pipeline.resources.local import LocalWarehouseResource
-from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.schedules.governance import retention_schedule
 
 #: The policy, from the catalog (not from the code under test): days kept per category.
@@ -41,21 +39,6 @@ STORE_COLUMNS = ("event_id", "event_type", "event_category", "user_id", "entity_
 def dagster_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 
-
-@pytest.fixture
-def warehouse(tmp_path: Path) -> LocalWarehouseResource:
-    return LocalWarehouseResource(data_dir=str(tmp_path / "warehouse"), backoff_seconds=0.01)
-
-
-@pytest.fixture
-def defs(db: str, warehouse: LocalWarehouseResource) -> Definitions:
-    return build_definitions({"postgres": PostgresResource(database_url=db), "warehouse": warehouse})
-
-
-@pytest.fixture
-def instance():
-    with DagsterInstance.ephemeral() as inst:
-        yield inst
 
 
 def expired(event: dict, as_of: datetime) -> bool:

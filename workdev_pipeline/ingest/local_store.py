@@ -166,11 +166,10 @@ class LocalEventFiles:
 
     def swap_in(self, day: date, new_dir: Path) -> None:
         """Replace the day's directory with ``new_dir`` (which holds the complete new day)."""
-        (new_dir / COMMIT_MARKER).write_text(day.isoformat())
-        _fsync_dir(new_dir)
-        self._finish_swap(day, new_dir)
+        self.swap_in_days({day: new_dir})
 
-    def _finish_swap(self, day: date, new_dir: Path) -> None:
+    def _rename_in(self, day: date, new_dir: Path) -> None:
+        """The swap itself: the old day out to ``_trash/``, the marked new one in, its marker dropped."""
         from workdev_pipeline.ingest.faults import crash_point
 
         target = self.day_dir(day)
@@ -181,6 +180,9 @@ class LocalEventFiles:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(new_dir, target)
         (target / COMMIT_MARKER).unlink(missing_ok=True)
+
+    def _finish_swap(self, day: date, new_dir: Path) -> None:
+        self._rename_in(day, new_dir)
         _fsync_dir(self.table_dir)
         shutil.rmtree(self.trash_dir, ignore_errors=True)
 
@@ -208,19 +210,13 @@ class LocalEventFiles:
             return
         for day, new_dir in new_dirs.items():
             (new_dir / COMMIT_MARKER).write_text(day.isoformat())
-        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="sync-day") as pool:  # one journal commit, mostly
-            list(pool.map(_fsync_dir, new_dirs.values()))
-        from workdev_pipeline.ingest.faults import crash_point
-
-        self.trash_dir.mkdir(parents=True, exist_ok=True)
+        if len(new_dirs) == 1:
+            _fsync_dir(next(iter(new_dirs.values())))
+        else:
+            with ThreadPoolExecutor(max_workers=8, thread_name_prefix="sync-day") as pool:  # one journal commit
+                list(pool.map(_fsync_dir, new_dirs.values()))
         for day, new_dir in sorted(new_dirs.items()):
-            target = self.day_dir(day)
-            if target.exists():
-                os.replace(target, self.trash_dir / f"{target.name}-{uuid.uuid4().hex[:12]}")
-                crash_point("after_swap_out")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(new_dir, target)
-            (target / COMMIT_MARKER).unlink(missing_ok=True)
+            self._rename_in(day, new_dir)
         _fsync_dir(self.table_dir)
         shutil.rmtree(self.trash_dir, ignore_errors=True)
 
