@@ -21,19 +21,10 @@ from tests.ingest_helpers import (
     warehouse_days,
     warehouse_ids,
 )
+from tests.seed_queries import EVENT_PROCESSING_METRICS
 from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.ingest.local_store import LocalEventFiles
-
-EVENT_PROCESSING_METRICS = """
-SELECT
-  processing_status,
-  COUNT(*) as count,
-  AVG(retry_count) as avg_retries
-FROM platform_events
-WHERE created_at > NOW() - INTERVAL '1 hour'
-GROUP BY processing_status;
-"""
 
 
 @pytest.fixture

@@ -7,45 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from tests.seed_queries import (
+    CHECK_SYNC_STATUS,
+    EVENT_PROCESSING_METRICS,
+    FAILED_EVENTS,
+    GDPR_ANONYMIZE,
+    REALTIME_METRICS,
+)
 from workdev_pipeline.client import AnalyticsClient
-
-# Verbatim from the seed's "Monitoring & Observability" and "GDPR Compliance" sections.
-CHECK_SYNC_STATUS = """
-SELECT * FROM warehouse_sync_status
-ORDER BY created_at DESC
-LIMIT 10;
-"""
-EVENT_PROCESSING_METRICS = """
-SELECT
-  processing_status,
-  COUNT(*) as count,
-  AVG(retry_count) as avg_retries
-FROM platform_events
-WHERE created_at > NOW() - INTERVAL '1 hour'
-GROUP BY processing_status;
-"""
-FAILED_EVENTS = """
-SELECT event_id, event_type, error_message, retry_count
-FROM platform_events
-WHERE processing_status = 'failed'
-ORDER BY created_at DESC
-LIMIT 20;
-"""
-REALTIME_METRICS = """
-SELECT metric_key, metric_value, calculated_at
-FROM platform_metrics_realtime
-WHERE expires_at > NOW()
-ORDER BY calculated_at DESC;
-"""
-GDPR_ANONYMIZE = """
--- Anonymize events for deleted user
-UPDATE platform_events
-SET
-  user_id = NULL,
-  event_data = event_data - 'email' - 'phone' - 'address',
-  metadata = metadata - 'ip_address' - 'user_agent'
-WHERE user_id = 'user-to-delete';
-"""
 
 
 def login_events(n: int, user: uuid.UUID | None = None) -> list[dict]:

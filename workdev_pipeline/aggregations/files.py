@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workdev_pipeline.aggregations.periods import Granularity
+from workdev_pipeline.ingest.local_store import fsync_dir
 
 TABLE = "event_aggregations"
 
@@ -84,7 +85,7 @@ class AggregateFiles:
                 os.replace(temp, final)
                 written += 1
         if staged and self.type_dir(granularity).is_dir():
-            _fsync_dir(self.type_dir(granularity))
+            fsync_dir(self.type_dir(granularity))
         return written, removed
 
     def discard(self, staged: dict[object, Path | None]) -> None:
@@ -105,11 +106,3 @@ class AggregateFiles:
     def read(self, granularity: Granularity, period_start) -> pa.Table | None:
         path = self.path(granularity, period_start)
         return pq.read_table(path) if path.exists() else None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

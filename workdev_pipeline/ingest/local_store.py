@@ -155,7 +155,7 @@ class LocalEventFiles:
             target = self.day_dir(day) / self.sweep_file_name(sweep_id)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, target)
-        _fsync_dir(self.table_dir)
+        fsync_dir(self.table_dir)
         shutil.rmtree(staging, ignore_errors=True)
 
     # -- day rebuilds ------------------------------------------------------------------------------
@@ -183,7 +183,7 @@ class LocalEventFiles:
 
     def _finish_swap(self, day: date, new_dir: Path) -> None:
         self._rename_in(day, new_dir)
-        _fsync_dir(self.table_dir)
+        fsync_dir(self.table_dir)
         shutil.rmtree(self.trash_dir, ignore_errors=True)
 
     # -- governance (retention, erasure): whole days removed, files carried into a rewritten day ----------
@@ -198,7 +198,7 @@ class LocalEventFiles:
                 os.replace(target, self.trash_dir / f"{target.name}-{uuid.uuid4().hex[:12]}")
                 removed.append(day)
         if removed:
-            _fsync_dir(self.table_dir)
+            fsync_dir(self.table_dir)
         shutil.rmtree(self.trash_dir, ignore_errors=True)
         return removed
 
@@ -211,13 +211,13 @@ class LocalEventFiles:
         for day, new_dir in new_dirs.items():
             (new_dir / COMMIT_MARKER).write_text(day.isoformat())
         if len(new_dirs) == 1:
-            _fsync_dir(next(iter(new_dirs.values())))
+            fsync_dir(next(iter(new_dirs.values())))
         else:
             with ThreadPoolExecutor(max_workers=8, thread_name_prefix="sync-day") as pool:  # one journal commit
-                list(pool.map(_fsync_dir, new_dirs.values()))
+                list(pool.map(fsync_dir, new_dirs.values()))
         for day, new_dir in sorted(new_dirs.items()):
             self._rename_in(day, new_dir)
-        _fsync_dir(self.table_dir)
+        fsync_dir(self.table_dir)
         shutil.rmtree(self.trash_dir, ignore_errors=True)
 
     @staticmethod
@@ -249,7 +249,8 @@ class LocalEventFiles:
         return done
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (renames, new files) durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
