@@ -1,0 +1,1 @@
+"""Remote warehouse engines (BigQuery, Redshift): the tables that the ingestion engine's day files are loaded into."""
