@@ -43,6 +43,7 @@ from workdev_pipeline.ingest.ingest_times import IngestTimes
 from workdev_pipeline.ingest.local_store import DayFileWriter, LocalEventFiles
 from workdev_pipeline.ingest.transform import EventTransformer, Failures
 from workdev_pipeline.sql_files import query
+from workdev_pipeline.warehouses.remote import RemoteEventTable
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +85,19 @@ def _as_array(mask: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 class Ingestor:
-    """Moves events of the store into the local warehouse's files for one consumer."""
+    """Moves events of the store into the local warehouse's files for one consumer -- and, for a remote engine
+    (``remote``), from those files (its mirror) into the engine's table: see ``warehouses/remote.py``."""
 
     def __init__(self, database_url: str, files: LocalEventFiles, *, consumer: str = "local",
                  geoip_database: str | None = None, retries: int = 3, backoff_seconds: float = 0.5,
-                 batch_bytes: int = BATCH_BYTES, sleep: Callable[[float], None] = time.sleep) -> None:
+                 batch_bytes: int = BATCH_BYTES, sleep: Callable[[float], None] = time.sleep,
+                 remote: RemoteEventTable | None = None) -> None:
         self.url = database_url
         self.files = files
         self.consumer = consumer
+        self.remote = remote
+        self.transient_errors = TRANSIENT_ERRORS + (remote.transient_errors if remote is not None else ())
+        self._remote_ready = False
         self.retries = retries
         self.backoff_seconds = backoff_seconds
         self.batch_bytes = batch_bytes
@@ -105,7 +111,7 @@ class Ingestor:
         started = time.perf_counter()
         try:
             outcome = self._retrying(lambda: self._sweep_once(run_id))
-        except TRANSIENT_ERRORS as exc:
+        except self.transient_errors as exc:
             outcome = self._fail_sweep(run_id, exc)
         outcome.seconds = time.perf_counter() - started
         return outcome
@@ -119,6 +125,9 @@ class Ingestor:
         def attempt() -> LoadOutcome:  # retried whole (lock included): a dropped connection takes the lock along
             with self._locked(wait=True) as conn:
                 self._drain_rebuild_queue(conn, run_id, outcome)
+                if self.remote is not None:  # a crash between the engine's load and the mirror's swap redoes them
+                    conn.execute(query("ingest/queue_rebuilds"), {"consumer": self.consumer, "days": remaining,
+                                                                  "reason": "rebuild"})
                 while remaining:
                     self._rebuild_day(conn, remaining[0], run_id, outcome)
                     remaining.pop(0)
@@ -225,6 +234,10 @@ class Ingestor:
                                 shutil.rmtree(new_dir, ignore_errors=True)
                                 emptied.append(day)
                             done.append((day, kept, appended, size, failures, day_started))
+                        for day, new_dir in sorted(staged.items()):
+                            self._load_remote_day(day, sorted(new_dir.glob("*.parquet")), "rewrite")
+                        for day in emptied:
+                            self._load_remote_day(day, [], "rewrite")
                         self.files.swap_in_days(staged)
                         self.files.remove_days(emptied)
                         if after_day is not None or any(f for *_, f, _ in done):
@@ -257,6 +270,9 @@ class Ingestor:
         started = time.perf_counter()
         outcome = LoadOutcome("loaded", "remove")
         with self._locked(wait=True):
+            for day in sorted(set(days)):
+                if self.files.day_dir(day).is_dir():
+                    self._load_remote_day(day, [], "remove")
             outcome.days = dict.fromkeys(self.files.remove_days(days), 0)
         outcome.status = "loaded" if outcome.days else "idle"
         outcome.notes.append(f"{len(outcome.days)} day(s) removed" + (f" (run {run_id})" if run_id else ""))
@@ -358,6 +374,11 @@ class Ingestor:
             crash_point("after_write")
             self.files.publish_sweep(sweep_id, written)
             crash_point("after_publish")
+            if self.remote is not None:  # MERGE on event_id: a redo after a crash here loads each event once
+                for day in sorted(written):
+                    self.remote.merge_files(day, [self.files.day_dir(day) / self.files.sweep_file_name(sweep_id)],
+                                            f"sweep-{sweep_id}-{day.isoformat()}")
+                crash_point("after_remote_load")
 
             outcome.days = {day: rows for day, (rows, _) in written.items()}
             outcome.events_loaded = sum(outcome.days.values())
@@ -382,7 +403,7 @@ class Ingestor:
         """The sweep's writes kept failing: its events go to the dead letter and the sweep is finished."""
         message = f"transient failure after {self.retries} retries: {type(exc).__name__}: {exc}"[:2000]
         outcome = LoadOutcome("failed", "sweep", error=message, retries=self.retries)
-        with self._locked(wait=True) as conn:
+        with self._locked(wait=True, remote=False) as conn:  # the engine may be what is down
             running = conn.execute(query("ingest/running_sweep"), {"consumer": self.consumer}).fetchone()
             if running is None:
                 raise exc
@@ -428,6 +449,7 @@ class Ingestor:
                 writer.write(table)
                 failures.extend(bad)
         size = writer.close()
+        self._load_remote_day(day, sorted(new_dir.glob("*.parquet")), "rebuild")
         self.files.swap_in(day, new_dir)
         with conn.transaction():
             self._record_failures(conn, failures)
@@ -440,10 +462,17 @@ class Ingestor:
         outcome.bytes_written += size
 
     # -- plumbing ----------------------------------------------------------------------------------
+    def _load_remote_day(self, day: date, paths: Sequence[Path], kind: str) -> None:
+        """Make the remote engine's day hold exactly ``paths`` (before the mirror's swap: a crash in between
+        leaves the work to redo -- queued rebuilds, re-run retention or erasure -- and the replace is idempotent)."""
+        if self.remote is not None:
+            self.remote.replace_day(day, paths, f"{kind}-{day.isoformat()}")
+            crash_point("after_remote_load")
+
     def _retrying(self, action: Callable[[], LoadOutcome]) -> LoadOutcome:
         retrying = Retrying(stop=stop_after_attempt(self.retries + 1), reraise=True, sleep=self._sleep,
                             wait=wait_random_exponential(multiplier=self.backoff_seconds, max=30),
-                            retry=retry_if_exception_type(TRANSIENT_ERRORS),
+                            retry=retry_if_exception_type(self.transient_errors),
                             before_sleep=lambda state: log.warning(
                                 "attempt %d failed (%s); retrying", state.attempt_number, state.outcome.exception()))
         result = retrying(action)
@@ -453,8 +482,9 @@ class Ingestor:
         return result
 
     @contextmanager
-    def _locked(self, *, wait: bool) -> Iterator[psycopg.Connection | None]:
-        """The consumer's session-level advisory lock (released by PostgreSQL if this process dies)."""
+    def _locked(self, *, wait: bool, remote: bool = True) -> Iterator[psycopg.Connection | None]:
+        """The consumer's session-level advisory lock (released by PostgreSQL if this process dies); the remote
+        engine's table made ready first (``remote``)."""
         with psycopg.connect(self.url, autocommit=True) as conn:
             if wait:
                 conn.execute(_LOCK.format("pg_advisory_lock"), (self.consumer,))
@@ -463,6 +493,9 @@ class Ingestor:
                 return
             for note in self.files.recover():
                 log.warning("recovered: %s", note)
+            if remote and self.remote is not None and not self._remote_ready:
+                self.remote.ensure_table()
+                self._remote_ready = True
             yield conn
 
     @contextmanager
