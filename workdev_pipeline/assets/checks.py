@@ -11,6 +11,7 @@ from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, WAREHOUSE_EVENTS
 from workdev_pipeline.assets.partitions import daily_partitions, day_of
 from workdev_pipeline.resources.local import LocalWarehouseResource
 from workdev_pipeline.resources.postgres import PostgresResource
+from workdev_pipeline.resources.warehouse import Warehouse
 from workdev_pipeline.sql_files import query
 
 #: The pending backlog's oldest event may wait this long before the freshness check fails.
@@ -27,11 +28,16 @@ def _days(context: AssetCheckExecutionContext) -> list[date]:
                          "processed events (swept, not in the dead letter).")
 def reconciles_with_postgres(context: AssetCheckExecutionContext, postgres: PostgresResource,
                              warehouse: LocalWarehouseResource) -> AssetCheckResult:
+    return reconcile(_days(context), postgres, warehouse)
+
+
+def reconcile(days: list[date], postgres: PostgresResource, warehouse: Warehouse) -> AssetCheckResult:
+    """The days' counts by event_type in ``warehouse`` against PostgreSQL's processed events of its consumer."""
     lines = ["| day | event_type | postgres | warehouse |", "|---|---|---|---|"]
     differences: dict[str, dict[str, int]] = {}
     totals = [0, 0]
     with postgres.connection() as conn:
-        for day in _days(context):
+        for day in days:
             start = datetime.combine(day, time.min, tzinfo=UTC)
             expected = dict(conn.execute(query("ingest/day_counts"), {
                 "day_start": start, "day_end": start + timedelta(days=1), "consumer": warehouse.consumer}).fetchall())
@@ -54,7 +60,12 @@ def reconciles_with_postgres(context: AssetCheckExecutionContext, postgres: Post
              description="No event_id is held twice in the day's partition.")
 def no_duplicate_event_ids(context: AssetCheckExecutionContext,
                            warehouse: LocalWarehouseResource) -> AssetCheckResult:
-    duplicates = [(day.isoformat(), i, n) for day in _days(context) for i, n in warehouse.duplicate_event_ids(day)]
+    return no_duplicates(_days(context), warehouse)
+
+
+def no_duplicates(days: list[date], warehouse: Warehouse) -> AssetCheckResult:
+    """No event_id held twice on any of ``days``."""
+    duplicates = [(day.isoformat(), i, n) for day in days for i, n in warehouse.duplicate_event_ids(day)]
     return AssetCheckResult(passed=not duplicates, metadata={
         "duplicates_shown": MetadataValue.int(len(duplicates)),
         "examples": MetadataValue.json([{"day": d, "event_id": i, "copies": n} for d, i, n in duplicates[:20]])})

@@ -18,6 +18,7 @@ from workdev_pipeline.assets.partitions import partition_exists
 from workdev_pipeline.ingest.ingestor import LoadOutcome
 from workdev_pipeline.resources.local import LocalWarehouseResource
 from workdev_pipeline.resources.postgres import PostgresResource
+from workdev_pipeline.resources.warehouse import Warehouse
 
 INCOMING_EVENTS = AssetKey(["postgres", "platform_events"])
 ENRICHED_EVENTS = AssetKey(["pipeline", "enriched_events"])
@@ -32,15 +33,42 @@ incoming_events = AssetSpec(
 )
 
 
-def _report_day_partitions(context: AssetExecutionContext, outcome: LoadOutcome) -> None:
+def _report_day_partitions(context: AssetExecutionContext, outcome: LoadOutcome, table_key: AssetKey,
+                           engine: str) -> None:
     """A sweep appends to several day partitions of the warehouse table: record each of them."""
     for day, rows in sorted(outcome.days.items()):
         if partition_exists(day):
             context.log_event(AssetMaterialization(
-                asset_key=WAREHOUSE_EVENTS, partition=day.isoformat(),
-                description=f"appended by sweep {outcome.sweep_id}",
+                asset_key=table_key, partition=day.isoformat(),
+                description=f"appended by sweep {outcome.sweep_id}", tags={"workdev/engine": engine},
                 metadata={"rows_appended": MetadataValue.int(rows), "sweep_id": MetadataValue.int(outcome.sweep_id),
-                          "mode": "append"}))
+                          "mode": "append", "engine": engine}))
+
+
+def sweep_into(context: AssetExecutionContext, postgres: PostgresResource, warehouse: Warehouse,
+               table_key: AssetKey, engine: str) -> MaterializeResult:
+    """One sweep of ``warehouse`` (what the sweep asset of every engine runs)."""
+    outcome = warehouse.ingestor(postgres.url()).sweep(run_id=context.run_id)
+    context.log.info(f"{engine} sweep {outcome.status}: {outcome.events_loaded} loaded, {outcome.events_failed} "
+                     f"failed in {outcome.seconds:.2f} s")
+    if outcome.status == "failed":
+        raise Failure(description=f"{engine} sweep {outcome.sweep_id} failed; its events are in the dead letter "
+                                  "for replay", metadata=outcome_metadata(outcome, engine))
+    _report_day_partitions(context, outcome, table_key, engine)
+    return MaterializeResult(metadata=outcome_metadata(outcome, engine))
+
+
+def replay_into(context: AssetExecutionContext, postgres: PostgresResource, warehouse: Warehouse,
+                table_key: AssetKey, engine: str) -> MaterializeResult:
+    """One replay of ``warehouse``'s dead letter; the days it rebuilt recorded as partitions of ``table_key``."""
+    outcome = warehouse.ingestor(postgres.url()).replay(run_id=context.run_id)
+    for day, rows in sorted(outcome.days.items()):
+        if partition_exists(day):
+            context.log_event(AssetMaterialization(asset_key=table_key, partition=day.isoformat(),
+                                                   tags={"workdev/engine": engine},
+                                                   metadata={"rows": MetadataValue.int(rows), "mode": "replay",
+                                                             "engine": engine}))
+    return MaterializeResult(metadata=outcome_metadata(outcome, engine))
 
 
 @asset(
@@ -56,14 +84,7 @@ def _report_day_partitions(context: AssetExecutionContext, outcome: LoadOutcome)
 )
 def enriched_events(context: AssetExecutionContext, postgres: PostgresResource,
                     warehouse: LocalWarehouseResource) -> MaterializeResult:
-    outcome = warehouse.ingestor(postgres.url()).sweep(run_id=context.run_id)
-    context.log.info(f"sweep {outcome.status}: {outcome.events_loaded} loaded, {outcome.events_failed} failed "
-                     f"in {outcome.seconds:.2f} s")
-    if outcome.status == "failed":
-        raise Failure(description=f"sweep {outcome.sweep_id} failed; its events are in the dead letter for replay",
-                      metadata=outcome_metadata(outcome))
-    _report_day_partitions(context, outcome)
-    return MaterializeResult(metadata=outcome_metadata(outcome))
+    return sweep_into(context, postgres, warehouse, WAREHOUSE_EVENTS, "local")
 
 
 @asset(
@@ -76,9 +97,4 @@ def enriched_events(context: AssetExecutionContext, postgres: PostgresResource,
 )
 def dead_letter_replay(context: AssetExecutionContext, postgres: PostgresResource,
                        warehouse: LocalWarehouseResource) -> MaterializeResult:
-    outcome = warehouse.ingestor(postgres.url()).replay(run_id=context.run_id)
-    for day, rows in sorted(outcome.days.items()):
-        if partition_exists(day):
-            context.log_event(AssetMaterialization(asset_key=WAREHOUSE_EVENTS, partition=day.isoformat(),
-                                                   metadata={"rows": MetadataValue.int(rows), "mode": "replay"}))
-    return MaterializeResult(metadata=outcome_metadata(outcome))
+    return replay_into(context, postgres, warehouse, WAREHOUSE_EVENTS, "local")

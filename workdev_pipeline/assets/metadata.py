@@ -9,9 +9,10 @@ from dagster import MetadataValue
 from workdev_pipeline.ingest.ingestor import LoadOutcome
 
 
-def outcome_metadata(outcome: LoadOutcome) -> dict[str, Any]:
+def outcome_metadata(outcome: LoadOutcome, engine: str = "local") -> dict[str, Any]:
     meta: dict[str, Any] = {
         "status": outcome.status,
+        "engine": engine,
         "rows_loaded": MetadataValue.int(outcome.events_loaded),
         "rows_failed": MetadataValue.int(outcome.events_failed),
         "bytes_written": MetadataValue.int(outcome.bytes_written),

@@ -9,6 +9,7 @@ from workdev_pipeline.assets.metadata import outcome_metadata
 from workdev_pipeline.assets.partitions import daily_partitions, day_of
 from workdev_pipeline.resources.local import LocalWarehouseResource
 from workdev_pipeline.resources.postgres import PostgresResource
+from workdev_pipeline.resources.warehouse import Warehouse
 
 
 @asset(
@@ -26,7 +27,14 @@ from workdev_pipeline.resources.postgres import PostgresResource
 )
 def warehouse_events(context: AssetExecutionContext, postgres: PostgresResource,
                      warehouse: LocalWarehouseResource) -> MaterializeResult:
+    return rebuild_days(context, postgres, warehouse, "local")
+
+
+def rebuild_days(context: AssetExecutionContext, postgres: PostgresResource, warehouse: Warehouse,
+                 engine: str) -> MaterializeResult:
+    """Rebuild the run's day partitions (one, or a backfill's range in one run) in ``warehouse``."""
     days = [day_of(key) for key in context.partition_keys]
     outcome = warehouse.ingestor(postgres.url()).rebuild(days, run_id=context.run_id)
-    context.log.info(f"rebuilt {len(days)} day(s): {outcome.events_loaded} events in {outcome.seconds:.2f} s")
-    return MaterializeResult(metadata=outcome_metadata(outcome))
+    context.log.info(f"{engine}: rebuilt {len(days)} day(s): {outcome.events_loaded} events in "
+                     f"{outcome.seconds:.2f} s")
+    return MaterializeResult(metadata=outcome_metadata(outcome, engine))

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import duckdb
-import pyarrow.parquet as pq
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from workdev_pipeline.ingest.ingestor import Ingestor
-from workdev_pipeline.ingest.local_store import LocalEventFiles
-from workdev_pipeline.ingest.schema import WAREHOUSE_SCHEMA
+from workdev_pipeline.ingest.local_store import LocalEventFiles, schema_problems
 from workdev_pipeline.settings import workdev_home
 
 
@@ -56,12 +53,13 @@ class LocalWarehouseResource(ConfigurableResource):
                               "ORDER BY 2 DESC, 1 LIMIT ?", [glob, limit]).fetchall()
 
     def schema_problems(self, day: date) -> list[str]:
-        problems = []
-        for path in self.files().day_files(day):
-            schema = pq.read_schema(path)
-            if not schema.equals(WAREHOUSE_SCHEMA, check_metadata=False):
-                problems.append(f"{Path(path).name}: {schema} differs from the declared schema")
-        return problems
+        return schema_problems(self.files(), day)
+
+    def event_ids(self, day: date) -> set[str]:
+        glob = self._day_glob(day)
+        if glob is None:
+            return set()
+        return {r[0] for r in duckdb.execute("SELECT event_id FROM read_parquet(?)", [glob]).fetchall()}
 
     def query(self, sql: str, parameters: list | None = None) -> list[tuple]:
         """Run DuckDB SQL where ``platform_events`` is a view over every file (for checks, tests, notebooks)."""

@@ -26,6 +26,10 @@ class Warehouse(Protocol):
         """Event ids held more than once on ``day`` (with how often)."""
         ...
 
+    def event_ids(self, day: date) -> set[str]:
+        """Every event id held for ``day`` (cross-engine parity)."""
+        ...
+
     def schema_problems(self, day: date) -> list[str]:
         """How the stored files of ``day`` differ from the declared schema (empty when they match)."""
         ...

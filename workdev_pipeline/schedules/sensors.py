@@ -50,12 +50,20 @@ def ingest_sensor(context: SensorEvaluationContext, postgres: PostgresResource,
         "pending": MetadataValue.int(pending),
         "oldest_pending_seconds": MetadataValue.float(float(oldest or 0.0)),
         "dead_letter": MetadataValue.int(failed)})
+    run_requests, cursor = sweep_requests(context, pending, ingest_job.name, "ingest_sensor", "local")
+    return SensorResult(run_requests=run_requests, asset_events=[observation], cursor=cursor)
+
+
+def sweep_requests(context: SensorEvaluationContext, pending: int, job_name: str, trigger: str,
+                   engine: str) -> tuple[list[RunRequest], str]:
+    """A sweep run of ``job_name`` while events are pending and none of its runs is queued or running, and the
+    new cursor (it counts the requests: run keys stay unique)."""
     cursor = json.loads(context.cursor) if context.cursor else {"requests": 0}
     run_requests = []
     if pending:
-        in_flight = context.instance.get_runs_count(RunsFilter(job_name=ingest_job.name, statuses=_IN_FLIGHT))
+        in_flight = context.instance.get_runs_count(RunsFilter(job_name=job_name, statuses=_IN_FLIGHT))
         if not in_flight:
             cursor["requests"] += 1
-            run_requests.append(RunRequest(run_key=f"sweep-{cursor['requests']}",
-                                           tags={"workdev/trigger": "ingest_sensor", "workdev/pending": str(pending)}))
-    return SensorResult(run_requests=run_requests, asset_events=[observation], cursor=json.dumps(cursor))
+            run_requests.append(RunRequest(run_key=f"sweep-{cursor['requests']}", tags={
+                "workdev/trigger": trigger, "workdev/pending": str(pending), "workdev/engine": engine}))
+    return run_requests, json.dumps(cursor)

@@ -1,0 +1,46 @@
+"""The BigQuery warehouse: dagster-gcp's ``BigQueryResource`` (project, location, base64 credentials) with the
+dataset and table of the events, an optional API endpoint (an emulator, with anonymous credentials), and the
+remote-engine behaviour of :class:`RemoteWarehouseMixin`."""
+
+from __future__ import annotations
+
+from dagster_gcp import BigQueryResource
+from pydantic import Field
+
+from workdev_pipeline.resources.remote import RemoteWarehouseMixin
+from workdev_pipeline.warehouses.remote import RemoteEventTable
+
+
+class BigQueryWarehouseResource(BigQueryResource, RemoteWarehouseMixin):
+    """``platform_events`` in a BigQuery dataset, partitioned by DATE(timestamp), loaded by Parquet load jobs."""
+
+    dataset: str = Field(default="workdev_events", description="the dataset (BIGQUERY_DATASET_ID)")
+    table_name: str = Field(default="platform_events", description="the events table")
+    api_endpoint: str = Field(default="", description="an API endpoint other than Google's (an emulator: "
+                                                      "anonymous credentials are used); empty for BigQuery")
+    consumer: str = Field(default="bigquery", description="the name this engine's progress is kept under")
+    mirror_dir: str = Field(default="", description="the engine's day files; empty for $WORKDEV_HOME/engines/"
+                                                    "<consumer>")
+    geoip_database: str = Field(default="", description="a MaxMind .mmdb file; empty for geoip2fast's data")
+    retries: int = Field(default=3, description="retries of a transient failure before events are dead-lettered")
+    backoff_seconds: float = Field(default=0.5, description="base of the exponential backoff (with jitter)")
+
+    def get_object_to_set_on_execution_context(self) -> BigQueryWarehouseResource:
+        """``context.resources.bigquery`` is this resource (dagster-gcp's sets a client there instead)."""
+        return self
+
+    def client(self):  # -> google.cloud.bigquery.Client
+        """A client for the project: the emulator's when ``api_endpoint`` is set, else dagster-gcp's (which
+        reads the base64 credentials, when given)."""
+        from workdev_pipeline.warehouses.bigquery import emulator_client
+
+        if self.api_endpoint:
+            return emulator_client(self.api_endpoint, self.project or "workdev", location=self.location)
+        with self.get_client() as client:  # the credentials are read when the client is built
+            return client
+
+    def open_table(self) -> RemoteEventTable:
+        from workdev_pipeline.warehouses.bigquery import BigQueryEventTable
+
+        return BigQueryEventTable(self.client(), dataset=self.dataset, table=self.table_name,
+                                  location=self.location)

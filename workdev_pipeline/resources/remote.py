@@ -1,0 +1,62 @@
+"""What the BigQuery and Redshift resources share: a remote engine is its own consumer (watermark, dead letter,
+sync status) with a mirror of its day files on local disk (the files its load jobs are made from, and what
+retention and erasure rewrite), loaded into the engine's table by the ingestion engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+
+from workdev_pipeline.ingest.ingestor import Ingestor
+from workdev_pipeline.ingest.local_store import LocalEventFiles, schema_problems
+from workdev_pipeline.settings import workdev_home
+from workdev_pipeline.warehouses.remote import RemoteEventTable
+
+
+class RemoteWarehouseMixin:
+    """The warehouse interface (``resources/warehouse.py``) over :meth:`open_table`; the resource class declares
+    ``consumer``, ``mirror_dir``, ``geoip_database``, ``retries`` and ``backoff_seconds``."""
+
+    consumer: str
+    mirror_dir: str
+    geoip_database: str
+    retries: int
+    backoff_seconds: float
+
+    def open_table(self) -> RemoteEventTable:
+        """A client of the engine's events table (the caller closes it)."""
+        raise NotImplementedError
+
+    @contextmanager
+    def table(self) -> Iterator[RemoteEventTable]:
+        table = self.open_table()
+        try:
+            yield table
+        finally:
+            table.close()
+
+    def files(self) -> LocalEventFiles:
+        """The mirror: the engine's day files, exactly as the local warehouse lays them out."""
+        return LocalEventFiles(self.mirror_dir or workdev_home() / "engines" / self.consumer)
+
+    def ingestor(self, database_url: str) -> Ingestor:
+        return Ingestor(database_url, self.files(), consumer=self.consumer,
+                        geoip_database=self.geoip_database or None, retries=self.retries,
+                        backoff_seconds=self.backoff_seconds, remote=self.open_table())
+
+    def day_counts(self, day: date) -> dict[str, int]:
+        with self.table() as table:
+            return table.day_counts(day)
+
+    def duplicate_event_ids(self, day: date, limit: int = 20) -> list[tuple[str, int]]:
+        with self.table() as table:
+            return table.duplicate_event_ids(day, limit)
+
+    def event_ids(self, day: date) -> set[str]:
+        with self.table() as table:
+            return table.event_ids(day)
+
+    def schema_problems(self, day: date) -> list[str]:
+        """The mirror's files of ``day`` against the declared schema (what every load is made from)."""
+        return schema_problems(self.files(), day)
