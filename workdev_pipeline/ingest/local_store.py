@@ -256,3 +256,13 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def schema_problems(files: LocalEventFiles, day: date) -> list[str]:
+    """How the files of ``day`` differ from the declared warehouse schema (empty when they all match)."""
+    problems = []
+    for path in files.day_files(day):
+        schema = pq.read_schema(path)
+        if not schema.equals(WAREHOUSE_SCHEMA, check_metadata=False):
+            problems.append(f"{path.name}: {schema} differs from the declared schema")
+    return problems
