@@ -139,7 +139,14 @@ def up(database_url: str | None, demo_events: int) -> None:
                f"--user-id {uuid.uuid4()} --data '{{\"method\": \"github\"}}'")
 
 
-def _ingestor(database_url: str | None, warehouse_dir: str | None):  # -> Ingestor
+def _ingestor(database_url: str | None, warehouse_dir: str | None, engine: str = "local"):  # -> Ingestor
+    """The ingestion engine of the local warehouse, or of a remote engine configured by the environment
+    (``workdev_pipeline/engine_settings.py``: BIGQUERY_*, REDSHIFT_*; its mirror under $WORKDEV_HOME/engines)."""
+    if engine != "local":
+        from workdev_pipeline.engine_settings import bigquery_resource, redshift_resource
+
+        resource = bigquery_resource() if engine == "bigquery" else redshift_resource()
+        return resource.process_config_and_initialize().ingestor(_url(database_url))
     from workdev_pipeline.resources.local import LocalWarehouseResource
 
     warehouse = LocalWarehouseResource(data_dir=warehouse_dir or "",
@@ -161,14 +168,18 @@ def _report(outcome) -> None:
 _warehouse_option = click.option(
     "--warehouse-dir", envvar="WORKDEV_WAREHOUSE_DIR", default=None,
     help="The local warehouse's directory (env WORKDEV_WAREHOUSE_DIR); unset: $WORKDEV_HOME/warehouse.")
+_engine_option = click.option(
+    "--engine", type=click.Choice(["local", "bigquery", "redshift"]), default="local", show_default=True,
+    help="The warehouse engine (bigquery/redshift configured by BIGQUERY_* / REDSHIFT_* variables).")
 
 
 @main.command()
 @_db_option
 @_warehouse_option
-def sweep(database_url: str | None, warehouse_dir: str | None) -> None:
-    """Load the pending events into the local warehouse now (what the sensor's runs do)."""
-    outcome = _ingestor(database_url, warehouse_dir).sweep(run_id="cli")
+@_engine_option
+def sweep(database_url: str | None, warehouse_dir: str | None, engine: str) -> None:
+    """Load the pending events into the warehouse now (what the sensor's runs do)."""
+    outcome = _ingestor(database_url, warehouse_dir, engine).sweep(run_id="cli")
     _report(outcome)
     if outcome.status == "failed":
         sys.exit(1)
@@ -179,21 +190,24 @@ def sweep(database_url: str | None, warehouse_dir: str | None) -> None:
 @_warehouse_option
 @click.option("--from", "first", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First UTC day.")
 @click.option("--to", "last", default=None, type=click.DateTime(["%Y-%m-%d"]), help="Last UTC day (default: --from).")
-def rebuild(database_url: str | None, warehouse_dir: str | None, first: datetime, last: datetime | None) -> None:
-    """Rebuild whole days of the local warehouse from PostgreSQL (idempotent; other days untouched)."""
+@_engine_option
+def rebuild(database_url: str | None, warehouse_dir: str | None, first: datetime, last: datetime | None,
+            engine: str) -> None:
+    """Rebuild whole days of the warehouse from PostgreSQL (idempotent; other days untouched)."""
     last = last or first
     if last < first:
         raise click.BadParameter(f"--to {last:%Y-%m-%d} is before --from {first:%Y-%m-%d}")
     days = [(first + timedelta(days=i)).date() for i in range((last - first).days + 1)]
-    _report(_ingestor(database_url, warehouse_dir).rebuild(days, run_id="cli"))
+    _report(_ingestor(database_url, warehouse_dir, engine).rebuild(days, run_id="cli"))
 
 
 @main.command()
 @_db_option
 @_warehouse_option
-def replay(database_url: str | None, warehouse_dir: str | None) -> None:
+@_engine_option
+def replay(database_url: str | None, warehouse_dir: str | None, engine: str) -> None:
     """Send the dead letter (failed events) back through once the cause is fixed."""
-    _report(_ingestor(database_url, warehouse_dir).replay(run_id="cli"))
+    _report(_ingestor(database_url, warehouse_dir, engine).replay(run_id="cli"))
 
 
 @main.command()

@@ -10,7 +10,8 @@ import os
 import signal
 
 CRASH_ENV = "WORKDEV_CRASH_AT"
-CRASH_POINTS = frozenset({"after_claim", "after_write", "after_publish", "after_swap_out", "after_resolve"})
+CRASH_POINTS = frozenset({"after_claim", "after_write", "after_publish", "after_remote_load", "after_swap_out",
+                          "after_resolve"})
 
 
 def crash_point(name: str) -> None:

@@ -376,8 +376,8 @@ class Ingestor:
             crash_point("after_publish")
             if self.remote is not None:  # MERGE on event_id: a redo after a crash here loads each event once
                 for day in sorted(written):
-                    self.remote.merge_files(day, [self.files.day_dir(day) / self.files.sweep_file_name(sweep_id)],
-                                            f"sweep-{sweep_id}-{day.isoformat()}")
+                    path = self.files.day_dir(day) / self.files.sweep_file_name(sweep_id)
+                    self._remote_table().merge_files(day, [path], f"sweep-{sweep_id}-{day.isoformat()}")
                 crash_point("after_remote_load")
 
             outcome.days = {day: rows for day, (rows, _) in written.items()}
@@ -403,7 +403,7 @@ class Ingestor:
         """The sweep's writes kept failing: its events go to the dead letter and the sweep is finished."""
         message = f"transient failure after {self.retries} retries: {type(exc).__name__}: {exc}"[:2000]
         outcome = LoadOutcome("failed", "sweep", error=message, retries=self.retries)
-        with self._locked(wait=True, remote=False) as conn:  # the engine may be what is down
+        with self._locked(wait=True) as conn:
             running = conn.execute(query("ingest/running_sweep"), {"consumer": self.consumer}).fetchone()
             if running is None:
                 raise exc
@@ -466,8 +466,17 @@ class Ingestor:
         """Make the remote engine's day hold exactly ``paths`` (before the mirror's swap: a crash in between
         leaves the work to redo -- queued rebuilds, re-run retention or erasure -- and the replace is idempotent)."""
         if self.remote is not None:
-            self.remote.replace_day(day, paths, f"{kind}-{day.isoformat()}")
+            self._remote_table().replace_day(day, paths, f"{kind}-{day.isoformat()}")
             crash_point("after_remote_load")
+
+    def _remote_table(self) -> RemoteEventTable:
+        """The remote engine's table, created or evolved at its first use by this engine (an engine down fails
+        here, after the sweep's claim: retried, then its events dead-lettered for replay)."""
+        assert self.remote is not None
+        if not self._remote_ready:
+            self.remote.ensure_table()
+            self._remote_ready = True
+        return self.remote
 
     def _retrying(self, action: Callable[[], LoadOutcome]) -> LoadOutcome:
         retrying = Retrying(stop=stop_after_attempt(self.retries + 1), reraise=True, sleep=self._sleep,
@@ -482,9 +491,8 @@ class Ingestor:
         return result
 
     @contextmanager
-    def _locked(self, *, wait: bool, remote: bool = True) -> Iterator[psycopg.Connection | None]:
-        """The consumer's session-level advisory lock (released by PostgreSQL if this process dies); the remote
-        engine's table made ready first (``remote``)."""
+    def _locked(self, *, wait: bool) -> Iterator[psycopg.Connection | None]:
+        """The consumer's session-level advisory lock (released by PostgreSQL if this process dies)."""
         with psycopg.connect(self.url, autocommit=True) as conn:
             if wait:
                 conn.execute(_LOCK.format("pg_advisory_lock"), (self.consumer,))
@@ -493,9 +501,6 @@ class Ingestor:
                 return
             for note in self.files.recover():
                 log.warning("recovered: %s", note)
-            if remote and self.remote is not None and not self._remote_ready:
-                self.remote.ensure_table()
-                self._remote_ready = True
             yield conn
 
     @contextmanager
