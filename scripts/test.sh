@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/setup_bqemulator.sh   # the BigQuery emulator the engine tests start, in a venv of its own
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

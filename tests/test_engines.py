@@ -51,7 +51,8 @@ def _bigquery(request: pytest.FixtureRequest, home: Path) -> EngineSetup:
     common = {"project": emulator.project, "dataset": dataset, "mirror_dir": str(home / "engines" / "bigquery"),
               "backoff_seconds": 0.01}
     return EngineSetup("bigquery", BigQueryWarehouseResource(api_endpoint=emulator.endpoint, **common),
-                       BigQueryWarehouseResource(api_endpoint="http://127.0.0.1:9", retries=1, **common),
+                       BigQueryWarehouseResource(api_endpoint="http://127.0.0.1:9", retries=1,
+                                                 retry_deadline_seconds=1.0, **common),
                        {"BIGQUERY_PROJECT_ID": emulator.project, "BIGQUERY_DATASET_ID": dataset,
                         "BIGQUERY_API_ENDPOINT": emulator.endpoint})
 

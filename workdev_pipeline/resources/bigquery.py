@@ -22,6 +22,8 @@ class BigQueryWarehouseResource(BigQueryResource, RemoteWarehouseMixin):
     mirror_dir: str = Field(default="", description="the engine's day files; empty for $WORKDEV_HOME/engines/"
                                                     "<consumer>")
     geoip_database: str = Field(default="", description="a MaxMind .mmdb file; empty for geoip2fast's data")
+    retry_deadline_seconds: float = Field(default=60.0, description="how long the client retries a call itself "
+                                                                    "before the engine's own retries take over")
     retries: int = Field(default=3, description="retries of a transient failure before events are dead-lettered")
     backoff_seconds: float = Field(default=0.5, description="base of the exponential backoff (with jitter)")
 
@@ -42,5 +44,5 @@ class BigQueryWarehouseResource(BigQueryResource, RemoteWarehouseMixin):
     def open_table(self) -> RemoteEventTable:
         from workdev_pipeline.warehouses.bigquery import BigQueryEventTable
 
-        return BigQueryEventTable(self.client(), dataset=self.dataset, table=self.table_name,
-                                  location=self.location)
+        return BigQueryEventTable(self.client(), self.dataset, table=self.table_name, location=self.location,
+                                  retry_deadline=self.retry_deadline_seconds)

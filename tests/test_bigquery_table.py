@@ -1,0 +1,271 @@
+"""BigQueryEventTable with the real google-cloud-bigquery client against a local BigQuery emulator
+(``bqemulator``, see tests/bq_emulator.py); each test has its own dataset."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from google.cloud import bigquery
+
+from tests.bq_emulator import BigQueryEmulator, bigquery_emulator, start_bqemulator  # noqa: F401
+from workdev_pipeline.ingest.local_store import DayFileWriter
+from workdev_pipeline.ingest.schema import JSON, WAREHOUSE_SCHEMA
+from workdev_pipeline.warehouses.bigquery import (
+    CLUSTERING_FIELDS,
+    TRANSIENT_ERRORS,
+    BigQueryEventTable,
+    emulator_client,
+)
+
+DAY = date(2026, 3, 14)
+OTHER_DAY = date(2026, 3, 15)
+
+
+def event(event_id: str, day: date = DAY, *, hour: int = 10, event_type: str = "job_posted", user_id: str = "u1",
+          event_data: Any = None, geo: dict | None = None, device: dict | None = None,
+          ingested: datetime | None = None) -> dict[str, Any]:
+    stamp = datetime(day.year, day.month, day.day, hour, 30, 15, 123456, tzinfo=UTC)
+    return {
+        "event_id": event_id, "event_type": event_type, "event_category": "jobs", "user_id": user_id,
+        "user_role": "client", "user_tenure_days": 42, "entity_type": "job", "entity_id": f"job-{event_id}",
+        "event_data": None if event_data is None else json.dumps(event_data),
+        "metadata": json.dumps({"ip": "10.0.0.1"}), "source": "web", "timestamp": stamp, "session_id": "s1",
+        "geo_location": geo, "device_info": device, "ingested_at": ingested or stamp + timedelta(seconds=5),
+    }
+
+
+def write_day_file(path: Path, rows: list[dict[str, Any]], schema: pa.Schema = WAREHOUSE_SCHEMA) -> Path:
+    """A Parquet file in the warehouse schema, written as the project writes them (DayFileWriter)."""
+    columns = {}
+    for field in schema:
+        values = [row.get(field.name) for row in rows]
+        if field.type == JSON:
+            columns[field.name] = pa.ExtensionArray.from_storage(JSON, pa.array(values, pa.string()))
+        else:
+            columns[field.name] = pa.array(values, field.type)
+    data = pa.Table.from_pydict(columns, schema=schema)
+    if schema is WAREHOUSE_SCHEMA:
+        writer = DayFileWriter(path)
+        writer.write(data)
+        writer.close()
+    else:  # DayFileWriter writes WAREHOUSE_SCHEMA; an evolved schema's file is written the same way by hand
+        pq.write_table(data, path, compression="zstd")
+    return path
+
+
+@pytest.fixture
+def client(bigquery_emulator: BigQueryEmulator) -> Iterator[bigquery.Client]:  # noqa: F811
+    client = emulator_client(bigquery_emulator.endpoint, bigquery_emulator.project)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def dataset(client: bigquery.Client) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    yield name
+    client.delete_dataset(name, delete_contents=True, not_found_ok=True)
+
+
+@pytest.fixture
+def table(client: bigquery.Client, dataset: str) -> BigQueryEventTable:
+    events = BigQueryEventTable(client, dataset, retry_deadline=10)
+    events.ensure_table()
+    return events
+
+
+def rows_of(table: BigQueryEventTable, day: date) -> dict[str, dict[str, Any]]:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    sql = (f"SELECT event_id, event_type, user_id, TO_JSON_STRING(event_data) AS event_data, "
+           f"TO_JSON_STRING(metadata) AS metadata, geo_location, device_info, `timestamp`, ingested_at "
+           f"FROM `{table.table_id}` WHERE `timestamp` >= @start AND `timestamp` < @end")
+    config = bigquery.QueryJobConfig(query_parameters=[
+        bigquery.ScalarQueryParameter("start", "TIMESTAMP", start),
+        bigquery.ScalarQueryParameter("end", "TIMESTAMP", start + timedelta(days=1))])
+    return {row["event_id"]: dict(row.items()) for row in table.client.query(sql, job_config=config).result()}
+
+
+def test_ensure_table_creates_partitioned_clustered_table_idempotently(table: BigQueryEventTable,
+                                                                       client: bigquery.Client) -> None:
+    created = client.get_table(table.table_id)
+    assert [f.name for f in created.schema] == WAREHOUSE_SCHEMA.names
+    types = {f.name: f.field_type for f in created.schema}
+    assert types["event_data"] == types["metadata"] == "JSON"
+    assert types["timestamp"] == types["ingested_at"] == "TIMESTAMP"
+    assert types["user_tenure_days"] in ("INT64", "INTEGER")  # BigQuery answers with the legacy name
+    geo = next(f for f in created.schema if f.name == "geo_location")
+    assert geo.field_type == "RECORD" and [f.name for f in geo.fields] == ["country", "region", "city"]
+    assert {f.name: f.mode for f in created.schema}["event_id"] == "REQUIRED"
+    assert created.time_partitioning.type_ == "DAY" and created.time_partitioning.field == "timestamp"
+    assert created.clustering_fields == list(CLUSTERING_FIELDS)
+
+    table.ensure_table()  # again: nothing changes
+    assert [f.name for f in client.get_table(table.table_id).schema] == WAREHOUSE_SCHEMA.names
+
+
+def test_ensure_table_adds_a_column_the_schema_gained(table: BigQueryEventTable, client: bigquery.Client,
+                                                      tmp_path: Path) -> None:
+    table.merge_files(DAY, [write_day_file(tmp_path / "old.parquet", [event("e1")])], "sweep-1")
+    evolved = WAREHOUSE_SCHEMA.append(pa.field("referrer", pa.string())).append(pa.field("attribution", JSON))
+    grown = BigQueryEventTable(client, table.dataset, schema=evolved, retry_deadline=10)
+    grown.ensure_table()
+    grown.ensure_table()
+    schema = client.get_table(table.table_id).schema
+    assert [f.name for f in schema] == evolved.names
+    assert [(f.field_type, f.mode) for f in schema[-2:]] == [("STRING", "NULLABLE"), ("JSON", "NULLABLE")]
+
+    rows = [{**event("e2"), "referrer": "https://example.test/", "attribution": '{"utm": "x"}'}]
+    assert grown.merge_files(DAY, [write_day_file(tmp_path / "new.parquet", rows, evolved)], "sweep-2") == 1
+    sql = f"SELECT event_id, referrer, TO_JSON_STRING(attribution) FROM `{table.table_id}` ORDER BY event_id"
+    assert [tuple(r) for r in client.query(sql).result()] == [
+        ("e1", None, None), ("e2", "https://example.test/", '{"utm":"x"}')]
+
+
+def test_merge_files_twice_keeps_one_copy_and_replaces_updated_rows(table: BigQueryEventTable,
+                                                                    tmp_path: Path) -> None:
+    # laid out as the local store lays out its files (the "=" must reach the server as it is)
+    first = write_day_file(tmp_path / "event_date=2026-03-14" / "part-s000000000001.parquet",
+                           [event("e1"), event("e2", hour=11)])
+    assert table.merge_files(DAY, [first], "sweep-1-2026-03-14") == 2
+    assert table.merge_files(DAY, [first], "sweep-1-2026-03-14") == 2  # redone: same load id, same file
+    assert table.day_counts(DAY) == {"job_posted": 2}
+
+    later = datetime(2026, 3, 16, tzinfo=UTC)
+    updated = write_day_file(tmp_path / "b.parquet", [
+        event("e2", hour=11, event_type="job_updated", event_data={"v": 2}, ingested=later), event("e3", hour=12)])
+    assert table.merge_files(DAY, [updated], "sweep-2-2026-03-14") == 2
+    rows = rows_of(table, DAY)
+    assert sorted(rows) == ["e1", "e2", "e3"]
+    assert rows["e2"]["event_type"] == "job_updated" and json.loads(rows["e2"]["event_data"]) == {"v": 2}
+    assert rows["e2"]["ingested_at"] == later
+    assert table.duplicate_event_ids(DAY) == []
+    assert [t.table_id for t in table.client.list_tables(table.dataset)] == ["platform_events"]  # staging dropped
+
+
+def test_replace_day_touches_only_that_day_and_empty_paths_empty_it(table: BigQueryEventTable,
+                                                                     tmp_path: Path) -> None:
+    table.merge_files(DAY, [write_day_file(tmp_path / "d1.parquet", [event("a"), event("b"), event("c")])], "s-1")
+    table.merge_files(OTHER_DAY, [write_day_file(tmp_path / "d2.parquet", [event("x", OTHER_DAY)])], "s-2")
+
+    rebuilt = write_day_file(tmp_path / "r.parquet", [event("b", event_type="changed"), event("d")])
+    assert table.replace_day(DAY, [rebuilt], "rebuild-2026-03-14") == 2
+    assert table.event_ids(DAY) == {"b", "d"}
+    assert rows_of(table, DAY)["b"]["event_type"] == "changed"
+    assert table.event_ids(OTHER_DAY) == {"x"}
+
+    assert table.replace_day(DAY, [rebuilt], "rebuild-2026-03-14") == 2  # the same rebuild again
+    assert table.event_ids(DAY) == {"b", "d"} and table.duplicate_event_ids(DAY) == []
+
+    assert table.replace_day(DAY, [], "retention-2026-03-14") == 0
+    assert table.day_counts(DAY) == {}
+    assert table.event_ids(OTHER_DAY) == {"x"}
+
+
+def test_load_job_id_is_deterministic_and_a_retried_load_reuses_the_job(table: BigQueryEventTable,
+                                                                         client: bigquery.Client,
+                                                                         tmp_path: Path) -> None:
+    path = write_day_file(tmp_path / "a.parquet", [event("e1"), event("e2")])
+    staging = table._staging("sweep-7-2026-03-14")
+    job, existed = table.load_file(staging, path, "sweep-7-2026-03-14")
+    assert not existed
+    assert job.job_id.startswith(f"workdev_{table.dataset}_platform_events_sweep-7-2026-03-14_")
+    assert job.job_id == table.load_job_id("sweep-7-2026-03-14", staging, _sha256(path))
+
+    again, existed = table.load_file(staging, path, "sweep-7-2026-03-14")  # the retry
+    assert existed and again.job_id == job.job_id
+    count = list(client.query(f"SELECT COUNT(*) FROM `{staging.full_table_id.replace(':', '.')}`").result())
+    assert count[0][0] == 2  # applied once
+
+
+def test_a_failed_load_job_is_followed_by_a_new_job_id(table: BigQueryEventTable, client: bigquery.Client,
+                                                        tmp_path: Path) -> None:
+    path = write_day_file(tmp_path / "a.parquet", [event("e1")])
+    staging = table._staging("sweep-8")
+    first_id = table.load_job_id("sweep-8", staging, _sha256(path))
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet at all")
+    failed = client.load_table_from_uri(broken.as_uri(), staging.reference, job_id=first_id,
+                                        job_config=bigquery.LoadJobConfig(source_format="PARQUET"))
+    with pytest.raises(Exception):  # noqa: B017 - whatever the server calls it
+        failed.result()
+    job, existed = table.load_file(staging, path, "sweep-8")
+    assert not existed and job.job_id == f"{first_id}_r1"
+    assert table.load_file(staging, path, "sweep-8")[0].job_id == f"{first_id}_r1"  # the retry finds it
+
+
+def test_json_struct_and_timestamp_values_round_trip(table: BigQueryEventTable, tmp_path: Path) -> None:
+    payload = {"title": "Café ☕ \"quoted\"", "budget": 1500.5, "count": 2**40, "tags": ["a", "b"],
+               "nested": {"ok": True, "n": None}, "empty": {}}
+    geo = {"country": "FR", "region": None, "city": "Paris"}
+    device = {"device_type": "mobile", "browser": "Firefox", "os": "Android"}
+    rows = [event("j1", event_data=payload, geo=geo, device=device), event("j2")]
+    table.merge_files(DAY, [write_day_file(tmp_path / "j.parquet", rows)], "sweep-9")
+    held = rows_of(table, DAY)
+    assert json.loads(held["j1"]["event_data"]) == payload
+    assert json.loads(held["j1"]["metadata"]) == {"ip": "10.0.0.1"}
+    assert held["j1"]["geo_location"] == geo and held["j1"]["device_info"] == device
+    assert held["j1"]["timestamp"] == rows[0]["timestamp"] and held["j1"]["ingested_at"] == rows[0]["ingested_at"]
+    assert held["j2"]["event_data"] is None and held["j2"]["geo_location"] is None
+
+
+def test_counts_duplicates_event_ids_and_user_rows(table: BigQueryEventTable, client: bigquery.Client,
+                                                   tmp_path: Path) -> None:
+    table.merge_files(DAY, [write_day_file(tmp_path / "a.parquet", [
+        event("a", user_id="u1"), event("b", user_id="u2", event_type="bid_placed"),
+        event("c", user_id="u1", event_type="bid_placed")])], "s-1")
+    table.merge_files(OTHER_DAY, [write_day_file(tmp_path / "b.parquet", [event("d", OTHER_DAY, user_id="u1")])],
+                      "s-2")
+    assert table.day_counts(DAY) == {"job_posted": 1, "bid_placed": 2}
+    assert table.event_ids(DAY) == {"a", "b", "c"}
+    assert table.user_row_count("u1") == 3 and table.user_row_count("nobody") == 0
+    assert table.duplicate_event_ids(DAY) == []
+    # duplicates cannot come from the table's own loads: insert two by hand to see them reported
+    client.query(f"INSERT INTO `{table.table_id}` (event_id, event_type, event_category, `timestamp`, ingested_at) "
+                 "VALUES ('a', 'x', 'y', TIMESTAMP '2026-03-14 01:00:00+00', CURRENT_TIMESTAMP()), "
+                 "('a', 'x', 'y', TIMESTAMP '2026-03-14 02:00:00+00', CURRENT_TIMESTAMP()), "
+                 "('b', 'x', 'y', TIMESTAMP '2026-03-14 03:00:00+00', CURRENT_TIMESTAMP())").result()
+    assert table.duplicate_event_ids(DAY) == [("a", 3), ("b", 2)]
+    assert table.duplicate_event_ids(DAY, limit=1) == [("a", 3)]
+    assert table.duplicate_event_ids(OTHER_DAY) == []
+
+
+def test_upload_path_loads_through_the_emulator(client: bigquery.Client, dataset: str, tmp_path: Path) -> None:
+    """load_table_from_file (what real BigQuery uses): works once the upload's media type is one the
+    emulator accepts (emulator_client sets it)."""
+    table = BigQueryEventTable(client, dataset, local_file_uris=False, retry_deadline=10)
+    assert table.merge_files(DAY, [write_day_file(tmp_path / "u.parquet", [event("u1"), event("u2")])], "s-1") == 2
+    assert table.event_ids(DAY) == {"u1", "u2"}
+
+
+def test_rows_outside_the_day_are_refused(table: BigQueryEventTable, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="outside"):
+        table.merge_files(DAY, [write_day_file(tmp_path / "x.parquet", [event("x", OTHER_DAY)])], "s-1")
+
+
+def test_a_stopped_emulator_raises_a_transient_error(tmp_path: Path) -> None:
+    emulator = start_bqemulator(tmp_path / "emulator")
+    try:
+        table = BigQueryEventTable(emulator_client(emulator.endpoint, emulator.project), "gone",
+                                   retry_deadline=1)
+        table.ensure_table()
+    finally:
+        emulator.stop()
+    with pytest.raises(TRANSIENT_ERRORS) as raised:
+        table.day_counts(DAY)
+    assert isinstance(raised.value, table.transient_errors)
+    with pytest.raises(TRANSIENT_ERRORS):
+        table.merge_files(DAY, [write_day_file(tmp_path / "a.parquet", [event("a")])], "s-1")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
