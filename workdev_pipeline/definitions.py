@@ -26,6 +26,7 @@ from workdev_pipeline.assets.ingestion import dead_letter_replay, enriched_event
 from workdev_pipeline.assets.metrics import realtime_metrics
 from workdev_pipeline.assets.warehouse import warehouse_events
 from workdev_pipeline.engine_settings import remote_engine_resources
+from workdev_pipeline.resources.fanout import EnabledWarehouses
 from workdev_pipeline.resources.local import LocalWarehouseResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.schedules.governance import retention_schedule
@@ -53,7 +54,9 @@ def resources() -> dict[str, object]:
 def build_definitions(resource_defs: dict[str, object] | None = None) -> Definitions:
     """Every asset, check, job and sensor, with the given resources (the environment's by default); a remote
     engine's definitions are added when its resource (``bigquery``, ``redshift``) is given."""
-    resource_defs = resource_defs if resource_defs is not None else resources()
+    resource_defs = dict(resource_defs if resource_defs is not None else resources())
+    if "warehouse" in resource_defs:  # what retention and erasure reach: every enabled warehouse
+        resource_defs.setdefault("warehouses", EnabledWarehouses.from_resources(resource_defs))
     engines = [engine_definitions(name) for name in REMOTE_ENGINES if name in resource_defs]
     return Definitions(
         assets=[incoming_events, enriched_events, dead_letter_replay, warehouse_events, realtime_metrics,

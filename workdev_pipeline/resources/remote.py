@@ -57,6 +57,17 @@ class RemoteWarehouseMixin:
         with self.table() as table:
             return table.event_ids(day)
 
+    def governance(self, database_url: str) -> list:  # -> list[GovernedWarehouse]
+        """Retention and erasure rewrite the mirror's days exactly as the local warehouse's; the ingestion engine
+        replaces each rewritten day in the engine's table before swapping it into the mirror."""
+        from workdev_pipeline.governance.warehouse import LocalGovernedWarehouse
+
+        return [LocalGovernedWarehouse(self.ingestor(database_url))]
+
+    def user_row_count(self, user_id: str) -> int:
+        with self.table() as table:
+            return table.user_row_count(user_id)
+
     def schema_problems(self, day: date) -> list[str]:
         """The mirror's files of ``day`` against the declared schema (what every load is made from)."""
         return schema_problems(self.files(), day)
