@@ -25,6 +25,10 @@ Erasure (bar: one user among 1,000,000 events in <= 2 s, PostgreSQL plus the war
   the rows rewritten are those of the days the user was active on;
 * ``erasure_rebuild_alternative_seconds``: rebuilding those days from PostgreSQL instead (``Ingestor.rebuild``):
   what refreshing only the user's rows saves;
+* ``erasure_reaggregation_seconds`` (and ``erasure_dense_reaggregation_seconds``): what the Dagster erasure job
+  does next, in the same run: ``reaggregate_erasures`` recomputing the closed hourly, daily and weekly aggregation
+  periods holding the user's events (PostgreSQL's event_aggregations and the warehouse's files); not part of the
+  erasure's bar;
 * ``erasure_dense_seconds``: the demo's default shape (2,000 users, 7 days: every user is active every day, so
   every day -- all 1,000,000 rows -- is rewritten): the worst case (``--skip-dense`` leaves it out).
 
@@ -32,7 +36,7 @@ Prints one JSON line per figure on stdout (see ``bench/README.md``); progress on
 
     .venv/bin/python bench/bench_governance.py [--rounds N] [--retention-events N] [--erasure-events N]
                                                [--skip-retention] [--skip-backlog] [--skip-erasure]
-                                               [--skip-dense] [--admin-url URL]
+                                               [--skip-catchup] [--skip-dense] [--admin-url URL]
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ from workdev_pipeline.demo import generate_events, generate_users
 from workdev_pipeline.demo_loader import load_demo, store_users
 from workdev_pipeline.events import to_json_object
 from workdev_pipeline.governance.erasure import erase_users, verify_erasures
+from workdev_pipeline.governance.reaggregation import reaggregate_erasures
 from workdev_pipeline.governance.retention import apply_retention, verify_retention
 from workdev_pipeline.governance.warehouse import LocalGovernedWarehouse
 from workdev_pipeline.ingest.ingestor import Ingestor
@@ -295,7 +300,7 @@ def measure_erasure(admin: str, events: int, users: int, days: float, rounds: in
         ranked = users_by_activity(url)
         middle = len(ranked) // 2
         chosen = ranked[middle:middle + rounds]
-        runs, postgres_s, warehouse_s, rewritten, rebuilds = [], [], [], [], []
+        runs, postgres_s, warehouse_s, rewritten, rebuilds, reaggregations = [], [], [], [], [], []
         for r, (user_id, user_events, user_days) in enumerate(chosen, 1):
             checkpoint(url)
             warehouse = governed(url, root)
@@ -311,6 +316,10 @@ def measure_erasure(admin: str, events: int, users: int, days: float, rounds: in
             log(f"round {r}/{rounds}: a user with {user_events} events on {user_days} day(s) erased in "
                 f"{seconds:.2f} s (PostgreSQL {batch.seconds['postgres']:.2f} s incl. the warehouse scan, warehouse "
                 f"{refresh.seconds:.2f} s: {len(refresh.days)} day(s), {rewritten[-1]:,} rows rewritten)")
+            again, reaggregation_seconds = timed(lambda: reaggregate_erasures(url, LocalEventFiles(root)))
+            reaggregations.append(reaggregation_seconds)
+            log(f"  then its {again.periods_recomputed} closed aggregation period(s) recomputed in "
+                f"{reaggregation_seconds:.2f} s")
             if rebuild_alternative and r == 1:
                 ingestor, days_touched = Ingestor(url, LocalEventFiles(root), consumer=CONSUMER), sorted(refresh.days)
                 _, rebuild_seconds = timed(lambda i=ingestor, d=days_touched: i.rebuild(d))
@@ -326,6 +335,9 @@ def measure_erasure(admin: str, events: int, users: int, days: float, rounds: in
         user_events=[c[1] for c in chosen], user_days=[c[2] for c in chosen], warehouse_rows_rewritten=rewritten,
         postgres_seconds=[round(s, 3) for s in postgres_s], warehouse_seconds=[round(s, 3) for s in warehouse_s],
         path="erase_users([user]): PostgreSQL (anonymise, queue, dead letter, profile, ledger) + warehouse refresh")]
+    figures.append(seconds_figure(f"{name}_reaggregation_seconds", reaggregations, events=events,
+                                  path="reaggregate_erasures() after each round's erasure: the closed hours, days "
+                                       "and weeks of the user's events recomputed (the Dagster job's next step)"))
     if rebuilds:
         figures.append(seconds_figure("erasure_rebuild_alternative_seconds", rebuilds, events=events,
                                       warehouse_rows_rewritten=rewritten[:1],
@@ -347,6 +359,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-erasure", action="store_true")
     parser.add_argument("--skip-dense", action="store_true", help="leave out the dense (every user every day) case")
     parser.add_argument("--skip-backlog", action="store_true", help="leave out the 8-year backlog retention case")
+    parser.add_argument("--skip-catchup", action="store_true", help="leave out the 5-week catch-up retention case")
     parser.add_argument("--admin-url", help="superuser URL (default: $WORKDEV_BENCH_ADMIN_URL, else local)")
     args = parser.parse_args(argv)
     if min(args.rounds, args.retention_events, args.erasure_events) < 1:
@@ -360,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     admin = resolve_admin_url(args.admin_url)
     if not args.skip_retention:
         for name, (windows, shape) in reversed(retention_scenarios(args.retention_events).items()):
-            if name == "retention_backlog" and args.skip_backlog:
+            if (name == "retention_backlog" and args.skip_backlog) or (name == "retention" and args.skip_catchup):
                 continue
             for figure in measure_retention(admin, name, windows, shape, args.rounds):
                 emit_figure(figure)

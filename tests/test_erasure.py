@@ -152,7 +152,7 @@ def test_erasure_leaves_no_trace_and_touches_no_one_else(db: str, conn: psycopg.
     assert message.startswith("event_data.method must be one of") and message.endswith(", got [erased]")
     ledger = conn.execute("SELECT status, store_rows, value_hashes, cardinality(affected_hours), "
                           "aggregations_recomputed_at FROM gdpr_erasure_requests").fetchone()
-    assert ledger[0] == "erased" and ledger[1] == 4 and ledger[3] >= 3 and ledger[4] is None
+    assert ledger[0] == "erased" and ledger[1] == 4 and ledger[3] >= 3 and ledger[4] is not None  # re-aggregated
     assert set(ledger[2]) == {"email", "phone", "address", "ip_address", "user_agent", "ip_user_agent"}
 
     # everyone else untouched, in both stores
@@ -177,6 +177,74 @@ def test_erasure_leaves_no_trace_and_touches_no_one_else(db: str, conn: psycopg.
     (request,) = ledger_metadata(again)["requests"].value
     assert request["status"] == "nothing_found" and request["notes"] == ["already erased by request #1"]
     assert {p: p.read_bytes() for d in files.days() for p in files.day_files(d)} == snapshot
+
+
+def aggregation_rows(conn: psycopg.Connection, periods: list[tuple[str, datetime]]) -> dict[tuple, tuple]:
+    """{(aggregation_type, period_start, event_type): (total_events, unique_users, unique_sessions, computed_at)}."""
+    return {(t, p, e): rest for t, p, e, *rest in conn.execute(
+        "SELECT aggregation_type, period_start, event_type, total_events, unique_users, unique_sessions, computed_at "
+        "FROM event_aggregations WHERE (aggregation_type, period_start) IN (SELECT * FROM unnest(%s::text[], "
+        "%s::timestamptz[]))", ([t for t, _ in periods], [p for _, p in periods]))}
+
+
+def test_the_erasure_run_recomputes_the_aggregations_it_touched(db: str, conn: psycopg.Connection,
+                                                                defs: Definitions, warehouse: LocalWarehouseResource,
+                                                                instance: DagsterInstance, people) -> None:
+    """The closed hours, days and weeks holding the user's events are recomputed by the erasure run itself, from
+    the anonymised events: totals unchanged, the user no longer among the unique users; nothing else runs."""
+    from workdev_pipeline.aggregations.engine import Aggregator
+    from workdev_pipeline.aggregations.files import AggregateFiles
+    from workdev_pipeline.aggregations.periods import DAILY, GRANULARITIES, HOURLY, WEEKLY
+
+    target, _ = people
+    files = warehouse.files()
+    now = datetime.now(UTC)
+    loaded = [(r[0], r[1]) for r in duckdb.execute(  # the user's events the warehouse holds (not dead-lettered)
+        "SELECT \"timestamp\", event_type FROM read_parquet(?) WHERE user_id = ?",
+        [files.glob(), str(target.user_id)]).fetchall()]
+    assert len(loaded) == 3
+    stamps = [r[0] for r in conn.execute(  # all the user's events, the dead-lettered one's hour included
+        "SELECT \"timestamp\" FROM platform_event_store WHERE user_id = %s", (target.user_id,))]
+    assert len(stamps) == 4
+    touched = sorted({(g.name, g.floor(ts)) for ts in stamps for g in (HOURLY, DAILY, WEEKLY)
+                      if g.floor(ts) + g.step <= now})
+    assert {t for t, _ in touched} >= {"hourly", "daily"}
+    aggregator = Aggregator(files)  # as the aggregation assets computed them before the erasure
+    for name, start in touched:
+        aggregator.rebuild(conn, GRANULARITIES[name], start, start + GRANULARITIES[name].step)
+    before = aggregation_rows(conn, touched)
+    users_of = {(name, start, event_type) for ts, event_type in loaded for name, start in touched
+                if start <= ts < start + GRANULARITIES[name].step}
+    assert users_of and all(before[k][1] >= 1 for k in users_of)
+
+    result = erase(defs, instance, user_id=str(target.user_id))
+    assert result.success
+    meta = ledger_metadata(result)
+    assert meta["aggregation_periods_recomputed"].value == len(touched)
+    assert {t: sorted(v) for t, v in meta["aggregation_periods"].value.items()} == \
+        {t: sorted(p.isoformat() for n, p in touched if n == t) for t in {n for n, _ in touched}}
+    assert conn.execute("SELECT aggregations_recomputed_at IS NOT NULL FROM gdpr_erasure_requests").fetchone()[0]
+
+    after = aggregation_rows(conn, touched)
+    assert after.keys() == before.keys()
+    for key, (total, users, sessions, computed_at) in after.items():
+        assert [total, sessions] == before[key][0:3:2], key  # the events stay (anonymised), and their sessions
+        assert users == before[key][1] - (1 if key in users_of else 0), key  # the user no longer counted
+        assert computed_at > before[key][3], key  # recomputed by the erasure run
+    # exactly what a fresh computation from the anonymised events gives, in PostgreSQL and the warehouse's files
+    for name, start in touched:
+        granularity = GRANULARITIES[name]
+        fresh, _ = aggregator.compute(granularity, start, start + granularity.step, {})
+        expected = {(r["event_type"], r["total_events"], r["unique_users"], r["unique_sessions"])
+                    for r in fresh.to_pylist()}
+        assert {(e, *v[:3]) for (t, p, e), v in after.items() if (t, p) == (name, start)} == expected
+        stored = AggregateFiles(files.root).read(granularity, start)
+        assert {(r["event_type"], r["total_events"], r["unique_users"], r["unique_sessions"])
+                for r in stored.to_pylist()} == expected
+
+    # nothing pending: a second erasure recomputes nothing
+    again = erase(defs, instance, user_id=str(uuid.uuid4()))
+    assert ledger_metadata(again)["aggregation_periods_recomputed"].value == 0
 
 
 def test_batch_unknown_users_and_bad_ids(db: str, conn: psycopg.Connection, defs: Definitions,

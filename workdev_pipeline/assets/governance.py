@@ -27,6 +27,7 @@ from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, WAREHOUSE_EVENTS
 from workdev_pipeline.assets.partitions import partition_exists
 from workdev_pipeline.governance.common import GovernanceInputError
 from workdev_pipeline.governance.erasure import ErasureBatch, erase_users, verify_erasures
+from workdev_pipeline.governance.reaggregation import Reaggregation, reaggregate_erasures
 from workdev_pipeline.governance.retention import RetentionReport, apply_retention, verify_retention
 from workdev_pipeline.governance.warehouse import governed_warehouses
 from workdev_pipeline.resources.local import LocalWarehouseResource
@@ -153,8 +154,9 @@ class ErasureConfig(Config):
                                                                   "each; all are validated first).")
 
 
-def erasure_metadata(batch: ErasureBatch) -> dict[str, Any]:
-    """The requests' figures -- request ids, never user ids or values (the ledger row has the details)."""
+def erasure_metadata(batch: ErasureBatch, reaggregation: Reaggregation | None = None) -> dict[str, Any]:
+    """The requests' figures -- request ids, never user ids or values (the ledger row has the details) -- and the
+    aggregation periods recomputed."""
     rows = [{"request_id": r.request_id, "status": r.status, "postgres_events": r.store_rows,
              "dead_letter_rows": r.dead_letter_rows, "profile_rows": r.profile_rows,
              "warehouse_rows": r.warehouse_rows, "days": len(r.affected_days), "hours": len(r.affected_hours),
@@ -169,7 +171,7 @@ def erasure_metadata(batch: ErasureBatch) -> dict[str, Any]:
     outcome = f"{erased} user(s) erased, {nothing} with nothing to erase"
     if batch.completed_earlier:
         outcome += f"; finished the queued work of earlier request(s) #{', #'.join(map(str, batch.completed_earlier))}"
-    return {
+    meta: dict[str, Any] = {
         "outcome": MetadataValue.text(outcome),
         "requests": MetadataValue.json(rows),
         "users_erased": MetadataValue.int(erased),
@@ -179,6 +181,19 @@ def erasure_metadata(batch: ErasureBatch) -> dict[str, Any]:
         "seconds": MetadataValue.float(round(batch.seconds.get("total", 0.0), 3)),
         "summary": MetadataValue.md("\n".join(lines)),
     }
+    if reaggregation is not None:
+        labels = {t: [p.isoformat() for p in periods] for t, periods in reaggregation.periods.items() if periods}
+        meta.update({
+            "aggregation_periods_recomputed": MetadataValue.int(reaggregation.periods_recomputed),
+            "aggregation_periods": MetadataValue.json({t: v[:200] for t, v in labels.items()}),
+            "aggregation_periods_by_type": MetadataValue.json({t: len(v) for t, v in labels.items()}),
+            "aggregation_periods_still_open": MetadataValue.json(
+                {t: len(v) for t, v in reaggregation.open_periods.items()}),
+            "aggregation_rows_written": MetadataValue.json(reaggregation.rows_written),
+            "aggregation_requests": MetadataValue.json(reaggregation.request_ids),
+            "aggregation_seconds": MetadataValue.float(round(reaggregation.seconds, 3)),
+        })
+    return meta
 
 
 @asset(
@@ -189,9 +204,11 @@ def erasure_metadata(batch: ErasureBatch) -> dict[str, Any]:
     description="GDPR erasure requests (launch the gdpr_erasure job with user_id, or user_ids for a batch): each "
                 "user's events anonymised with the seed's statement in PostgreSQL (user_id, email/phone/address, "
                 "IP address and user agent), their dead-letter messages scrubbed, their profile deleted, the "
-                "warehouse's copies rewritten; one ledger row per user with rows touched per store, keyed hashes "
-                "of the values (never the values) and the days/hours whose aggregations must be recomputed. An "
-                "unknown user is a no-op, reported; running it twice is harmless.",
+                "warehouse's copies rewritten, then the closed hourly/daily/weekly aggregation periods holding "
+                "their events recomputed in the same run (event_aggregations and the warehouse's aggregation files; "
+                "metadata aggregation_periods); one ledger row per user with rows touched per store, keyed hashes "
+                "of the values (never the values) and the days/hours re-aggregated. An unknown user is a no-op, "
+                "reported; running it twice is harmless.",
 )
 def gdpr_erasure(context: AssetExecutionContext, config: ErasureConfig, postgres: PostgresResource,
                  warehouse: LocalWarehouseResource) -> MaterializeResult:
@@ -212,7 +229,19 @@ def gdpr_erasure(context: AssetExecutionContext, config: ErasureConfig, postgres
                 context.log_event(AssetMaterialization(
                     asset_key=WAREHOUSE_EVENTS, partition=day.isoformat(), description="rows of erased users rewritten",
                     metadata={"mode": "erasure", "rows": MetadataValue.int(rows)}))
-    return MaterializeResult(metadata=erasure_metadata(batch))
+    try:
+        reaggregation = reaggregate_erasures(url, warehouse.files())
+    except Exception as exc:  # the erasure itself is done and recorded: its requests stay pending for the next run,
+        # and the aggregations' automation recomputes the rewritten days' periods at its next :05 all the same
+        context.log.error(f"recomputing the erased users' aggregation periods failed: {type(exc).__name__}: {exc}")
+        metadata = erasure_metadata(batch)
+        metadata["aggregation_error"] = MetadataValue.text(f"{type(exc).__name__}: {exc}"[:2000])
+        return MaterializeResult(metadata=metadata)
+    if reaggregation.request_ids:
+        counts = ", ".join(f"{len(p)} {t}" for t, p in reaggregation.periods.items() if p) or "no closed"
+        context.log.info(f"aggregations of request(s) #{', #'.join(map(str, reaggregation.request_ids))} "
+                         f"recomputed: {counts} period(s) in {reaggregation.seconds:.2f} s")
+    return MaterializeResult(metadata=erasure_metadata(batch, reaggregation))
 
 
 @asset_check(asset=ERASURE_REQUESTS, description="No row of any erased user remains anywhere: not their user id "

@@ -11,16 +11,20 @@ PostgreSQL, partition by partition (monthly ranges of ``platform_event_store``):
 * then the dead letter's rows of expired events, and bookkeeping of them (see ``delete_expired_bookkeeping``).
 
 Then each warehouse removes its expired rows itself (:meth:`GovernedWarehouse.apply_retention`), with the same
-cut-offs, so the two never disagree. A dry run goes through the same steps and only counts. Every run is recorded
-in ``retention_runs``; runs and erasures take turns (``governance_lock``).
+cut-offs, so the two never disagree. The local warehouse does so while PostgreSQL deletes (one runs in the database
+server, the other here: a first run over years of history takes the longer of the two, not their sum), and lets go
+of its consumer's lock only once PostgreSQL has committed -- so no sweep or day rebuild can bring an expired event
+back from the store in between, as when PostgreSQL went first. A dry run goes through the same steps and only
+counts. Every run is recorded in ``retention_runs``; runs and erasures take turns (``governance_lock``).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +34,7 @@ from psycopg.types.json import Jsonb
 
 from workdev_pipeline.governance.common import governance_lock, parse_instant
 from workdev_pipeline.governance.policy import RetentionPolicy, load_policy
-from workdev_pipeline.governance.warehouse import GovernedWarehouse, WarehouseRetention
+from workdev_pipeline.governance.warehouse import GovernedWarehouse, LocalGovernedWarehouse, WarehouseRetention
 from workdev_pipeline.sql_files import query
 
 log = logging.getLogger(__name__)
@@ -76,9 +80,22 @@ def apply_retention(database_url: str, warehouses: Sequence[GovernedWarehouse] =
             "run_id": run_id, "as_of": instant, "dry_run": dry_run, "cutoffs": Jsonb(policy.to_json())}).fetchone()[0]
         try:
             started = time.perf_counter()
-            _postgres(conn, policy, report, lock_timeout, detach_attempts)
-            report.seconds["postgres"] = time.perf_counter() - started
+            alongside = [w for w in warehouses if isinstance(w, LocalGovernedWarehouse)][:1] if not dry_run else []
+            postgres = _Concurrently(lambda: _postgres(conn, policy, report, lock_timeout, detach_attempts))
+            if alongside:
+                postgres.start()
+                try:
+                    report.warehouses.append(alongside[0].apply_retention(policy, run_id=run_id,
+                                                                          before_release=postgres.join))
+                finally:
+                    postgres.join()  # the connection is the thread's until it is done, whatever happened here
+                report.seconds[f"warehouse:{alongside[0].consumer}"] = report.warehouses[-1].seconds
+            else:
+                postgres.run()
+            report.seconds["postgres"] = postgres.seconds
             for warehouse in warehouses:  # after PostgreSQL: a sweep meanwhile cannot bring back what is deleted
+                if warehouse in alongside:
+                    continue
                 report.warehouses.append(warehouse.apply_retention(policy, dry_run=dry_run, run_id=run_id))
                 report.seconds[f"warehouse:{warehouse.consumer}"] = report.warehouses[-1].seconds
             report.seconds["total"] = time.perf_counter() - started
@@ -88,6 +105,41 @@ def apply_retention(database_url: str, warehouses: Sequence[GovernedWarehouse] =
                 "retention_run_id": report.retention_run_id, "error": f"{type(exc).__name__}: {exc}"[:2000]})
             raise
     return report
+
+
+class _Concurrently:
+    """PostgreSQL's part run on a thread of its own (``start``, then ``join``, which re-raises its error), or here
+    (``run``); ``seconds`` it took."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self._action = action
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.seconds = 0.0
+
+    def run(self) -> None:
+        started = time.perf_counter()
+        try:
+            self._action()
+        finally:
+            self.seconds = time.perf_counter() - started
+
+    def _run_catching(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:  # handed to the joining thread
+            self._error = exc
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run_catching, name="retention-postgres", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def _postgres(conn: psycopg.Connection, policy: RetentionPolicy, report: RetentionReport, lock_timeout: str,
@@ -104,29 +156,18 @@ def _postgres(conn: psycopg.Connection, policy: RetentionPolicy, report: Retenti
                 removed.update(dropped)
                 report.partitions_dropped.append(name)
                 continue
+        if not report.dry_run:
+            _trim(conn, name, start, end, is_default, policy, params, lock_timeout, detach_attempts, report, removed)
+            continue
         stats = conn.execute(query("governance/partition_expiry"), {"partition": name, **params}).fetchall()
         expired = {category: n for category, n, _ in stats if n}
         total = sum(t for _, _, t in stats)
         droppable = not is_default and (sum(expired.values()) == total if total else end <= policy.oldest_cutoff)
-        if report.dry_run:
-            removed.update(expired)
-            if droppable:
-                report.partitions_dropped.append(name)
-            elif expired:
-                report.partitions_trimmed[name] = sum(expired.values())
-            continue
+        removed.update(expired)
         if droppable:
-            dropped = _drop(conn, name, params, lock_timeout, detach_attempts, report)
-            if dropped is not None:
-                removed.update(dropped)
-                report.partitions_dropped.append(name)
-                continue
-        if expired:
-            with conn.transaction():
-                deleted = dict(conn.execute(query("governance/delete_expired"),
-                                            {"partition": name, **params}).fetchall())
-            removed.update(deleted)
-            report.partitions_trimmed[name] = sum(deleted.values())
+            report.partitions_dropped.append(name)
+        elif expired:
+            report.partitions_trimmed[name] = sum(expired.values())
     report.postgres = {c: n for c, n in sorted(removed.items()) if n}
 
     oldest_day = policy.oldest_cutoff.date()
@@ -140,6 +181,33 @@ def _postgres(conn: psycopg.Connection, policy: RetentionPolicy, report: Retenti
             report.dead_letter_rows = conn.execute(query("governance/delete_expired_failures"), params).fetchone()[0]
             counts = conn.execute(query("governance/delete_expired_bookkeeping"), bounds).fetchone()
     report.bookkeeping_rows = {t: n for t, n in zip(BOOKKEEPING_TABLES, counts, strict=True) if n}
+
+
+def _trim(conn: psycopg.Connection, name: str, start: datetime | None, end: datetime | None, is_default: bool,
+          policy: RetentionPolicy, params: dict[str, Any], lock_timeout: str, detach_attempts: int,
+          report: RetentionReport, removed: Counter[str]) -> None:
+    """One partition that may hold expired events: dropped when none of its events is live (and it has some, or
+    it lies wholly before the oldest cut-off), its expired rows deleted otherwise. Whether a live event is there
+    is asked first (it stops at the first one), not counted: counting read every row of each partition once more
+    before the DELETE read them again, a third of the PostgreSQL time of a first run over years of history. The
+    DELETE counts what it removes; the DETACH re-checks under its lock, so a late insert is never dropped."""
+    if not is_default:
+        has_events, has_live = conn.execute(query("governance/partition_liveness"), {
+            "range_start": start, "range_end": end, **params}).fetchone()
+        if not has_live and (has_events or end <= policy.oldest_cutoff):
+            dropped = _drop(conn, name, params, lock_timeout, detach_attempts, report)
+            if dropped is not None:
+                removed.update(dropped)
+                report.partitions_dropped.append(name)
+                return
+        elif not has_events:
+            return
+    with conn.transaction():
+        deleted = {c: n for c, n in conn.execute(query("governance/delete_expired"),
+                                                 {"partition": name, **params}).fetchall() if n}
+    if deleted:
+        removed.update(deleted)
+        report.partitions_trimmed[name] = sum(deleted.values())
 
 
 def _drop(conn: psycopg.Connection, name: str, params: dict[str, Any], lock_timeout: str, attempts: int,

@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
@@ -149,14 +149,16 @@ class LocalGovernedWarehouse:
         return plan
 
     # -- retention -----------------------------------------------------------------------------------------
-    def apply_retention(self, policy: RetentionPolicy, *, dry_run: bool = False,
-                        run_id: str | None = None) -> WarehouseRetention:
+    def apply_retention(self, policy: RetentionPolicy, *, dry_run: bool = False, run_id: str | None = None,
+                        before_release: Callable[[], None] | None = None) -> WarehouseRetention:
         """Days whose every event has expired are removed, days with some expired events rewritten without them
         (filtering the Parquet: the rule needs only event_type and timestamp, the kept rows stay exactly as they were
         loaded, and it is several times faster than rebuilding the days from PostgreSQL), each compacted into
         one file as a rebuild writes it. One DuckDB pass plans it. Days wholly before the oldest cut-off are removed
         unread (counted by the plan: any event they could hold has expired); the others are filtered again under
-        the lock, so what goes is exactly what expired."""
+        the lock, so what goes is exactly what expired. Removals and rewrites share one hold of the consumer's lock,
+        and ``before_release()`` runs before it is let go (:func:`apply_retention` waits there for PostgreSQL's
+        deletes, run meanwhile)."""
         started = time.perf_counter()
         result = WarehouseRetention(self.consumer, dry_run)
         plan = {d: c for d, c in self.expired_by_day(policy).items() if sum(e for e, _ in c.values())}
@@ -187,12 +189,12 @@ class LocalGovernedWarehouse:
                     events.update({g["values"]: g["counts"] for g in gone})
             return pc.invert(expired)
 
-        removed = self.ingestor.remove_days(whole, run_id=run_id)
         outcome = self.ingestor.rewrite_days(sorted(set(plan) - set(whole)), keep=keep,
                                              keep_columns=("event_type", "event_category", "timestamp"),
-                                             run_id=run_id, workers=self.workers, compact=True)
+                                             run_id=run_id, workers=self.workers, compact=True, remove=whole,
+                                             before_release=before_release)
         result.events = {c: n for c, n in events.items() if n}
-        result.days_removed = sorted([*removed.days, *(d for d, rows in outcome.days.items() if rows == 0)])
+        result.days_removed = sorted(d for d, rows in outcome.days.items() if rows == 0)
         result.days_rewritten = sorted(d for d, rows in outcome.days.items() if rows > 0)
         result.seconds = time.perf_counter() - started
         return result

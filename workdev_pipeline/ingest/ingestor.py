@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -166,7 +166,8 @@ class Ingestor:
     def rewrite_days(self, days: Iterable[date], *, keep: Callable[[date, pa.Table], pa.Array] | None = None,
                      keep_columns: Sequence[str] = (), append: str | None = None,
                      after_day: Callable[[psycopg.Connection, date], None] | None = None,
-                     run_id: str | None = None, workers: int = 2, compact: bool = False) -> LoadOutcome:
+                     run_id: str | None = None, workers: int = 2, compact: bool = False,
+                     remove: Iterable[date] = (), before_release: Callable[[], None] | None = None) -> LoadOutcome:
         """Rewrite whole days of the warehouse from their own files (retention, erasure) under the consumer's
         lock -- no sweep, rebuild or replay runs meanwhile -- each day swapped in whole, exactly like a rebuild
         (staged, marked, renamed; a crash in between is finished by the next operation):
@@ -185,6 +186,10 @@ class Ingestor:
         * A day left without rows is removed.
         * ``after_day(conn, day)`` runs on the locked connection, in the transaction recording the day's
           dead-lettered rows, once the day is swapped in (to dequeue its work: a crash before it redoes the day).
+        * ``remove``: whole days removed first, under the same lock, as :meth:`remove_days` removes them (0 rows
+          in ``outcome.days``).
+        * ``before_release()`` runs last, the lock still held (retention waits there for PostgreSQL's deletes,
+          running meanwhile: no day rebuild can bring an expired event back from the store in between).
 
         Files are filtered by ``workers`` threads; appends and swaps run in day order on this thread, the swaps
         in batches of ``REWRITE_SWAP_DAYS`` sharing their syncs (``swap_in_days``). Not retried (callers are
@@ -194,33 +199,42 @@ class Ingestor:
         started = time.perf_counter()
         outcome = LoadOutcome("loaded", "rewrite")
         todo = sorted(set(days))
+        gone = sorted(set(remove) - set(todo))
         with self._locked(wait=True) as conn:
             self.files.ensure_writable()
-            watermark = conn.execute(query("ingest/consumer_watermark"), {"consumer": self.consumer}).fetchone()[0]
-            transformer = self.transformer(conn) if append else None
-            ingest_times = IngestTimes(conn, self.consumer) if append else None
+            if gone:
+                outcome.days.update(dict.fromkeys(self._remove_locked(gone), 0))
             running = conn.execute(query("ingest/running_sweep"), {"consumer": self.consumer}).fetchone()
             separate = {self.files.sweep_file_name(running[0])} if running else set()
-            with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="rewrite-day") as pool, \
-                    (self._reader() if append else nullcontext()) as reader:
+            with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="rewrite-day") as pool:
+                # the files are filtered while this thread loads what the appends need (schemas, GeoIP, a reader)
                 pending = [(day, pool.submit(self._filter_day, day, keep, keep_columns, compact, separate))
                            for day in todo]
+                reader: EventReader | None = None
                 try:
+                    watermark = conn.execute(query("ingest/consumer_watermark"),
+                                             {"consumer": self.consumer}).fetchone()[0]
+                    transformer = self.transformer(conn) if append else None
+                    ingest_times = IngestTimes(conn, self.consumer) if append else None
+                    if append and todo:
+                        reader = EventReader(self.url, batch_bytes=self.batch_bytes)
                     # days are swapped in batches, sharing their syncs (thousands of small days otherwise pay
                     # three fsyncs and a transaction each)
                     for first in range(0, len(pending), REWRITE_SWAP_DAYS):
                         batch = pending[first:first + REWRITE_SWAP_DAYS]
                         staged: dict[date, Path] = {}
+                        new_files: dict[date, list[Path]] = {}
                         emptied: list[date] = []
                         done: list[tuple[date, int, int, int, Failures, datetime]] = []
                         for day, future in batch:
                             day_started = datetime.now(UTC)
-                            new_dir, kept, size = future.result()
+                            new_dir, kept, size, day_files = future.result()
                             failures = Failures()
                             appended = 0
                             if append:
                                 start = datetime.combine(day, dtime.min, tzinfo=UTC)
-                                writer = DayFileWriter(new_dir / f"part-r{uuid.uuid4().hex[:12]}.parquet")
+                                writer = DayFileWriter(new_dir / f"part-r{uuid.uuid4().hex[:12]}.parquet",
+                                                       sync=False)
                                 for chunk in reader.stream(append, consumer=self.consumer, tx_high=watermark,
                                                            day_start=start, day_end=start + timedelta(days=1)):
                                     table, bad = transformer.transform(chunk, ingest_times)
@@ -228,17 +242,20 @@ class Ingestor:
                                     failures.extend(bad)
                                 size += writer.close()
                                 appended = writer.rows
+                                if appended:
+                                    day_files.append(writer.path)
                             if kept + appended:
                                 staged[day] = new_dir
+                                new_files[day] = sorted(day_files)
                             else:
                                 shutil.rmtree(new_dir, ignore_errors=True)
                                 emptied.append(day)
                             done.append((day, kept, appended, size, failures, day_started))
-                        for day, new_dir in sorted(staged.items()):
-                            self._load_remote_day(day, sorted(new_dir.glob("*.parquet")), "rewrite")
+                        for day in sorted(staged):
+                            self._load_remote_day(day, new_files[day], "rewrite")
                         for day in emptied:
                             self._load_remote_day(day, [], "rewrite")
-                        self.files.swap_in_days(staged)
+                        self.files.swap_in_days(staged, synced=False)
                         self.files.remove_days(emptied)
                         if after_day is not None or any(f for *_, f, _ in done):
                             with conn.transaction():
@@ -259,7 +276,12 @@ class Ingestor:
                     for _, future in pending:
                         future.cancel()
                     raise
-        outcome.status = "loaded" if todo else "idle"
+                finally:
+                    if reader is not None:
+                        reader.close()
+            if before_release is not None:
+                before_release()
+        outcome.status = "loaded" if todo or outcome.days else "idle"
         outcome.seconds = time.perf_counter() - started
         return outcome
 
@@ -270,30 +292,39 @@ class Ingestor:
         started = time.perf_counter()
         outcome = LoadOutcome("loaded", "remove")
         with self._locked(wait=True):
-            for day in sorted(set(days)):
-                if self.files.day_dir(day).is_dir():
-                    self._load_remote_day(day, [], "remove")
-            outcome.days = dict.fromkeys(self.files.remove_days(days), 0)
+            outcome.days = dict.fromkeys(self._remove_locked(days), 0)
         outcome.status = "loaded" if outcome.days else "idle"
         outcome.notes.append(f"{len(outcome.days)} day(s) removed" + (f" (run {run_id})" if run_id else ""))
         outcome.seconds = time.perf_counter() - started
         return outcome
 
+    def _remove_locked(self, days: Iterable[date]) -> list[date]:
+        """Remove whole days (the lock held): the remote engine's first, then the mirror's."""
+        days = sorted(set(days))
+        for day in days:
+            if self.files.day_dir(day).is_dir():
+                self._load_remote_day(day, [], "remove")
+        return self.files.remove_days(days)
+
     def _filter_day(self, day: date, keep: Callable[[date, pa.Table], pa.Array] | None,
                     keep_columns: Sequence[str], compact: bool = False,
-                    separate: Collection[str] = ()) -> tuple[Path, int, int]:
-        """One day's files, filtered into a new staging directory: (that directory, rows kept, bytes written).
-        With ``compact`` the kept rows of every file but those named in ``separate`` go into one file."""
+                    separate: Collection[str] = ()) -> tuple[Path, int, int, list[Path]]:
+        """One day's files, filtered into a new staging directory: (that directory, rows kept, bytes written, the
+        files it holds). With ``compact`` the kept rows of every file but those named in ``separate`` go into one
+        file. Files are written without an fsync: ``swap_in_days(..., synced=False)`` syncs a batch of days'
+        files together before marking them."""
         new_dir = self.files.rebuild_dir(day)
         columns = list(keep_columns) or None
-        merged = DayFileWriter(new_dir / "part-day.parquet") if compact else None
+        merged = DayFileWriter(new_dir / "part-day.parquet", sync=False) if compact else None
         kept = size = 0
+        written: list[Path] = []
         for path in self.files.day_files(day):
-            parquet = pq.ParquetFile(path)
+            parquet = pq.ParquetFile(path, pre_buffer=False)  # small files: pre-buffering costs ~15 % of the read
             rows = parquet.metadata.num_rows
             into = merged if merged is not None and path.name not in separate else None
             if keep is None and into is None:
                 self.files.carry_over(path, new_dir)
+                written.append(new_dir / path.name)
                 kept += rows
                 continue
             # use_threads=False: the days are the parallelism (Arrow's own threads on top of them run ~3x slower)
@@ -310,8 +341,9 @@ class Ingestor:
             kept += stays
             if stays == rows and into is None:
                 self.files.carry_over(path, new_dir)
+                written.append(new_dir / path.name)
             elif stays:
-                writer = into or DayFileWriter(new_dir / path.name)
+                writer = into or DayFileWriter(new_dir / path.name, sync=False)
                 if whole is not None:
                     writer.write(whole.filter(mask))
                 else:
@@ -321,9 +353,11 @@ class Ingestor:
                         offset += batch.num_rows
                 if into is None:
                     size += writer.close()
-        if merged is not None:
+                    written.append(writer.path)
+        if merged is not None and merged.rows:
             size += merged.close()
-        return new_dir, kept, size
+            written.append(merged.path)
+        return new_dir, kept, size, written
 
     def transformer(self, conn: psycopg.Connection) -> EventTransformer:
         if self._transformer is None:
