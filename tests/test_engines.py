@@ -24,6 +24,7 @@ from tests.bq_emulator import bigquery_emulator  # noqa: F401 (a fixture)
 from tests.ingest_helpers import REPO, days_in_postgres, demo, loadable_ids, wait_until_lock_released
 from tests.redshift_standin import redshift_standin  # noqa: F401 (a fixture)
 from workdev_pipeline.assets.engines import sweep_key, table_key
+from workdev_pipeline.assets.governance import ERASURE_OP
 from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.definitions import build_definitions
 from workdev_pipeline.resources.bigquery import BigQueryWarehouseResource
@@ -225,3 +226,32 @@ def test_engine_down_retries_then_dead_letters_and_replay_delivers_exactly_once(
     assert_exactly_once(db, engine.resource)
     assert run_job(up, f"replay_failed_events_{engine.name}", instance).success  # twice: harmless
     assert_exactly_once(db, engine.resource)
+
+
+def test_retention_and_erasure_reach_the_engine(db: str, engine: EngineSetup, warehouse: LocalWarehouseResource,
+                                                instance: DagsterInstance) -> None:
+    from tests.test_retention import History, dagster_now, retention_config
+
+    history = History(dagster_now())  # eight years, every category, expired and kept events
+    with psycopg.connect(db) as conn:
+        history.insert(conn)
+    defs = engine_defs(db, warehouse, engine)
+    assert run_job(defs, "ingest_events", instance).success
+    assert run_job(defs, f"ingest_events_{engine.name}", instance).success
+    days = sorted({e["timestamp"].astimezone(UTC).date() for e in history.events})
+    retention = defs.resolve_job_def("apply_retention").execute_in_process(
+        instance=instance, run_config=retention_config(history.as_of, dry_run=False))
+    assert retention.success
+    ids, rows, duplicates = held(engine.resource, days)
+    assert ids == history.kept_ids(loaded_only=True) and rows == len(ids) and not duplicates
+
+    # erasure: the user's rows leave the engine's table too (anonymised rows written back without the user id)
+    user_id = next(str(e["user_id"]) for e in history.events if e["user_id"] and str(e["event_id"]) in ids)
+    assert engine.resource.user_row_count(user_id) > 0
+    erased = defs.resolve_job_def("gdpr_erasure").execute_in_process(
+        instance=instance, run_config={"ops": {ERASURE_OP: {"config": {"user_id": user_id}}}})
+    assert erased.success
+    assert engine.resource.user_row_count(user_id) == 0
+    after, rows_after, duplicates = held(engine.resource, days)
+    local = set().union(*(warehouse.event_ids(d) for d in days))
+    assert after == local and rows_after == len(local) and not duplicates  # the same rows as the local warehouse

@@ -24,6 +24,7 @@ from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.governance.erasure import InvalidUserId, parse_user_ids, scrub_message
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.ingest.local_store import LocalEventFiles
+from workdev_pipeline.resources.fanout import EnabledWarehouses
 from workdev_pipeline.resources.local import LocalWarehouseResource
 from workdev_pipeline.resources.postgres import PostgresResource
 
@@ -304,7 +305,7 @@ def test_the_check_catches_what_is_left(db: str, conn: psycopg.Connection, defs:
                                         people) -> None:
     target, _ = people
     assert erase(defs, instance, user_id=str(target.user_id)).success
-    resources = {"postgres": PostgresResource(database_url=db), "warehouse": warehouse}
+    resources = {"postgres": PostgresResource(database_url=db), "warehouses": EnabledWarehouses(local=warehouse)}
     check_only = AssetSelection.checks(AssetCheckKey(ERASURE_REQUESTS, "erasure_leaves_no_trace"))
 
     def verdict() -> tuple[bool, dict]:

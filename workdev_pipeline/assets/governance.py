@@ -30,7 +30,7 @@ from workdev_pipeline.governance.erasure import ErasureBatch, erase_users, verif
 from workdev_pipeline.governance.reaggregation import Reaggregation, reaggregate_erasures
 from workdev_pipeline.governance.retention import RetentionReport, apply_retention, verify_retention
 from workdev_pipeline.governance.warehouse import governed_warehouses
-from workdev_pipeline.resources.local import LocalWarehouseResource
+from workdev_pipeline.resources.fanout import EnabledWarehouses
 from workdev_pipeline.resources.postgres import PostgresResource
 
 RETENTION_RUNS = AssetKey(["postgres", "retention_runs"])
@@ -97,10 +97,10 @@ def retention_metadata(report: RetentionReport) -> dict[str, Any]:
                 "would go (an observation; nothing is materialized).",
 )
 def event_retention(context: AssetExecutionContext, config: RetentionConfig, postgres: PostgresResource,
-                    warehouse: LocalWarehouseResource) -> Iterator[Any]:
+                    warehouses: EnabledWarehouses) -> Iterator[Any]:
     url = postgres.url()
     try:
-        report = apply_retention(url, governed_warehouses(warehouse, url), as_of=config.as_of or None,
+        report = apply_retention(url, governed_warehouses(warehouses.engines(), url), as_of=config.as_of or None,
                                  dry_run=config.dry_run, run_id=context.run.run_id)
     except GovernanceInputError as exc:
         raise Failure(description=str(exc)) from None
@@ -129,9 +129,9 @@ def event_retention(context: AssetExecutionContext, config: RetentionConfig, pos
 @asset_check(asset=RETENTION_RUNS, description="Nothing older than its policy remains, as of the last applied "
              "run: no expired event in PostgreSQL's store or dead letter, no partition wholly before the longest "
              "retention, no expired row in the warehouse.")
-def retention_enforced(postgres: PostgresResource, warehouse: LocalWarehouseResource) -> AssetCheckResult:
+def retention_enforced(postgres: PostgresResource, warehouses: EnabledWarehouses) -> AssetCheckResult:
     url = postgres.url()
-    found = verify_retention(url, governed_warehouses(warehouse, url))
+    found = verify_retention(url, governed_warehouses(warehouses.engines(), url))
     if found.as_of is None:
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.WARN,
                                 metadata={"reason": MetadataValue.text("retention has never been applied")})
@@ -211,13 +211,13 @@ def erasure_metadata(batch: ErasureBatch, reaggregation: Reaggregation | None = 
                 "reported; running it twice is harmless.",
 )
 def gdpr_erasure(context: AssetExecutionContext, config: ErasureConfig, postgres: PostgresResource,
-                 warehouse: LocalWarehouseResource) -> MaterializeResult:
+                 warehouses: EnabledWarehouses) -> MaterializeResult:
     ids = ([config.user_id] if config.user_id.strip() else []) + list(config.user_ids)
     if not ids:
         raise Failure(description="no user to erase: give user_id (one UUID) or user_ids (a list) in the run config")
     url = postgres.url()
     try:
-        batch = erase_users(url, ids, governed_warehouses(warehouse, url),
+        batch = erase_users(url, ids, governed_warehouses(warehouses.engines(), url),
                             requested_by=f"dagster run {context.run.run_id}", run_id=context.run.run_id)
     except GovernanceInputError as exc:
         raise Failure(description=str(exc)) from None
@@ -230,7 +230,7 @@ def gdpr_erasure(context: AssetExecutionContext, config: ErasureConfig, postgres
                     asset_key=WAREHOUSE_EVENTS, partition=day.isoformat(), description="rows of erased users rewritten",
                     metadata={"mode": "erasure", "rows": MetadataValue.int(rows)}))
     try:
-        reaggregation = reaggregate_erasures(url, warehouse.files())
+        reaggregation = reaggregate_erasures(url, warehouses.local.files())
     except Exception as exc:  # the erasure itself is done and recorded: its requests stay pending for the next run,
         # and the aggregations' automation recomputes the rewritten days' periods at its next :05 all the same
         context.log.error(f"recomputing the erased users' aggregation periods failed: {type(exc).__name__}: {exc}")
@@ -247,9 +247,9 @@ def gdpr_erasure(context: AssetExecutionContext, config: ErasureConfig, postgres
 @asset_check(asset=ERASURE_REQUESTS, description="No row of any erased user remains anywhere: not their user id "
              "(store, user_profiles, dead letter, warehouse), nor an email/phone/address their events carried, nor "
              "their (IP address, user agent) pair on an event without a user; no erasure work left queued.")
-def erasure_leaves_no_trace(postgres: PostgresResource, warehouse: LocalWarehouseResource) -> AssetCheckResult:
+def erasure_leaves_no_trace(postgres: PostgresResource, warehouses: EnabledWarehouses) -> AssetCheckResult:
     url = postgres.url()
-    found = verify_erasures(url, governed_warehouses(warehouse, url))
+    found = verify_erasures(url, governed_warehouses(warehouses.engines(), url))
     by_request: dict[str, list[dict[str, Any]]] = {}
     for t in found.traces:
         by_request.setdefault(f"#{t.request_id}" if t.request_id is not None else "any erasure", []).append(

@@ -92,17 +92,21 @@ class GovernedWarehouse(Protocol):
         ...
 
 
-def governed_warehouses(warehouse: Any, database_url: str) -> list[GovernedWarehouse]:
-    """The governed engines of a warehouse resource (the local one today; an engine may also offer its own
-    ``governance(database_url)``)."""
+def governed_warehouses(warehouses: Any, database_url: str) -> list[GovernedWarehouse]:
+    """The governed engines of warehouse resources (one, or a list: the local warehouse, and BigQuery/Redshift,
+    which offer their own ``governance(database_url)``)."""
     from workdev_pipeline.resources.local import LocalWarehouseResource
 
-    if isinstance(warehouse, LocalWarehouseResource):
-        return [LocalGovernedWarehouse(warehouse.ingestor(database_url))]
-    governance = getattr(warehouse, "governance", None)
-    if callable(governance):
-        return list(governance(database_url))
-    raise TypeError(f"no retention/erasure support for warehouse {type(warehouse).__name__}")
+    found: list[GovernedWarehouse] = []
+    for warehouse in warehouses if isinstance(warehouses, list | tuple) else [warehouses]:
+        if isinstance(warehouse, LocalWarehouseResource):
+            found.append(LocalGovernedWarehouse(warehouse.ingestor(database_url)))
+            continue
+        governance = getattr(warehouse, "governance", None)
+        if not callable(governance):
+            raise TypeError(f"no retention/erasure support for warehouse {type(warehouse).__name__}")
+        found += governance(database_url)
+    return found
 
 
 class LocalGovernedWarehouse:
