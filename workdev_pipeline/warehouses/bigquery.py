@@ -17,9 +17,10 @@ by one statement (``sql/warehouse/bigquery/``), and the staging table is dropped
 
 * ``merge_files``: ``merge_day.sql``, a MERGE on event_id restricted to the day's timestamp range (UPDATE every
   column / INSERT with the columns listed: the emulator has no ``INSERT ROW``);
-* ``replace_day``: ``replace_day.sql``, the same MERGE on event_id plus ``WHEN NOT MATCHED BY SOURCE AND <day>
-  THEN DELETE`` -- the day's deletion, update and insertion in ONE statement (not ``ON FALSE``, which means the
-  same but makes the emulator join every staged row with every row of the table),
+* ``replace_day``: ``replace_day.sql``, a MERGE on event_id whose source is the staged rows plus the day's rows
+  that are not staged (marked to be deleted) -- the day's deletion, update and insertion in ONE statement (not
+  ``WHEN NOT MATCHED BY SOURCE ... THEN DELETE``, which means the same but takes the emulator time proportional
+  to the day's rows times the table's),
   atomic on BigQuery and on the emulator. Not ``BEGIN TRANSACTION; DELETE; INSERT; COMMIT TRANSACTION;``:
   the emulator runs such a script (and rolls it back on error) but does not pass query parameters into
   scripts, so the day bounds would have to be spliced into the text. No files: ``delete_day.sql``.
