@@ -1,0 +1,365 @@
+"""One ``dagster dev`` (webserver + daemon) of the project's definitions on a test database with a few days of
+demo events, shared by the browser and GraphQL tests (a pytest plugin: ``pytest_plugins = [__name__]``), and
+the GraphQL helpers both use.
+
+The demo events are swept into the warehouse before the server starts, so the ingest sensor has nothing
+pending and every day the tests backfill has a known number of events: PostgreSQL's count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from dagster import DagsterRunStatus
+from dagster_graphql import DagsterGraphQLClient
+
+from tests.conftest import create_database, drop_database
+from tests.ingest_helpers import days_in_postgres, demo, loadable_ids, warehouse_ids
+from workdev_pipeline.resources.local import LocalWarehouseResource
+
+REPO = Path(__file__).resolve().parent.parent
+WAREHOUSE_EVENTS_PATH = ["warehouse", "platform_events"]
+#: Demo traffic: the past DEMO_DAYS days, so the days before today are whole days of events.
+DEMO_DAYS, DEMO_EVENTS, DEMO_USERS = 7.0, 7_000, 300
+STARTUP_TIMEOUT = 240.0  # seconds: webserver up and the code location loaded, on a shared 2-core machine
+STOP_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
+
+
+def days_back(first: int, last: int) -> list[date]:
+    """[today - first, ..., today - last] (first >= last): whole UTC days of demo traffic."""
+    return [today() - timedelta(days=n) for n in range(first, last - 1, -1)]
+
+
+# -- GraphQL -----------------------------------------------------------------------------------------------
+
+
+def graphql(base_url: str, query: str, variables: dict[str, Any] | None = None, timeout: float = 60.0) -> dict:
+    """POST a query to ``/graphql``; returns ``data`` (raises on transport or GraphQL errors)."""
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(f"{base_url}/graphql", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        payload = json.loads(response.read())
+    if payload.get("errors"):
+        raise AssertionError(f"GraphQL errors: {payload['errors']}")
+    return payload["data"]
+
+
+LOCATIONS = """
+query { workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
+  locationOrLoadError { __typename ... on PythonError { message } ... on RepositoryLocation { name } } } } } }
+"""
+
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message stack }
+  ... on UnauthorizedError { message } ... on InvalidSubsetError { message }
+  ... on PartitionSetNotFoundError { message }
+  ... on InvalidStepError { invalidStepKey } ... on InvalidOutputError { stepKey invalidOutputName } } }
+"""
+
+BACKFILL_STATUS = """
+query Backfill($id: String!) { partitionBackfillOrError(backfillId: $id) { __typename
+  ... on PartitionBackfill { id status isAssetBackfill partitionNames numPartitions
+    runs(limit: 50) { runId status tags { key value } } error { message } }
+  ... on PythonError { message } } }
+"""
+
+RUN_STATUS = """
+query Run($id: ID!) { runOrError(runId: $id) { __typename ... on Run { runId status jobName } } }
+"""
+
+INSTIGATORS = """
+query { repositoriesOrError { __typename ... on RepositoryConnection { nodes { name
+  schedules { id name scheduleState { status } } sensors { id name sensorState { status } } } } } }
+"""
+STOP_SCHEDULE = ("mutation Stop($id: String) "
+                 "{ stopRunningSchedule(id: $id) { __typename ... on PythonError { message } } }")
+STOP_SENSOR = "mutation Stop($id: String) { stopSensor(id: $id) { __typename ... on PythonError { message } } }"
+
+BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+RUN_DONE = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+def wait_for_code_location(base_url: str, timeout: float = STARTUP_TIMEOUT) -> str:
+    """Wait until the webserver has loaded the code location; returns its name."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            data = graphql(base_url, LOCATIONS, timeout=10)
+            entries = data["workspaceOrError"].get("locationEntries") or []
+            last = entries
+            loaded = [e for e in entries if e["loadStatus"] == "LOADED"]
+            if loaded:
+                location = loaded[0]["locationOrLoadError"]
+                assert location["__typename"] == "RepositoryLocation", f"the code location failed: {location}"
+                return location["name"]
+        except (OSError, urllib.error.URLError, KeyError, json.JSONDecodeError) as exc:
+            last = exc
+        time.sleep(1)
+    raise AssertionError(f"the code location did not load within {timeout:.0f} s: {last}")
+
+
+def instigators(base_url: str) -> dict[str, tuple[str, str, str]]:
+    """Every schedule and sensor: name -> (kind, id, status)."""
+    found = {}
+    for repo in graphql(base_url, INSTIGATORS)["repositoriesOrError"]["nodes"]:
+        found.update({s["name"]: ("schedule", s["id"], s["scheduleState"]["status"]) for s in repo["schedules"]})
+        found.update({s["name"]: ("sensor", s["id"], s["sensorState"]["status"]) for s in repo["sensors"]})
+    return found
+
+
+def stop_instigators(base_url: str, keep: set[str]) -> list[str]:
+    """Stop every running schedule and sensor not in ``keep`` (their runs would only compete for the CPU)."""
+    stopped = []
+    for name, (kind, instigator_id, status) in instigators(base_url).items():
+        if name in keep or status != "RUNNING":
+            continue
+        mutation, field = (STOP_SCHEDULE, "stopRunningSchedule") if kind == "schedule" else (STOP_SENSOR, "stopSensor")
+        result = graphql(base_url, mutation, {"id": instigator_id})[field]
+        assert result["__typename"] != "PythonError", f"could not stop {name}: {result}"
+        stopped.append(name)
+    return stopped
+
+
+def launch_asset_backfill(base_url: str, asset_path: Sequence[str], first: date, last: date, *,
+                          title: str = "") -> str:
+    """``launchPartitionBackfill`` of the days [first, last] of one asset; returns the backfill id."""
+    params = {"partitionsByAssets": [{"assetKey": {"path": list(asset_path)},
+                                      "partitions": {"range": {"start": first.isoformat(), "end": last.isoformat()}}}],
+              "title": title or f"{'/'.join(asset_path)} {first}..{last}"}
+    result = graphql(base_url, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    assert result["__typename"] == "LaunchBackfillSuccess", f"the backfill was not launched: {result}"
+    return result["backfillId"]
+
+
+def wait_for_backfill(base_url: str, backfill_id: str, timeout: float = 240.0) -> dict:
+    """Poll ``partitionBackfillOrError`` until the backfill is done (and its runs have finished)."""
+    deadline = time.monotonic() + timeout
+    backfill: dict = {}
+    while time.monotonic() < deadline:
+        backfill = graphql(base_url, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+        assert backfill["__typename"] == "PartitionBackfill", backfill
+        if backfill["status"] in BACKFILL_DONE and all(r["status"] in RUN_DONE for r in backfill["runs"]):
+            return backfill
+        time.sleep(2)
+    raise AssertionError(f"backfill {backfill_id} not done within {timeout:.0f} s: {backfill}")
+
+
+def wait_for_run(base_url: str, run_id: str, timeout: float = 240.0) -> str:
+    """Poll ``runOrError`` until the run is finished; returns its status."""
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        run = graphql(base_url, RUN_STATUS, {"id": run_id})["runOrError"]
+        assert run["__typename"] == "Run", run
+        status = run["status"]
+        if status in RUN_DONE:
+            return status
+        time.sleep(2)
+    raise AssertionError(f"run {run_id} not finished within {timeout:.0f} s (last status {status})")
+
+
+# -- the server --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DevServer:
+    """A running ``dagster dev`` and what it runs on."""
+
+    process: subprocess.Popen
+    port: int
+    database_url: str
+    warehouse: LocalWarehouseResource
+    dagster_home: Path
+    log_path: Path
+    location_name: str = ""
+    stopped: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> DagsterGraphQLClient:
+        return DagsterGraphQLClient("127.0.0.1", port_number=self.port, timeout=120)
+
+    def run_job(self, job_name: str, timeout: float = 240.0, **kwargs: Any) -> tuple[str, DagsterRunStatus]:
+        """Launch a job through ``DagsterGraphQLClient`` and poll it until it has finished."""
+        client = self.client()
+        run_id = client.submit_job_execution(job_name, repository_location_name=self.location_name, **kwargs)
+        deadline = time.monotonic() + timeout
+        while (status := client.get_run_status(run_id)) not in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE,
+                                                                  DagsterRunStatus.CANCELED):
+            assert time.monotonic() < deadline, f"run {run_id} of {job_name} still {status} after {timeout:.0f} s"
+            time.sleep(2)
+        return run_id, status
+
+    def wait_until_swept(self, timeout: float = 120.0) -> None:
+        """Until the warehouse holds exactly the loadable events of PostgreSQL."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with psycopg.connect(self.database_url) as conn:
+                expected = sorted(loadable_ids(conn))
+            held = sorted(warehouse_ids(self.warehouse.files()))
+            if held == expected:
+                return
+            assert time.monotonic() < deadline, f"warehouse holds {len(held)} events, PostgreSQL {len(expected)}"
+            time.sleep(2)
+
+    def log_tail(self, chars: int = 4_000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def postgres_day_counts(self, days: Sequence[date]) -> dict[str, int]:
+        with psycopg.connect(self.database_url) as conn:
+            counts = days_in_postgres(conn)
+        return {d.isoformat(): counts.get(d.isoformat(), 0) for d in days}
+
+    def warehouse_day_counts(self, days: Sequence[date]) -> dict[str, int]:
+        return {d.isoformat(): sum(self.warehouse.day_counts(d).values()) for d in days}
+
+    def drop_warehouse_days(self, days: Sequence[date]) -> None:
+        """Lose those days' files (what a backfill must bring back)."""
+        files = self.warehouse.files()
+        for d in days:
+            for path in files.day_files(d):
+                Path(path).unlink()
+        assert not any(self.warehouse_day_counts(days).values())
+
+
+def dev_environment(database_url: str, root: Path) -> dict[str, str]:
+    return {**os.environ, "WORKDEV_DATABASE_URL": database_url, "WORKDEV_HOME": str(root / "home"),
+            "WORKDEV_WAREHOUSE_DIR": str(root / "warehouse"), "DAGSTER_HOME": str(root / "dagster"),
+            "DAGSTER_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def start_dagster_dev(database_url: str, root: Path, *, timeout: float = STARTUP_TIMEOUT,
+                      keep_running: set[str] | None = None) -> DevServer:
+    """``dagster dev`` (webserver + daemon) on 127.0.0.1 with this database and a warehouse under ``root``.
+
+    Started through ``env --default-signal=INT,TERM`` so the signals it stops on are not inherited as
+    ignored (a background shell ignores SIGINT), in a session of its own so the whole group can be signalled.
+    With ``keep_running``, every other schedule and sensor is stopped as soon as the code location loads.
+    """
+    env = dev_environment(database_url, root)
+    dagster_home = Path(env["DAGSTER_HOME"])
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    port = free_port()
+    log_path = root / "dagster-dev.log"
+    dagster = Path(sys.executable).with_name("dagster")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            ["env", "--default-signal=INT,TERM", str(dagster), "dev", "-m", "workdev_pipeline.definitions",
+             "-h", "127.0.0.1", "-p", str(port)],
+            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = DevServer(process, port, database_url,
+                       LocalWarehouseResource(data_dir=env["WORKDEV_WAREHOUSE_DIR"], backoff_seconds=0.01),
+                       dagster_home, log_path)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{server.url}/server_info", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"dagster dev did not come up:\n{server.log_tail()}")
+            time.sleep(1)
+        server.location_name = wait_for_code_location(server.url, max(deadline - time.monotonic(), 30.0))
+        if keep_running is not None:
+            stop_instigators(server.url, keep_running)
+    except BaseException:
+        stop_dagster_dev(server)
+        raise
+    return server
+
+
+def stop_dagster_dev(server: DevServer, timeout: float = STOP_TIMEOUT) -> int:
+    """SIGTERM to the server's process group; SIGKILL if it has not exited within ``timeout``. Once only."""
+    if server.stopped:
+        return server.process.returncode
+    server.stopped = True
+    if server.process.poll() is None:
+        try:
+            os.killpg(server.process.pid, signal.SIGTERM)
+            server.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait(30)
+        except ProcessLookupError:
+            pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # children left behind: the group goes too
+        os.killpg(server.process.pid, signal.SIGKILL)
+    return server.process.returncode
+
+
+_running: list[DevServer] = []
+_last_user: list[str] = []
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Remember the last test using ``dagster_dev``: the server stops after it, not at the end of the session
+    (its sensor would otherwise tick through every later test)."""
+    users = [item.nodeid for item in items if "dagster_dev" in getattr(item, "fixturenames", ())]
+    _last_user[:] = users[-1:]
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    if _last_user and item.nodeid == _last_user[0]:
+        while _running:
+            stop_dagster_dev(_running.pop())
+
+
+@pytest.fixture(scope="session")
+def dagster_dev(admin_url: str, run_tag: str, template_db: str,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    """``dagster dev`` on a database of its own holding DEMO_DAYS days of demo events, all swept already (in
+    this process, before the server starts: the ingest sensor finds nothing pending and launches nothing)."""
+    name = f"{run_tag}_dev_{secrets.token_hex(3)}"
+    url = create_database(admin_url, name, template=template_db)
+    root = tmp_path_factory.mktemp("dagster_dev")
+    try:
+        demo(url, DEMO_EVENTS, users=DEMO_USERS, days=DEMO_DAYS, seed=23)
+        warehouse = LocalWarehouseResource(data_dir=str(root / "warehouse"), backoff_seconds=0.01)
+        outcome = warehouse.ingestor(url).sweep(run_id="test-setup")
+        assert outcome.status == "loaded" and outcome.events_loaded == DEMO_EVENTS, outcome
+        # the every-minute metrics schedule and the aggregations' automation would only compete for the
+        # 2 cores with the runs under test: only the ingest sensor stays on
+        server = start_dagster_dev(url, root, keep_running={"ingest_sensor"})
+        _running.append(server)
+        try:
+            yield server
+        finally:
+            stop_dagster_dev(server)  # a no-op when it was stopped after its last test
+    finally:
+        drop_database(admin_url, name)

@@ -1,0 +1,142 @@
+"""The Dagster UI in a real browser: headless Chromium (the Debian package, driven by Playwright) against
+``dagster dev`` on a test database with a week of demo events. A data engineer's path: dismiss the first-run
+dialog, see every asset group on the asset graph, open the warehouse table's partitions, launch a 3-day
+backfill from the Materialize dialog, and find those days rebuilt in the warehouse.
+
+Screenshots go to ``$WORKDEV_TEST_ARTIFACTS`` (default ``test-artifacts/`` in the repository); with
+``WORKDEV_UPDATE_SCREENSHOTS=1`` the asset graph is also saved as ``docs/asset-graph.png`` for the README.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.dagster_dev_server import DevServer, days_back, wait_for_backfill
+
+pytest_plugins = ["tests.dagster_dev_server"]
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("WORKDEV_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+GROUPS = ("ingestion", "warehouse", "aggregations", "governance", "metrics")
+UI_TIMEOUT = 60_000  # ms: a shared 2-core machine, the webserver answering GraphQL while runs start
+
+
+def artifacts_dir() -> Path:
+    path = Path(os.environ.get("WORKDEV_TEST_ARTIFACTS") or REPO / "test-artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def page() -> Iterator[object]:
+    """A page of headless Chromium (no download: the machine's Chromium, never ``playwright install``)."""
+    if not Path(CHROMIUM).exists():  # scripts/test.sh installs it where it can (root, apt)
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (or set WORKDEV_CHROMIUM)")
+    from playwright import sync_api
+    sync_api.expect.set_options(timeout=UI_TIMEOUT)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1600, "height": 1000})
+        context.set_default_timeout(UI_TIMEOUT)
+        context.set_default_navigation_timeout(UI_TIMEOUT)
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+            browser.close()
+
+
+def shot(page, name: str) -> Path:
+    path = artifacts_dir() / f"browser-{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def test_backfill_three_days_from_the_ui(dagster_dev: DevServer, page) -> None:
+    from playwright.sync_api import expect
+
+    server = dagster_dev
+    days = days_back(4, 2)  # three whole days of demo traffic
+    first, last = days[0].isoformat(), days[-1].isoformat()
+    expected = server.postgres_day_counts(days)
+    assert all(expected.values()), f"the demo left a day empty: {expected}"
+    try:
+        # -- first run: the community dialog, dismissed --------------------------------------------------
+        page.goto(f"{server.url}/asset-groups")
+        community = page.get_by_role("dialog").filter(has_text="Join the Dagster community")
+        expect(community).to_be_visible()
+        shot(page, "01-community-dialog")
+        community.get_by_role("button", name="Skip").click()
+        expect(community).to_be_hidden()
+
+        # -- the asset graph: every group, expanded ------------------------------------------------------
+        for group in GROUPS:
+            expect(page.get_by_role("button", name=re.compile(rf"\b{group}\b")).first).to_be_visible()
+        page.mouse.click(900, 900, button="right")  # the graph's background: its context menu
+        expand = page.get_by_role("menuitem", name=re.compile("Expand all groups"))
+        expand.click()
+        expect(page.get_by_text("platform_events", exact=True).first).to_be_visible()
+        expect(page.get_by_text("enriched_events", exact=True).first).to_be_visible()
+        for _ in range(2):  # the whole graph in view
+            page.get_by_role("button", name="zoom_out").click()
+        page.wait_for_timeout(1_500)  # the graph's zoom animation settles
+        graph = shot(page, "02-asset-graph")
+        if os.environ.get("WORKDEV_UPDATE_SCREENSHOTS") == "1":
+            (REPO / "docs").mkdir(exist_ok=True)
+            shutil.copyfile(graph, REPO / "docs" / "asset-graph.png")
+
+        # -- the warehouse table and its partitions: three days lost --------------------------------------
+        server.drop_warehouse_days(days)
+        page.goto(f"{server.url}/assets/warehouse/platform_events")
+        expect(page.get_by_text("Parquet per UTC day", exact=False).first).to_be_visible()
+        page.get_by_role("tab", name="Partitions").click()
+        expect(page.get_by_text(first, exact=True).first).to_be_visible()
+        expect(page.get_by_text(re.compile(r"Materialized \(\d+\)")).first).to_be_visible()
+        shot(page, "03-partitions")
+
+        # -- Materialize -> a range of 3 days -> Launch backfill -------------------------------------------
+        page.get_by_role("button", name=re.compile(r"\bMaterialize…")).first.click()
+        launch = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
+        are_you_sure = page.get_by_role("dialog").filter(has_text="Are you sure?")
+        expect(launch.or_(are_you_sure)).to_be_visible()
+        if are_you_sure.is_visible():  # only when the upstream asset was never materialized
+            are_you_sure.get_by_role("button", name="Confirm").click()
+        expect(launch).to_be_visible()
+        selection = launch.get_by_role("textbox").first
+        selection.fill(f"[{first}...{last}]")
+        selection.press("Enter")
+        expect(launch.get_by_text("3 partitions", exact=True)).to_be_visible()
+        shot(page, "04-launch-backfill")
+        launch.get_by_role("button", name="Launch backfill").click()
+        toast = page.get_by_text(re.compile(r"Created backfill \w+"))
+        expect(toast.first).to_be_visible()
+        backfill_id = re.search(r"Created backfill (\w+)", toast.first.inner_text()).group(1)
+
+        # -- the daemon runs it: success, shown on the backfill's page -----------------------------------
+        backfill = wait_for_backfill(server.url, backfill_id, timeout=300)
+        assert backfill["status"] == "COMPLETED_SUCCESS", backfill
+        assert sorted(backfill["partitionNames"]) == [d.isoformat() for d in days]
+        assert backfill["runs"] and all(r["status"] == "SUCCESS" for r in backfill["runs"]), backfill["runs"]
+        page.goto(f"{server.url}/runs/b/{backfill_id}")
+        expect(page.get_by_text("100% completed").first).to_be_visible()
+        expect(page.get_by_text(f"{first}...{last}").first).to_be_visible()
+        shot(page, "05-backfill-succeeded")
+        page.goto(f"{server.url}/assets/warehouse/platform_events?view=partitions")  # the days show materialized
+        expect(page.get_by_text(re.compile(r"Materialized \(\d+\)")).first).to_have_text(
+            re.compile(r"Materialized \(([3-9]|\d{2,})\)"))
+        shot(page, "06-partitions-materialized")
+    except Exception:
+        shot(page, "failure")
+        print(server.log_tail())
+        raise
+
+    # -- the warehouse holds those days again, every event of them ---------------------------------------
+    assert server.warehouse_day_counts(days) == expected
