@@ -289,6 +289,9 @@ def test_cli_erase(db: str, conn: psycopg.Connection, warehouse: LocalWarehouseR
     assert done.returncode == 0, done.stderr
     assert f"user {target.user_id} erased: 4 event(s) anonymised in PostgreSQL, 1 dead-letter row(s)" in done.stdout
     assert "warehouse local: 3 row(s) rewritten" in done.stdout
+    assert "aggregations recomputed:" in done.stdout  # the CLI, like the job, re-aggregates what it erased
+    assert conn.execute("SELECT count(*) FILTER (WHERE aggregations_recomputed_at IS NOT NULL), count(*) "
+                        "FROM gdpr_erasure_requests WHERE status = 'erased'").fetchone() == (1, 1)
     assert target.email not in everything_in_warehouse(warehouse.files())
     unknown = uuid.uuid4()
     twice = cli("erase", str(target.user_id), str(unknown))

@@ -229,14 +229,17 @@ def dev(database_url: str | None, host: str, port: int) -> None:
               env)
 
 
-def _governed(database_url: str | None, warehouse_dir: str | None):  # -> (url, [GovernedWarehouse])
+def _governed(database_url: str | None, warehouse_dir: str | None):  # -> (url, [GovernedWarehouse], local)
+    """Every enabled warehouse: the local one, and BigQuery/Redshift when BIGQUERY_ENABLED/REDSHIFT_ENABLED."""
+    from workdev_pipeline.engine_settings import remote_engine_resources
     from workdev_pipeline.governance.warehouse import governed_warehouses
     from workdev_pipeline.resources.local import LocalWarehouseResource
 
     url = _url(database_url)
     warehouse = LocalWarehouseResource(data_dir=warehouse_dir or "",
                                        geoip_database=os.environ.get("WORKDEV_GEOIP_DATABASE", ""))
-    return url, governed_warehouses(warehouse, url)
+    remote = [r.process_config_and_initialize() for r in remote_engine_resources().values()]
+    return url, governed_warehouses([warehouse, *remote], url), warehouse
 
 
 @main.command()
@@ -246,10 +249,10 @@ def _governed(database_url: str | None, warehouse_dir: str | None):  # -> (url, 
 @click.option("--as-of", default=None, help="Apply the policy as of this instant (ISO 8601; naive means UTC). "
                                             "Default: now; never the future.")
 def retention(database_url: str | None, warehouse_dir: str | None, dry_run: bool, as_of: str | None) -> None:
-    """Apply the retention policy (the daily 02:00 UTC job): expired events leave PostgreSQL and the local warehouse."""
+    """Apply the retention policy (the daily 02:00 UTC job): expired events leave PostgreSQL and every warehouse."""
     from workdev_pipeline.governance.retention import apply_retention
 
-    url, warehouses = _governed(database_url, warehouse_dir)
+    url, warehouses, _ = _governed(database_url, warehouse_dir)
     report = apply_retention(url, warehouses, as_of=as_of, dry_run=dry_run, run_id="cli")
     verb = "would go" if dry_run else "gone"
     click.echo(f"retention as of {report.as_of:%Y-%m-%d %H:%M:%S} UTC"
@@ -276,17 +279,23 @@ def retention(database_url: str | None, warehouse_dir: str | None, dry_run: bool
 @_warehouse_option
 @click.argument("user_ids", nargs=-1, required=True, metavar="USER_ID [USER_ID ...]")
 def erase(database_url: str | None, warehouse_dir: str | None, user_ids: tuple[str, ...]) -> None:
-    """GDPR erasure: anonymise these users' events in PostgreSQL, its dead letter and the local warehouse."""
+    """GDPR erasure: anonymise these users' events in PostgreSQL, its dead letter and every warehouse, then
+    recompute the closed aggregation periods they were counted in."""
     from workdev_pipeline.governance.erasure import erase_users, parse_user_ids
+    from workdev_pipeline.governance.reaggregation import reaggregate_erasures
 
     ids = parse_user_ids(user_ids)  # every id is checked before anything is touched
-    url, warehouses = _governed(database_url, warehouse_dir)
+    url, warehouses, local = _governed(database_url, warehouse_dir)
     batch = erase_users(url, ids, warehouses, requested_by="cli")
     for result in batch.results:
         click.echo(result.summary)
     if batch.completed_earlier:
         click.echo(f"also finished the queued warehouse work of request(s) "
                    f"#{', #'.join(map(str, batch.completed_earlier))}")
+    reaggregation = reaggregate_erasures(url, local.files())
+    if reaggregation.request_ids:
+        counts = ", ".join(f"{len(p)} {t}" for t, p in reaggregation.periods.items() if p) or "no closed"
+        click.echo(f"aggregations recomputed: {counts} period(s) in {reaggregation.seconds:.2f} s")
 
 
 def run() -> None:
