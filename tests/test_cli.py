@@ -54,3 +54,23 @@ def test_up_migrates_and_seeds_demo_traffic_once(empty_db: str) -> None:
     assert "demo traffic: 500 events" in first.stdout
     second = run("up", "--demo-events", "500", url=empty_db)
     assert "event store holds 500 events; no demo traffic generated" in second.stdout
+
+
+def test_sweep_then_rebuild_a_range_with_progress(db: str, tmp_path: Path) -> None:
+    from tests.ingest_helpers import days_in_postgres, demo
+
+    demo(db, 900, days=3)
+    env = {**os.environ, "WORKDEV_DATABASE_URL": db, "WORKDEV_WAREHOUSE_DIR": str(tmp_path / "warehouse")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(CLI), *args], capture_output=True, text=True, env=env, timeout=120, check=False)
+
+    assert cli("sweep").returncode == 0
+    with psycopg.connect(db) as conn:
+        days = sorted(days_in_postgres(conn))
+    rebuilt = cli("rebuild", "--from", days[0], "--to", days[-1])
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert f"rebuild loaded: {900:,} loaded" in rebuilt.stdout
+    assert f"{len(days)}/{len(days)}" in rebuilt.stderr  # the progress bar, one step per day
+    backwards = cli("rebuild", "--from", days[-1], "--to", days[0])
+    assert backwards.returncode == 2 and "is before --from" in backwards.stderr

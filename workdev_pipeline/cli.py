@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -198,7 +198,15 @@ def rebuild(database_url: str | None, warehouse_dir: str | None, first: datetime
     if last < first:
         raise click.BadParameter(f"--to {last:%Y-%m-%d} is before --from {first:%Y-%m-%d}")
     days = [(first + timedelta(days=i)).date() for i in range((last - first).days + 1)]
-    _report(_ingestor(database_url, warehouse_dir, engine).rebuild(days, run_id="cli"))
+    from tqdm import tqdm
+
+    with tqdm(total=len(days), unit="day", desc=f"rebuild ({engine})", disable=len(days) < 2) as bar:
+        def advance(day: date, rows: int) -> None:
+            bar.set_postfix_str(f"{day}: {rows:,} events")
+            bar.update()
+
+        outcome = _ingestor(database_url, warehouse_dir, engine).rebuild(days, run_id="cli", on_day=advance)
+    _report(outcome)
 
 
 @main.command()

@@ -34,7 +34,9 @@ def rebuild_days(context: AssetExecutionContext, postgres: PostgresResource, war
                  engine: str) -> MaterializeResult:
     """Rebuild the run's day partitions (one, or a backfill's range in one run) in ``warehouse``."""
     days = [day_of(key) for key in context.partition_keys]
-    outcome = warehouse.ingestor(postgres.url()).rebuild(days, run_id=context.run_id)
+    done = iter(range(1, len(days) + 1))
+    outcome = warehouse.ingestor(postgres.url()).rebuild(days, run_id=context.run_id, on_day=lambda day, rows: (
+        context.log.info(f"{engine}: day {day} rebuilt, {rows:,} events ({next(done)}/{len(days)})")))
     context.log.info(f"{engine}: rebuilt {len(days)} day(s): {outcome.events_loaded} events in "
                      f"{outcome.seconds:.2f} s")
     return MaterializeResult(metadata=outcome_metadata(outcome, engine))

@@ -116,8 +116,10 @@ class Ingestor:
         outcome.seconds = time.perf_counter() - started
         return outcome
 
-    def rebuild(self, days: Sequence[date], run_id: str | None = None) -> LoadOutcome:
-        """Rewrite whole days from PostgreSQL (idempotent: the same input gives the same rows)."""
+    def rebuild(self, days: Sequence[date], run_id: str | None = None,
+                on_day: Callable[[date, int], None] | None = None) -> LoadOutcome:
+        """Rewrite whole days from PostgreSQL (idempotent: the same input gives the same rows); ``on_day(day,
+        rows)`` after each requested day (progress bars, run logs)."""
         started = time.perf_counter()
         outcome = LoadOutcome("loaded", "rebuild")
         remaining = sorted(set(days))
@@ -130,7 +132,9 @@ class Ingestor:
                                                                   "reason": "rebuild"})
                 while remaining:
                     self._rebuild_day(conn, remaining[0], run_id, outcome)
-                    remaining.pop(0)
+                    day = remaining.pop(0)
+                    if on_day is not None:
+                        on_day(day, outcome.days.get(day, 0))
             return outcome
 
         self._retrying(attempt)
