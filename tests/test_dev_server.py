@@ -43,6 +43,8 @@ def test_dev_serves_the_ui_and_the_sensor_loads_events(db: str, tmp_path: Path) 
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline, "the webserver did not come up"
                 time.sleep(1)
+        # the instance it wrote: the run queue (the sweep run below goes through it)
+        assert "QueuedRunCoordinator" in (tmp_path / "dagster" / "dagster.yaml").read_text()
         with psycopg.connect(db) as conn:
             expected = loadable_ids(conn)
         while sorted(warehouse_ids(files)) != sorted(expected):  # the sensor requests a sweep run by itself

@@ -224,12 +224,17 @@ def replay(database_url: str | None, warehouse_dir: str | None, engine: str) -> 
 @click.option("--port", default=3000, show_default=True)
 def dev(database_url: str | None, host: str, port: int) -> None:
     """Start Dagster (webserver + daemon: the UI, the ingest sensor) on this database and the local warehouse."""
-    from workdev_pipeline.settings import DATABASE_URL_ENV, workdev_home
+    import shutil
+
+    from workdev_pipeline.settings import DATABASE_URL_ENV, SQL_DIR, workdev_home
 
     env = dict(os.environ)
     env[DATABASE_URL_ENV] = _url(database_url)
     dagster_home = Path(env.get("DAGSTER_HOME") or workdev_home() / "dagster")
     dagster_home.mkdir(parents=True, exist_ok=True)
+    instance = dagster_home / "dagster.yaml"
+    if not instance.exists():  # the run queue: a backfill never starves the live sweeps
+        shutil.copyfile(SQL_DIR.parent / "deploy" / "dagster-dev.yaml", instance)
     env["DAGSTER_HOME"] = str(dagster_home)
     dagster = Path(sys.executable).with_name("dagster")
     click.echo(f"Dagster UI at http://{host}:{port} (DAGSTER_HOME={dagster_home}); Ctrl-C stops it")
