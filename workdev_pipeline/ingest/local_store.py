@@ -289,8 +289,8 @@ class LocalEventFiles:
         return done
 
 
-def fsync_file(path: Path) -> None:
-    """Make a file's contents durable."""
+def fsync_path(path: Path) -> None:
+    """Make a file's contents, or a directory's entries (renames, new files), durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -298,13 +298,7 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a directory's entries (renames, new files) durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+fsync_file = fsync_dir = fsync_path
 
 
 def schema_problems(files: LocalEventFiles, day: date) -> list[str]:
