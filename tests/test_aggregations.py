@@ -252,8 +252,11 @@ def test_a_late_event_makes_its_hours_day_and_week_stale_and_the_rebuild_counts_
     load_traffic(db, monday)
     run_ingest(defs, instance)  # the sweep records Sunday's and Monday's day partitions
     next_hour = t0.replace(minute=0, second=0, microsecond=0) + HOUR
-    # the events landed, but no :05 has passed yet: nothing is due
-    t1 = next_hour + timedelta(minutes=1)
+    # the events landed, but no :05 has passed yet: nothing is due (halfway to the first :05 after t0, which is in
+    # t0's hour when the test starts in its first five minutes)
+    first_tick = t0.replace(minute=5, second=0, microsecond=0)
+    first_tick += HOUR if first_tick <= t0 else timedelta(0)
+    t1 = t0 + (first_tick - t0) / 2
     result = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=t1, cursor=result.cursor)
     assert result.total_requested == 0
     # at :05 every period of those days is due, and so is any period that has just closed (here: the last hour)
