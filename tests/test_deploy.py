@@ -11,12 +11,10 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -26,7 +24,6 @@ from dagster import DagsterInstance, DagsterRunStatus
 from dagster_graphql import DagsterGraphQLClient
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.conftest import create_database, drop_database
 from tests.dagster_dev_server import free_port, graphql, wait_for_code_location
 from tests.ingest_helpers import demo, loadable_ids, warehouse_ids
 from workdev_pipeline.ingest.local_store import LocalEventFiles
@@ -44,12 +41,9 @@ query Sensor($selector: SensorSelector!) { sensorOrError(sensorSelector: $select
 
 
 @pytest.fixture
-def storage_db(admin_url: str, run_tag: str) -> Iterator[str]:
+def storage_db(empty_db: str) -> str:
     """A fresh, empty database for Dagster's own storage (dagster-postgres creates its tables)."""
-    name = f"{run_tag}_dagster_{secrets.token_hex(3)}"
-    url = create_database(admin_url, name)
-    yield url
-    drop_database(admin_url, name)
+    return empty_db
 
 
 def service_environment(db: str, storage_db: str, tmp_path: Path, port: int) -> dict[str, str]:

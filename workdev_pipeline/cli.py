@@ -147,11 +147,14 @@ def _ingestor(database_url: str | None, warehouse_dir: str | None, engine: str =
 
         resource = bigquery_resource() if engine == "bigquery" else redshift_resource()
         return resource.process_config_and_initialize().ingestor(_url(database_url))
+    return _local_warehouse(warehouse_dir).ingestor(_url(database_url))
+
+
+def _local_warehouse(warehouse_dir: str | None):  # -> LocalWarehouseResource
     from workdev_pipeline.resources.local import LocalWarehouseResource
 
-    warehouse = LocalWarehouseResource(data_dir=warehouse_dir or "",
-                                       geoip_database=os.environ.get("WORKDEV_GEOIP_DATABASE", ""))
-    return warehouse.ingestor(_url(database_url))
+    return LocalWarehouseResource(data_dir=warehouse_dir or "",
+                                  geoip_database=os.environ.get("WORKDEV_GEOIP_DATABASE", ""))
 
 
 def _report(outcome) -> None:
@@ -246,11 +249,9 @@ def _governed(database_url: str | None, warehouse_dir: str | None):  # -> (url, 
     """Every enabled warehouse: the local one, and BigQuery/Redshift when BIGQUERY_ENABLED/REDSHIFT_ENABLED."""
     from workdev_pipeline.engine_settings import remote_engine_resources
     from workdev_pipeline.governance.warehouse import governed_warehouses
-    from workdev_pipeline.resources.local import LocalWarehouseResource
 
     url = _url(database_url)
-    warehouse = LocalWarehouseResource(data_dir=warehouse_dir or "",
-                                       geoip_database=os.environ.get("WORKDEV_GEOIP_DATABASE", ""))
+    warehouse = _local_warehouse(warehouse_dir)
     remote = [r.process_config_and_initialize() for r in remote_engine_resources().values()]
     return url, governed_warehouses([warehouse, *remote], url), warehouse
 

@@ -487,7 +487,7 @@ class Ingestor:
                 writer.write(table)
                 failures.extend(bad)
         size = writer.close()
-        self._load_remote_day(day, sorted(new_dir.glob("*.parquet")), "rebuild")
+        self._load_remote_day(day, [writer.path] if writer.rows else [], "rebuild")
         self.files.swap_in(day, new_dir)
         with conn.transaction():
             self._record_failures(conn, failures)
