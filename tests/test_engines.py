@@ -17,12 +17,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from dagster import DagsterInstance, Definitions, build_sensor_context
+from dagster import AssetSelection, DagsterInstance, Definitions, build_sensor_context, evaluate_automation_conditions
 from psycopg.conninfo import conninfo_to_dict
 
 from tests.bq_emulator import bigquery_emulator  # noqa: F401 (a fixture)
 from tests.ingest_helpers import REPO, days_in_postgres, demo, loadable_ids, wait_until_lock_released
 from tests.redshift_standin import redshift_standin  # noqa: F401 (a fixture)
+from workdev_pipeline.aggregations.periods import DAILY, HOURLY
+from workdev_pipeline.assets.aggregations import postgres_key, warehouse_key
+from workdev_pipeline.assets.engine_aggregations import engine_aggregation_key
 from workdev_pipeline.assets.engines import sweep_key, table_key
 from workdev_pipeline.assets.governance import ERASURE_OP
 from workdev_pipeline.client import AnalyticsClient
@@ -252,6 +255,83 @@ def test_retention_and_erasure_reach_the_engine(db: str, engine: EngineSetup, wa
         instance=instance, run_config={"ops": {ERASURE_OP: {"config": {"user_id": user_id}}}})
     assert erased.success
     assert engine.resource.user_row_count(user_id) == 0
+    # the aggregation periods it recomputed reached the engine's event_aggregations as well
+    meta = next(m.metadata for m in erased.asset_materializations_for_node(ERASURE_OP)
+                if "aggregation_rows_written" in m.metadata)
+    written = sum(meta["aggregation_rows_written"].value.values())
+    assert meta["aggregation_rows_delivered"].value == {engine.name: written}
+    for kind, periods in meta["aggregation_periods"].value.items():
+        starts = [datetime.fromisoformat(p) for p in periods]
+        span = (min(starts), max(starts) + timedelta(weeks=1))
+        assert aggregation_rows(engine, kind, *span) == postgres_aggregation_rows(db, kind, *span) != []
     after, rows_after, duplicates = held(engine.resource, days)
     local = set().union(*(warehouse.event_ids(d) for d in days))
     assert after == local and rows_after == len(local) and not duplicates  # the same rows as the local warehouse
+
+
+def aggregation_rows(engine: EngineSetup, kind: str, start: datetime, end: datetime) -> list[tuple]:
+    return [(p.astimezone(UTC), t, c, int(n), int(u), int(s), a if a is None else float(a))
+            for p, t, c, n, u, s, a in engine.resource.aggregation_rows(kind, start, end)]
+
+
+def postgres_aggregation_rows(db: str, kind: str, start: datetime, end: datetime) -> list[tuple]:
+    with psycopg.connect(db) as conn:
+        rows = conn.execute("SELECT period_start, event_type, event_category, total_events, unique_users, "
+                            "unique_sessions, amount_sum FROM event_aggregations WHERE aggregation_type = %s AND "
+                            "period_start >= %s AND period_start < %s ORDER BY 1, 2, 3", (kind, start, end)).fetchall()
+    return [(p.astimezone(UTC), t, c, n, u, s, a if a is None else float(a)) for p, t, c, n, u, s, a in rows]
+
+
+def test_aggregations_reach_the_engine_after_each_local_rebuild_and_match_postgres(
+        db: str, engine: EngineSetup, warehouse: LocalWarehouseResource, instance: DagsterInstance) -> None:
+    defs = engine_defs(db, warehouse, engine)
+    demo(db, 1_500, days=3)
+    assert run_job(defs, "ingest_events", instance).success
+    with psycopg.connect(db) as conn:
+        day = date.fromisoformat(min(days_in_postgres(conn)))  # a closed day
+    start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    hours = [f"{day}-{h:02d}:00" for h in range(24)]
+    job = defs.resolve_implicit_global_asset_job_def()
+    local = [postgres_key(HOURLY), warehouse_key(HOURLY), postgres_key(DAILY), warehouse_key(DAILY)]
+    hourly, daily = engine_aggregation_key(engine.name, HOURLY), engine_aggregation_key(engine.name, DAILY)
+    engine_assets = AssetSelection.keys(hourly, daily)
+    first = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=engine_assets)
+    assert first.total_requested == 0  # the sensor's first tick: nothing local yet
+    assert job.execute_in_process(instance=instance, asset_selection=local[:2],
+                                  tags={RANGE_START: hours[0], RANGE_END: hours[-1]}).success
+    assert job.execute_in_process(instance=instance, asset_selection=local[2:], partition_key=str(day)).success
+
+    # the automation asks for exactly the engine's partitions whose local aggregations exist: the day's 24 hours
+    # and the day -- not the other engine's, nor any period the local aggregations have not reached
+    evaluation = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=engine_assets,
+                                                cursor=first.cursor)
+    assert evaluation.get_requested_partitions(hourly) == set(hours)
+    assert evaluation.get_requested_partitions(daily) == {str(day)}
+
+    run = job.execute_in_process(instance=instance, asset_selection=[hourly],
+                                 tags={RANGE_START: hours[0], RANGE_END: hours[-1]})
+    assert run.success
+    assert {e.check_name: e.passed for e in run.get_asset_check_evaluations()} == {"matches_postgres": True}
+    assert job.execute_in_process(instance=instance, asset_selection=[daily], partition_key=str(day)).success
+    for kind, end in (("hourly", start + timedelta(days=1)), ("daily", start + timedelta(days=1))):
+        assert aggregation_rows(engine, kind, start, end) == postgres_aggregation_rows(db, kind, start, end) != []
+
+    # the next tick sees the deliveries: nothing is due any more
+    settled = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=engine_assets,
+                                             cursor=evaluation.cursor)
+    assert settled.total_requested == 0
+
+    # a late event in hour 5: the local hour is rebuilt, and the engine's hour is due again -- only that hour
+    with AnalyticsClient(db) as client:
+        client.track("payment.completed", {"amount": 1234.5, "currency": "USD"},
+                     user_id="7d1f3b8e-0f6a-4a57-9b0e-6c0f2f3c9d11", timestamp=start + timedelta(hours=5, minutes=7))
+    assert run_job(defs, "ingest_events", instance).success
+    assert job.execute_in_process(instance=instance, asset_selection=local[:2], partition_key=hours[5]).success
+    again = evaluate_automation_conditions(defs=defs, instance=instance, cursor=settled.cursor,
+                                           asset_selection=engine_assets)
+    assert again.get_requested_partitions(hourly) == {hours[5]} and not again.get_requested_partitions(daily)
+    stale = aggregation_rows(engine, "hourly", start, start + timedelta(days=1))
+    assert stale != postgres_aggregation_rows(db, "hourly", start, start + timedelta(days=1))
+    assert job.execute_in_process(instance=instance, asset_selection=[hourly], partition_key=hours[5]).success
+    assert aggregation_rows(engine, "hourly", start, start + timedelta(days=1)) == \
+        postgres_aggregation_rows(db, "hourly", start, start + timedelta(days=1))

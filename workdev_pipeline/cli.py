@@ -245,7 +245,7 @@ def dev(database_url: str | None, host: str, port: int) -> None:
               env)
 
 
-def _governed(database_url: str | None, warehouse_dir: str | None):  # -> (url, [GovernedWarehouse], local)
+def _governed(database_url: str | None, warehouse_dir: str | None):  # -> (url, [GovernedWarehouse], local, remote)
     """Every enabled warehouse: the local one, and BigQuery/Redshift when BIGQUERY_ENABLED/REDSHIFT_ENABLED."""
     from workdev_pipeline.engine_settings import remote_engine_resources
     from workdev_pipeline.governance.warehouse import governed_warehouses
@@ -253,7 +253,7 @@ def _governed(database_url: str | None, warehouse_dir: str | None):  # -> (url, 
     url = _url(database_url)
     warehouse = _local_warehouse(warehouse_dir)
     remote = [r.process_config_and_initialize() for r in remote_engine_resources().values()]
-    return url, governed_warehouses([warehouse, *remote], url), warehouse
+    return url, governed_warehouses([warehouse, *remote], url), warehouse, remote
 
 
 @main.command()
@@ -266,7 +266,7 @@ def retention(database_url: str | None, warehouse_dir: str | None, dry_run: bool
     """Apply the retention policy (the daily 02:00 UTC job): expired events leave PostgreSQL and every warehouse."""
     from workdev_pipeline.governance.retention import apply_retention
 
-    url, warehouses, _ = _governed(database_url, warehouse_dir)
+    url, warehouses, _, _ = _governed(database_url, warehouse_dir)
     report = apply_retention(url, warehouses, as_of=as_of, dry_run=dry_run, run_id="cli")
     verb = "would go" if dry_run else "gone"
     click.echo(f"retention as of {report.as_of:%Y-%m-%d %H:%M:%S} UTC"
@@ -299,14 +299,14 @@ def erase(database_url: str | None, warehouse_dir: str | None, user_ids: tuple[s
     from workdev_pipeline.governance.reaggregation import reaggregate_erasures
 
     ids = parse_user_ids(user_ids)  # every id is checked before anything is touched
-    url, warehouses, local = _governed(database_url, warehouse_dir)
+    url, warehouses, local, remote = _governed(database_url, warehouse_dir)
     batch = erase_users(url, ids, warehouses, requested_by="cli")
     for result in batch.results:
         click.echo(result.summary)
     if batch.completed_earlier:
         click.echo(f"also finished the queued warehouse work of request(s) "
                    f"#{', #'.join(map(str, batch.completed_earlier))}")
-    reaggregation = reaggregate_erasures(url, local.files())
+    reaggregation = reaggregate_erasures(url, local.files(), engines=remote)
     if reaggregation.request_ids:
         counts = ", ".join(f"{len(p)} {t}" for t, p in reaggregation.periods.items() if p) or "no closed"
         click.echo(f"aggregations recomputed: {counts} period(s) in {reaggregation.seconds:.2f} s")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -38,6 +39,10 @@ FILE_SCHEMA = pa.schema([
     pa.field("amount_sum", pa.decimal128(38, 9)),
     pa.field("computed_at", pa.timestamp("us", tz="UTC"), nullable=False),
 ])
+
+#: The rows of a range of periods as one table, as the remote engines' ``event_aggregations`` hold them: the
+#: aggregation type as a column, then ``FILE_SCHEMA``.
+AGGREGATION_SCHEMA = pa.schema([pa.field("aggregation_type", pa.string(), nullable=False), *FILE_SCHEMA])
 
 
 class AggregateFiles:
@@ -106,3 +111,16 @@ class AggregateFiles:
     def read(self, granularity: Granularity, period_start) -> pa.Table | None:
         path = self.path(granularity, period_start)
         return pq.read_table(path) if path.exists() else None
+
+    def read_range(self, granularity: Granularity, start: datetime, end: datetime) -> pa.Table:
+        """Every row of the periods in [start, end) (``AGGREGATION_SCHEMA``, in period order); periods without a
+        file (no events) have no rows."""
+        tables = []
+        for period in granularity.periods(start, end):
+            try:  # a file is replaced atomically, or removed when its period lost every event
+                tables.append(pq.read_table(self.path(granularity, period), schema=FILE_SCHEMA))
+            except FileNotFoundError:
+                continue
+        rows = pa.concat_tables(tables) if tables else pa.Table.from_batches([], FILE_SCHEMA)
+        kind = pa.array([granularity.name] * rows.num_rows, pa.string())
+        return pa.Table.from_arrays([kind, *rows.columns], schema=AGGREGATION_SCHEMA)

@@ -1,8 +1,9 @@
 """The remote warehouse engines (BigQuery, Redshift) as Dagster definitions, one independent set per engine so that
 a failure in one never blocks or duplicates another: its table asset (``["bigquery", "platform_events"]``: day
 partitions, backfills rebuild them), its sweep and replay assets, its checks (reconciliation with PostgreSQL, no
-duplicate, parity with the local warehouse), its jobs and its ingest sensor. Each engine is its own consumer: its
-own watermark, dead letter and ``warehouse_sync_status`` rows.
+duplicate, parity with the local warehouse), its jobs and its ingest sensor, and its aggregation assets
+(``["bigquery", "event_aggregations_hourly"]``..., :mod:`workdev_pipeline.assets.engine_aggregations`). Each
+engine is its own consumer: its own watermark, dead letter and ``warehouse_sync_status`` rows.
 
 Resources are looked up by the engine's name (``context.resources.bigquery``), so one factory serves every
 engine."""
@@ -34,6 +35,7 @@ from dagster import (
 )
 
 from workdev_pipeline.assets.checks import no_duplicates, reconcile
+from workdev_pipeline.assets.engine_aggregations import engine_aggregation_definitions
 from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, WAREHOUSE_EVENTS, replay_into, sweep_into
 from workdev_pipeline.assets.partitions import daily_partitions, day_of
 from workdev_pipeline.assets.warehouse import rebuild_days
@@ -143,7 +145,9 @@ def engine_definitions(engine: str) -> EngineDefinitions:
         run_requests, cursor = sweep_requests(context, pending, ingest.name, f"ingest_sensor_{engine}", engine)
         return SensorResult(run_requests=run_requests, cursor=cursor)
 
-    return EngineDefinitions(engine, assets=[delivery, replay, table_asset], asset_checks=[reconciles, unique, parity],
+    aggregation_assets, aggregation_checks = engine_aggregation_definitions(engine, kinds)
+    return EngineDefinitions(engine, assets=[delivery, replay, table_asset, *aggregation_assets],
+                             asset_checks=[reconciles, unique, parity, *aggregation_checks],
                              jobs=[ingest, replay_job, checks_job], sensors=[ingest_sensor])
 
 

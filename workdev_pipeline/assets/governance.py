@@ -190,6 +190,7 @@ def erasure_metadata(batch: ErasureBatch, reaggregation: Reaggregation | None = 
             "aggregation_periods_still_open": MetadataValue.json(
                 {t: len(v) for t, v in reaggregation.open_periods.items()}),
             "aggregation_rows_written": MetadataValue.json(reaggregation.rows_written),
+            "aggregation_rows_delivered": MetadataValue.json(reaggregation.rows_delivered),
             "aggregation_requests": MetadataValue.json(reaggregation.request_ids),
             "aggregation_seconds": MetadataValue.float(round(reaggregation.seconds, 3)),
         })
@@ -205,8 +206,9 @@ def erasure_metadata(batch: ErasureBatch, reaggregation: Reaggregation | None = 
                 "user's events anonymised with the seed's statement in PostgreSQL (user_id, email/phone/address, "
                 "IP address and user agent), their dead-letter messages scrubbed, their profile deleted, the "
                 "warehouse's copies rewritten, then the closed hourly/daily/weekly aggregation periods holding "
-                "their events recomputed in the same run (event_aggregations and the warehouse's aggregation files; "
-                "metadata aggregation_periods); one ledger row per user with rows touched per store, keyed hashes "
+                "their events recomputed in the same run (event_aggregations, the warehouse's aggregation files and "
+                "every enabled engine's event_aggregations; metadata aggregation_periods); one ledger row per user "
+                "with rows touched per store, keyed hashes "
                 "of the values (never the values) and the days/hours re-aggregated. An unknown user is a no-op, "
                 "reported; running it twice is harmless.",
 )
@@ -230,7 +232,7 @@ def gdpr_erasure(context: AssetExecutionContext, config: ErasureConfig, postgres
                     asset_key=WAREHOUSE_EVENTS, partition=day.isoformat(), description="rows of erased users rewritten",
                     metadata={"mode": "erasure", "rows": MetadataValue.int(rows)}))
     try:
-        reaggregation = reaggregate_erasures(url, warehouses.local.files())
+        reaggregation = reaggregate_erasures(url, warehouses.local.files(), engines=warehouses.remote())
     except Exception as exc:  # the erasure itself is done and recorded: its requests stay pending for the next run,
         # and the aggregations' automation recomputes the rewritten days' periods at its next :05 all the same
         context.log.error(f"recomputing the erased users' aggregation periods failed: {type(exc).__name__}: {exc}")

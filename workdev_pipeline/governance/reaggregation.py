@@ -7,23 +7,38 @@ Which periods: every hour, day and week (Monday) holding an event of an erased r
 its warehouse refresh). Only closed periods are recomputed: an open one is first computed when it closes, from
 events already anonymised. Then the requests' ``aggregations_recomputed_at`` is set. A crash before that leaves
 them pending for the next erasure; a rebuild is idempotent (each period replaced whole), so redoing it is harmless.
-Unique users and sessions are exact: each period is recomputed from its events, never patched.
+Unique users and sessions are exact: each period is recomputed from its events, never patched. Every enabled remote
+engine (BigQuery, Redshift) gets each recomputed range too (its ``event_aggregations`` replaced from the new files),
+before the requests are marked: an engine down leaves them pending.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 import psycopg
 
+from workdev_pipeline.aggregations.delivery import AggregationDelivery
 from workdev_pipeline.aggregations.engine import Aggregator
+from workdev_pipeline.aggregations.files import AggregateFiles
 from workdev_pipeline.aggregations.periods import DAILY, HOURLY, WEEKLY, Granularity
 from workdev_pipeline.governance.common import governance_lock
 from workdev_pipeline.ingest.local_store import LocalEventFiles
 from workdev_pipeline.sql_files import query
+
+
+class AggregationEngine(Protocol):
+    """A remote engine's side of the aggregations (``RemoteWarehouseMixin``)."""
+
+    consumer: str
+
+    def deliver_aggregations(self, aggregates: AggregateFiles, granularity: Granularity, start: datetime,
+                             end: datetime) -> AggregationDelivery:
+        ...
 
 
 @dataclass
@@ -35,6 +50,7 @@ class Reaggregation:
     open_periods: dict[str, list[datetime]] = field(default_factory=dict)  # not closed yet: computed when they close
     ranges: dict[str, list[tuple[datetime, datetime]]] = field(default_factory=dict)  # what was rebuilt
     rows_written: dict[str, int] = field(default_factory=dict)
+    rows_delivered: dict[str, int] = field(default_factory=dict)  # engine -> rows sent to its event_aggregations
     seconds: float = 0.0
 
     @property
@@ -67,8 +83,10 @@ def rebuild_ranges(granularity: Granularity, periods: list[datetime]) -> list[tu
     return ranges
 
 
-def reaggregate_erasures(database_url: str, files: LocalEventFiles, *, now: datetime | None = None) -> Reaggregation:
-    """Recompute the closed aggregation periods of every erased request still pending (see the module)."""
+def reaggregate_erasures(database_url: str, files: LocalEventFiles, *, now: datetime | None = None,
+                         engines: Sequence[AggregationEngine] = ()) -> Reaggregation:
+    """Recompute the closed aggregation periods of every erased request still pending, and send them to
+    ``engines`` (see the module)."""
     started = time.perf_counter()
     now = now or datetime.now(UTC)
     result = Reaggregation()
@@ -88,6 +106,9 @@ def reaggregate_erasures(database_url: str, files: LocalEventFiles, *, now: date
                 outcome = aggregator.rebuild(conn, granularity, start, end, computed_at=now)
                 result.rows_written[granularity.name] = result.rows_written.get(granularity.name, 0) + \
                     outcome.rows_written
+                for engine in engines:
+                    sent = engine.deliver_aggregations(aggregator.aggregates, granularity, start, end)
+                    result.rows_delivered[engine.consumer] = result.rows_delivered.get(engine.consumer, 0) + sent.rows
         conn.execute(query("governance/aggregations_recomputed"), {"request_ids": result.request_ids})
     result.seconds = time.perf_counter() - started
     return result

@@ -8,7 +8,7 @@ from dagster_gcp import BigQueryResource
 from pydantic import Field
 
 from workdev_pipeline.resources.remote import RemoteWarehouseMixin
-from workdev_pipeline.warehouses.remote import RemoteEventTable
+from workdev_pipeline.warehouses.remote import RemoteAggregationTable, RemoteEventTable
 
 
 class BigQueryWarehouseResource(BigQueryResource, RemoteWarehouseMixin):
@@ -46,3 +46,9 @@ class BigQueryWarehouseResource(BigQueryResource, RemoteWarehouseMixin):
 
         return BigQueryEventTable(self.client(), self.dataset, table=self.table_name, location=self.location,
                                   retry_deadline=self.retry_deadline_seconds)
+
+    def open_aggregations(self) -> RemoteAggregationTable:
+        from workdev_pipeline.warehouses.bigquery_aggregations import BigQueryAggregationTable
+
+        return BigQueryAggregationTable(self.client(), self.dataset, location=self.location,
+                                        retry_deadline=self.retry_deadline_seconds)

@@ -20,6 +20,10 @@ class EnabledWarehouses(ConfigurableResource):
     def engines(self) -> list[LocalWarehouseResource | BigQueryWarehouseResource | RedshiftWarehouseResource]:
         return [w for w in (self.local, self.bigquery, self.redshift) if w is not None]
 
+    def remote(self) -> list[BigQueryWarehouseResource | RedshiftWarehouseResource]:
+        """The enabled remote engines."""
+        return [w for w in (self.bigquery, self.redshift) if w is not None]
+
     @classmethod
     def from_resources(cls, resources: dict[str, object]) -> EnabledWarehouses:
         """Built from a code location's resources (``warehouse``, ``bigquery``, ``redshift``)."""

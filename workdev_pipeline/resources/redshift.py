@@ -11,7 +11,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from workdev_pipeline.resources.remote import RemoteWarehouseMixin
-from workdev_pipeline.warehouses.remote import RemoteEventTable
+from workdev_pipeline.warehouses.remote import RemoteAggregationTable, RemoteEventTable
 
 
 class RedshiftWarehouseResource(ConfigurableResource, RemoteWarehouseMixin):
@@ -46,3 +46,8 @@ class RedshiftWarehouseResource(ConfigurableResource, RemoteWarehouseMixin):
         return RedshiftEventTable(self.connect, schema=self.db_schema, dialect=self.dialect,
                                   s3_bucket=self.s3_bucket or None, s3_prefix=self.s3_prefix,
                                   iam_role=self.iam_role or None)
+
+    def open_aggregations(self) -> RemoteAggregationTable:
+        from workdev_pipeline.warehouses.redshift_aggregations import RedshiftAggregationTable
+
+        return RedshiftAggregationTable(self.connect, schema=self.db_schema, dialect=self.dialect)

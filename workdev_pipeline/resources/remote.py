@@ -6,12 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.ingest.local_store import LocalEventFiles, schema_problems
 from workdev_pipeline.settings import workdev_home
-from workdev_pipeline.warehouses.remote import RemoteEventTable
+from workdev_pipeline.warehouses.remote import RemoteAggregationTable, RemoteEventTable
+
+if TYPE_CHECKING:
+    from workdev_pipeline.aggregations.delivery import AggregationDelivery
+    from workdev_pipeline.aggregations.files import AggregateFiles
+    from workdev_pipeline.aggregations.periods import Granularity
 
 
 class RemoteWarehouseMixin:
@@ -26,6 +32,10 @@ class RemoteWarehouseMixin:
 
     def open_table(self) -> RemoteEventTable:
         """A client of the engine's events table (the caller closes it)."""
+        raise NotImplementedError
+
+    def open_aggregations(self) -> RemoteAggregationTable:
+        """A client of the engine's ``event_aggregations`` table (the caller closes it)."""
         raise NotImplementedError
 
     @contextmanager
@@ -71,3 +81,24 @@ class RemoteWarehouseMixin:
     def schema_problems(self, day: date) -> list[str]:
         """The mirror's files of ``day`` against the declared schema (what every load is made from)."""
         return schema_problems(self.files(), day)
+
+    def deliver_aggregations(self, aggregates: AggregateFiles, granularity: Granularity, start: datetime,
+                             end: datetime) -> AggregationDelivery:
+        """Replace the engine's ``granularity`` periods in [start, end) with the local aggregation files' rows
+        (retried with this engine's retries and backoff)."""
+        from workdev_pipeline.aggregations.delivery import deliver_aggregations
+
+        table = self.open_aggregations()
+        try:
+            return deliver_aggregations(aggregates, table, granularity, start, end, retries=self.retries,
+                                        backoff_seconds=self.backoff_seconds)
+        finally:
+            table.close()
+
+    def aggregation_rows(self, aggregation_type: str, start: datetime, end: datetime) -> list[tuple]:
+        """The engine's rows of those periods (see ``RemoteAggregationTable.aggregation_rows``)."""
+        table = self.open_aggregations()
+        try:
+            return table.aggregation_rows(aggregation_type, start, end)
+        finally:
+            table.close()

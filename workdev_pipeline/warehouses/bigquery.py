@@ -1,5 +1,7 @@
 """The BigQuery engine's ``platform_events`` (a :class:`~workdev_pipeline.warehouses.remote.RemoteEventTable`),
-through the real ``google-cloud-bigquery`` client.
+through the real ``google-cloud-bigquery`` client. :class:`BigQueryTable` is what every table of the pipeline
+there shares (client, statements, creation, staging tables, load jobs); ``bigquery_aggregations.py`` builds
+``event_aggregations`` on it.
 
 **The table** is created by ``client.create_table`` from a schema derived from ``WAREHOUSE_SCHEMA`` (JSON
 columns for event_data/metadata, RECORDs for geo_location/device_info, DAY partitioning on ``timestamp``
@@ -231,18 +233,27 @@ def serves_this_machine(client: bigquery.Client) -> bool:
 # -- the table -------------------------------------------------------------------------------------------
 
 
-class BigQueryEventTable:
-    """``<project>.<dataset>.platform_events`` (see the module's docstring for how loads stay exactly-once)."""
+class BigQueryTable:
+    """One of the pipeline's tables in a BigQuery dataset: its client, statements, creation (schema from Arrow,
+    partitioning, clustering), staging tables and load jobs with deterministic ids (see the module's docstring
+    for how loads stay exactly-once). Subclasses name the table and what is done with the staged rows."""
 
     engine = "bigquery"
     transient_errors: tuple[type[BaseException], ...] = TRANSIENT_ERRORS
+    #: The table's name and columns unless given, its time partitioning (type, column) and clustering.
+    default_table: str
+    default_schema: pa.Schema
+    partitioning: tuple[str, str]
+    clustering_fields: tuple[str, ...]
 
-    def __init__(self, client: bigquery.Client, dataset: str, *, table: str = TABLE, location: str | None = None,
-                 schema: pa.Schema = WAREHOUSE_SCHEMA, local_file_uris: bool | None = None,
+    def __init__(self, client: bigquery.Client, dataset: str, *, table: str | None = None,
+                 location: str | None = None, schema: pa.Schema | None = None, local_file_uris: bool | None = None,
                  retry_deadline: float = 60.0, job_timeout: float | None = 600.0) -> None:
         """``local_file_uris``: load files by ``file://`` URI instead of uploading them (only for a server on
         this machine; None: when the client's endpoint is a loopback address). ``retry_deadline``: seconds
         the client retries a failing API call before raising (the engine retries on top, with backoff)."""
+        table = table or self.default_table
+        schema = schema if schema is not None else self.default_schema
         self.client = client
         self.project = client.project
         self.dataset = dataset
@@ -268,20 +279,14 @@ class BigQueryEventTable:
         job = self.client.query(sql, job_config=config, location=self.location, retry=self.retry, job_retry=None)
         return job.result(retry=self.retry, timeout=self.job_timeout)
 
-    @staticmethod
-    def _day_parameters(day: date) -> list[bigquery.ScalarQueryParameter]:
-        start, end = day_range(day)
-        return [bigquery.ScalarQueryParameter("start", "TIMESTAMP", start),
-                bigquery.ScalarQueryParameter("end", "TIMESTAMP", end)]
-
     # -- DDL -----------------------------------------------------------------------------------------
     def ensure_table(self) -> None:
         self.client.create_dataset(bigquery.Dataset(f"{self.project}.{self.dataset}"), exists_ok=True,
                                    retry=self.retry)
         wanted = bigquery.Table(self.table_id, schema=table_schema(self.schema))
-        wanted.time_partitioning = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY,
-                                                             field=PARTITION_FIELD)
-        wanted.clustering_fields = list(CLUSTERING_FIELDS)
+        kind, column = self.partitioning
+        wanted.time_partitioning = bigquery.TimePartitioning(type_=kind, field=column)
+        wanted.clustering_fields = list(self.clustering_fields)
         table = self.client.create_table(wanted, exists_ok=True, retry=self.retry)
         held = {f.name for f in table.schema}
         missing = [f for f in self.schema if f.name not in held]
@@ -393,6 +398,25 @@ class BigQueryEventTable:
                         "retried upload could be applied twice", job.job_id, job_id)
         return job, False
 
+    def close(self) -> None:
+        self.client.close()
+
+
+class BigQueryEventTable(BigQueryTable):
+    """``<project>.<dataset>.platform_events``: day partitions on ``timestamp``, clustered by event type and user,
+    loaded by merges on event_id and day replaces."""
+
+    default_table = TABLE
+    default_schema = WAREHOUSE_SCHEMA
+    partitioning = (bigquery.TimePartitioningType.DAY, PARTITION_FIELD)
+    clustering_fields = CLUSTERING_FIELDS
+
+    @staticmethod
+    def _day_parameters(day: date) -> list[bigquery.ScalarQueryParameter]:
+        start, end = day_range(day)
+        return [bigquery.ScalarQueryParameter("start", "TIMESTAMP", start),
+                bigquery.ScalarQueryParameter("end", "TIMESTAMP", end)]
+
     def _stage_files(self, day: date, paths: Sequence[Path], load_id: str) -> int:
         """Load the files into the load's staging table; returns their rows."""
         counted = [(Path(path), _check_day(Path(path), day)) for path in paths]
@@ -457,8 +481,6 @@ class BigQueryEventTable:
         rows = list(self._query(self.statement("user_row_count"), parameters))
         return int(rows[0][0]) if rows else 0
 
-    def close(self) -> None:
-        self.client.close()
 
 
 def _check_day(path: Path, day: date) -> int:

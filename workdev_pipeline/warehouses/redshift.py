@@ -1,5 +1,6 @@
 """The Redshift engine's ``platform_events`` (a :class:`~workdev_pipeline.warehouses.remote.RemoteEventTable`),
-through ``redshift_connector``.
+through ``redshift_connector``. :class:`RedshiftTable` is what every table of the pipeline there shares (statements
+per dialect, connection, transactions); ``redshift_aggregations.py`` builds ``event_aggregations`` on it.
 
 **Statements** live in ``sql/warehouse/redshift/``: the production DDL is Redshift's (SUPER for event_data,
 metadata and the geo_location/device_info structs, ``DISTKEY(event_id)``, ``COMPOUND SORTKEY("timestamp",
@@ -190,69 +191,30 @@ def _column_values(column: pa.Array | pa.ChunkedArray, name: str) -> list[Any]:
     return column.to_pylist()
 
 
-class RedshiftEventTable:
-    """``<schema>.platform_events`` on Redshift (or on the PostgreSQL stand-in, ``dialect="postgres"``)."""
+class RedshiftTable:
+    """One of the pipeline's tables in a Redshift schema (or the PostgreSQL stand-in's): its statements, its
+    connection and transactions. Subclasses name the table and load it."""
 
     engine = "redshift"
     transient_errors: tuple[type[BaseException], ...] = (redshift_connector.InterfaceError,
                                                          redshift_connector.OperationalError, OSError)
+    #: The table's name (``{table}`` in the statements, schema-qualified).
+    table_name: str
 
     def __init__(self, connect: Callable[[], redshift_connector.Connection], *, schema: str = "public",
-                 dialect: Dialect = "redshift", s3_bucket: str | None = None, s3_prefix: str = "",
-                 iam_role: str | None = None, uploader: Uploader | None = None, batch_rows: int = 1_000,
-                 batch_bytes: int = 8 << 20) -> None:
+                 dialect: Dialect = "redshift") -> None:
         if dialect not in DIALECTS:
             raise ValueError(f"unknown dialect {dialect!r}")
-        if (s3_bucket is None) != (iam_role is None):
-            raise ValueError("the S3 path needs both s3_bucket and iam_role")
-        if s3_bucket is not None and uploader is None:
-            raise ValueError("the S3 path needs an uploader")
         self._connect = connect
         self.schema = schema
         self.dialect: Dialect = dialect
-        self.s3_bucket = s3_bucket
-        self.s3_prefix = s3_prefix.strip("/")
-        self.iam_role = iam_role
-        self.uploader = uploader
-        self.batch_rows = max(1, min(batch_rows, MAX_PARAMETERS // len(COLUMNS)))
-        self.batch_bytes = batch_bytes
-        self._table = f"{quote_identifier(schema)}.{quote_identifier(TABLE)}"
+        self._table = f"{quote_identifier(schema)}.{quote_identifier(self.table_name)}"
         self._conn: redshift_connector.Connection | None = None
-
-    # -- statements ---------------------------------------------------------------------------------------
 
     def statement(self, name: str, **parts: str) -> str:
         """The statement ``name`` for this table and dialect, ``{table}``/``{schema}`` and ``parts`` filled in."""
         return statement_text(name, self.dialect).format(table=self._table, schema=quote_identifier(self.schema),
                                                          **parts)
-
-    def ddl(self) -> list[str]:
-        """The statements :meth:`ensure_table` runs on an empty database (in this table's dialect)."""
-        return [self.statement("create_schema"), self.statement("create_table")]
-
-    def insert_statement(self, rows: int) -> str:
-        """The multi-row INSERT into staging for ``rows`` rows (bound parameters)."""
-        json_parameter = DIALECTS[self.dialect].json_parameter
-        placeholders = {name: json_parameter if name in JSON_COLUMNS else
-                        "CAST(%s AS TIMESTAMPTZ)" if name in TIMESTAMP_COLUMNS else "%s" for name in COLUMNS}
-        row = "(" + ", ".join(placeholders[name] for name in COLUMNS) + ")"
-        return self.statement("insert_staging", columns=self._column_list(), rows=", ".join([row] * rows))
-
-    def copy_statement(self, load_id: str) -> str:
-        """The COPY that fills staging from the load's files on S3."""
-        if self.s3_bucket is None or self.iam_role is None:
-            raise ValueError("no S3 bucket / IAM role configured")
-        return self.statement("copy_staging", source=quote_literal(f"s3://{self.s3_bucket}/{self._s3_key(load_id)}"),
-                              iam_role=quote_literal(self.iam_role))
-
-    def _s3_key(self, load_id: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9._=-]+", load_id):
-            raise ValueError(f"load_id not usable in an S3 key: {load_id!r}")
-        return f"{self.s3_prefix}/{load_id}/" if self.s3_prefix else f"{load_id}/"
-
-    @staticmethod
-    def _column_list() -> str:
-        return ", ".join(quote_identifier(name) for name in COLUMNS)
 
     # -- connection and transactions -------------------------------------------------------------------
 
@@ -300,6 +262,63 @@ class RedshiftEventTable:
         with self._transaction() as cursor:
             cursor.execute(sql, tuple(parameters))
             return [tuple(row) for row in cursor.fetchall() or ()]
+
+    def close(self) -> None:
+        """Close the connection (a later call connects again)."""
+        self._discard()
+
+
+
+class RedshiftEventTable(RedshiftTable):
+    """``<schema>.platform_events`` on Redshift (or on the PostgreSQL stand-in, ``dialect="postgres"``)."""
+
+    table_name = TABLE
+
+    def __init__(self, connect: Callable[[], redshift_connector.Connection], *, schema: str = "public",
+                 dialect: Dialect = "redshift", s3_bucket: str | None = None, s3_prefix: str = "",
+                 iam_role: str | None = None, uploader: Uploader | None = None, batch_rows: int = 1_000,
+                 batch_bytes: int = 8 << 20) -> None:
+        super().__init__(connect, schema=schema, dialect=dialect)
+        if (s3_bucket is None) != (iam_role is None):
+            raise ValueError("the S3 path needs both s3_bucket and iam_role")
+        if s3_bucket is not None and uploader is None:
+            raise ValueError("the S3 path needs an uploader")
+        self.s3_bucket = s3_bucket
+        self.s3_prefix = s3_prefix.strip("/")
+        self.iam_role = iam_role
+        self.uploader = uploader
+        self.batch_rows = max(1, min(batch_rows, MAX_PARAMETERS // len(COLUMNS)))
+        self.batch_bytes = batch_bytes
+
+    # -- statements ---------------------------------------------------------------------------------------
+
+    def ddl(self) -> list[str]:
+        """The statements :meth:`ensure_table` runs on an empty database (in this table's dialect)."""
+        return [self.statement("create_schema"), self.statement("create_table")]
+
+    def insert_statement(self, rows: int) -> str:
+        """The multi-row INSERT into staging for ``rows`` rows (bound parameters)."""
+        json_parameter = DIALECTS[self.dialect].json_parameter
+        placeholders = {name: json_parameter if name in JSON_COLUMNS else
+                        "CAST(%s AS TIMESTAMPTZ)" if name in TIMESTAMP_COLUMNS else "%s" for name in COLUMNS}
+        row = "(" + ", ".join(placeholders[name] for name in COLUMNS) + ")"
+        return self.statement("insert_staging", columns=self._column_list(), rows=", ".join([row] * rows))
+
+    def copy_statement(self, load_id: str) -> str:
+        """The COPY that fills staging from the load's files on S3."""
+        if self.s3_bucket is None or self.iam_role is None:
+            raise ValueError("no S3 bucket / IAM role configured")
+        return self.statement("copy_staging", source=quote_literal(f"s3://{self.s3_bucket}/{self._s3_key(load_id)}"),
+                              iam_role=quote_literal(self.iam_role))
+
+    def _s3_key(self, load_id: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._=-]+", load_id):
+            raise ValueError(f"load_id not usable in an S3 key: {load_id!r}")
+        return f"{self.s3_prefix}/{load_id}/" if self.s3_prefix else f"{load_id}/"
+
+    @staticmethod
+    def _column_list() -> str:
+        return ", ".join(quote_identifier(name) for name in COLUMNS)
 
     # -- RemoteEventTable --------------------------------------------------------------------------------
 
@@ -363,10 +382,6 @@ class RedshiftEventTable:
     def user_row_count(self, user_id: str) -> int:
         """Rows held for ``user_id`` over every day."""
         return int(self._query(self.statement("user_row_count"), [user_id])[0][0])
-
-    def close(self) -> None:
-        """Close the connection (a later call connects again)."""
-        self._discard()
 
     # -- loading -------------------------------------------------------------------------------------------
 

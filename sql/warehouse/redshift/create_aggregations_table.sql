@@ -1,0 +1,20 @@
+-- event_aggregations in Redshift: AGGREGATION_SCHEMA (workdev_pipeline/aggregations/files.py), one row per
+-- aggregation type, period, event type and category -- what PostgreSQL's event_aggregations holds.
+-- DISTSTYLE ALL: a small table (a few thousand rows a day at most), so a copy on every node keeps joins with
+-- it local. COMPOUND SORTKEY(aggregation_type, period_start): every replace and every read is one type's range
+-- of periods; the leading sort key column stays RAW, AZ64 for numbers and timestamps, BYTEDICT for the
+-- low-cardinality strings.
+CREATE TABLE IF NOT EXISTS {table} (
+    aggregation_type VARCHAR(16) NOT NULL ENCODE RAW,
+    period_start TIMESTAMPTZ NOT NULL ENCODE AZ64,
+    period_end TIMESTAMPTZ NOT NULL ENCODE AZ64,
+    event_type VARCHAR(128) NOT NULL ENCODE BYTEDICT,
+    event_category VARCHAR(64) NOT NULL ENCODE BYTEDICT,
+    total_events BIGINT NOT NULL ENCODE AZ64,
+    unique_users BIGINT NOT NULL ENCODE AZ64,
+    unique_sessions BIGINT NOT NULL ENCODE AZ64,
+    amount_sum NUMERIC(38, 9) ENCODE AZ64,
+    computed_at TIMESTAMPTZ NOT NULL ENCODE AZ64
+)
+DISTSTYLE ALL
+COMPOUND SORTKEY (aggregation_type, period_start)

@@ -1,0 +1,123 @@
+"""The remote engines' ``event_aggregations`` tables: BigQuery (the real google-cloud-bigquery client against the
+bqemulator) and Redshift (the real redshift_connector against the PostgreSQL stand-in). A range replace holds
+exactly the given rows, touches no other type or period, is idempotent; bad rows are refused."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+
+from tests.bq_emulator import bigquery_emulator  # noqa: F401 (a fixture)
+from tests.redshift_standin import redshift_database, redshift_standin  # noqa: F401 (fixtures)
+from workdev_pipeline.aggregations.delivery import load_ranges
+from workdev_pipeline.aggregations.files import AGGREGATION_SCHEMA
+from workdev_pipeline.aggregations.periods import DAILY, HOURLY, WEEKLY
+from workdev_pipeline.warehouses.bigquery import emulator_client
+from workdev_pipeline.warehouses.bigquery_aggregations import BigQueryAggregationTable
+from workdev_pipeline.warehouses.redshift import statement_text
+from workdev_pipeline.warehouses.redshift_aggregations import RedshiftAggregationTable, batch_sizes
+from workdev_pipeline.warehouses.remote import RemoteAggregationTable
+
+T0 = datetime(2026, 3, 14, tzinfo=UTC)
+COMPUTED = datetime(2026, 3, 16, 1, 2, 3, 456789, tzinfo=UTC)
+
+
+def rows(kind: str, spec: list[tuple[datetime, str, int, str | None]], step: timedelta) -> pa.Table:
+    """Aggregate rows: (period_start, event_type, total_events, amount) each; users/sessions derived."""
+    return pa.Table.from_pylist([{
+        "aggregation_type": kind, "period_start": start, "period_end": start + step, "event_type": event_type,
+        "event_category": event_type.split(".")[0], "total_events": total, "unique_users": max(1, total // 2),
+        "unique_sessions": max(1, total // 3), "amount_sum": None if amount is None else Decimal(amount),
+        "computed_at": COMPUTED} for start, event_type, total, amount in spec], schema=AGGREGATION_SCHEMA)
+
+
+def expected(table: pa.Table) -> list[tuple]:
+    return sorted((r["period_start"], r["event_type"], r["event_category"], r["total_events"], r["unique_users"],
+                   r["unique_sessions"], r["amount_sum"]) for r in table.to_pylist())
+
+
+def held(table: RemoteAggregationTable, kind: str, start: datetime, end: datetime) -> list[tuple]:
+    return sorted((p.astimezone(UTC), t, c, int(n), int(u), int(s), None if a is None else Decimal(a))
+                  for p, t, c, n, u, s, a in table.aggregation_rows(kind, start, end))
+
+
+@pytest.fixture(params=["bigquery", "redshift"])
+def table(request: pytest.FixtureRequest) -> Iterator[RemoteAggregationTable]:
+    if request.param == "bigquery":
+        emulator = request.getfixturevalue("bigquery_emulator")
+        client = emulator_client(emulator.endpoint, emulator.project)
+        dataset = f"agg_{uuid.uuid4().hex[:10]}"
+        aggregations = BigQueryAggregationTable(client, dataset, retry_deadline=10)
+        aggregations.ensure_table()
+        yield aggregations
+        client.delete_dataset(dataset, delete_contents=True, not_found_ok=True)
+    else:
+        aggregations = RedshiftAggregationTable(request.getfixturevalue("redshift_database"), dialect="postgres")
+        aggregations.ensure_table()
+        yield aggregations
+    aggregations.close()
+
+
+def test_a_range_replace_holds_exactly_its_rows_and_touches_nothing_else(table: RemoteAggregationTable) -> None:
+    hour = timedelta(hours=1)
+    day_rows = rows("daily", [(T0, "payment.completed", 40, "1234567.891234567")], timedelta(days=1))
+    first = rows("hourly", [(T0 + i * hour, "job.posted", 5 + i, None) for i in range(24)]
+                 + [(T0 + 3 * hour, "payment.completed", 7, "99.5")], hour)
+    next_day = rows("hourly", [(T0 + 24 * hour, "job.posted", 3, None)], hour)
+    assert table.replace_aggregations("daily", T0, T0 + timedelta(days=1), day_rows, "t-daily") == 1
+    assert table.replace_aggregations("hourly", T0, T0 + 24 * hour, first, "t-first") == 25
+    assert table.replace_aggregations("hourly", T0 + 24 * hour, T0 + 48 * hour, next_day, "t-next") == 1
+    assert held(table, "hourly", T0, T0 + 24 * hour) == expected(first)
+
+    # rebuilt: hours 0-11 only (one changed, one gone: the range holds exactly the new rows)
+    again = rows("hourly", [(T0 + i * hour, "job.posted", 50 + i, None) for i in range(12)]
+                 + [(T0 + 3 * hour, "proposal.submitted", 2, "10.000000001")], hour)
+    for _ in range(2):  # idempotent
+        assert table.replace_aggregations("hourly", T0, T0 + 24 * hour, again, "t-again") == 13
+        assert held(table, "hourly", T0, T0 + 24 * hour) == expected(again)
+    # other periods and types untouched, decimals exact
+    assert held(table, "hourly", T0 + 24 * hour, T0 + 48 * hour) == expected(next_day)
+    assert held(table, "daily", T0, T0 + timedelta(days=1)) == expected(day_rows)
+
+    # a range without rows is emptied
+    assert table.replace_aggregations("hourly", T0, T0 + 24 * hour, rows("hourly", [], hour), "t-empty") == 0
+    assert held(table, "hourly", T0, T0 + 24 * hour) == []
+    assert held(table, "hourly", T0 + 24 * hour, T0 + 48 * hour) == expected(next_day)
+
+
+def test_rows_outside_the_range_or_of_another_type_are_refused(table: RemoteAggregationTable) -> None:
+    hour = timedelta(hours=1)
+    outside = rows("hourly", [(T0 + 30 * hour, "job.posted", 1, None)], hour)
+    with pytest.raises(ValueError, match="outside"):
+        table.replace_aggregations("hourly", T0, T0 + 24 * hour, outside, "bad-range")
+    with pytest.raises(ValueError, match="aggregation types"):
+        table.replace_aggregations("daily", T0, T0 + 24 * hour, rows("hourly", [(T0, "job.posted", 1, None)], hour),
+                                   "bad-type")
+    with pytest.raises(ValueError, match="empty aggregation range"):
+        table.replace_aggregations("hourly", T0, T0, rows("hourly", [], hour), "bad-empty")
+
+
+def test_load_ranges_and_batches() -> None:
+    assert load_ranges(HOURLY, T0, T0 + timedelta(days=40)) == [
+        (T0, T0 + timedelta(days=31)), (T0 + timedelta(days=31), T0 + timedelta(days=40))]
+    monday = datetime(2026, 3, 9, tzinfo=UTC)
+    assert load_ranges(WEEKLY, monday, monday + timedelta(weeks=9)) == [
+        (monday, monday + timedelta(weeks=4)), (monday + timedelta(weeks=4), monday + timedelta(weeks=8)),
+        (monday + timedelta(weeks=8), monday + timedelta(weeks=9))]
+    assert load_ranges(DAILY, T0, T0 + timedelta(days=1)) == [(T0, T0 + timedelta(days=1))]
+    assert list(batch_sizes(1_300)) == [512, 512, 256, 16, 4]
+    assert sum(batch_sizes(7)) == 7 and list(batch_sizes(0)) == []
+
+
+def test_redshift_ddl_of_the_aggregations() -> None:
+    production = statement_text("create_aggregations_table", "redshift")
+    standin = statement_text("create_aggregations_table", "postgres")
+    assert "DISTSTYLE ALL" in production and "SORTKEY (aggregation_type, period_start)" in production
+    assert "ENCODE" not in standin and "NUMERIC(38, 9)" in standin
+    names = [line.split()[0] for line in standin.splitlines()[1:-1]]
+    assert names == AGGREGATION_SCHEMA.names

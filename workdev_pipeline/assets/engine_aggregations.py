@@ -1,0 +1,141 @@
+"""The aggregations in each remote engine (BigQuery, Redshift): ``<engine>/event_aggregations_<hourly|daily|weekly>``,
+partitioned as the local aggregation assets they copy (``warehouse/event_aggregations_<type>``, one partition of
+it per partition here), in group ``aggregations`` so that the ``aggregations_automation`` sensor evaluates them.
+
+A partition is delivered when its local partition was materialized since it was last requested -- the hourly
+pass at :05, a late event's rebuild, a backfill; never while either is in progress. What the local aggregations
+held before the engine's assets were first evaluated (an engine enabled later) is not sent by itself: backfill the
+engine's aggregation assets over that range from the UI (one run per asset: single-run backfills). A delivery
+replaces the engine's periods with the rows of the local aggregation files (one atomic replace per month of
+periods, retried on transient errors; ``workdev_pipeline.aggregations.delivery``). The ``matches_postgres``
+check compares the engine's rows with PostgreSQL's ``event_aggregations`` for the partitions checked.
+"""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetDep,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AutomationCondition,
+    BackfillPolicy,
+    MaterializeResult,
+    MetadataValue,
+    TimeWindowPartitionsDefinition,
+    asset,
+    asset_check,
+)
+
+from workdev_pipeline.aggregations.files import AggregateFiles
+from workdev_pipeline.aggregations.periods import DAILY, HOURLY, WEEKLY, Granularity
+from workdev_pipeline.assets.aggregations import GROUP, warehouse_key
+from workdev_pipeline.assets.partitions import closed_daily_partitions, hourly_partitions, weekly_partitions
+from workdev_pipeline.sql_files import query
+
+#: Each granularity with the partitions of its local aggregation asset.
+GRANULARITIES: tuple[tuple[Granularity, TimeWindowPartitionsDefinition], ...] = (
+    (HOURLY, hourly_partitions), (DAILY, closed_daily_partitions), (WEEKLY, weekly_partitions))
+
+
+def engine_aggregation_key(engine: str, granularity: Granularity) -> AssetKey:
+    return AssetKey([engine, f"event_aggregations_{granularity.name}"])
+
+
+def delivery_condition() -> AutomationCondition:
+    """Due when the local partition was materialized since this one was last requested or materialized, and never
+    while either is in progress. No look-back window: a late event's rebuild of an old period is delivered too."""
+    return (AutomationCondition.any_deps_updated().since_last_handled().with_label("local_updated")
+            & ~AutomationCondition.any_deps_missing()
+            & ~AutomationCondition.any_deps_in_progress()
+            & ~AutomationCondition.in_progress()).with_label("aggregation_delivery_due")
+
+
+def _normalised(rows: list[tuple]) -> list[tuple]:
+    """Rows of PostgreSQL or an engine in one form (UTC datetimes, ints, Decimals with 9 places) to compare."""
+    def amount(value: Any) -> Decimal | None:
+        return None if value is None else Decimal(value).quantize(Decimal("1e-9"))
+
+    return sorted((p.astimezone(UTC), t, c, int(n), int(u), int(s), amount(a))
+                  for p, t, c, n, u, s, a in rows)
+
+
+def _window(context: AssetCheckExecutionContext,
+            partitions: TimeWindowPartitionsDefinition) -> tuple[datetime, datetime]:
+    """[start, end) of the checked partitions."""
+    keys = list(context.partition_keys)
+    return (partitions.time_window_for_partition_key(keys[0]).start,
+            partitions.time_window_for_partition_key(keys[-1]).end)
+
+
+def engine_aggregation_definitions(engine: str, kinds: set[str]) -> tuple[list[AssetsDefinition],
+                                                                          list[AssetChecksDefinition]]:
+    """One asset (and its check) per granularity for ``engine`` (its resource key)."""
+    assets: list[AssetsDefinition] = []
+    checks: list[AssetChecksDefinition] = []
+    for granularity, partitions in GRANULARITIES:
+        assets.append(_delivery_asset(engine, kinds, granularity, partitions))
+        checks.append(_matches_postgres(engine, granularity, partitions))
+    return assets, checks
+
+
+def _delivery_asset(engine: str, kinds: set[str], granularity: Granularity,
+                    partitions: TimeWindowPartitionsDefinition) -> AssetsDefinition:
+    local = warehouse_key(granularity)
+
+    @asset(key=engine_aggregation_key(engine, granularity), deps=[AssetDep(local)], partitions_def=partitions,
+           backfill_policy=BackfillPolicy.single_run(), group_name=GROUP, kinds=kinds - {"parquet"},
+           tags={"engine": engine, "aggregation_type": granularity.name},
+           automation_condition=delivery_condition(), required_resource_keys={"warehouse", engine},
+           description=f"The {granularity.name} aggregations in {engine}'s event_aggregations table: the rows of "
+                       f"the local aggregation files ({'/'.join(local.path)}) of the selected periods, each range "
+                       "replaced atomically (idempotent); delivered after every local rebuild of a period.")
+    def delivery(context: AssetExecutionContext) -> MaterializeResult:
+        window = context.partition_time_window
+        resource = getattr(context.resources, engine)
+        aggregates = AggregateFiles(context.resources.warehouse.files().root)
+        outcome = resource.deliver_aggregations(aggregates, granularity, window.start, window.end)
+        context.log.info(f"{engine}: {outcome.rows:,} {granularity.name} rows of {outcome.periods} period(s) in "
+                         f"{outcome.loads} load(s), {outcome.seconds:.2f} s")
+        return MaterializeResult(metadata={
+            "engine": MetadataValue.text(engine),
+            "rows_loaded": MetadataValue.int(outcome.rows),
+            "periods": MetadataValue.int(outcome.periods),
+            "periods_with_rows": MetadataValue.int(outcome.periods_with_rows),
+            "loads": MetadataValue.int(outcome.loads),
+            "retries": MetadataValue.int(outcome.retries),
+            "seconds": MetadataValue.float(round(outcome.seconds, 3)),
+            "range": MetadataValue.text(f"[{window.start.isoformat()}, {window.end.isoformat()})"),
+        })
+
+    return delivery
+
+
+def _matches_postgres(engine: str, granularity: Granularity,
+                      partitions: TimeWindowPartitionsDefinition) -> AssetChecksDefinition:
+    @asset_check(asset=engine_aggregation_key(engine, granularity), partitions_def=partitions,
+                 name="matches_postgres", required_resource_keys={"postgres", engine},
+                 description=f"{engine}'s {granularity.name} rows of the checked periods equal PostgreSQL's "
+                             "event_aggregations (events, unique users and sessions, amounts).")
+    def matches(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        start, end = _window(context, partitions)
+        with context.resources.postgres.connection() as conn:
+            expected = _normalised(conn.execute(query("aggregations/period_rows"), {
+                "aggregation_type": granularity.name, "range_start": start, "range_end": end}).fetchall())
+        held = _normalised(getattr(context.resources, engine).aggregation_rows(granularity.name, start, end))
+        missing, extra = sorted(set(expected) - set(held)), sorted(set(held) - set(expected))
+        return AssetCheckResult(passed=not missing and not extra, metadata={
+            "postgres_rows": MetadataValue.int(len(expected)), f"{engine}_rows": MetadataValue.int(len(held)),
+            "only_postgres": MetadataValue.int(len(missing)), f"only_{engine}": MetadataValue.int(len(extra)),
+            "examples": MetadataValue.json([{"period_start": r[0].isoformat(), "event_type": r[1],
+                                             "missing_in": where} for rows, where in ((missing, engine),
+                                                                                       (extra, "postgres"))
+                                            for r in rows[:5]]),
+        })
+
+    return matches
