@@ -11,7 +11,11 @@ empty bookkeeping, with the engine's table wrapped in a timer, so the figure spl
 * ``<engine>_load_seconds``: time inside the engine's table (``ensure_table`` + ``merge_files``: upload/insert
   and merge), and ``<engine>_rest_seconds``: everything else (what the local warehouse also does);
 * ``<engine>_rebuild_day_seconds``: ``Ingestor.rebuild([day])`` of one day (a load of one day is O(day): its
-  statements are bounded by the day's timestamp range), with ``<engine>_rebuild_day_events``.
+  statements are bounded by the day's timestamp range), with ``<engine>_rebuild_day_events``;
+* ``<engine>_aggregations_day_seconds``: delivering one full day's hourly and daily aggregations (the rows of the
+  local aggregation files, ``deliver_aggregations``) into the engine's ``event_aggregations``, beside
+  ``local_aggregations_day_seconds``, the local rebuild of those periods (DuckDB over the day's files, PostgreSQL
+  and the aggregation files) that the delivery follows.
 
 The emulator and the stand-in are local stand-ins, not the services: the figures say what this code costs around
 them (and where the time goes), not what BigQuery or Redshift would take. Prints one JSON line per figure on
@@ -28,7 +32,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +41,17 @@ from psycopg.conninfo import conninfo_to_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: the emulator and the stand-in
+import psycopg
 from bench_emit import emit_figure, resolve_admin_url, throwaway_database
 from bench_ingest import load_events
 
+from workdev_pipeline.aggregations.delivery import deliver_aggregations
+from workdev_pipeline.aggregations.engine import Aggregator
+from workdev_pipeline.aggregations.periods import DAILY, HOURLY
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.ingest.local_store import LocalEventFiles
 from workdev_pipeline.migrate import migrate
-from workdev_pipeline.warehouses.remote import RemoteEventTable
+from workdev_pipeline.warehouses.remote import RemoteAggregationTable, RemoteEventTable
 
 
 def log(message: str) -> None:
@@ -100,6 +109,36 @@ def redshift_table(admin_url: str, url: str) -> tuple[RemoteEventTable, Any]:
     return table, standin.stop
 
 
+def aggregation_table(table: RemoteEventTable) -> RemoteAggregationTable:
+    """The engine's ``event_aggregations`` beside its events table (same client or connection)."""
+    if table.engine == "bigquery":
+        from workdev_pipeline.warehouses.bigquery_aggregations import BigQueryAggregationTable
+
+        return BigQueryAggregationTable(table.client, table.dataset)
+    from workdev_pipeline.warehouses.redshift_aggregations import RedshiftAggregationTable
+
+    return RedshiftAggregationTable(table._connect, schema=table.schema, dialect=table.dialect)
+
+
+def aggregate_day(url: str, files: LocalEventFiles, start: datetime) -> tuple[float, int]:
+    """The local hourly + daily rebuild of the day starting at ``start``: (seconds, rows written)."""
+    aggregator = Aggregator(files)
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = sum(aggregator.rebuild(conn, granularity, start, start + timedelta(days=1)).rows_written
+                   for granularity in (HOURLY, DAILY))
+    return time.perf_counter() - started, rows
+
+
+def deliver_day(files: LocalEventFiles, table: RemoteAggregationTable, start: datetime) -> tuple[float, int]:
+    """The day's hourly + daily aggregations into the engine: (seconds, rows)."""
+    aggregates = Aggregator(files).aggregates
+    started = time.perf_counter()
+    rows = sum(deliver_aggregations(aggregates, table, granularity, start, start + timedelta(days=1)).rows
+               for granularity in (HOURLY, DAILY))
+    return time.perf_counter() - started, rows
+
+
 def sweep(url: str, root: Path, consumer: str, remote: TimedTable | None) -> tuple[Ingestor, float, int]:
     ingestor = Ingestor(url, LocalEventFiles(root), consumer=consumer, remote=remote)
     started = time.perf_counter()
@@ -127,6 +166,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"local: {local_events:,} events in {local_seconds:.1f} s")
         emit_figure({"name": "local_sweep_events_per_s", "value": round(local_rate), "unit": "events/s",
                      "events": local_events, "seconds": round(local_seconds, 2)})
+        local_files = LocalEventFiles(tmp / "local")
+        full_day = sorted(local_files.days())[-2]  # the last day is partial
+        day_start = datetime.combine(full_day, clock(), tzinfo=UTC)
+        aggregation_seconds, aggregation_rows = aggregate_day(url, local_files, day_start)
+        emit_figure({"name": "local_aggregations_day_seconds", "value": round(aggregation_seconds, 2), "unit": "s",
+                     "rows": aggregation_rows, "day": full_day.isoformat()})
         for engine in engines:
             table, stop = bigquery_table(tmp) if engine == "bigquery" else redshift_table(admin, url)
             try:
@@ -149,6 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 emit_figure({"name": f"{engine}_rebuild_day_seconds", "value": round(time.perf_counter() - started, 2),
                              "unit": "s", "day_events": outcome.events_loaded,
                              "load_seconds": round(timed.seconds, 2)})
+                aggregations = aggregation_table(table)
+                seconds, rows = deliver_day(local_files, aggregations, day_start)
+                log(f"{engine}: the day's {rows:,} aggregation rows delivered in {seconds:.2f} s")
+                emit_figure({"name": f"{engine}_aggregations_day_seconds", "value": round(seconds, 2), "unit": "s",
+                             "rows": rows, "local_rebuild_seconds": round(aggregation_seconds, 2),
+                             "note": "hourly + daily of one day, after the local rebuild"})
             finally:
                 table.close()
                 stop()
