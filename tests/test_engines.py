@@ -10,6 +10,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -335,3 +336,54 @@ def test_aggregations_reach_the_engine_after_each_local_rebuild_and_match_postgr
     assert job.execute_in_process(instance=instance, asset_selection=[hourly], partition_key=hours[5]).success
     assert aggregation_rows(engine, "hourly", start, start + timedelta(days=1)) == \
         postgres_aggregation_rows(db, "hourly", start, start + timedelta(days=1))
+
+
+def test_a_failed_aggregation_delivery_is_tried_again_at_the_next_settle_tick(
+        db: str, engine: EngineSetup, warehouse: LocalWarehouseResource, instance: DagsterInstance) -> None:
+    defs, down = engine_defs(db, warehouse, engine), engine_defs(db, warehouse, engine, down=True)
+    demo(db, 600, days=2)
+    assert run_job(defs, "ingest_events", instance).success
+    with psycopg.connect(db) as conn:
+        day = date.fromisoformat(min(days_in_postgres(conn)))
+        busiest = conn.execute("SELECT extract(hour FROM \"timestamp\" AT TIME ZONE 'UTC')::int FROM "
+                               "platform_event_store WHERE (\"timestamp\" AT TIME ZONE 'UTC')::date = %s "
+                               "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1", (day,)).fetchone()[0]
+    hour, key = f"{day}-{busiest:02d}:00", engine_aggregation_key(engine.name, HOURLY)
+    job, selection = defs.resolve_implicit_global_asset_job_def(), AssetSelection.keys(key)
+    now = datetime.now(UTC)
+    settle = (now - timedelta(minutes=5)).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1, minutes=5)
+    if settle - now < timedelta(seconds=20):  # keep the next :05 tick clear of the first evaluations
+        time.sleep((settle - now).total_seconds() + 1)
+        now, settle = datetime.now(UTC), settle + timedelta(hours=1)
+
+    first = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection, evaluation_time=now)
+    assert job.execute_in_process(instance=instance, asset_selection=[postgres_key(HOURLY), warehouse_key(HOURLY)],
+                                  partition_key=hour).success
+    due = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection, cursor=first.cursor,
+                                         evaluation_time=now + timedelta(seconds=2))
+    assert due.get_requested_partitions(key) == {hour}
+    # the engine is down: the delivery fails after its retries, and is not asked for again at every tick
+    failed = down.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[key], partition_key=hour, raise_on_error=False)
+    assert not failed.success
+    assert aggregation_rows_or_none(engine, day) is None
+    quiet = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection, cursor=due.cursor,
+                                           evaluation_time=now + timedelta(seconds=4))
+    assert quiet.total_requested == 0
+    # at the next :05 it is asked for again, and delivered once the engine is back
+    retry = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
+                                           cursor=quiet.cursor, evaluation_time=settle + timedelta(seconds=1))
+    assert retry.get_requested_partitions(key) == {hour}
+    assert job.execute_in_process(instance=instance, asset_selection=[key], partition_key=hour).success
+    start = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=busiest)
+    assert aggregation_rows(engine, "hourly", start, start + timedelta(hours=1)) == \
+        postgres_aggregation_rows(db, "hourly", start, start + timedelta(hours=1)) != []
+
+
+def aggregation_rows_or_none(engine: EngineSetup, day: date) -> list[tuple] | None:
+    """The engine's hourly rows of ``day``, or None when its aggregations table does not exist yet."""
+    start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    try:
+        return aggregation_rows(engine, "hourly", start, start + timedelta(days=1)) or None
+    except Exception:  # no table: nothing was ever delivered
+        return None

@@ -3,7 +3,8 @@ partitioned as the local aggregation assets they copy (``warehouse/event_aggrega
 it per partition here), in group ``aggregations`` so that the ``aggregations_automation`` sensor evaluates them.
 
 A partition is delivered when its local partition was materialized since it was last requested -- the hourly
-pass at :05, a late event's rebuild, a backfill; never while either is in progress. What the local aggregations
+pass at :05, a late event's rebuild, a backfill -- and a failed delivery (the engine down past its retries) is
+tried again at the next :05; never while either is in progress. What the local aggregations
 held before the engine's assets were first evaluated (an engine enabled later) is not sent by itself: backfill the
 engine's aggregation assets over that range from the UI (one run per asset: single-run backfills). A delivery
 replaces the engine's periods with the rows of the local aggregation files (one atomic replace per month of
@@ -34,7 +35,7 @@ from dagster import (
 
 from workdev_pipeline.aggregations.files import AggregateFiles
 from workdev_pipeline.aggregations.periods import DAILY, HOURLY, WEEKLY, Granularity
-from workdev_pipeline.assets.aggregations import GROUP, warehouse_key
+from workdev_pipeline.assets.aggregations import GROUP, SETTLE_CRON, warehouse_key
 from workdev_pipeline.assets.partitions import closed_daily_partitions, hourly_partitions, weekly_partitions
 from workdev_pipeline.sql_files import query
 
@@ -48,9 +49,15 @@ def engine_aggregation_key(engine: str, granularity: Granularity) -> AssetKey:
 
 
 def delivery_condition() -> AutomationCondition:
-    """Due when the local partition was materialized since this one was last requested or materialized, and never
-    while either is in progress. No look-back window: a late event's rebuild of an old period is delivered too."""
-    return (AutomationCondition.any_deps_updated().since_last_handled().with_label("local_updated")
+    """Due when the local partition was materialized since this one was last requested or materialized, or when its
+    last delivery failed (the engine down past its retries) and a ``:05`` tick passed since it was requested -- a
+    failed period is tried again once an hour, not every tick; never while either is in progress. No look-back
+    window: a late event's rebuild of an old period is delivered too."""
+    local_updated = AutomationCondition.any_deps_updated().since_last_handled().with_label("local_updated")
+    retry_failed = (AutomationCondition.execution_failed()
+                    & AutomationCondition.cron_tick_passed(SETTLE_CRON, "UTC").since_last_handled()
+                    ).with_label(f"failed, retried at {SETTLE_CRON} UTC")
+    return ((local_updated | retry_failed)
             & ~AutomationCondition.any_deps_missing()
             & ~AutomationCondition.any_deps_in_progress()
             & ~AutomationCondition.in_progress()).with_label("aggregation_delivery_due")
