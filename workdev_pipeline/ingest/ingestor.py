@@ -22,7 +22,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -40,7 +40,7 @@ from workdev_pipeline.enrichment import GeoLocator, SchemaValidator
 from workdev_pipeline.ingest.extract import BATCH_BYTES, EventReader
 from workdev_pipeline.ingest.faults import crash_point
 from workdev_pipeline.ingest.ingest_times import IngestTimes
-from workdev_pipeline.ingest.local_store import DayFileWriter, LocalEventFiles
+from workdev_pipeline.ingest.local_store import SYNC_THREADS, DayFileWriter, LocalEventFiles, fsync_path
 from workdev_pipeline.ingest.transform import EventTransformer, Failures
 from workdev_pipeline.sql_files import query
 from workdev_pipeline.warehouses.remote import RemoteEventTable
@@ -50,8 +50,13 @@ log = logging.getLogger(__name__)
 TRANSIENT_ERRORS = (OSError, psycopg.OperationalError, adbc_driver_manager.OperationalError,
                     adbc_driver_manager.InternalError)
 _LOCK = "SELECT {}(hashtext('workdev.ingest'), hashtext(%s))"
-#: Rows a day rewrite (rewrite_days) reads at a time; smaller files are read whole.
+#: Rows a day rewrite (rewrite_days) reads at a time: files up to this size are read whole, larger ones a row group
+#: at a time, and a row group larger than ``REWRITE_GROUP_ROWS`` in batches of this size.
 REWRITE_BATCH_ROWS = 65_536
+REWRITE_GROUP_ROWS = 4 * REWRITE_BATCH_ROWS
+#: A piece of a file loses few enough rows to be cut into slices rather than filtered (``_kept_rows``) when it keeps
+#: on average this many rows between two it drops (a file of 65,536 rows: up to 64 dropped).
+SLICE_MIN_RUN = 1_024
 #: Rewritten days swapped in together (their directory syncs shared).
 REWRITE_SWAP_DAYS = 64
 
@@ -80,8 +85,48 @@ class LoadOutcome:
         return self.events_loaded / self.seconds if self.seconds > 0 else 0.0
 
 
-def _as_array(mask: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return mask.combine_chunks() if isinstance(mask, pa.ChunkedArray) else mask
+def _keep_mask(mask: pa.Array | pa.ChunkedArray) -> pa.BooleanArray:
+    """A ``keep`` callback's answer as one boolean array, null meaning dropped (as ``Table.filter`` takes it)."""
+    mask = mask.combine_chunks() if isinstance(mask, pa.ChunkedArray) else mask
+    return pc.fill_null(mask, False) if mask.null_count else mask
+
+
+def _pieces(parquet: pq.ParquetFile, columns: list[str] | None) -> Iterator[pa.Table]:
+    """A file's rows in order, a row group at a time (the file's own chunks: re-batching them costs ~40 % more),
+    a larger one than ``REWRITE_GROUP_ROWS`` in batches of ``REWRITE_BATCH_ROWS``; the same pieces whatever the
+    columns."""
+    for group in range(parquet.num_row_groups):
+        if parquet.metadata.row_group(group).num_rows <= REWRITE_GROUP_ROWS:
+            yield parquet.read_row_group(group, columns=columns, use_threads=False)
+        else:
+            for batch in parquet.iter_batches(batch_size=REWRITE_BATCH_ROWS, row_groups=[group], columns=columns,
+                                              use_threads=False):
+                yield pa.Table.from_batches([batch])
+
+
+def _joined(schema: pa.Schema, first: pa.Table, second: pa.Table) -> pa.Table:
+    """The same rows read as two sets of columns, as one table of ``schema``'s columns in its order."""
+    return pa.Table.from_arrays([(first if name in first.column_names else second).column(name)
+                                 for name in schema.names], schema=schema)
+
+
+def _kept_rows(table: pa.Table, mask: pa.BooleanArray) -> pa.Table:
+    """The rows of ``table`` where ``mask`` is true. A few dropped rows (an erasure's in a day of other users'
+    events) are cut out with zero-copy slices; a filter would copy every column of every kept row."""
+    dropped = len(mask) - mask.true_count
+    if not dropped:
+        return table
+    if dropped * SLICE_MIN_RUN > len(mask):
+        return table.filter(mask)
+    parts: list[pa.Table] = []
+    start = 0
+    for cut in pc.indices_nonzero(pc.invert(mask)).to_pylist():
+        if cut > start:
+            parts.append(table.slice(start, cut - start))
+        start = cut + 1
+    if start < table.num_rows:
+        parts.append(table.slice(start))
+    return pa.concat_tables(parts) if parts else table.slice(0, 0)
 
 
 class Ingestor:
@@ -195,8 +240,10 @@ class Ingestor:
         * ``before_release()`` runs last, the lock still held (retention waits there for PostgreSQL's deletes,
           running meanwhile: no day rebuild can bring an expired event back from the store in between).
 
-        Files are filtered by ``workers`` threads; appends and swaps run in day order on this thread, the swaps
-        in batches of ``REWRITE_SWAP_DAYS`` sharing their syncs (``swap_in_days``). Not retried (callers are
+        Files are filtered by ``workers`` threads (a batch's largest days first), each file written fsynced at once
+        by ``SYNC_THREADS`` threads (its writeback overlaps the filtering of the next days); appends and swaps run
+        in day order on this thread, the swaps in batches of ``REWRITE_SWAP_DAYS`` once every file of the batch is
+        synced, sharing their directory syncs (``swap_in_days``). Not retried (callers are
         idempotent and re-run whole). ``outcome.days`` holds the rows each day keeps (0: removed),
         ``events_loaded`` the rows appended.
         """
@@ -210,10 +257,18 @@ class Ingestor:
                 outcome.days.update(dict.fromkeys(self._remove_locked(gone), 0))
             running = conn.execute(query("ingest/running_sweep"), {"consumer": self.consumer}).fetchone()
             separate = {self.files.sweep_file_name(running[0])} if running else set()
-            with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="rewrite-day") as pool:
-                # the files are filtered while this thread loads what the appends need (schemas, GeoIP, a reader)
-                pending = [(day, pool.submit(self._filter_day, day, keep, keep_columns, compact, separate))
-                           for day in todo]
+            # each new file is fsynced as soon as it is written, by ``syncs`` (its writeback overlaps the filtering
+            # of the next days), and the batch of days swapped in once they all are
+            with ThreadPoolExecutor(max_workers=SYNC_THREADS, thread_name_prefix="sync-day") as syncs, \
+                    ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="rewrite-day") as pool:
+                # the files are filtered while this thread loads what the appends need (schemas, GeoIP, a reader);
+                # a batch's largest days first, so that its last day does not run alone at the end
+                futures: dict[date, Future[tuple[Path, int, int, list[Path], list[Future[None]]]]] = {}
+                for first in range(0, len(todo), REWRITE_SWAP_DAYS):
+                    for day in sorted(todo[first:first + REWRITE_SWAP_DAYS], key=self.files.day_bytes, reverse=True):
+                        futures[day] = pool.submit(self._filter_day, day, keep, keep_columns, compact, separate,
+                                                   syncs)
+                pending = [(day, futures[day]) for day in todo]
                 reader: EventReader | None = None
                 try:
                     watermark = conn.execute(query("ingest/consumer_watermark"),
@@ -230,15 +285,17 @@ class Ingestor:
                         new_files: dict[date, list[Path]] = {}
                         emptied: list[date] = []
                         done: list[tuple[date, int, int, int, Failures, datetime]] = []
+                        syncing: list[Future[None]] = []
                         for day, future in batch:
                             day_started = datetime.now(UTC)
-                            new_dir, kept, size, day_files = future.result()
+                            new_dir, kept, size, day_files, day_syncs = future.result()
+                            syncing += day_syncs
                             failures = Failures()
                             appended = 0
                             if append:
                                 start = datetime.combine(day, dtime.min, tzinfo=UTC)
                                 writer = DayFileWriter(new_dir / f"part-r{uuid.uuid4().hex[:12]}.parquet",
-                                                       sync=False)
+                                                       sync=False, make_dir=False)
                                 for chunk in reader.stream(append, consumer=self.consumer, tx_high=watermark,
                                                            day_start=start, day_end=start + timedelta(days=1)):
                                     table, bad = transformer.transform(chunk, ingest_times)
@@ -248,6 +305,7 @@ class Ingestor:
                                 appended = writer.rows
                                 if appended:
                                     day_files.append(writer.path)
+                                    syncing.append(syncs.submit(fsync_path, writer.path))
                             if kept + appended:
                                 staged[day] = new_dir
                                 new_files[day] = sorted(day_files)
@@ -259,7 +317,9 @@ class Ingestor:
                             self._load_remote_day(day, new_files[day], "rewrite")
                         for day in emptied:
                             self._load_remote_day(day, [], "rewrite")
-                        self.files.swap_in_days(staged, synced=False)
+                        for synced in syncing:
+                            synced.result()
+                        self.files.swap_in_days(staged, pool=syncs)
                         self.files.remove_days(emptied)
                         if after_day is not None or any(f for *_, f, _ in done):
                             with conn.transaction():
@@ -311,17 +371,27 @@ class Ingestor:
         return self.files.remove_days(days)
 
     def _filter_day(self, day: date, keep: Callable[[date, pa.Table], pa.Array] | None,
-                    keep_columns: Sequence[str], compact: bool = False,
-                    separate: Collection[str] = ()) -> tuple[Path, int, int, list[Path]]:
+                    keep_columns: Sequence[str], compact: bool = False, separate: Collection[str] = (),
+                    syncs: Executor | None = None) -> tuple[Path, int, int, list[Path], list[Future[None]]]:
         """One day's files, filtered into a new staging directory: (that directory, rows kept, bytes written, the
-        files it holds). With ``compact`` the kept rows of every file but those named in ``separate`` go into one
-        file. Files are written without an fsync: ``swap_in_days(..., synced=False)`` syncs a batch of days'
-        files together before marking them."""
+        files it holds, the fsyncs of those it wrote). With ``compact`` the kept rows of every file but those named
+        in ``separate`` go into one file. Each file written is fsynced by ``syncs`` (here without)."""
         new_dir = self.files.rebuild_dir(day)
         columns = list(keep_columns) or None
-        merged = DayFileWriter(new_dir / "part-day.parquet", sync=False) if compact else None
+        merged = DayFileWriter(new_dir / "part-day.parquet", sync=False, make_dir=False) if compact else None
         kept = size = 0
         written: list[Path] = []
+        syncing: list[Future[None]] = []
+
+        def finish(writer: DayFileWriter) -> int:
+            closed = writer.close()
+            written.append(writer.path)
+            if syncs is None:
+                fsync_path(writer.path)
+            else:
+                syncing.append(syncs.submit(fsync_path, writer.path))
+            return closed
+
         for path in self.files.day_files(day):
             parquet = pq.ParquetFile(path, pre_buffer=False)  # small files: pre-buffering costs ~15 % of the read
             rows = parquet.metadata.num_rows
@@ -334,34 +404,35 @@ class Ingestor:
             # use_threads=False: the days are the parallelism (Arrow's own threads on top of them run ~3x slower)
             whole = parquet.read(use_threads=False) if rows <= REWRITE_BATCH_ROWS else None
             if keep is None:
-                mask = pa.array([True] * rows, pa.bool_())
+                masks = None
             elif whole is not None:
-                mask = _as_array(keep(day, whole.select(columns) if columns else whole))
-            else:
-                mask = pa.chunked_array([_as_array(keep(day, pa.Table.from_batches([b]))) for b in
-                                         parquet.iter_batches(batch_size=REWRITE_BATCH_ROWS, columns=columns,
-                                                              use_threads=False)], pa.bool_())
-            stays = int(pc.sum(mask).as_py() or 0)
+                masks = [_keep_mask(keep(day, whole.select(columns) if columns else whole))]
+            else:  # the keep columns first: a file that loses no row is not read whole
+                keyed = list(_pieces(parquet, columns))
+                masks = [_keep_mask(keep(day, piece)) for piece in keyed]
+            stays = rows if masks is None else sum(m.true_count for m in masks)
             kept += stays
             if stays == rows and into is None:
                 self.files.carry_over(path, new_dir)
                 written.append(new_dir / path.name)
             elif stays:
-                writer = into or DayFileWriter(new_dir / path.name, sync=False)
+                writer = into or DayFileWriter(new_dir / path.name, sync=False, make_dir=False)
                 if whole is not None:
-                    writer.write(whole.filter(mask))
+                    pieces: Iterable[pa.Table] = [whole]
+                elif columns and masks is not None:  # the keep columns already read are not decoded again
+                    schema = parquet.schema_arrow
+                    rest = [name for name in schema.names if name not in columns]
+                    pieces = (_joined(schema, have, more) for have, more in zip(keyed, _pieces(parquet, rest),
+                                                                                strict=True))
                 else:
-                    offset = 0
-                    for batch in parquet.iter_batches(batch_size=REWRITE_BATCH_ROWS, use_threads=False):
-                        writer.write(pa.Table.from_batches([batch]).filter(mask.slice(offset, batch.num_rows)))
-                        offset += batch.num_rows
+                    pieces = _pieces(parquet, None)
+                for k, piece in enumerate(pieces):
+                    writer.write(piece if masks is None else _kept_rows(piece, masks[k]))
                 if into is None:
-                    size += writer.close()
-                    written.append(writer.path)
+                    size += finish(writer)
         if merged is not None and merged.rows:
-            size += merged.close()
-            written.append(merged.path)
-        return new_dir, kept, size, written
+            size += finish(merged)
+        return new_dir, kept, size, written, syncing
 
     def transformer(self, conn: psycopg.Connection) -> EventTransformer:
         if self._transformer is None:

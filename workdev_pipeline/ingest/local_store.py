@@ -1,4 +1,5 @@
-"""The local warehouse's files: Parquet (zstd) under ``<root>/platform_events/event_date=YYYY-MM-DD/``.
+"""The local warehouse's files: Parquet under ``<root>/platform_events/event_date=YYYY-MM-DD/`` (zstd; snappy for a
+file of fewer than ``SMALL_FILE_ROWS`` rows, see there).
 
 How a write stays exactly-once on a plain file system:
 
@@ -17,7 +18,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -26,11 +27,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from workdev_pipeline.ingest.faults import crash_point
 from workdev_pipeline.ingest.schema import WAREHOUSE_SCHEMA
 
 TABLE = "platform_events"
 COMMIT_MARKER = "_COMMIT"
 ROW_GROUP_ROWS = 64_000
+#: A file of fewer rows is a small file: written with snappy and without dictionary pages. Its cost is pyarrow's
+#: per-column set-up, not its data: zstd creates a (de)compression context for every page (~10 us each, two pages a
+#: column with dictionaries). Measured on ~500-row day files: write 1.1 ms instead of 2.0, read 0.5 ms instead of
+#: 1.2 -- what a retention run over years of thin days pays per day, twice -- for 77 KiB instead of 47. Larger files
+#: are zstd with dictionaries (a third smaller, and as fast or faster to write).
+SMALL_FILE_ROWS = 4_096
+#: The columns given statistics (min/max, null count): those a query can skip row groups by. Rows arrive in time
+#: order, so only the instants cluster; the types are kept for small files. The others' min/max span every value
+#: in a row group and prune nothing, and computing them costs ~13 % of a large file's write (strings compared value
+#: by value: the JSON payloads, the ids, the enrichment's short strings).
+STATISTICS_COLUMNS = ("event_type", "event_category", "timestamp", "ingested_at")
 #: Threads syncing a batch of days' files and directories together: concurrent fsyncs share the file system's
 #: journal commits, where one after another each waits for its own.
 SYNC_THREADS = 16
@@ -40,14 +53,24 @@ def day_dir_name(day: date) -> str:
     return f"event_date={day.isoformat()}"
 
 
+def parquet_writer(path: Path, rows: int | None = None) -> pq.ParquetWriter:
+    """A writer of one of the warehouse's files (the warehouse schema, statistics on ``STATISTICS_COLUMNS``):
+    zstd with dictionaries, or -- ``rows``, how many the file will hold when known, fewer than
+    ``SMALL_FILE_ROWS`` -- snappy without."""
+    small = rows is not None and rows < SMALL_FILE_ROWS
+    return pq.ParquetWriter(path, WAREHOUSE_SCHEMA, compression="snappy" if small else "zstd",
+                            use_dictionary=not small, write_statistics=list(STATISTICS_COLUMNS))
+
+
 @dataclass
 class DayFileWriter:
     """Streams one day's rows into one Parquet file, buffering up to a row group at a time. ``sync=False`` leaves
     the fsync to whoever swaps the file in (``LocalEventFiles.swap_in_days(..., synced=False)`` syncs a batch of
-    days' files together before marking them)."""
+    days' files together before marking them); ``make_dir=False``: the file's directory exists already."""
 
     path: Path
     sync: bool = True
+    make_dir: bool = True
     rows: int = 0
     _pending: list[pa.Table] = field(default_factory=list)
     _pending_rows: int = 0
@@ -60,18 +83,20 @@ class DayFileWriter:
         if self._pending_rows >= ROW_GROUP_ROWS:
             self._flush()
 
-    def _flush(self) -> None:
+    def _flush(self, last: bool = False) -> None:
         if not self._pending_rows:
             return
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self.path, WAREHOUSE_SCHEMA, compression="zstd")
-        self._writer.write_table(pa.concat_tables(self._pending), row_group_size=ROW_GROUP_ROWS * 2)
+            if self.make_dir:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = parquet_writer(self.path, self._pending_rows if last else None)
+        pending = self._pending[0] if len(self._pending) == 1 else pa.concat_tables(self._pending)
+        self._writer.write_table(pending, row_group_size=ROW_GROUP_ROWS * 2)
         self._pending, self._pending_rows = [], 0
 
     def close(self) -> int:
         """Finish the file (fsynced unless ``sync`` is off); returns its size in bytes (0 when nothing was written)."""
-        self._flush()
+        self._flush(last=True)
         if self._writer is None:
             return 0
         self._writer.close()
@@ -135,6 +160,14 @@ class LocalEventFiles:
         except (FileNotFoundError, NotADirectoryError):
             return []
 
+    def day_bytes(self, day: date) -> int:
+        """The size of the day's Parquet files (0 for a day without files)."""
+        try:
+            with os.scandir(self.day_dir(day)) as entries:
+                return sum(e.stat().st_size for e in entries if e.name.endswith(".parquet"))
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
+
     def ensure_writable(self) -> None:
         """Create the directories (raises PermissionError/OSError when the location is not writable)."""
         for d in (self.table_dir, self.staging_dir, self.trash_dir):
@@ -184,19 +217,25 @@ class LocalEventFiles:
         self.swap_in_days({day: new_dir})
 
     def _rename_in(self, day: date, new_dir: Path) -> None:
-        """The swap itself: the old day out to ``_trash/``, the marked new one in, its marker dropped."""
-        from workdev_pipeline.ingest.faults import crash_point
-
+        """The swap itself: the old day out to ``_trash/``, the marked new one in, its marker dropped (``_trash/``
+        and the table's directory exist: see :meth:`_swap_dirs`)."""
         target = self.day_dir(day)
-        self.trash_dir.mkdir(parents=True, exist_ok=True)
-        if target.exists():
+        try:
             os.replace(target, self.trash_dir / f"{target.name}-{uuid.uuid4().hex[:12]}")
+        except FileNotFoundError:  # a new day
+            pass
+        else:
             crash_point("after_swap_out")
-        target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(new_dir, target)
         (target / COMMIT_MARKER).unlink(missing_ok=True)
 
+    def _swap_dirs(self) -> None:
+        """Make the directories a swap renames into (once per batch of days, not per day)."""
+        for d in (self.table_dir, self.trash_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
     def _finish_swap(self, day: date, new_dir: Path) -> None:
+        self._swap_dirs()
         self._rename_in(day, new_dir)
         fsync_dir(self.table_dir)
         shutil.rmtree(self.trash_dir, ignore_errors=True)
@@ -229,7 +268,8 @@ class LocalEventFiles:
         for day in sorted(set(days)):
             target = self.day_dir(day)
             if target.is_dir():
-                self.trash_dir.mkdir(parents=True, exist_ok=True)
+                if not removed:
+                    self.trash_dir.mkdir(parents=True, exist_ok=True)
                 os.replace(target, self.trash_dir / f"{target.name}-{uuid.uuid4().hex[:12]}")
                 removed.append(day)
         if removed:
@@ -237,24 +277,30 @@ class LocalEventFiles:
         self.empty_trash()
         return removed
 
-    def swap_in_days(self, new_dirs: Mapping[date, Path], *, synced: bool = True) -> None:
+    def swap_in_days(self, new_dirs: Mapping[date, Path], *, synced: bool = True,
+                     pool: Executor | None = None) -> None:
         """Replace several days' directories, each with the complete new day in its ``new_dirs`` entry: what
         :meth:`swap_in` does for one day, with the syncs shared. Every new directory is marked and synced before
         the first rename, so a crash anywhere leaves markers that :meth:`recover` finishes, as for one day.
 
         ``synced=False``: the new days' files were closed without an fsync (``DayFileWriter(sync=False)``); they are
         all fsynced here first, concurrently, and only then marked -- a marker never names a day whose files might
-        not be whole on disk. One day's file syncs otherwise each wait for their own journal commit."""
+        not be whole on disk. One day's file syncs otherwise each wait for their own journal commit. ``pool``: the
+        threads to sync with (a caller swapping batch after batch keeps one; by default a pool of this call's)."""
         if not new_dirs:
             return
-        threads = min(SYNC_THREADS, len(new_dirs) * 2)
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sync-day") as pool:
-            if not synced:
-                files = [Path(e.path) for d in new_dirs.values() for e in os.scandir(d) if e.is_file()]
-                list(pool.map(fsync_file, files))
-            for day, new_dir in new_dirs.items():
-                (new_dir / COMMIT_MARKER).write_text(day.isoformat())
-            list(pool.map(fsync_dir, new_dirs.values()))
+        if pool is None:
+            with ThreadPoolExecutor(max_workers=min(SYNC_THREADS, len(new_dirs) * 2),
+                                    thread_name_prefix="sync-day") as own:
+                self.swap_in_days(new_dirs, synced=synced, pool=own)
+            return
+        if not synced:
+            files = [e.path for d in new_dirs.values() for e in os.scandir(d) if e.is_file()]
+            list(pool.map(fsync_path, files))
+        for day, new_dir in new_dirs.items():
+            _write_small_file(new_dir / COMMIT_MARKER, day.isoformat())
+        list(pool.map(fsync_path, new_dirs.values()))
+        self._swap_dirs()
         for day, new_dir in sorted(new_dirs.items()):
             self._rename_in(day, new_dir)
         fsync_dir(self.table_dir)
@@ -289,7 +335,16 @@ class LocalEventFiles:
         return done
 
 
-def fsync_path(path: Path) -> None:
+def _write_small_file(path: Path, text: str) -> None:
+    """Create ``path`` holding ``text`` (not synced): one open, write and close, without a Python file object."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def fsync_path(path: str | os.PathLike[str]) -> None:
     """Make a file's contents, or a directory's entries (renames, new files), durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
