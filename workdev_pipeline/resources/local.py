@@ -18,7 +18,7 @@ def default_warehouse_dir() -> str:
 
 
 class LocalWarehouseResource(ConfigurableResource):
-    """Parquet (zstd) under ``<data_dir>/platform_events/event_date=YYYY-MM-DD/``: nothing to start."""
+    """Parquet under ``<data_dir>/platform_events/event_date=YYYY-MM-DD/``: nothing to start."""
 
     data_dir: str = Field(default="", description="where the files live; empty for $WORKDEV_HOME/warehouse")
     geoip_database: str = Field(default="", description="a MaxMind .mmdb file; empty for geoip2fast's data")
