@@ -295,7 +295,7 @@ def test_aggregations_reach_the_engine_after_each_local_rebuild_and_match_postgr
     job = defs.resolve_implicit_global_asset_job_def()
     local = [postgres_key(HOURLY), warehouse_key(HOURLY), postgres_key(DAILY), warehouse_key(DAILY)]
     hourly, daily = engine_aggregation_key(engine.name, HOURLY), engine_aggregation_key(engine.name, DAILY)
-    engine_assets = AssetSelection.keys(hourly, daily)
+    engine_assets = AssetSelection.assets(hourly, daily)
     first = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=engine_assets)
     assert first.total_requested == 0  # the sensor's first tick: nothing local yet
     assert job.execute_in_process(instance=instance, asset_selection=local[:2],
@@ -349,7 +349,7 @@ def test_a_failed_aggregation_delivery_is_tried_again_at_the_next_settle_tick(
                                "platform_event_store WHERE (\"timestamp\" AT TIME ZONE 'UTC')::date = %s "
                                "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1", (day,)).fetchone()[0]
     hour, key = f"{day}-{busiest:02d}:00", engine_aggregation_key(engine.name, HOURLY)
-    job, selection = defs.resolve_implicit_global_asset_job_def(), AssetSelection.keys(key)
+    job, selection = defs.resolve_implicit_global_asset_job_def(), AssetSelection.assets(key)
     now = datetime.now(UTC)
     settle = (now - timedelta(minutes=5)).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1, minutes=5)
     if settle - now < timedelta(seconds=20):  # keep the next :05 tick clear of the first evaluations

@@ -48,7 +48,7 @@ def _report_day_partitions(context: AssetExecutionContext, outcome: LoadOutcome,
 def sweep_into(context: AssetExecutionContext, postgres: PostgresResource, warehouse: Warehouse,
                table_key: AssetKey, engine: str) -> MaterializeResult:
     """One sweep of ``warehouse`` (what the sweep asset of every engine runs)."""
-    outcome = warehouse.ingestor(postgres.url()).sweep(run_id=context.run_id)
+    outcome = warehouse.ingestor(postgres.url()).sweep(run_id=context.run.run_id)
     context.log.info(f"{engine} sweep {outcome.status}: {outcome.events_loaded} loaded, {outcome.events_failed} "
                      f"failed in {outcome.seconds:.2f} s")
     if outcome.status == "failed":
@@ -61,7 +61,7 @@ def sweep_into(context: AssetExecutionContext, postgres: PostgresResource, wareh
 def replay_into(context: AssetExecutionContext, postgres: PostgresResource, warehouse: Warehouse,
                 table_key: AssetKey, engine: str) -> MaterializeResult:
     """One replay of ``warehouse``'s dead letter; the days it rebuilt recorded as partitions of ``table_key``."""
-    outcome = warehouse.ingestor(postgres.url()).replay(run_id=context.run_id)
+    outcome = warehouse.ingestor(postgres.url()).replay(run_id=context.run.run_id)
     for day, rows in sorted(outcome.days.items()):
         if partition_exists(day):
             context.log_event(AssetMaterialization(asset_key=table_key, partition=day.isoformat(),

@@ -35,7 +35,7 @@ def rebuild_days(context: AssetExecutionContext, postgres: PostgresResource, war
     """Rebuild the run's day partitions (one, or a backfill's range in one run) in ``warehouse``."""
     days = [day_of(key) for key in context.partition_keys]
     done = iter(range(1, len(days) + 1))
-    outcome = warehouse.ingestor(postgres.url()).rebuild(days, run_id=context.run_id, on_day=lambda day, rows: (
+    outcome = warehouse.ingestor(postgres.url()).rebuild(days, run_id=context.run.run_id, on_day=lambda day, rows: (
         context.log.info(f"{engine}: day {day} rebuilt, {rows:,} events ({next(done)}/{len(days)})")))
     context.log.info(f"{engine}: rebuilt {len(days)} day(s): {outcome.events_loaded} events in "
                      f"{outcome.seconds:.2f} s")
