@@ -47,6 +47,7 @@ from bench_ingest import load_events
 
 from workdev_pipeline.aggregations.delivery import deliver_aggregations
 from workdev_pipeline.aggregations.engine import Aggregator
+from workdev_pipeline.aggregations.files import AggregateFiles
 from workdev_pipeline.aggregations.periods import DAILY, HOURLY
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.ingest.local_store import LocalEventFiles
@@ -132,7 +133,7 @@ def aggregate_day(url: str, files: LocalEventFiles, start: datetime) -> tuple[fl
 
 def deliver_day(files: LocalEventFiles, table: RemoteAggregationTable, start: datetime) -> tuple[float, int]:
     """The day's hourly + daily aggregations into the engine: (seconds, rows)."""
-    aggregates = Aggregator(files).aggregates
+    aggregates = AggregateFiles(files.root)
     started = time.perf_counter()
     rows = sum(deliver_aggregations(aggregates, table, granularity, start, start + timedelta(days=1)).rows
                for granularity in (HOURLY, DAILY))

@@ -35,6 +35,7 @@ from workdev_pipeline.resources.bigquery import BigQueryWarehouseResource
 from workdev_pipeline.resources.local import LocalWarehouseResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.resources.redshift import RedshiftWarehouseResource
+from workdev_pipeline.sql_files import query
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
@@ -277,9 +278,8 @@ def aggregation_rows(engine: EngineSetup, kind: str, start: datetime, end: datet
 
 def postgres_aggregation_rows(db: str, kind: str, start: datetime, end: datetime) -> list[tuple]:
     with psycopg.connect(db) as conn:
-        rows = conn.execute("SELECT period_start, event_type, event_category, total_events, unique_users, "
-                            "unique_sessions, amount_sum FROM event_aggregations WHERE aggregation_type = %s AND "
-                            "period_start >= %s AND period_start < %s ORDER BY 1, 2, 3", (kind, start, end)).fetchall()
+        rows = conn.execute(query("aggregations/period_rows"), {
+            "aggregation_type": kind, "range_start": start, "range_end": end}).fetchall()
     return [(p.astimezone(UTC), t, c, n, u, s, a if a is None else float(a)) for p, t, c, n, u, s, a in rows]
 
 

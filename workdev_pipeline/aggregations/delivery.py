@@ -57,7 +57,8 @@ def deliver_aggregations(aggregates: AggregateFiles, table: RemoteAggregationTab
     """Make the engine's ``granularity`` periods in [start, end) hold what the local aggregation files hold."""
     started = time.perf_counter()
     start, end = utc(start), utc(end)
-    outcome = AggregationDelivery(table.engine, granularity.name, start, end)
+    outcome = AggregationDelivery(table.engine, granularity.name, start, end,
+                                  periods=len(granularity.periods(start, end)))
     retrying = Retrying(stop=stop_after_attempt(retries + 1), reraise=True,
                         wait=wait_random_exponential(multiplier=backoff_seconds, max=30),
                         retry=retry_if_exception_type(table.transient_errors),
@@ -74,7 +75,6 @@ def deliver_aggregations(aggregates: AggregateFiles, table: RemoteAggregationTab
         outcome.retries += retrying.statistics.get("attempt_number", 1) - 1
         outcome.loads += 1
         outcome.rows += rows.num_rows
-        outcome.periods += len(granularity.periods(load_start, load_end))
         outcome.periods_with_rows += len(set(rows.column("period_start").to_pylist()))
     outcome.seconds = time.perf_counter() - started
     log.info("%s: %s periods [%s, %s): %d rows in %d load(s), %.2f s", table.engine, granularity.name,

@@ -46,6 +46,14 @@ class RemoteWarehouseMixin:
         finally:
             table.close()
 
+    @contextmanager
+    def aggregations(self) -> Iterator[RemoteAggregationTable]:
+        table = self.open_aggregations()
+        try:
+            yield table
+        finally:
+            table.close()
+
     def files(self) -> LocalEventFiles:
         """The mirror: the engine's day files, exactly as the local warehouse lays them out."""
         return LocalEventFiles(self.mirror_dir or workdev_home() / "engines" / self.consumer)
@@ -88,17 +96,11 @@ class RemoteWarehouseMixin:
         (retried with this engine's retries and backoff)."""
         from workdev_pipeline.aggregations.delivery import deliver_aggregations
 
-        table = self.open_aggregations()
-        try:
+        with self.aggregations() as table:
             return deliver_aggregations(aggregates, table, granularity, start, end, retries=self.retries,
                                         backoff_seconds=self.backoff_seconds)
-        finally:
-            table.close()
 
     def aggregation_rows(self, aggregation_type: str, start: datetime, end: datetime) -> list[tuple]:
         """The engine's rows of those periods (see ``RemoteAggregationTable.aggregation_rows``)."""
-        table = self.open_aggregations()
-        try:
+        with self.aggregations() as table:
             return table.aggregation_rows(aggregation_type, start, end)
-        finally:
-            table.close()

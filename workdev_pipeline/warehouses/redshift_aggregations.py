@@ -60,9 +60,12 @@ class RedshiftAggregationTable(RedshiftTable):
 
     def _insert(self, cursor: redshift_connector.Cursor, values: list[tuple]) -> None:
         offset = 0
+        statements: dict[int, str] = {}
         for size in batch_sizes(len(values)):
+            if size not in statements:
+                statements[size] = self.insert_statement(size)
             batch = values[offset:offset + size]
-            cursor.execute(self.insert_statement(size), tuple(v for row in batch for v in row))
+            cursor.execute(statements[size], tuple(v for row in batch for v in row))
             offset += size
 
     def aggregation_rows(self, aggregation_type: str, start: datetime, end: datetime) -> list[tuple]:
