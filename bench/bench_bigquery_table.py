@@ -7,9 +7,11 @@ filled) to Parquet files of ``--file-rows`` rows, then, for each load mode (``fi
 gets), median of ``--rounds``:
 
 * ``bigquery_merge_rows_per_s[mode]``: ``merge_files`` of all the files into an empty day (staging table,
-  one load job per file, the MERGE, staging dropped);
+  one load job for all the files with ``file_uri``, one per file with ``upload``, the MERGE, staging dropped);
 * ``bigquery_remerge_rows_per_s[mode]``: the same files merged again (every row matched and updated);
-* ``bigquery_replace_rows_per_s[mode]``: ``replace_day`` with the same files.
+* ``bigquery_replace_rows_per_s[mode]``: ``replace_day`` with the same files;
+* ``bigquery_fill_rows_per_s[mode]``: ``fill_days`` of the same files into the emptied day (what a delivery from
+  scratch does with the days the table holds nothing of: one INSERT, no MERGE).
 
 What it says about BigQuery: only the client side (hashing the files for job ids, uploads, the number of API
 calls per load) carries over; the server side is DuckDB's. Prints one JSON line per figure. Usage::
@@ -71,9 +73,12 @@ def bench_mode(table: BigQueryEventTable, mode: str, paths: list[Path], rows: in
     def replace() -> int:
         return table.replace_day(DAY, paths, f"bench-{next(loads)}")
 
+    def fill() -> int:
+        return table.fill_days({DAY: paths}, f"bench-{next(loads)}")[DAY]
+
     try:
         for figure, before, run in (("merge", empty, merge), ("remerge", lambda: None, merge),
-                                    ("replace", lambda: None, replace)):
+                                    ("replace", lambda: None, replace), ("fill", empty, fill)):
             seconds, runs = timed(rounds, before, run, rows)
             emit(f"bigquery_{figure}_rows_per_s[{mode}]", rows / seconds, "rows/s", rows, seconds, runs)
         assert sum(table.day_counts(DAY).values()) == rows

@@ -1,57 +1,81 @@
-"""Benchmark governance: retention and GDPR erasure at the scale of 1,000,000 events, PostgreSQL plus the local
-warehouse, with the code the Dagster assets run (``workdev_pipeline.governance`` over ``Ingestor`` and
-``LocalEventFiles``).
+"""Benchmark governance: retention and GDPR erasure at the scale of 1,000,000 events, PostgreSQL plus the lake
+(``lake/platform_events``, a Delta table), with the code the Dagster assets run (``workdev_pipeline.governance``
+over ``LakeGovernedWarehouse(Ingestor(url, EventLake(...), consumer="lake"))``), side by side with the previous
+code (the day-directory Parquet warehouse, ``--previous``, default eb9e03e) in the same run.
 
 Retention (bar: removing 1,000,000 expired events in <= 10 s), two stores of demo traffic (2,000 users, the
 demo's type mix, seed 42), inserted straight into ``platform_event_store`` (binary COPY, as superuser: the emit
-functions refuse expired events, rightly) after making the monthly partitions, then swept into the local
-warehouse by ``Ingestor.sweep()``; ~1,000,000 events of each have expired as of a day ago:
+functions refuse expired events, rightly) after making the monthly partitions, then swept into the lake by
+``Ingestor.sweep()``; ~1,000,000 events of each have expired as of a day ago:
 
 * ``retention_*``: a catch-up after the job was off for five weeks, at demo density (~7,400 events a day): 70-day
   windows across each category's line (1, 2 and 7 years) -- ~1.55 M events;
 * ``retention_backlog_*``: the first run on 8 years of history -- 1,425,000 events spread evenly, ~490 a day, so
-  ~2,200 sparse warehouse days are rewritten: the worst case for the per-day cost of rewriting Parquet.
+  ~2,200 thin days: the previous code rewrote each day's file; the lake deletes them in one Delta DELETE.
 
-For each: ``*_seconds``, ``apply_retention`` as of a day ago (partitions dropped whole, others trimmed by DELETE,
-dead letter and bookkeeping, warehouse days removed or rewritten), median of ``--rounds`` rounds, each on a fresh
-copy (``CREATE DATABASE ... TEMPLATE``, the warehouse hard-linked: files are never modified in place);
-``*_events_per_s`` the same as a rate; ``*_dry_run_seconds`` the dry run (counts only); ``*_next_day_seconds``
-the next day's run (as of now) right after: the steady state of the 02:00 job.
+For each: ``*_seconds``, ``apply_retention`` as of a day ago (PostgreSQL's partitions dropped whole, others trimmed
+by DELETE, dead letter and bookkeeping; alongside, the lake's planning query, one Delta DELETE and the vacuum),
+median of ``--rounds`` rounds, each on a fresh copy (``CREATE DATABASE ... TEMPLATE``, and the lake directory
+copied: data files hard-linked -- Delta never modifies a file in place and a vacuum only unlinks -- and
+``_delta_log`` copied for real), so every round starts from the same state; ``*_events_per_s`` the same as a
+rate; ``*_dry_run_seconds`` the dry run (counts only); ``*_next_day_seconds`` the next day's run (as of now)
+right after: the steady state of the 02:00 job.
 
-Erasure (bar: one user among 1,000,000 events in <= 2 s, PostgreSQL plus the warehouse):
+Erasure (bar: one user among 1,000,000 events in <= 2 s, PostgreSQL plus the lake, the vacuum included):
 
 * ``erasure_seconds``: ``erase_users`` of one user of median activity in a store of 1,000,000 demo events
-  (20,000 users over 30 days), swept into the warehouse; rounds erase different users of the same activity;
-  the rows rewritten are those of the days the user was active on;
+  (20,000 users over 30 days), swept into the lake; each round on a fresh copy of the database and the lake,
+  erasing a different user of the same activity; the lake's days the user was active on are overwritten
+  (one predicate overwrite), then vacuumed at once;
 * ``erasure_rebuild_alternative_seconds``: rebuilding those days from PostgreSQL instead (``Ingestor.rebuild``):
   what refreshing only the user's rows saves;
 * ``erasure_reaggregation_seconds`` (and ``erasure_dense_reaggregation_seconds``): what the Dagster erasure job
   does next, in the same run: ``reaggregate_erasures`` recomputing the closed hourly, daily and weekly aggregation
-  periods holding the user's events (PostgreSQL's event_aggregations and the warehouse's files); not part of the
-  erasure's bar;
+  periods holding the user's events (PostgreSQL's event_aggregations and the lake's aggregation table); not part
+  of the erasure's bar;
 * ``erasure_dense_seconds``: the demo's default shape (2,000 users, 7 days: every user is active every day, so
   every day -- all 1,000,000 rows -- is rewritten): the worst case (``--skip-dense`` leaves it out).
+
+Every timed operation runs in a fresh process of this script (``--child``, as a Dagster run worker would run it),
+timed inside it (the interpreter's start-up excluded), so its peak RSS is its own: each timed figure carries
+``peak_rss_mib`` (bar 1,024: VmHWM, worst round; ``rss_before_mib`` is the process's RSS after its imports) and
+``lake_split_seconds``: the lake's steps (the DuckDB planning query, the Delta DELETE or predicate overwrite --
+which includes reading the snapshot and streaming PostgreSQL's rows -- and the vacuum), timed around
+``EventLake``'s and ``LakeGovernedWarehouse``'s methods.
+
+The previous code (unless ``--previous none``): a git worktree of the revision (``--previous-tree``, or a temporary
+one removed at the end), whose own ``bench/bench_governance.py`` runs in a subprocess with the worktree first on
+PYTHONPATH, for the same scenario and sizes, interleaved scenario by scenario with this code (the order flips
+each scenario); its figures are re-emitted as ``previous_*`` and ``*_speedup_vs_previous`` = the previous
+median / the lake's median (> 1: the lake is faster). The previous bench erases its users one after another in
+one store and its peak RSS is that of its whole process, loading included (``previous_process``).
 
 Prints one JSON line per figure on stdout (see ``bench/README.md``); progress on stderr. Usage::
 
     .venv/bin/python bench/bench_governance.py [--rounds N] [--retention-events N] [--erasure-events N]
                                                [--skip-retention] [--skip-backlog] [--skip-erasure]
-                                               [--skip-catchup] [--skip-dense] [--admin-url URL]
+                                               [--skip-catchup] [--skip-dense] [--previous REV|none]
+                                               [--previous-tree DIR] [--admin-url URL]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import os
+import resource
 import secrets
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +93,10 @@ from workdev_pipeline.events import to_json_object
 from workdev_pipeline.governance.erasure import erase_users, verify_erasures
 from workdev_pipeline.governance.reaggregation import reaggregate_erasures
 from workdev_pipeline.governance.retention import apply_retention, verify_retention
-from workdev_pipeline.governance.warehouse import LocalGovernedWarehouse
+from workdev_pipeline.governance.warehouse import LakeGovernedWarehouse
 from workdev_pipeline.ingest.ingestor import Ingestor
-from workdev_pipeline.ingest.local_store import LocalEventFiles
+from workdev_pipeline.lake.events import EventLake
+from workdev_pipeline.lake.location import LakeLocation
 from workdev_pipeline.migrate import migrate
 
 SEED = 42
@@ -82,19 +107,142 @@ EXPIRED_TARGET = 1_000_000
 ERASURE_USERS, ERASURE_DAYS = 20_000, 30.0
 DENSE_USERS, DENSE_DAYS = 2_000, 7.0
 ERASURE_BAR_SECONDS = 2.0
-CONSUMER = "local"
+RSS_BAR_MIB = 1_024
+CONSUMER = "lake"
 COPY_BATCH = 100_000
 STORE_COLUMNS = ("event_id", "event_type", "event_category", "user_id", "entity_type", "entity_id", "event_data",
                  "metadata", "source", "timestamp", "session_id")
 STORE_TYPES = ("uuid", "text", "text", "uuid", "text", "text", "jsonb", "jsonb", "text", "timestamptz", "uuid")
+SCRIPT = Path(__file__).resolve()
+REPO = SCRIPT.parent.parent
+PREVIOUS_REV = "eb9e03e"  # the day-directory Parquet warehouse, before the lake
+#: Scenario groups, run interleaved with the previous code's own bench: name -> its flags selecting just that group.
+#: Runs the previous code's bench script, then prints the process's own peak RSS (VmHWM) as a last line: ``ru_maxrss``
+#: of a child counts the parent's RSS at the fork.
+WITH_PEAK_RSS = """
+import json, runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    print(json.dumps({"vm_hwm_kib": peak}), flush=True)
+"""
+GROUPS = {"retention_backlog": ("--skip-erasure", "--skip-catchup"),
+          "retention": ("--skip-erasure", "--skip-backlog"),
+          "erasure": ("--skip-retention",)}
 
 
 def log(message: str) -> None:
     print(f"[bench_governance] {message}", file=sys.stderr, flush=True)
 
 
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# -- measuring ------------------------------------------------------------------------------------------------
+
+
+def _status_kib(key: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+@dataclass
+class Measured:
+    """One timed operation, run in a process of its own: its outcome (a JSON summary), seconds (the operation only,
+    not the interpreter's start-up), the process's RSS before it and its peak (VmHWM) by its end (MiB), and the
+    lake's steps (seconds)."""
+
+    result: dict[str, Any]
+    seconds: float
+    rss_before_mib: float
+    peak_rss_mib: float
+    split: dict[str, float]
+
+
+class LakeSteps:
+    """Seconds spent in the lake's steps, timed around the methods the governance code calls (this process only)."""
+
+    WRAPPED = ((LakeGovernedWarehouse, "expired_by_day", "plan_query"), (EventLake, "delete", "delta_delete"),
+               (EventLake, "replace_days", "delta_overwrite"), (EventLake, "vacuum", "vacuum"))
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        for owner, method, step in self.WRAPPED:
+            setattr(owner, method, self._timed(getattr(owner, method), step))
+
+    def _timed(self, function: Callable[..., Any], step: str) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - started
+        return wrapper
+
+
+def operate(url: str, lake: Path, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One governance operation as the Dagster assets run it; a JSON summary of its outcome."""
+    warehouse = governed(url, lake)
+    if operation == "retention":
+        report = apply_retention(url, [warehouse], as_of=params.get("as_of"), dry_run=params.get("dry_run", False),
+                                 run_id="bench")
+        summary: dict[str, Any] = {
+            "postgres_total": report.postgres_total, "postgres": report.postgres,
+            "partitions_dropped": len(report.partitions_dropped), "partitions_trimmed": len(report.partitions_trimmed),
+            "seconds": report.seconds}
+        if not report.dry_run:
+            held = report.warehouse(CONSUMER)
+            summary["lake"] = {"events": sum(held.events.values()), "days_removed": len(held.days_removed),
+                               "days_rewritten": len(held.days_rewritten), "seconds": held.seconds,
+                               "vacuum_hours": warehouse.retention_vacuum_hours}
+        return summary
+    if operation == "erasure":
+        batch = erase_users(url, [params["user_id"]], [warehouse], requested_by="bench")
+        (result,) = batch.results
+        refresh = batch.refreshes[0]
+        return {"status": result.status, "store_rows": result.store_rows, "summary": result.summary,
+                "seconds": batch.seconds, "days": sorted(d.isoformat() for d in refresh.days),
+                "rows_rewritten": sum(refresh.days.values()), "refresh_seconds": refresh.seconds}
+    if operation == "reaggregate":
+        return {"periods": reaggregate_erasures(url, LakeLocation.from_env(str(lake))).periods_recomputed}
+    if operation == "rebuild":
+        outcome = warehouse.ingestor.rebuild([date.fromisoformat(d) for d in params["days"]], run_id="bench")
+        return {"status": outcome.status, "events": outcome.events_loaded}
+    raise ValueError(f"unknown operation {operation}")
+
+
+def child(url: str, lake: str, operation: str, params: str) -> None:
+    """``--child``: the operation timed in this fresh process, its peak RSS its own; one JSON line on stdout."""
+    steps = LakeSteps()
+    before = _status_kib("VmRSS")
+    started = time.perf_counter()
+    summary = operate(url, Path(lake), operation, json.loads(params))
+    seconds = time.perf_counter() - started
+    print(json.dumps({"result": summary, "seconds": seconds, "rss_before_mib": before / 1024,
+                      "peak_rss_mib": _status_kib("VmHWM") / 1024,
+                      "split": {k: round(v, 3) for k, v in steps.seconds.items()}}, default=str), flush=True)
+
+
+def measure(url: str, lake: Path, operation: str, **params: Any) -> Measured:
+    """``operation`` in a fresh process of this script (``--child``), as a Dagster run worker would run it."""
+    done = subprocess.run([sys.executable, str(SCRIPT), "--child", url, str(lake), operation,
+                           json.dumps(params, default=str)], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                          check=False, timeout=3_600)
+    if done.returncode != 0:
+        raise RuntimeError(f"the {operation} process exited with {done.returncode}")
+    return Measured(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def seconds_figure(name: str, runs: Sequence[float], *, events: int, bar: float | None = None,
-                   **context: Any) -> dict[str, Any]:
+                   measured: Sequence[Measured] = (), **context: Any) -> dict[str, Any]:
     value = statistics.median(runs)
     figure: dict[str, Any] = {"figure": name, "value": round(value, 3), "unit": "s", "events": events,
                               "seconds": round(value, 3), "runs_seconds": [round(r, 3) for r in runs],
@@ -102,17 +250,33 @@ def seconds_figure(name: str, runs: Sequence[float], *, events: int, bar: float 
     if bar is not None:
         figure["bar"] = bar
         figure["meets_bar"] = value <= bar
+    if measured:
+        peak = max(m.peak_rss_mib for m in measured)
+        figure.update(peak_rss_mib=round(peak), rss_before_mib=[round(m.rss_before_mib) for m in measured],
+                      rss_bar_mib=RSS_BAR_MIB, meets_rss_bar=peak <= RSS_BAR_MIB)
+        if any(m.split for m in measured):
+            figure["lake_split_seconds"] = [m.split for m in measured]
     return figure
 
 
-def timed(action: Callable[[], Any]) -> tuple[Any, float]:
-    started = time.perf_counter()
-    result = action()
-    return result, time.perf_counter() - started
+def lake_at(root: Path) -> EventLake:
+    return EventLake(LakeLocation.from_env(str(root)))
 
 
-def governed(url: str, root: Path) -> LocalGovernedWarehouse:
-    return LocalGovernedWarehouse(Ingestor(url, LocalEventFiles(root), consumer=CONSUMER))
+def governed(url: str, root: Path) -> LakeGovernedWarehouse:
+    return LakeGovernedWarehouse(Ingestor(url, lake_at(root), consumer=CONSUMER))
+
+
+def copy_lake(source: Path, target: Path) -> None:
+    """A copy of the lake directory that starts from the same state: data files hard-linked (Delta never modifies
+    one in place; a vacuum unlinks the copy's name only), every ``_delta_log`` file copied for real."""
+    def link_or_copy(src: str, dst: str) -> None:
+        if f"{os.sep}_delta_log{os.sep}" in src:
+            shutil.copy2(src, dst)
+        else:
+            os.link(src, dst)
+
+    shutil.copytree(source, target, copy_function=link_or_copy)
 
 
 @contextmanager
@@ -137,16 +301,29 @@ def clone(admin: str, template_url: str) -> Iterator[str]:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+@contextmanager
+def fresh_copy(admin: str, template_url: str, lake_root: Path, target: Path) -> Iterator[tuple[str, Path]]:
+    """A clone of the database and a copy of the lake, both removed on the way out; the clone checkpointed."""
+    with clone(admin, template_url) as url:
+        copy_lake(lake_root, target)
+        try:
+            checkpoint(url)
+            yield url, target
+        finally:
+            shutil.rmtree(target, ignore_errors=True)
+
+
 def checkpoint(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
 
 
 def sweep(url: str, root: Path) -> None:
-    outcome, seconds = timed(lambda: Ingestor(url, LocalEventFiles(root), consumer=CONSUMER).sweep(run_id="bench"))
+    outcome = Ingestor(url, lake_at(root), consumer=CONSUMER).sweep(run_id="bench")
     if outcome.status != "loaded":
         raise RuntimeError(f"the sweep ended {outcome.status}: {outcome.error}")
-    log(f"swept {outcome.events_loaded:,} events into {len(outcome.days):,} day(s) in {seconds:.1f} s")
+    log(f"swept {outcome.events_loaded:,} events into {len(outcome.days):,} day(s) of the lake in "
+        f"{outcome.seconds:.1f} s (lake version {outcome.lake_version})")
 
 
 # -- retention --------------------------------------------------------------------------------------------------
@@ -220,60 +397,62 @@ def measure_retention(admin: str, name: str, windows: list[tuple[float, float, i
         expired = expired_now(template, as_of)
         with psycopg.connect(template) as conn:
             partitions = conn.execute("SELECT count(*) FROM event_store_partitions()").fetchone()[0]
-        log(f"{expired:,} of {events:,} events expired as of {as_of:%Y-%m-%d %H:%M}; {partitions} partitions")
+        files = lake_at(root).snapshot().files().num_rows
+        log(f"{expired:,} of {events:,} events expired as of {as_of:%Y-%m-%d %H:%M}; {partitions} partitions; "
+            f"{files:,} lake files")
 
         dry_runs = []
         for r in range(1, rounds + 1):
             checkpoint(template)
-            report, seconds = timed(lambda: apply_retention(template, [governed(template, root)], as_of=as_of,
-                                                            dry_run=True, run_id="bench"))
-            dry_runs.append(seconds)
-            log(f"round {r}/{rounds} dry run: {report.postgres_total:,} would go in {seconds:.2f} s")
-        dry_total = report.postgres_total
+            dry = measure(template, root, "retention", as_of=as_of, dry_run=True)
+            dry_runs.append(dry)
+            log(f"round {r}/{rounds} dry run: {dry.result['postgres_total']:,} would go in {dry.seconds:.2f} s")
+        dry_total = dry.result["postgres_total"]
 
-        runs, daily, postgres_s, warehouse_s = [], [], [], []
+        runs, daily = [], []
         detail: dict[str, Any] = {}
         for r in range(1, rounds + 1):
-            with clone(admin, template) as url:
-                copy = Path(tmp) / f"round-{r}"
-                shutil.copytree(root, copy, copy_function=os.link)
-                checkpoint(url)
-                warehouse = governed(url, copy)
-                report, seconds = timed(lambda u=url, w=warehouse: apply_retention(u, [w], as_of=as_of,
-                                                                                    run_id="bench"))
-                runs.append(seconds)
-                postgres_s.append(report.seconds["postgres"])
-                warehouse_s.append(report.seconds[f"warehouse:{CONSUMER}"])
-                held = report.warehouse(CONSUMER)
-                if report.postgres_total != expired or report.postgres_total != dry_total:
-                    raise RuntimeError(f"retention removed {report.postgres_total:,}, expected {expired:,}")
-                detail = {"postgres_events": report.postgres_total, "postgres_by_category": report.postgres,
-                          "warehouse_events": sum(held.events.values()), "partitions_dropped":
-                          len(report.partitions_dropped), "partitions_trimmed": len(report.partitions_trimmed),
-                          "warehouse_days_removed": len(held.days_removed),
-                          "warehouse_days_rewritten": len(held.days_rewritten)}
-                log(f"round {r}/{rounds}: {report.postgres_total:,} events gone in {seconds:.2f} s (PostgreSQL "
-                    f"{report.seconds['postgres']:.2f} s: {len(report.partitions_dropped)} partitions dropped, "
-                    f"{len(report.partitions_trimmed)} trimmed; warehouse {held.seconds:.2f} s: "
-                    f"{len(held.days_removed):,} days removed, {len(held.days_rewritten):,} rewritten)")
-                next_day, day_seconds = timed(lambda u=url, w=warehouse: apply_retention(u, [w], run_id="bench"))
-                daily.append(day_seconds)
-                log(f"round {r}/{rounds}: the next day's run removed {next_day.postgres_total:,} in "
-                    f"{day_seconds:.2f} s")
-                found = verify_retention(url, [warehouse])
+            with fresh_copy(admin, template, root, Path(tmp) / f"round-{r}") as (url, copy):
+                run = measure(url, copy, "retention", as_of=as_of)
+                report, held = run.result, run.result["lake"]
+                runs.append(run)
+                if report["postgres_total"] != expired or report["postgres_total"] != dry_total:
+                    raise RuntimeError(f"retention removed {report['postgres_total']:,}, expected {expired:,}")
+                if held["events"] != expired:
+                    raise RuntimeError(f"the lake lost {held['events']:,} events, expected {expired:,}")
+                detail = {"postgres_events": report["postgres_total"], "postgres_by_category": report["postgres"],
+                          "lake_events": held["events"], "partitions_dropped": report["partitions_dropped"],
+                          "partitions_trimmed": report["partitions_trimmed"],
+                          "lake_days_removed": held["days_removed"], "lake_days_rewritten": held["days_rewritten"],
+                          "lake_files_before": files, "lake_files_after": lake_at(copy).snapshot().files().num_rows,
+                          "retention_vacuum_hours": held["vacuum_hours"]}
+                log(f"round {r}/{rounds}: {expired:,} events gone in {run.seconds:.2f} s (PostgreSQL "
+                    f"{report['seconds']['postgres']:.2f} s: {report['partitions_dropped']} partitions dropped, "
+                    f"{report['partitions_trimmed']} trimmed; alongside, the lake {held['seconds']:.2f} s: "
+                    f"{held['days_removed']:,} days removed, {held['days_rewritten']:,} rewritten; steps "
+                    f"{run.split}; peak RSS {run.peak_rss_mib:,.0f} MiB)")
+                next_day = measure(url, copy, "retention")
+                daily.append(next_day)
+                log(f"round {r}/{rounds}: the next day's run removed {next_day.result['postgres_total']:,} in "
+                    f"{next_day.seconds:.2f} s")
+                found = verify_retention(url, [governed(url, copy)])
                 if not found.passed:
                     raise RuntimeError(f"expired events remain: {found}")
-                shutil.rmtree(copy)
     context = {"shape": shape, "store_events": events, "as_of": as_of.isoformat()}
-    figures.append(seconds_figure(f"{name}_seconds", runs, events=expired, bar=RETENTION_BAR_SECONDS, **context,
-                                  postgres_seconds=[round(s, 3) for s in postgres_s],
-                                  warehouse_seconds=[round(s, 3) for s in warehouse_s], **detail,
-                                  path="apply_retention(as_of) on a fresh clone: PostgreSQL, then the local warehouse"))
-    figures.append({"figure": f"{name}_events_per_s", "value": round(expired / statistics.median(runs), 1),
-                    "unit": "events/s", "events": expired, "seconds": round(statistics.median(runs), 3)})
-    figures.append(seconds_figure(f"{name}_dry_run_seconds", dry_runs, events=dry_total, **context,
+    seconds = [m.seconds for m in runs]
+    figures.append(seconds_figure(
+        f"{name}_seconds", seconds, events=expired, bar=RETENTION_BAR_SECONDS, measured=runs, **context,
+        postgres_seconds=[round(m.result["seconds"]["postgres"], 3) for m in runs],
+        lake_seconds=[round(m.result["lake"]["seconds"], 3) for m in runs], **detail,
+        path="apply_retention(as_of) on a fresh clone and lake copy, in a process of its own: PostgreSQL, and "
+             "alongside it the lake (planning query, one Delta DELETE, vacuum)"))
+    figures.append({"figure": f"{name}_events_per_s", "value": round(expired / statistics.median(seconds), 1),
+                    "unit": "events/s", "events": expired, "seconds": round(statistics.median(seconds), 3)})
+    figures.append(seconds_figure(f"{name}_dry_run_seconds", [m.seconds for m in dry_runs], events=dry_total,
+                                  measured=dry_runs, **context,
                                   path="apply_retention(as_of, dry_run=True): counts only"))
-    figures.append(seconds_figure(f"{name}_next_day_seconds", daily, events=next_day.postgres_total,
+    figures.append(seconds_figure(f"{name}_next_day_seconds", [m.seconds for m in daily],
+                                  events=next_day.result["postgres_total"], measured=daily,
                                   path="the next day's run (as of now) right after: the 02:00 job's steady state"))
     return figures
 
@@ -290,59 +469,132 @@ def users_by_activity(url: str) -> list[tuple[str, int, int]]:
 
 def measure_erasure(admin: str, events: int, users: int, days: float, rounds: int, name: str,
                     rebuild_alternative: bool) -> list[dict[str, Any]]:
-    with throwaway_database(admin) as url, tempfile.TemporaryDirectory(prefix="wd-bench-gov-") as tmp:
-        migrate(url)
-        root = Path(tmp) / "warehouse"
+    with throwaway_database(admin) as template, tempfile.TemporaryDirectory(prefix="wd-bench-gov-") as tmp:
+        migrate(template)
+        root = Path(tmp) / "template"
         log(f"{name}: {events:,} demo events, {users:,} users over {days:g} days (seed {SEED})")
-        report = load_demo(url, users=users, events=events, days=days, seed=SEED)
+        report = load_demo(template, users=users, events=events, days=days, seed=SEED)
         log(f"  loaded in {report.seconds:.1f} s")
-        sweep(url, root)
-        ranked = users_by_activity(url)
+        sweep(template, root)
+        files = lake_at(root).snapshot().files().num_rows
+        ranked = users_by_activity(template)
         middle = len(ranked) // 2
         chosen = ranked[middle:middle + rounds]
-        runs, postgres_s, warehouse_s, rewritten, rebuilds, reaggregations = [], [], [], [], [], []
+        runs, rebuilds, reaggregations = [], [], []
         for r, (user_id, user_events, user_days) in enumerate(chosen, 1):
-            checkpoint(url)
-            warehouse = governed(url, root)
-            batch, seconds = timed(lambda u=user_id, w=warehouse: erase_users(url, [u], [w], requested_by="bench"))
-            (result,) = batch.results
-            refresh = batch.refreshes[0]
-            if result.status != "erased" or result.store_rows != user_events:
-                raise RuntimeError(f"erasure of {user_id}: {result.summary}")
-            runs.append(seconds)
-            postgres_s.append(batch.seconds["postgres"])
-            warehouse_s.append(batch.seconds[f"warehouse:{CONSUMER}"])
-            rewritten.append(sum(refresh.days.values()))
-            log(f"round {r}/{rounds}: a user with {user_events} events on {user_days} day(s) erased in "
-                f"{seconds:.2f} s (PostgreSQL {batch.seconds['postgres']:.2f} s incl. the warehouse scan, warehouse "
-                f"{refresh.seconds:.2f} s: {len(refresh.days)} day(s), {rewritten[-1]:,} rows rewritten)")
-            again, reaggregation_seconds = timed(lambda: reaggregate_erasures(url, LocalEventFiles(root)))
-            reaggregations.append(reaggregation_seconds)
-            log(f"  then its {again.periods_recomputed} closed aggregation period(s) recomputed in "
-                f"{reaggregation_seconds:.2f} s")
-            if rebuild_alternative and r == 1:
-                ingestor, days_touched = Ingestor(url, LocalEventFiles(root), consumer=CONSUMER), sorted(refresh.days)
-                _, rebuild_seconds = timed(lambda i=ingestor, d=days_touched: i.rebuild(d))
-                rebuilds.append(rebuild_seconds)
-                log(f"  the alternative, rebuilding those {len(refresh.days)} day(s) from PostgreSQL: "
-                    f"{rebuild_seconds:.2f} s")
-        found = verify_erasures(url, [governed(url, root)])
-        if found.errors:
-            raise RuntimeError(f"erasure left traces: {found.errors[:5]}")
+            with fresh_copy(admin, template, root, Path(tmp) / f"round-{r}") as (url, copy):
+                run = measure(url, copy, "erasure", user_id=user_id)
+                result = run.result
+                if result["status"] != "erased" or result["store_rows"] != user_events:
+                    raise RuntimeError(f"erasure of {user_id}: {result['summary']}")
+                runs.append(run)
+                log(f"round {r}/{rounds}: a user with {user_events} events on {user_days} day(s) erased in "
+                    f"{run.seconds:.2f} s (PostgreSQL {result['seconds']['postgres']:.2f} s incl. the lake scan, "
+                    f"lake {result['refresh_seconds']:.2f} s: {len(result['days'])} day(s), "
+                    f"{result['rows_rewritten']:,} rows rewritten; steps {run.split}; peak RSS "
+                    f"{run.peak_rss_mib:,.0f} MiB)")
+                again = measure(url, copy, "reaggregate")
+                reaggregations.append(again)
+                log(f"  then its {again.result['periods']} closed aggregation period(s) recomputed in "
+                    f"{again.seconds:.2f} s")
+                if rebuild_alternative and r == 1:
+                    rebuild = measure(url, copy, "rebuild", days=result["days"])
+                    rebuilds.append(rebuild)
+                    log(f"  the alternative, rebuilding those {len(result['days'])} day(s) from PostgreSQL: "
+                        f"{rebuild.seconds:.2f} s")
+                found = verify_erasures(url, [governed(url, copy)])
+                if found.errors:
+                    raise RuntimeError(f"erasure left traces: {found.errors[:5]}")
+    rewritten = [m.result["rows_rewritten"] for m in runs]
     figures = [seconds_figure(
-        f"{name}_seconds", runs, events=events, bar=ERASURE_BAR_SECONDS,
+        f"{name}_seconds", [m.seconds for m in runs], events=events, bar=ERASURE_BAR_SECONDS, measured=runs,
         shape=f"demo, {users:,} users, {events:,} events over {days:g} days, swept; users of median activity",
-        user_events=[c[1] for c in chosen], user_days=[c[2] for c in chosen], warehouse_rows_rewritten=rewritten,
-        postgres_seconds=[round(s, 3) for s in postgres_s], warehouse_seconds=[round(s, 3) for s in warehouse_s],
-        path="erase_users([user]): PostgreSQL (anonymise, queue, dead letter, profile, ledger) + warehouse refresh")]
-    figures.append(seconds_figure(f"{name}_reaggregation_seconds", reaggregations, events=events,
+        user_events=[c[1] for c in chosen], user_days=[c[2] for c in chosen], lake_rows_rewritten=rewritten,
+        lake_files=files, postgres_seconds=[round(m.result["seconds"]["postgres"], 3) for m in runs],
+        lake_seconds=[round(m.result["refresh_seconds"], 3) for m in runs],
+        path="erase_users([user]) on a fresh clone and lake copy, in a process of its own: PostgreSQL (anonymise, "
+             "queue, dead letter, profile, ledger) + the lake's refresh (one predicate overwrite of the user's days, "
+             "vacuum at 0 h)")]
+    figures.append(seconds_figure(f"{name}_reaggregation_seconds", [m.seconds for m in reaggregations],
+                                  events=events, measured=reaggregations,
                                   path="reaggregate_erasures() after each round's erasure: the closed hours, days "
                                        "and weeks of the user's events recomputed (the Dagster job's next step)"))
     if rebuilds:
-        figures.append(seconds_figure("erasure_rebuild_alternative_seconds", rebuilds, events=events,
-                                      warehouse_rows_rewritten=rewritten[:1],
+        figures.append(seconds_figure("erasure_rebuild_alternative_seconds", [m.seconds for m in rebuilds],
+                                      events=events, measured=rebuilds, lake_rows_rewritten=rewritten[:1],
                                       path="Ingestor.rebuild(the days of round 1's user): re-extracting whole days "
                                            "from PostgreSQL instead of refreshing the user's rows"))
+    return figures
+
+
+# -- the previous code ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Previous:
+    """The previous code: a worktree of it, whose own bench runs with the worktree first on PYTHONPATH."""
+
+    tree: Path
+    env: dict[str, str]
+    owned: bool  # made by this run (removed at the end)
+
+    @classmethod
+    def prepare(cls, rev: str, tree: Path | None) -> Previous:
+        owned = tree is None or not tree.exists()
+        if tree is None:
+            tree = Path(tempfile.mkdtemp(prefix="wd-prev-gov-")) / "tree"
+        if owned:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), rev], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = {**os.environ,
+               "PYTHONPATH": os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        imported = subprocess.run([sys.executable, "-c", "import workdev_pipeline; print(workdev_pipeline.__file__)"],
+                                  cwd=tree, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+        if not Path(imported).resolve().is_relative_to(tree.resolve()):
+            raise RuntimeError(f"the previous code imports workdev_pipeline from {imported}, not {tree}")
+        head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short=12", "HEAD"], check=True,
+                              stdout=subprocess.PIPE, text=True).stdout.strip()
+        log(f"previous code: {rev} ({head}) at {tree}")
+        return cls(tree, env, owned)
+
+    def run(self, *args: str) -> tuple[list[dict[str, Any]], float, float]:
+        """Its bench with ``args``: (its figures, wall seconds, the process's peak RSS in MiB)."""
+        command = [sys.executable, "-c", WITH_PEAK_RSS, str(self.tree / "bench" / SCRIPT.name), *args]
+        log(f"previous code: {' '.join(args)}")
+        started = time.perf_counter()
+        done = subprocess.run(command, cwd=self.tree, env=self.env, stdout=subprocess.PIPE, text=True, check=False)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"the previous code's bench exited with {done.returncode}")
+        *lines, peak = done.stdout.strip().splitlines()
+        figures = [json.loads(line) for line in lines if line.startswith("{")]
+        return figures, wall, json.loads(peak)["vm_hwm_kib"] / 1024
+
+    def remove(self) -> None:
+        if not self.owned:
+            return
+        done = subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(self.tree)],
+                              check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            log(f"could not remove the worktree {self.tree}: {done.stderr.strip()}")
+
+
+def side_by_side(lake: list[dict[str, Any]], previous: list[dict[str, Any]], wall: float,
+                 peak_rss_mib: float) -> list[dict[str, Any]]:
+    """The previous code's figures as ``previous_*``, and ``*_speedup_vs_previous`` for every ``*_seconds`` both
+    have."""
+    figures = []
+    mine = {f["figure"]: f for f in lake}
+    for figure in previous:
+        name = figure["figure"]
+        figures.append({**figure, "figure": f"previous_{name}", "previous_process": {
+            "wall_seconds": round(wall, 1), "peak_rss_mib": round(peak_rss_mib)}})
+        if name.endswith("_seconds") and name in mine and mine[name]["value"] > 0:
+            speedup = figure["value"] / mine[name]["value"]
+            figures.append({"figure": name.removesuffix("_seconds") + "_speedup_vs_previous",
+                            "value": round(speedup, 2), "unit": "x", "lake_seconds": mine[name]["value"],
+                            "previous_seconds": figure["value"], "statistic": "previous median seconds / lake median "
+                                                                              "seconds (> 1: the lake is faster)"})
     return figures
 
 
@@ -360,7 +612,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-dense", action="store_true", help="leave out the dense (every user every day) case")
     parser.add_argument("--skip-backlog", action="store_true", help="leave out the 8-year backlog retention case")
     parser.add_argument("--skip-catchup", action="store_true", help="leave out the 5-week catch-up retention case")
+    parser.add_argument("--previous", default=PREVIOUS_REV,
+                        help=f"the revision measured side by side (default {PREVIOUS_REV}: the day-directory Parquet "
+                             "warehouse); 'none' to leave it out")
+    parser.add_argument("--previous-tree", type=Path,
+                        help="a checkout of --previous to use (default: a temporary git worktree, removed at the end)")
     parser.add_argument("--admin-url", help="superuser URL (default: $WORKDEV_BENCH_ADMIN_URL, else local)")
+    parser.add_argument("--child", nargs=4, metavar=("URL", "LAKE", "OPERATION", "PARAMS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if min(args.rounds, args.retention_events, args.erasure_events) < 1:
         parser.error("--rounds and the event counts must be positive")
@@ -369,23 +627,59 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.child:
+        child(*args.child)
+        return 0
     started = time.perf_counter()
+    load_start = load_average()
+    log(f"load average at start: {load_start} ({os.cpu_count()} cores)")
     admin = resolve_admin_url(args.admin_url)
-    if not args.skip_retention:
-        for name, (windows, shape) in reversed(retention_scenarios(args.retention_events).items()):
-            if (name == "retention_backlog" and args.skip_backlog) or (name == "retention" and args.skip_catchup):
-                continue
-            for figure in measure_retention(admin, name, windows, shape, args.rounds):
-                emit_figure(figure)
+    scenarios = retention_scenarios(args.retention_events)
+    groups: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = []
+    for name in ("retention_backlog", "retention"):
+        if args.skip_retention or (name == "retention_backlog" and args.skip_backlog) or \
+                (name == "retention" and args.skip_catchup):
+            continue
+        windows, shape = scenarios[name]
+        groups.append((name, lambda n=name, w=windows, s=shape: measure_retention(admin, n, w, s, args.rounds)))
     if not args.skip_erasure:
-        for figure in measure_erasure(admin, args.erasure_events, ERASURE_USERS, ERASURE_DAYS, args.rounds,
-                                      "erasure", rebuild_alternative=True):
-            emit_figure(figure)
-        if not args.skip_dense:
-            for figure in measure_erasure(admin, args.erasure_events, DENSE_USERS, DENSE_DAYS, args.rounds,
-                                          "erasure_dense", rebuild_alternative=False):
+        def erasure() -> list[dict[str, Any]]:
+            figures = measure_erasure(admin, args.erasure_events, ERASURE_USERS, ERASURE_DAYS, args.rounds,
+                                      "erasure", rebuild_alternative=True)
+            if not args.skip_dense:
+                figures += measure_erasure(admin, args.erasure_events, DENSE_USERS, DENSE_DAYS, args.rounds,
+                                           "erasure_dense", rebuild_alternative=False)
+            return figures
+        groups.append(("erasure", erasure))
+    previous = None if args.previous == "none" else Previous.prepare(args.previous, args.previous_tree)
+    try:
+        for k, (group, run) in enumerate(groups):
+            common = ["--rounds", str(args.rounds), "--retention-events", str(args.retention_events),
+                      "--erasure-events", str(args.erasure_events), "--admin-url", admin, *GROUPS[group]]
+            if args.skip_dense:
+                common.append("--skip-dense")
+            previous_first = k % 2 == 0  # the order flips each group
+            before: tuple[list[dict[str, Any]], float, float] | None = None
+            if previous is not None and previous_first:
+                before = previous.run(*common)
+            lake = run()
+            for figure in lake:
                 emit_figure(figure)
-    log(f"done in {time.perf_counter() - started:.1f} s")
+            if previous is not None and not previous_first:
+                before = previous.run(*common)
+            if before is not None:
+                for figure in side_by_side(lake, *before):
+                    emit_figure(figure)
+    finally:
+        if previous is not None:
+            previous.remove()
+    load_end = load_average()
+    emit_figure({"figure": "governance_bench_run", "value": round(time.perf_counter() - started, 1), "unit": "s",
+                 "events": 0, "seconds": round(time.perf_counter() - started, 1), "load_average_start": load_start,
+                 "load_average_end": load_end, "cores": os.cpu_count(), "previous": args.previous,
+                 "parent_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                 "parent": "this process: loading the stores and sweeping them into the lake (not timed)"})
+    log(f"load average at end: {load_end}; done in {time.perf_counter() - started:.1f} s")
     return 0
 
 

@@ -1,27 +1,36 @@
-"""Benchmark ingestion: pending events in PostgreSQL -> the local Parquet warehouse, end to end.
+"""Benchmark ingestion: pending events in PostgreSQL -> the lake (``lake/platform_events``, a Delta table), end to
+end, side by side with the previous code (the day-directory Parquet store) and the raw binary COPY, in one run.
 
 Creates a throw-away database, migrates it and measures, with the engine the Dagster assets run
-(``workdev_pipeline.ingest.ingestor.Ingestor`` over ``LocalEventFiles``):
+(``workdev_pipeline.ingest.ingestor.Ingestor`` over ``EventLake``, consumer ``lake``):
 
 * ``sweep_events_per_s``: one ``Ingestor.sweep()`` of a 1,000,000-event demo backlog (2,000 users, 7 days,
-  seed 42) -- extraction, validation, enrichment, Parquet, publishing and bookkeeping -- in a subprocess of
-  its own, interleaved with ``raw_copy_binary_rows_per_s``: ``COPY (SELECT * FROM platform_event_store
-  WHERE tx_id ...) TO STDOUT (FORMAT binary)`` of the same rows, read and discarded (the extraction ceiling),
-  and ``raw_copy_view_binary_rows_per_s``, the same through the ``pipeline_event_rows`` view the sweep reads;
-  ``sweep_ratio_to_raw_copy`` is the first over the second. Every round starts from empty bookkeeping and an
-  empty warehouse, so each sweeps the same rows;
-* ``sweep_peak_rss_mib``: the sweep process's peak RSS (VmHWM), the worst round;
-* ``rebuild_day_events_per_s`` (and ``rebuild_peak_rss_mib``): ``Ingestor.rebuild([day])`` of one UTC day
-  holding 1,000,000 events (a backfill), after one sweep has loaded them;
-* ``latency_p50_seconds`` / ``latency_p99_seconds`` / ``latency_max_seconds``: emission -> queryable in the
-  warehouse under a steady 2,000 events/s (a producer process: ``emit_many`` of 200 events every 100 ms, each
-  stamped with the time of its call), swept the way the ingest sensor does it: a tick every 30 s, a run
-  (a fresh process doing one sweep, plus an allowance for Dagster's run start-up) when events are pending.
+  seed 42) -- extraction, validation, enrichment, the Delta commit and bookkeeping -- in a subprocess of its own,
+  interleaved with ``previous_sweep_events_per_s`` (the same sweep by the code at ``--previous``, default eb9e03e:
+  a git worktree of it first on PYTHONPATH, its own ``bench/bench_ingest.py --child`` and its own consumer
+  ``local``), with ``raw_copy_binary_rows_per_s``: ``COPY (SELECT * FROM platform_event_store WHERE tx_id ...)
+  TO STDOUT (FORMAT binary)`` of the same rows, read and discarded (the extraction ceiling), and
+  ``raw_copy_view_binary_rows_per_s``, the same through the ``pipeline_event_rows`` view the sweep reads;
+  ``sweep_ratio_to_raw_copy`` and ``sweep_ratio_to_previous`` (bar >= 0.9) are the lake's over those. Every sweep
+  starts from empty bookkeeping and an empty lake/warehouse, so each sweeps the same rows;
+* ``sweep_peak_rss_mib`` / ``previous_sweep_peak_rss_mib``: each sweep process's peak RSS (VmHWM), worst round;
+* ``sweep_time_split``: where the lake sweep's time goes (extraction wait, validation, enrichment, lake batches,
+  delta-rs write, lake log, PostgreSQL bookkeeping), from one more sweep with timers wrapped around those steps
+  (not counted in the medians); ``previous_sweep_time_split`` the same for the previous code;
+* ``rebuild_day_events_per_s`` / ``previous_rebuild_day_events_per_s`` / ``rebuild_ratio_to_previous`` (and the
+  peak RSS of each): ``Ingestor.rebuild([day])`` of one UTC day holding 1,000,000 events (a backfill), after one
+  sweep of each consumer has loaded them;
+* ``latency_p50_seconds`` / ``latency_p99_seconds`` / ``latency_max_seconds``: emission -> queryable in the lake
+  (a snapshot read by DuckDB) under a steady 2,000 events/s (a producer process: ``emit_many`` of 200 events every
+  100 ms, each stamped with the time of its call), swept the way the ingest sensor does it: a tick every 30 s, a
+  run (a fresh process doing one sweep, plus an allowance for Dagster's run start-up) when events are pending;
+* ``load_average``: ``os.getloadavg()`` at the start, after each phase and at the end (the machine is shared).
 
 Bulk figures are medians of interleaved rounds (the machine is noisy). Prints one JSON line per figure on
 stdout; progress goes to stderr. Usage::
 
-    .venv/bin/python bench/bench_ingest.py [--events N] [--rounds N] [--latency-seconds S] [--admin-url URL]
+    .venv/bin/python bench/bench_ingest.py [--events N] [--rounds N] [--previous REV|none] [--latency-seconds S]
+        [--no-profile] [--admin-url URL]
 """
 
 from __future__ import annotations
@@ -29,13 +38,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import resource
+import runpy
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -55,6 +68,7 @@ BACKLOG_DAYS = 7.0
 SEED = 42
 SWEEP_BAR = 40_000  # events/s
 RATIO_GOAL = 0.25
+PREVIOUS_RATIO_BAR = 0.9  # the lake's sweep/rebuild over the previous code's, same run
 RSS_BAR_MIB = 1_024
 REBUILD_BAR = 40_000  # events/s
 LATENCY_P50_BAR, LATENCY_P99_BAR = 30.0, 60.0  # seconds
@@ -62,7 +76,9 @@ SENSOR_INTERVAL = 30.0  # the ingest sensor's minimum_interval_seconds
 RUN_STARTUP = 2.0  # allowance for a Dagster run's launch, added before each sweep process
 PRODUCER_RATE, PRODUCER_BATCH = 2_000, 200
 PRODUCER_POOL = 20_000  # distinct demo events the producer cycles through (fresh ids and timestamps)
-CONSUMER = "local"
+CONSUMER = "lake"
+PREVIOUS_REV = "eb9e03e"  # the day-directory Parquet store, before the lake
+PREVIOUS_CONSUMER = "local"  # the previous code's bench consumer (its own bench_ingest.py's CONSUMER)
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).resolve()
 
@@ -71,6 +87,18 @@ RAW_NOTE = ("COPY (SELECT * FROM platform_event_store WHERE <the same rows>) TO 
             "psycopg connection, every chunk read and discarded: the extraction ceiling, with nothing parsed")
 VIEW_NOTE = ("the same rows through the pipeline_event_rows view the sweep reads (user_attributes join, JSON as "
              "text, metadata split), binary COPY read and discarded: what extraction alone costs the sweep")
+SPLIT_NOTE = ("one extra sweep (not in the medians) with perf_counter timers wrapped around the steps; the parts "
+              "sum to the sweep's seconds: extraction_wait = inside next() of EventReader.stream (waiting for the "
+              "ADBC read-ahead thread); validation = SchemaValidator.validate; enrichment = the rest of "
+              "EventTransformer.transform (geo, device, warehouse_table); lake_batches = to_lake; plumbing = the rest "
+              "of producing a table. The lake produces its tables on a thread of its own while delta-rs encodes, so "
+              "delta_write = write_deltalake minus the producer's busy time: delta-rs holding up the producer, plus "
+              "its tail after the last batch (last files, the commit); pipeline_seconds.delta_waits_for_batches is "
+              "how long delta-rs waited for Python (the producer was the bottleneck for that long); lake_log = the "
+              "rest of EventLake.append (table load/ensure, reading the commit back) + committed_version. Previous: "
+              "parquet_write = DaySplitter.write/close (on the sweep's thread), publish = LocalEventFiles."
+              "publish_sweep. bookkeeping = the remainder of Ingestor.sweep() (advisory lock, claim, dead letter, "
+              "finish, watermark, sync status)")
 
 
 def log(message: str) -> None:
@@ -78,18 +106,24 @@ def log(message: str) -> None:
     print(f"[bench_ingest] {message}", file=sys.stderr, flush=True)
 
 
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 # -- state -----------------------------------------------------------------------------------------------
 
 
-def reset_ingestion(url: str, root: Path, *, events_too: bool = False) -> None:
-    """Forget every sweep (bookkeeping, watermark, warehouse files), optionally the events, then CHECKPOINT."""
+def reset_ingestion(url: str, roots: Iterable[Path], *, events_too: bool = False) -> None:
+    """Forget every sweep of every consumer (bookkeeping, watermarks, lake and warehouse directories), optionally
+    the events, then CHECKPOINT."""
     tables = (("platform_event_store", "event_ingest_staging") if events_too else ()) + INGEST_TABLES
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
         conn.execute("DELETE FROM pipeline_watermarks")
         conn.execute("CHECKPOINT")
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
+    for root in roots:
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
 
 
 def load_events(url: str, events: int, *, days: float, now: datetime | None = None) -> float:
@@ -103,17 +137,26 @@ def load_events(url: str, events: int, *, days: float, now: datetime | None = No
     return report.seconds
 
 
-def warehouse_rows(root: Path) -> int:
-    """What DuckDB sees in the warehouse (the 'queryable' check)."""
+def event_lake(root: Path):  # -> EventLake
+    from workdev_pipeline.lake import EventLake, LakeLocation
+
+    return EventLake(LakeLocation.from_env(str(root)))
+
+
+def lake_rows(root: Path) -> int:
+    """What DuckDB sees in the lake's latest snapshot (the 'queryable' check)."""
+    snapshot = event_lake(root).snapshot()
+    return 0 if snapshot.table is None else snapshot.query("SELECT count(*) FROM platform_events")[0][0]
+
+
+def previous_rows(root: Path) -> int:
+    """What DuckDB sees in the previous code's day directories (``<root>/platform_events/event_date=*/``)."""
     import duckdb
 
-    from workdev_pipeline.ingest.local_store import LocalEventFiles
-
-    files = LocalEventFiles(root)
-    if not files.days():
+    if not any(root.glob("platform_events/event_date=*/*.parquet")):
         return 0
     query = "SELECT count(*) FROM read_parquet(?, hive_partitioning = true)"
-    return duckdb.execute(query, [files.glob()]).fetchone()[0]
+    return duckdb.execute(query, [str(root / "platform_events" / "event_date=*" / "*.parquet")]).fetchone()[0]
 
 
 # -- raw COPY ceiling ------------------------------------------------------------------------------------
@@ -142,15 +185,33 @@ def timed_copy(url: str, statement: sql.Composable, expected: int) -> Run:
     return Run(rows, seconds)
 
 
-# -- the engine in a process of its own ------------------------------------------------------------------
+# -- the engines in processes of their own ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Which code runs a sweep/rebuild child: this tree (the lake) or the previous one (a worktree of ``rev``,
+    first on PYTHONPATH, its own ``bench/bench_ingest.py --child``)."""
+
+    name: str  # "lake" | "previous"
+    script: Path
+    cwd: Path
+    root: Path  # its lake / warehouse directory
+    env: dict[str, str] | None = None
+
+    def args(self, *extra: str) -> list[str]:
+        return [sys.executable, str(self.script), *extra]
 
 
 @dataclass(frozen=True)
 class ChildRun:
-    """One sweep/rebuild process: its outcome (as JSON), its wall time, its own peak RSS."""
+    """One sweep/rebuild process: its outcome (as JSON), its wall time, its CPU time (user + system of the whole
+    process: interpreter start-up and imports included), its own peak RSS."""
 
     outcome: dict[str, Any]
     wall_seconds: float
+    cpu_seconds: float
+    split: dict[str, Any] | None = None
 
     @property
     def run(self) -> Run:
@@ -161,20 +222,39 @@ class ChildRun:
         return self.outcome["vm_hwm_kib"] / 1024
 
 
-def run_child(url: str, root: Path, operation: str, *, day: date | None = None, timeout: float = 900) -> ChildRun:
-    """``bench_ingest.py --child sweep|rebuild`` in a fresh interpreter; its stdout is one JSON outcome."""
-    args = [sys.executable, str(SCRIPT), "--child", operation, "--database-url", url, "--warehouse", str(root)]
+def run_child(url: str, engine: Engine, operation: str, *, day: date | None = None, timeout: float = 900,
+              profile: bool = False) -> ChildRun:
+    """``bench_ingest.py --child sweep|rebuild`` of ``engine`` in a fresh interpreter; its stdout's last line is
+    one JSON outcome. ``profile``: this script's ``--child profile`` runs that child in-process with timers
+    around its steps, and prints the split after the outcome."""
+    child = ["--child", operation, "--database-url", url, "--warehouse", str(engine.root)]
     if day is not None:
-        args += ["--day", day.isoformat()]
+        child += ["--day", day.isoformat()]
+    args = engine.args(*child)
+    if profile:
+        args = [sys.executable, str(SCRIPT), "--child", "profile", "--profile-script", str(engine.script), "--",
+                *child]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(args, cwd=REPO, stdout=subprocess.PIPE, text=True, timeout=timeout, check=False)
+    done = subprocess.run(args, cwd=engine.cwd, env=engine.env, stdout=subprocess.PIPE, text=True, timeout=timeout,
+                          check=False)
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the children waited for so far: this one's the delta
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if done.returncode != 0:
-        raise RuntimeError(f"{operation} process exited with {done.returncode}")
-    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{engine.name} {operation} process exited with {done.returncode}")
+    lines = done.stdout.strip().splitlines()
+    split = json.loads(lines.pop()) if profile else None
+    outcome = json.loads(lines[-1])
     if outcome["status"] not in ("loaded", "idle"):
-        raise RuntimeError(f"{operation} ended {outcome['status']}: {outcome.get('error')}")
-    return ChildRun(outcome, wall)
+        raise RuntimeError(f"{engine.name} {operation} ended {outcome['status']}: {outcome.get('error')}")
+    return ChildRun(outcome, wall, cpu, split)
+
+
+def describe(name: str, operation: str, child: ChildRun) -> str:
+    return (f"{name} {operation} {child.run.rate:,.0f}/s ({child.run.seconds:.1f} s; process "
+            f"{child.wall_seconds:.1f} s, CPU {child.cpu_seconds:.1f} s, peak RSS {child.peak_rss_mib:,.0f} MiB; "
+            f"{child.outcome['events_failed']} dead-lettered)")
 
 
 def vm_hwm_kib() -> int:
@@ -190,78 +270,279 @@ def child_main(args: argparse.Namespace) -> int:
     """One operation of the engine; prints its outcome as one JSON line."""
     if args.child == "produce":
         return produce(args)
+    if args.child == "profile":
+        return profile_main(args)
     from workdev_pipeline.ingest.ingestor import Ingestor
-    from workdev_pipeline.ingest.local_store import LocalEventFiles
 
-    ingestor = Ingestor(args.database_url, LocalEventFiles(args.warehouse), consumer=CONSUMER)
+    ingestor = Ingestor(args.database_url, event_lake(Path(args.warehouse)), consumer=CONSUMER)
     sweep = args.child == "sweep"
     outcome = ingestor.sweep(run_id="bench") if sweep else ingestor.rebuild([args.day], run_id="bench")
-    finished_at = time.time()  # the files are published (and the bookkeeping committed)
+    finished_at = time.time()  # committed to the lake (and the bookkeeping committed)
     print(json.dumps({
         "status": outcome.status, "kind": outcome.kind, "events_loaded": outcome.events_loaded,
         "events_failed": outcome.events_failed, "bytes_written": outcome.bytes_written, "seconds": outcome.seconds,
         "days": {d.isoformat(): n for d, n in outcome.days.items()}, "sweep_id": outcome.sweep_id,
-        "error": outcome.error, "finished_at": finished_at, "vm_hwm_kib": vm_hwm_kib()}), flush=True)
+        "lake_version": outcome.lake_version, "error": outcome.error, "finished_at": finished_at,
+        "vm_hwm_kib": vm_hwm_kib()}), flush=True)
     return 0
 
 
-# -- phase 1: sweep of a backlog vs the raw COPY ceiling -------------------------------------------------
+# -- where a sweep's time goes ---------------------------------------------------------------------------
 
 
-def measure_sweep(url: str, root: Path, events: int, rounds: int) -> list[dict[str, Any]]:
+class StepClock:
+    """Wall seconds spent inside wrapped functions and generators, by step (wrappers nest: the caller subtracts)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def wrap(self, owner: Any, name: str, step: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[step] += time.perf_counter() - started
+                self.calls[step] += 1
+
+        setattr(owner, name, timed)
+
+    def wrap_generator(self, owner: Any, name: str, step: str) -> None:
+        original = getattr(owner, name)
+        setattr(owner, name, lambda *args, **kwargs: self.iterate(original(*args, **kwargs), step))
+
+    def iterate(self, items: Iterable[Any], step: str) -> Iterator[Any]:
+        """``items``, the time spent producing each (inside ``next``) counted to ``step``."""
+        iterator = iter(items)
+        try:
+            while True:
+                started = time.perf_counter()
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    return
+                finally:
+                    self.seconds[step] += time.perf_counter() - started
+                self.calls[step] += 1
+                yield item
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+
+def instrument(clock: StepClock) -> str:
+    """Wrap the steps of whichever engine is importable (the lake, or the previous day-directory store)."""
+    import workdev_pipeline
+    from workdev_pipeline.enrichment import SchemaValidator
+    from workdev_pipeline.ingest import extract, ingestor, transform
+
+    clock.wrap(ingestor.Ingestor, "sweep", "total")
+    clock.wrap_generator(extract.EventReader, "stream", "extraction_wait")
+    clock.wrap(SchemaValidator, "validate", "validation")
+    clock.wrap(transform.EventTransformer, "transform", "transform")
+    # the package's own directory decides (the editable install's finder would find this tree's lake package
+    # for the previous tree too)
+    if (Path(workdev_pipeline.__file__).parent / "lake" / "events.py").is_file():
+        import pyarrow as pa
+
+        from workdev_pipeline.lake import events
+
+        write = events.write_deltalake
+
+        def write_deltalake(table: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+            """delta-rs pulls ``data`` (a stream of Python batches): the time it waits for each is counted."""
+            pulled = pa.RecordBatchReader.from_batches(data.schema, clock.iterate(data, "delta_waits_for_batches"))
+            started = time.perf_counter()
+            try:
+                return write(table, pulled, *args, **kwargs)
+            finally:
+                clock.seconds["write_deltalake"] += time.perf_counter() - started
+
+        events.write_deltalake = write_deltalake
+        if hasattr(events, "read_ahead"):  # the tables are produced on a thread of their own, ahead of delta-rs
+            ahead = events.read_ahead
+            events.read_ahead = lambda items, *args, **kwargs: ahead(clock.iterate(items, "producer"), *args,
+                                                                     **kwargs)
+        clock.wrap(events, "to_lake", "to_lake")
+        clock.wrap(events.EventLake, "append", "append")
+        clock.wrap(events.EventLake, "committed_version", "committed_version")
+        return "lake"
+    from workdev_pipeline.ingest import local_store
+
+    clock.wrap(local_store.DaySplitter, "write", "parquet_write")
+    clock.wrap(local_store.DaySplitter, "close", "parquet_close")
+    clock.wrap(local_store.LocalEventFiles, "publish_sweep", "publish")
+    return "previous"
+
+
+def time_split(clock: StepClock, kind: str) -> dict[str, float]:
+    """Exclusive seconds per step, summing to the sweep's total."""
+    s = clock.seconds
+    split = {"extraction_wait": s["extraction_wait"], "validation": s["validation"],
+             "enrichment": s["transform"] - s["validation"]}
+    if kind == "lake":
+        # the producer (extraction wait, validation, enrichment, lake batches) runs on a thread of its own while
+        # delta-rs encodes: delta_write is the part of write_deltalake the producer's time does not cover (delta-rs
+        # holding up the producer, and its tail after the last batch: the last files and the commit)
+        producer = s["producer"] or s["delta_waits_for_batches"]  # without a producer thread: pulled inline
+        split["lake_batches"] = s["to_lake"]
+        split["plumbing"] = producer - s["extraction_wait"] - s["transform"] - s["to_lake"]
+        split["delta_write"] = s["write_deltalake"] - producer
+        split["lake_log"] = s["append"] - s["write_deltalake"] + s["committed_version"]
+        inside = s["append"] + s["committed_version"]
+    else:
+        split["parquet_write"] = s["parquet_write"] + s["parquet_close"]
+        split["publish"] = s["publish"]
+        inside = s["extraction_wait"] + s["transform"] + split["parquet_write"] + s["publish"]
+        split["plumbing"] = 0.0
+    split["bookkeeping"] = s["total"] - inside
+    return split
+
+
+def profile_main(args: argparse.Namespace) -> int:
+    """Run ``--profile-script``'s own ``--child`` (the lake's, or the previous tree's) in this process with
+    :class:`StepClock` timers around its steps; its outcome line, then one JSON line of the split."""
+    clock = StepClock()
+    kind = instrument(clock)
+    sys.argv = [args.profile_script, *args.child_args]
+    try:
+        runpy.run_path(args.profile_script, run_name="__main__")
+    except SystemExit as exit_:
+        if exit_.code not in (0, None):
+            raise
+    split = time_split(clock, kind)
+    total = clock.seconds["total"]
+    pipeline = {k: round(clock.seconds[k], 3) for k in ("write_deltalake", "producer", "delta_waits_for_batches")
+                if k in clock.seconds}
+    print(json.dumps({"engine": kind, "total_seconds": round(total, 3),
+                      "seconds": {k: round(v, 3) for k, v in split.items()},
+                      "percent": {k: round(100 * v / total, 1) for k, v in split.items()},
+                      "pipeline_seconds": pipeline, "calls": dict(clock.calls)}), flush=True)
+    return 0
+
+
+# -- phase 1: sweep of a backlog vs the raw COPY ceiling and the previous code ---------------------------
+
+
+def check_sweep(engine: Engine, child: ChildRun, count: int, *, verify_rows: bool) -> None:
+    loaded, failed = child.outcome["events_loaded"], child.outcome["events_failed"]
+    if loaded + failed != count:
+        raise RuntimeError(f"the {engine.name} sweep loaded {loaded} and failed {failed} of {count} events")
+    if verify_rows:
+        seen = lake_rows(engine.root) if engine.name == "lake" else previous_rows(engine.root)
+        if seen != loaded:
+            raise RuntimeError(f"DuckDB sees {seen} rows of the {engine.name} sweep, it reports {loaded}")
+
+
+def measure_sweep(url: str, engines: Sequence[Engine], events: int, rounds: int,
+                  profile: bool) -> list[dict[str, Any]]:
     log(f"sweep: loading a {events:,}-event demo backlog ({USERS} users, {BACKLOG_DAYS:g} days, seed {SEED})")
     load_events(url, events, days=BACKLOG_DAYS)
+    roots = [e.root for e in engines]
     with psycopg.connect(url) as conn:
         low, high, count = conn.execute("SELECT min(tx_id), max(tx_id), count(*) FROM platform_event_store").fetchone()
     bounds = sql.SQL("WHERE tx_id >= {} AND tx_id <= {}").format(sql.Literal(low), sql.Literal(high))
     store_rows = sql.SQL("SELECT * FROM platform_event_store {}").format(bounds)
     view_rows = sql.SQL("SELECT * FROM pipeline_event_rows {}").format(bounds)
-    runs: dict[str, list[Run]] = {"raw": [], "view": [], "sweep": []}
-    children: list[ChildRun] = []
+    runs: dict[str, list[Run]] = {"raw": [], "view": [], **{e.name: [] for e in engines}}
+    children: dict[str, list[ChildRun]] = {e.name: [] for e in engines}
     for r in range(1, rounds + 1):
-        reset_ingestion(url, root)
+        reset_ingestion(url, roots)
         runs["raw"].append(timed_copy(url, store_rows, count))
         runs["view"].append(timed_copy(url, view_rows, count))
-        child = run_child(url, root, "sweep")
-        loaded, failed = child.outcome["events_loaded"], child.outcome["events_failed"]
-        if loaded + failed != count:
-            raise RuntimeError(f"the sweep loaded {loaded} and failed {failed} of {count} events")
-        if r == 1 and (seen := warehouse_rows(root)) != loaded:
-            raise RuntimeError(f"DuckDB sees {seen} rows in the warehouse, the sweep reports {loaded}")
-        children.append(child)
-        runs["sweep"].append(child.run)
-        log(f"round {r}/{rounds}: raw COPY {runs['raw'][-1].rate:,.0f}/s, via view {runs['view'][-1].rate:,.0f}/s, "
-            f"sweep {child.run.rate:,.0f}/s ({child.run.seconds:.1f} s; process {child.wall_seconds:.1f} s, "
-            f"peak RSS {child.peak_rss_mib:,.0f} MiB; {failed} dead-lettered)")
+        order = engines if r % 2 else list(reversed(engines))  # alternate who goes first
+        for engine in order:
+            reset_ingestion(url, roots)
+            child = run_child(url, engine, "sweep")
+            check_sweep(engine, child, count, verify_rows=r == 1)
+            children[engine.name].append(child)
+            runs[engine.name].append(child.run)
+        log(f"round {r}/{rounds} (load {load_average()}): raw COPY {runs['raw'][-1].rate:,.0f}/s, via view "
+            f"{runs['view'][-1].rate:,.0f}/s, " + ", ".join(describe(e.name, "sweep", children[e.name][-1])
+                                                           for e in order))
     common = {"backlog": f"demo --users {USERS} --events {events} --days {BACKLOG_DAYS:g} --seed {SEED}"}
-    sweep = median_figure("sweep_events_per_s", runs["sweep"], **common, bar=SWEEP_BAR,
-                          events_failed=children[0].outcome["events_failed"],
-                          day_files=len(children[0].outcome["days"]),
-                          bytes_written=children[0].outcome["bytes_written"],
-                          process_seconds=[round(c.wall_seconds, 2) for c in children],
-                          path="Ingestor.sweep() in a fresh process (timed inside it: excludes interpreter start-up "
-                               "and imports, includes everything the sweep does)")
-    sweep["meets_bar"] = sweep["value"] >= SWEEP_BAR
     raw = median_figure("raw_copy_binary_rows_per_s", runs["raw"], **common, note=RAW_NOTE)
     view = median_figure("raw_copy_view_binary_rows_per_s", runs["view"], **common, note=VIEW_NOTE)
-    ratio = sweep["value"] / raw["value"]
-    ratio_figure = {"figure": "sweep_ratio_to_raw_copy", "value": round(ratio, 3), "unit": "ratio",
-                    "events": sweep["events"], "seconds": sweep["seconds"], "numerator": sweep["figure"],
-                    "ratio_to": raw["figure"], "goal": RATIO_GOAL, "meets_goal": ratio >= RATIO_GOAL,
-                    "per_round": [round(a.rate / b.rate, 3) for a, b in zip(runs["sweep"], runs["raw"], strict=True)]}
-    peak = max(c.peak_rss_mib for c in children)
-    rss = {"figure": "sweep_peak_rss_mib", "value": round(peak, 1), "unit": "MiB", "events": sweep["events"],
-           "seconds": sweep["seconds"], "runs_mib": [round(c.peak_rss_mib, 1) for c in children],
-           "statistic": f"max of {rounds} rounds (VmHWM of the sweep process)", "bar": RSS_BAR_MIB,
-           "meets_bar": peak <= RSS_BAR_MIB}
-    return [sweep, raw, view, ratio_figure, rss]
+    figures: list[dict[str, Any]] = []
+    sweeps: dict[str, dict[str, Any]] = {}
+    for engine in engines:
+        prefix = "" if engine.name == "lake" else "previous_"
+        mine = children[engine.name]
+        first = mine[0].outcome
+        context: dict[str, Any] = {
+            "events_failed": first["events_failed"], "days": len(first["days"]),
+            "bytes_written": first["bytes_written"], "process_seconds": [round(c.wall_seconds, 2) for c in mine],
+            "process_cpu_seconds": [round(c.cpu_seconds, 2) for c in mine],
+            "ratio_to_raw_copy": round(statistics.median(runs[engine.name][i].rate / runs["raw"][i].rate
+                                                         for i in range(rounds)), 3)}
+        if engine.name == "lake":
+            context["path"] = ("Ingestor.sweep() into the lake (one Delta append) in a fresh process (timed inside "
+                               "it: excludes interpreter start-up and imports, includes everything the sweep does)")
+        else:
+            context["path"] = (f"the previous code ({engine.cwd}, consumer {PREVIOUS_CONSUMER}): its own "
+                               "bench_ingest.py --child sweep, Ingestor.sweep() into day-directory Parquet files")
+        sweep = median_figure(f"{prefix}sweep_events_per_s", runs[engine.name], **common, bar=SWEEP_BAR, **context)
+        sweep["meets_bar"] = sweep["value"] >= SWEEP_BAR
+        peak = max(c.peak_rss_mib for c in mine)
+        rss = {"figure": f"{prefix}sweep_peak_rss_mib", "value": round(peak, 1), "unit": "MiB",
+               "events": sweep["events"], "seconds": sweep["seconds"], "runs_mib": [round(c.peak_rss_mib, 1)
+                                                                                   for c in mine],
+               "statistic": f"max of {rounds} rounds (VmHWM of the sweep process)", "bar": RSS_BAR_MIB,
+               "meets_bar": peak <= RSS_BAR_MIB}
+        figures += [sweep, rss]
+        sweeps[engine.name] = sweep
+    lake = sweeps["lake"]
+    ratio = lake["value"] / raw["value"]
+    figures.insert(1, {"figure": "sweep_ratio_to_raw_copy", "value": round(ratio, 3), "unit": "ratio",
+                       "events": lake["events"], "seconds": lake["seconds"], "numerator": lake["figure"],
+                       "ratio_to": raw["figure"], "goal": RATIO_GOAL, "meets_goal": ratio >= RATIO_GOAL,
+                       "per_round": [round(a.rate / b.rate, 3)
+                                     for a, b in zip(runs["lake"], runs["raw"], strict=True)]})
+    if "previous" in sweeps:
+        figures.append(ratio_to_previous("sweep_ratio_to_previous", lake, sweeps["previous"], runs["lake"],
+                                         runs["previous"], children))
+    figures += [raw, view]
+    if profile:
+        for engine in engines:
+            reset_ingestion(url, roots)
+            child = run_child(url, engine, "sweep", profile=True)
+            check_sweep(engine, child, count, verify_rows=False)
+            prefix = "" if engine.name == "lake" else "previous_"
+            assert child.split is not None
+            figures.append({"figure": f"{prefix}sweep_time_split", "value": child.split["total_seconds"],
+                            "unit": "s", "events": child.outcome["events_loaded"],
+                            "events_per_s": round(child.run.rate, 1), "percent": child.split["percent"],
+                            "seconds_by_step": child.split["seconds"], "calls": child.split["calls"],
+                            "pipeline_seconds": child.split["pipeline_seconds"],
+                            "note": SPLIT_NOTE})
+            log(f"{engine.name} sweep time split ({child.run.rate:,.0f}/s): {child.split['percent']}")
+    return figures
+
+
+def ratio_to_previous(name: str, lake: dict[str, Any], previous: dict[str, Any], lake_runs: Sequence[Run],
+                      previous_runs: Sequence[Run], children: dict[str, list[ChildRun]]) -> dict[str, Any]:
+    """The lake's median rate over the previous code's; ``cpu_ratio``: the previous processes' median CPU seconds
+    over the lake's (same orientation: above 1, the lake costs less), steadier than wall time on a shared machine."""
+    ratio = lake["value"] / previous["value"]
+    cpu = {k: statistics.median(c.cpu_seconds for c in children[k]) for k in ("lake", "previous")}
+    return {"figure": name, "value": round(ratio, 3), "unit": "ratio", "events": lake["events"],
+            "numerator": lake["figure"], "ratio_to": previous["figure"], "statistic": "ratio of the medians",
+            "per_round": [round(a.rate / b.rate, 3) for a, b in zip(lake_runs, previous_runs, strict=True)],
+            "cpu_ratio": round(cpu["previous"] / cpu["lake"], 3),
+            "median_process_cpu_seconds": {k: round(v, 2) for k, v in cpu.items()},
+            "bar": PREVIOUS_RATIO_BAR, "meets_bar": ratio >= PREVIOUS_RATIO_BAR}
 
 
 # -- phase 2: rebuilding one day -------------------------------------------------------------------------
 
 
-def measure_rebuild(url: str, root: Path, events: int, rounds: int, day: date) -> list[dict[str, Any]]:
-    reset_ingestion(url, root, events_too=True)
+def measure_rebuild(url: str, engines: Sequence[Engine], events: int, rounds: int,
+                    day: date) -> list[dict[str, Any]]:
+    reset_ingestion(url, [e.root for e in engines], events_too=True)
     # generate_events spreads over [now - days, now]: one UTC day, in the past, is [day 00:00:00, day 23:59:59]
     now = datetime.combine(day, dtime(23, 59, 59), tzinfo=UTC)
     span = (now - datetime.combine(day, dtime.min, tzinfo=UTC)) / timedelta(days=1)
@@ -272,44 +553,68 @@ def measure_rebuild(url: str, root: Path, events: int, rounds: int, day: date) -
                             "GROUP BY 1").fetchall()
     if days != [(day, events)]:
         raise RuntimeError(f"the one-day load spread over {days}")
-    first = run_child(url, root, "sweep")
-    log(f"rebuild: first sweep loaded {first.outcome['events_loaded']:,} ({first.run.rate:,.0f}/s, "
-        f"peak RSS {first.peak_rss_mib:,.0f} MiB)")
+    firsts: dict[str, ChildRun] = {}
+    for engine in engines:  # each consumer's own first sweep: a rebuild reads below its watermark
+        firsts[engine.name] = first = run_child(url, engine, "sweep")
+        log(f"rebuild: {engine.name} first sweep loaded {first.outcome['events_loaded']:,} ({first.run.rate:,.0f}/s, "
+            f"peak RSS {first.peak_rss_mib:,.0f} MiB)")
     lo, hi = (sql.Literal(datetime.combine(d, dtime.min, tzinfo=UTC)) for d in (day, day + timedelta(days=1)))
     day_rows = sql.SQL("SELECT * FROM platform_event_store WHERE \"timestamp\" >= {} AND \"timestamp\" < {}").format(
         lo, hi)
-    runs: dict[str, list[Run]] = {"raw": [], "rebuild": []}
-    children: list[ChildRun] = []
+    runs: dict[str, list[Run]] = {"raw": [], **{e.name: [] for e in engines}}
+    children: dict[str, list[ChildRun]] = {e.name: [] for e in engines}
     for r in range(1, rounds + 1):
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CHECKPOINT")
         runs["raw"].append(timed_copy(url, day_rows, events))
-        child = run_child(url, root, "rebuild", day=day)
-        expected = first.outcome["events_loaded"]
-        if child.outcome["days"] != {day.isoformat(): expected}:
-            raise RuntimeError(f"the rebuild wrote {child.outcome['days']}, expected {expected} rows on {day}")
-        children.append(child)
-        runs["rebuild"].append(child.run)
-        log(f"round {r}/{rounds}: raw COPY of the day {runs['raw'][-1].rate:,.0f}/s, rebuild {child.run.rate:,.0f}/s "
-            f"({child.run.seconds:.1f} s; process {child.wall_seconds:.1f} s, peak RSS {child.peak_rss_mib:,.0f} MiB)")
-    if (seen := warehouse_rows(root)) != first.outcome["events_loaded"]:
-        raise RuntimeError(f"DuckDB sees {seen} rows after the rebuilds, expected {first.outcome['events_loaded']}")
+        order = engines if r % 2 else list(reversed(engines))
+        for engine in order:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("CHECKPOINT")
+            child = run_child(url, engine, "rebuild", day=day)
+            expected = firsts[engine.name].outcome["events_loaded"]
+            if child.outcome["days"] != {day.isoformat(): expected}:
+                raise RuntimeError(f"the {engine.name} rebuild wrote {child.outcome['days']}, expected {expected} "
+                                   f"rows on {day}")
+            children[engine.name].append(child)
+            runs[engine.name].append(child.run)
+        log(f"round {r}/{rounds} (load {load_average()}): raw COPY of the day {runs['raw'][-1].rate:,.0f}/s, "
+            + ", ".join(describe(e.name, "rebuild", children[e.name][-1]) for e in order))
+    for engine in engines:
+        seen = lake_rows(engine.root) if engine.name == "lake" else previous_rows(engine.root)
+        if seen != firsts[engine.name].outcome["events_loaded"]:
+            raise RuntimeError(f"DuckDB sees {seen} rows after the {engine.name} rebuilds, expected "
+                               f"{firsts[engine.name].outcome['events_loaded']}")
     common = {"day": day.isoformat(), "load": f"{events} demo events within that UTC day, seed {SEED}"}
-    rebuild = median_figure("rebuild_day_events_per_s", runs["rebuild"], **common, bar=REBUILD_BAR,
-                            process_seconds=[round(c.wall_seconds, 2) for c in children],
-                            ratio_to_raw_copy_of_the_day=round(
-                                statistics.median(runs["rebuild"][i].rate / runs["raw"][i].rate
-                                                  for i in range(rounds)), 3),
-                            first_sweep_events_per_s=round(first.run.rate, 1),
-                            path="Ingestor.rebuild([day]) in a fresh process (timed inside it), after one sweep")
-    rebuild["meets_bar"] = rebuild["value"] >= REBUILD_BAR
-    raw = median_figure("raw_copy_day_binary_rows_per_s", runs["raw"], **common, note=RAW_NOTE)
-    peak = max(c.peak_rss_mib for c in children)
-    rss = {"figure": "rebuild_peak_rss_mib", "value": round(peak, 1), "unit": "MiB", "events": rebuild["events"],
-           "seconds": rebuild["seconds"], "runs_mib": [round(c.peak_rss_mib, 1) for c in children],
-           "statistic": f"max of {rounds} rounds (VmHWM of the rebuild process)", "bar": RSS_BAR_MIB,
-           "meets_bar": peak <= RSS_BAR_MIB}
-    return [rebuild, raw, rss]
+    figures: list[dict[str, Any]] = []
+    rebuilds: dict[str, dict[str, Any]] = {}
+    for engine in engines:
+        prefix = "" if engine.name == "lake" else "previous_"
+        mine = children[engine.name]
+        path = ("Ingestor.rebuild([day]) in a fresh process (timed inside it), after one sweep: one predicate "
+                "overwrite of the day in the lake" if engine.name == "lake" else
+                f"the previous code ({engine.cwd}): its own bench_ingest.py --child rebuild (day directory swap)")
+        rebuild = median_figure(f"{prefix}rebuild_day_events_per_s", runs[engine.name], **common, bar=REBUILD_BAR,
+                                process_seconds=[round(c.wall_seconds, 2) for c in mine],
+                                process_cpu_seconds=[round(c.cpu_seconds, 2) for c in mine],
+                                ratio_to_raw_copy_of_the_day=round(
+                                    statistics.median(runs[engine.name][i].rate / runs["raw"][i].rate
+                                                      for i in range(rounds)), 3),
+                                first_sweep_events_per_s=round(firsts[engine.name].run.rate, 1), path=path)
+        rebuild["meets_bar"] = rebuild["value"] >= REBUILD_BAR
+        peak = max(c.peak_rss_mib for c in mine)
+        rss = {"figure": f"{prefix}rebuild_peak_rss_mib", "value": round(peak, 1), "unit": "MiB",
+               "events": rebuild["events"], "seconds": rebuild["seconds"],
+               "runs_mib": [round(c.peak_rss_mib, 1) for c in mine],
+               "statistic": f"max of {rounds} rounds (VmHWM of the rebuild process)", "bar": RSS_BAR_MIB,
+               "meets_bar": peak <= RSS_BAR_MIB}
+        figures += [rebuild, rss]
+        rebuilds[engine.name] = rebuild
+    if "previous" in rebuilds:
+        figures.append(ratio_to_previous("rebuild_ratio_to_previous", rebuilds["lake"], rebuilds["previous"],
+                                         runs["lake"], runs["previous"], children))
+    figures.append(median_figure("raw_copy_day_binary_rows_per_s", runs["raw"], **common, note=RAW_NOTE))
+    return figures
 
 
 # -- phase 3: latency under a steady load ----------------------------------------------------------------
@@ -347,21 +652,24 @@ def produce(args: argparse.Namespace) -> int:
     return 0
 
 
-def sweep_latencies(root: Path, outcome: dict[str, Any]) -> list[float]:
-    """Seconds from each event's timestamp (its emission) to the end of the sweep that published it."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from workdev_pipeline.ingest.local_store import LocalEventFiles
-
-    files = LocalEventFiles(root)
-    out: list[float] = []
-    for day in outcome["days"]:
-        path = files.day_dir(date.fromisoformat(day)) / files.sweep_file_name(outcome["sweep_id"])
-        micros = pc.cast(pq.read_table(path, columns=["timestamp"]).column(0), pa.int64()).to_pylist()
-        out += [outcome["finished_at"] - us / 1e6 for us in micros]
-    return out
+def sweep_latencies(url: str, root: Path, outcome: dict[str, Any]) -> list[float]:
+    """Seconds from each event's timestamp (its emission) to the end of the sweep that committed it, for the
+    sweep's rows as DuckDB reads them in the lake's latest snapshot (a sweep stamps its rows' ``ingested_at``
+    with its claim time)."""
+    if not outcome["events_loaded"]:
+        return []
+    with psycopg.connect(url) as conn:
+        claimed_at = conn.execute("SELECT started_at FROM ingestion_sweeps WHERE sweep_id = %s",
+                                  (outcome["sweep_id"],)).fetchone()[0]
+    snapshot = event_lake(root).snapshot()
+    if snapshot.version is None or snapshot.version < outcome["lake_version"]:
+        raise RuntimeError(f"the lake's snapshot is version {snapshot.version}, the sweep committed "
+                           f"{outcome['lake_version']}")
+    rows = snapshot.query("SELECT epoch_us(\"timestamp\") FROM platform_events WHERE ingested_at = ?", [claimed_at])
+    if len(rows) != outcome["events_loaded"]:
+        raise RuntimeError(f"the lake's snapshot holds {len(rows)} rows of sweep {outcome['sweep_id']}, it "
+                           f"reports {outcome['events_loaded']}")
+    return [outcome["finished_at"] - us / 1e6 for (us,) in rows]
 
 
 def pending_events(url: str) -> int:
@@ -376,8 +684,9 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[max(0, math.ceil(q / 100 * len(sorted_values)) - 1)]
 
 
-def measure_latency(url: str, root: Path, seconds: float, interval: float, startup: float) -> list[dict[str, Any]]:
-    reset_ingestion(url, root, events_too=True)
+def measure_latency(url: str, engine: Engine, seconds: float, interval: float,
+                    startup: float) -> list[dict[str, Any]]:
+    reset_ingestion(url, [engine.root], events_too=True)
     log(f"latency: {PRODUCER_RATE:,} events/s for {seconds:g} s; a sweep process every {interval:g} s tick while "
         f"events are pending, {startup:g} s after the tick (run start-up allowance)")
     producer = subprocess.Popen(
@@ -399,11 +708,12 @@ def measure_latency(url: str, root: Path, seconds: float, interval: float, start
                     break
                 continue
             time.sleep(startup)
-            child = run_child(url, root, "sweep", timeout=max(60.0, deadline - time.monotonic()))
-            lat = sweep_latencies(root, child.outcome)
+            child = run_child(url, engine, "sweep", timeout=max(60.0, deadline - time.monotonic()))
+            lat = sweep_latencies(url, engine.root, child.outcome)
             latencies += lat
             sweeps.append({"at_s": round(time.monotonic() - started, 1), "events": child.outcome["events_loaded"],
                            "sweep_s": round(child.outcome["seconds"], 2), "process_s": round(child.wall_seconds, 2),
+                           "lake_version": child.outcome["lake_version"],
                            "max_latency_s": round(max(lat), 1) if lat else None})
             log(f"latency: tick {tick} at {sweeps[-1]['at_s']:.0f} s: swept {child.outcome['events_loaded']:,} "
                 f"events in {child.outcome['seconds']:.2f} s (process {child.wall_seconds:.1f} s), "
@@ -425,7 +735,7 @@ def measure_latency(url: str, root: Path, seconds: float, interval: float, start
         f"({summary['rate']:,.0f}/s; {summary['late_batches']} late batches, worst lag "
         f"{summary['worst_lag_seconds']:.2f} s); {measured:,} measured in {len(sweeps)} sweeps")
     if not latencies:
-        raise RuntimeError("no event reached the warehouse")
+        raise RuntimeError("no event reached the lake")
     latencies.sort()
     elapsed = time.monotonic() - started
     common = {
@@ -434,8 +744,10 @@ def measure_latency(url: str, root: Path, seconds: float, interval: float, start
         "producer_rate": round(summary["rate"], 1), "producer_late_batches": summary["late_batches"],
         "sensor_interval_s": interval, "run_startup_allowance_s": startup,
         "mode": (f"no Dagster: a tick every {interval:g} s; when events are pending, sleep {startup:g} s "
-                 "(a Dagster run's start-up) and run one Ingestor.sweep() in a fresh process (interpreter, imports "
-                 "and Ingestor set-up included); latency = end of that sweep (files published) - event timestamp"),
+                 "(a Dagster run's start-up) and run one Ingestor.sweep() into the lake in a fresh process "
+                 "(interpreter, imports and Ingestor set-up included); latency = end of that sweep (Delta commit "
+                 "and bookkeeping done) - event timestamp, for the sweep's rows read back by DuckDB from the "
+                 "lake's latest snapshot"),
         "sweeps": len(sweeps),
     }
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
@@ -449,6 +761,37 @@ def measure_latency(url: str, root: Path, seconds: float, interval: float, start
     ]
 
 
+# -- the previous code -----------------------------------------------------------------------------------
+
+
+def previous_engine(rev: str, tree: Path, root: Path) -> Engine:
+    """A detached git worktree of ``rev`` at ``tree`` (outside the repository; main's files untouched) whose
+    ``bench/bench_ingest.py --child`` runs with ``tree`` first on PYTHONPATH; checked to import from there."""
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"], check=True,
+                            stdout=subprocess.PIPE, text=True).stdout.strip()
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), commit], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    imported = subprocess.run([sys.executable, "-c", "import workdev_pipeline; print(workdev_pipeline.__file__)"],
+                              cwd=tree, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+    if not Path(imported).resolve().is_relative_to(tree.resolve()):
+        raise RuntimeError(f"the previous tree's children import workdev_pipeline from {imported}, not {tree}")
+    script = tree / "bench" / "bench_ingest.py"
+    if not script.is_file():
+        raise RuntimeError(f"{rev} has no bench/bench_ingest.py")
+    log(f"previous code: {rev} ({commit[:12]}) in a worktree at {tree}")
+    return Engine("previous", script, tree, root, env)
+
+
+def remove_worktree(tree: Path) -> None:
+    done = subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        log(f"could not remove the worktree {tree}: {done.stderr.strip()}")
+        shutil.rmtree(tree, ignore_errors=True)
+        subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], check=False)
+
+
 # -- main ------------------------------------------------------------------------------------------------
 
 
@@ -456,7 +799,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000,
                         help="events of the backlog and of the rebuilt day (default 1,000,000)")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of sweep/rebuild (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of sweep/rebuild (default 3)")
+    parser.add_argument("--previous", default=PREVIOUS_REV,
+                        help=f"git revision of the previous code to compare with (default {PREVIOUS_REV}; 'none' "
+                             "skips it)")
+    parser.add_argument("--no-profile", dest="profile", action="store_false",
+                        help="skip the extra timed sweeps that split where the time goes")
     parser.add_argument("--latency-seconds", type=float, default=180.0,
                         help="how long the 2,000 events/s producer runs (default 180; 0 skips the latency phase)")
     parser.add_argument("--sensor-interval", type=float, default=SENSOR_INTERVAL, help="seconds between ticks")
@@ -468,12 +816,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="skip a phase (repeatable)")
     parser.add_argument("--admin-url", help="superuser URL (default: $WORKDEV_BENCH_ADMIN_URL, else local)")
     # the child processes' own options
-    parser.add_argument("--child", choices=("sweep", "rebuild", "produce"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("sweep", "rebuild", "produce", "profile"), help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     parser.add_argument("--warehouse", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-script", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=int, default=PRODUCER_RATE, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=PRODUCER_BATCH, help=argparse.SUPPRESS)
     parser.add_argument("--produce-seconds", dest="seconds", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("child_args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if min(args.events, args.rounds) < 1 or args.latency_seconds < 0 or args.sensor_interval <= 0:
         parser.error("--events and --rounds must be positive, --latency-seconds >= 0, --sensor-interval > 0")
@@ -485,25 +835,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         return child_main(args)
     started = time.perf_counter()
+    loads: dict[str, list[float]] = {"start": load_average()}
+    log(f"load average at start: {loads['start']} ({os.cpu_count()} CPUs)")
     admin = resolve_admin_url(args.admin_url)
     day = args.day or (datetime.now(UTC) - timedelta(days=1)).date()
-    root = Path(tempfile.mkdtemp(prefix="wd_bench_ingest_"))
-    log(f"warehouse under {root}")
+    work = Path(tempfile.mkdtemp(prefix="wd_bench_ingest_"))
+    lake = Engine("lake", SCRIPT, REPO, work / "lake")
+    engines = [lake]
+    tree = Path(tempfile.gettempdir()) / f"wd-previous-{os.getpid()}"
+    log(f"lake and warehouse under {work}")
     try:
+        if args.previous.lower() != "none":
+            engines.append(previous_engine(args.previous, tree, work / "previous"))
         with throwaway_database(admin) as url:
             migrate(url)
             if "sweep" not in args.skip:
-                for figure in measure_sweep(url, root, args.events, args.rounds):
+                for figure in measure_sweep(url, engines, args.events, args.rounds, args.profile):
                     emit_figure(figure)
+                loads["after_sweep"] = load_average()
             if "rebuild" not in args.skip:
-                for figure in measure_rebuild(url, root, args.events, args.rounds, day):
+                for figure in measure_rebuild(url, engines, args.events, args.rounds, day):
                     emit_figure(figure)
+                loads["after_rebuild"] = load_average()
             if args.latency_seconds > 0 and "latency" not in args.skip:
-                for figure in measure_latency(url, root, args.latency_seconds, args.sensor_interval, args.run_startup):
+                for figure in measure_latency(url, lake, args.latency_seconds, args.sensor_interval,
+                                              args.run_startup):
                     emit_figure(figure)
+                loads["after_latency"] = load_average()
     finally:
-        shutil.rmtree(root, ignore_errors=True)
-    log(f"done in {time.perf_counter() - started:.1f} s")
+        shutil.rmtree(work, ignore_errors=True)
+        if tree.exists():
+            remove_worktree(tree)
+    loads["end"] = load_average()
+    elapsed = time.perf_counter() - started
+    emit_figure({"figure": "load_average", "value": loads["end"][0], "unit": "load (1 min)",
+                 "start": loads["start"], "end": loads["end"], "samples": loads, "cpus": os.cpu_count(),
+                 "seconds": round(elapsed, 1), "previous": args.previous,
+                 "note": "os.getloadavg(): 1, 5 and 15 minute averages at the start, after each phase, at the end"})
+    log(f"done in {elapsed:.1f} s")
     return 0
 
 

@@ -7,8 +7,9 @@
 # DAGSTER_HOME must hold the instance configuration: it is installed from deploy/dagster.yaml when missing.
 # The storage and the project's database come from the environment (docs/deploy.md): DAGSTER_PG_HOST,
 # DAGSTER_PG_PORT, DAGSTER_PG_USER, DAGSTER_PG_PASSWORD, DAGSTER_PG_DB; WORKDEV_DATABASE_URL and
-# WORKDEV_WAREHOUSE_DIR. DAGSTER_WEBSERVER_PORT (default 3000) is the UI's port; WORKDEV_VENV (default
-# .venv of the repository) the environment the project is installed in.
+# WORKDEV_LAKE_URI (the Delta lake's root: a path or s3://, gs://, az://; WORKDEV_LAKE_STORAGE_OPTIONS for its
+# storage options). DAGSTER_WEBSERVER_PORT (default 3000) is the UI's port; WORKDEV_VENV (default .venv of the
+# repository) the environment the project is installed in.
 #
 # SIGTERM or SIGINT stops both and exits 0 once they have stopped; if either dies on its own, the other is
 # stopped too and the script exits with the dead one's status, so a supervisor restarts the pair.

@@ -19,9 +19,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from workdev_pipeline.client import AnalyticsClient
-from workdev_pipeline.definitions import build_definitions
 from workdev_pipeline.migrate import migrate
-from workdev_pipeline.resources.local import LocalWarehouseResource
+from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 
 LOCAL_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -135,17 +134,19 @@ def login_role(admin_url: str, db: str) -> Iterator[callable]:
             c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
-# -- Dagster: the pipeline's definitions on the test's database and a warehouse directory of its own --------
+# -- Dagster: the pipeline's definitions on the test's database and a lake of its own --------
 
 
 @pytest.fixture
-def warehouse(tmp_path: Path) -> LocalWarehouseResource:
-    return LocalWarehouseResource(data_dir=str(tmp_path / "warehouse"), backoff_seconds=0.01)
+def lake(tmp_path: Path) -> LakeResource:
+    return LakeResource(uri=str(tmp_path / "lake"), backoff_seconds=0.01)
 
 
 @pytest.fixture
-def defs(db: str, warehouse: LocalWarehouseResource) -> Definitions:
-    return build_definitions({"postgres": PostgresResource(database_url=db), "warehouse": warehouse})
+def defs(db: str, lake: LakeResource) -> Definitions:
+    from workdev_pipeline.definitions import build_definitions  # imported by the tests that need Dagster
+
+    return build_definitions({"postgres": PostgresResource(database_url=db), "lake": lake})
 
 
 @pytest.fixture

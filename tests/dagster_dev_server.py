@@ -2,7 +2,7 @@
 demo events, shared by the browser and GraphQL tests (a pytest plugin: ``pytest_plugins = [__name__]``), and
 the GraphQL helpers both use.
 
-The demo events are swept into the warehouse before the server starts, so the ingest sensor has nothing
+The demo events are swept into the lake before the server starts, so the ingest sensor has nothing
 pending and every day the tests backfill has a known number of events: PostgreSQL's count.
 """
 
@@ -31,11 +31,12 @@ from dagster import DagsterRunStatus
 from dagster_graphql import DagsterGraphQLClient
 
 from tests.conftest import create_database, drop_database
-from tests.ingest_helpers import days_in_postgres, demo, loadable_ids, warehouse_ids
-from workdev_pipeline.resources.local import LocalWarehouseResource
+from tests.ingest_helpers import days_in_postgres, demo, lake_ids, loadable_ids
+from workdev_pipeline.lake.events import days_predicate
+from workdev_pipeline.resources.lake import LakeResource
 
 REPO = Path(__file__).resolve().parent.parent
-WAREHOUSE_EVENTS_PATH = ["warehouse", "platform_events"]
+LAKE_EVENTS_PATH = ["lake", "platform_events"]
 #: Demo traffic: the past DEMO_DAYS days, so the days before today are whole days of events.
 DEMO_DAYS, DEMO_EVENTS, DEMO_USERS = 7.0, 7_000, 300
 STARTUP_TIMEOUT = 240.0  # seconds: webserver up and the code location loaded, on a shared 2-core machine
@@ -197,7 +198,7 @@ class DevServer:
     process: subprocess.Popen
     port: int
     database_url: str
-    warehouse: LocalWarehouseResource
+    lake: LakeResource
     dagster_home: Path
     log_path: Path
     location_name: str = ""
@@ -222,15 +223,15 @@ class DevServer:
         return run_id, status
 
     def wait_until_swept(self, timeout: float = 120.0) -> None:
-        """Until the warehouse holds exactly the loadable events of PostgreSQL."""
+        """Until the lake holds exactly the loadable events of PostgreSQL."""
         deadline = time.monotonic() + timeout
         while True:
             with psycopg.connect(self.database_url) as conn:
                 expected = sorted(loadable_ids(conn))
-            held = sorted(warehouse_ids(self.warehouse.files()))
+            held = sorted(lake_ids(self.lake.events()))
             if held == expected:
                 return
-            assert time.monotonic() < deadline, f"warehouse holds {len(held)} events, PostgreSQL {len(expected)}"
+            assert time.monotonic() < deadline, f"the lake holds {len(held)} events, PostgreSQL {len(expected)}"
             time.sleep(2)
 
     def log_tail(self, chars: int = 4_000) -> str:
@@ -241,27 +242,29 @@ class DevServer:
             counts = days_in_postgres(conn)
         return {d.isoformat(): counts.get(d.isoformat(), 0) for d in days}
 
-    def warehouse_day_counts(self, days: Sequence[date]) -> dict[str, int]:
-        return {d.isoformat(): sum(self.warehouse.day_counts(d).values()) for d in days}
+    def lake_day_counts(self, days: Sequence[date]) -> dict[str, int]:
+        return {d.isoformat(): sum(self.lake.day_counts(d).values()) for d in days}
 
-    def drop_warehouse_days(self, days: Sequence[date]) -> None:
-        """Lose those days' files (what a backfill must bring back)."""
-        files = self.warehouse.files()
-        for d in days:
-            for path in files.day_files(d):
-                Path(path).unlink()
-        assert not any(self.warehouse_day_counts(days).values())
+    def drop_lake_days(self, days: Sequence[date]) -> int:
+        """Lose those days' rows, in one Delta commit (what a backfill must bring back); returns the lake's version
+        after it."""
+        events = self.lake.events()
+        before = events.version()
+        events.delete(days_predicate(days))
+        assert events.version() == before + 1 and not any(self.lake_day_counts(days).values())
+        assert not any(events.snapshot().day_files(d) for d in days)
+        return events.version()
 
 
 def dev_environment(database_url: str, root: Path) -> dict[str, str]:
     return {**os.environ, "WORKDEV_DATABASE_URL": database_url, "WORKDEV_HOME": str(root / "home"),
-            "WORKDEV_WAREHOUSE_DIR": str(root / "warehouse"), "DAGSTER_HOME": str(root / "dagster"),
+            "WORKDEV_LAKE_URI": str(root / "lake"), "DAGSTER_HOME": str(root / "dagster"),
             "DAGSTER_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def start_dagster_dev(database_url: str, root: Path, *, timeout: float = STARTUP_TIMEOUT,
                       keep_running: set[str] | None = None) -> DevServer:
-    """``dagster dev`` (webserver + daemon) on 127.0.0.1 with this database and a warehouse under ``root``.
+    """``dagster dev`` (webserver + daemon) on 127.0.0.1 with this database and a lake under ``root``.
 
     Started through ``env --default-signal=INT,TERM`` so the signals it stops on are not inherited as
     ignored (a background shell ignores SIGINT), in a session of its own so the whole group can be signalled.
@@ -280,7 +283,7 @@ def start_dagster_dev(database_url: str, root: Path, *, timeout: float = STARTUP
              "-h", "127.0.0.1", "-p", str(port)],
             env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = DevServer(process, port, database_url,
-                       LocalWarehouseResource(data_dir=env["WORKDEV_WAREHOUSE_DIR"], backoff_seconds=0.01),
+                       LakeResource(uri=env["WORKDEV_LAKE_URI"], backoff_seconds=0.01),
                        dagster_home, log_path)
     try:
         deadline = time.monotonic() + timeout
@@ -350,8 +353,8 @@ def dagster_dev(admin_url: str, run_tag: str, template_db: str,
     root = tmp_path_factory.mktemp("dagster_dev")
     try:
         demo(url, DEMO_EVENTS, users=DEMO_USERS, days=DEMO_DAYS, seed=23)
-        warehouse = LocalWarehouseResource(data_dir=str(root / "warehouse"), backoff_seconds=0.01)
-        outcome = warehouse.ingestor(url).sweep(run_id="test-setup")
+        lake = LakeResource(uri=str(root / "lake"), backoff_seconds=0.01)
+        outcome = lake.ingestor(url).sweep(run_id="test-setup")
         assert outcome.status == "loaded" and outcome.events_loaded == DEMO_EVENTS, outcome
         # the every-minute metrics schedule and the aggregations' automation would only compete for the
         # 2 cores with the runs under test: only the ingest sensor stays on

@@ -1,4 +1,4 @@
-"""Helpers of the ingestion tests: demo traffic, the warehouse's rows, PostgreSQL's truth."""
+"""Helpers of the ingestion tests: demo traffic, the lake's rows, PostgreSQL's truth."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import psycopg
 
 from workdev_pipeline.demo_loader import load_demo
-from workdev_pipeline.ingest.local_store import LocalEventFiles
+from workdev_pipeline.lake.events import EventLake
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -19,20 +18,14 @@ def demo(url: str, events: int, *, users: int = 300, days: float = 3.0, seed: in
     load_demo(url, users=users, events=events, days=days, seed=seed, progress=False)
 
 
-def warehouse_ids(files: LocalEventFiles) -> list[str]:
-    """Every event_id the warehouse holds (with repeats, if any)."""
-    if not files.days():
-        return []
-    return [r[0] for r in duckdb.execute("SELECT event_id FROM read_parquet(?)", [files.glob()]).fetchall()]
+def lake_ids(lake: EventLake) -> list[str]:
+    """Every event_id the lake holds (with repeats, if any)."""
+    return [r[0] for r in lake.snapshot().query("SELECT event_id FROM platform_events")]
 
 
-def warehouse_days(files: LocalEventFiles) -> dict[str, int]:
-    """Rows per event_date directory, as DuckDB's Hive partitioning reads them."""
-    if not files.days():
-        return {}
-    rows = duckdb.execute("SELECT event_date::text, count(*) FROM read_parquet(?, hive_partitioning = true) "
-                          "GROUP BY 1", [files.glob()]).fetchall()
-    return dict(rows)
+def lake_days(lake: EventLake) -> dict[str, int]:
+    """Rows per event_date partition."""
+    return dict(lake.snapshot().query("SELECT event_date::text, count(*) FROM platform_events GROUP BY 1"))
 
 
 def loadable_ids(conn: psycopg.Connection) -> set[str]:
@@ -49,23 +42,24 @@ def days_in_postgres(conn: psycopg.Connection) -> dict[str, int]:
         "GROUP BY 1")}
 
 
-def sweep_in_subprocess(url: str, data_dir: Path, *, crash_at: str | None = None,
+def sweep_in_subprocess(url: str, lake_root: Path, *, crash_at: str | None = None,
                         operation: str = "sweep", day: str | None = None) -> subprocess.CompletedProcess:
-    """Run one sweep/rebuild/replay in a separate process (optionally SIGKILLed at a crash point)."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(data_dir)}
+    """Run one sweep/rebuild/replay of the lake at ``lake_root`` in a separate process (optionally SIGKILLed at a
+    crash point)."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(lake_root.parent)}
     if crash_at:
         env["WORKDEV_CRASH_AT"] = crash_at
     code = (
         "import sys, datetime\n"
         "from workdev_pipeline.ingest.ingestor import Ingestor\n"
-        "from workdev_pipeline.ingest.local_store import LocalEventFiles\n"
-        "ing = Ingestor(sys.argv[1], LocalEventFiles(sys.argv[2]), backoff_seconds=0.01)\n"
+        "from workdev_pipeline.lake import EventLake, LakeLocation\n"
+        "ing = Ingestor(sys.argv[1], EventLake(LakeLocation.from_env(sys.argv[2])), backoff_seconds=0.01)\n"
         "op = sys.argv[3]\n"
         "o = ing.sweep() if op == 'sweep' else ing.replay() if op == 'replay' else "
         "ing.rebuild([datetime.date.fromisoformat(sys.argv[4])])\n"
         "print(o.status, o.events_loaded)\n"
     )
-    args = [sys.executable, "-c", code, url, str(data_dir), operation] + ([day] if day else [])
+    args = [sys.executable, "-c", code, url, str(lake_root), operation] + ([day] if day else [])
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
 
 

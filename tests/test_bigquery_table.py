@@ -16,7 +16,6 @@ import pytest
 from google.cloud import bigquery
 
 from tests.bq_emulator import BigQueryEmulator, bigquery_emulator, start_bqemulator  # noqa: F401
-from workdev_pipeline.ingest.local_store import DayFileWriter
 from workdev_pipeline.ingest.schema import JSON, WAREHOUSE_SCHEMA
 from workdev_pipeline.warehouses.bigquery import (
     CLUSTERING_FIELDS,
@@ -43,21 +42,14 @@ def event(event_id: str, day: date = DAY, *, hour: int = 10, event_type: str = "
 
 
 def write_day_file(path: Path, rows: list[dict[str, Any]], schema: pa.Schema = WAREHOUSE_SCHEMA) -> Path:
-    """A Parquet file in the warehouse schema, written as the project writes them (DayFileWriter)."""
+    """A Parquet file of the schema's columns as the lake writes its data files: JSON columns as plain strings,
+    zstd (the partition column lives in the directory name, not in the file)."""
     columns = {}
     for field in schema:
         values = [row.get(field.name) for row in rows]
-        if field.type == JSON:
-            columns[field.name] = pa.ExtensionArray.from_storage(JSON, pa.array(values, pa.string()))
-        else:
-            columns[field.name] = pa.array(values, field.type)
-    data = pa.Table.from_pydict(columns, schema=schema)
-    if schema is WAREHOUSE_SCHEMA:
-        writer = DayFileWriter(path)
-        writer.write(data)
-        writer.close()
-    else:  # DayFileWriter writes WAREHOUSE_SCHEMA; an evolved schema's file is written the same way by hand
-        pq.write_table(data, path, compression="zstd")
+        columns[field.name] = pa.array(values, pa.string() if field.type == JSON else field.type)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pydict(columns), path, compression="zstd")
     return path
 
 
@@ -131,7 +123,7 @@ def test_ensure_table_adds_a_column_the_schema_gained(table: BigQueryEventTable,
 
 def test_merge_files_twice_keeps_one_copy_and_replaces_updated_rows(table: BigQueryEventTable,
                                                                     tmp_path: Path) -> None:
-    # laid out as the local store lays out its files (the "=" must reach the server as it is)
+    # laid out as the lake lays out its files (the "=" must reach the server as it is)
     first = write_day_file(tmp_path / "event_date=2026-03-14" / "part-s000000000001.parquet",
                            [event("e1"), event("e2", hour=11)])
     assert table.merge_files(DAY, [first], "sweep-1-2026-03-14") == 2
@@ -263,6 +255,73 @@ def test_a_stopped_emulator_raises_a_transient_error(tmp_path: Path) -> None:
     assert isinstance(raised.value, table.transient_errors)
     with pytest.raises(TRANSIENT_ERRORS):
         table.merge_files(DAY, [write_day_file(tmp_path / "a.parquet", [event("a")])], "s-1")
+
+
+def test_a_days_files_load_in_one_job_and_days_are_listed(table: BigQueryEventTable, tmp_path: Path) -> None:
+    assert table.days() == set()
+    folder = tmp_path / "event_date=2026-03-14"
+    paths = [write_day_file(folder / f"part-{i}.zstd.parquet", [event(f"m{i}-{j}", hour=j) for j in range(3)])
+             for i in range(4)]
+    assert table.merge_files(DAY, paths, "lake-merge") == 12
+    jobs = [j for j in table.client.list_jobs() if j.job_id.startswith(f"workdev_{table.dataset}_platform_events_")]
+    assert len(jobs) == 1  # every file of the day in one load job
+    assert table.days() == {DAY} and sum(table.day_counts(DAY).values()) == 12
+    with pytest.raises(ValueError, match="one file per load job"):  # an upload cannot take several
+        BigQueryEventTable(table.client, table.dataset, local_file_uris=False).load_files(
+            table._staging("x"), paths, "x")
+
+
+def test_retention_in_place_deletes_exactly_the_expired_rows(table: BigQueryEventTable, tmp_path: Path) -> None:
+    table.merge_files(DAY, [write_day_file(tmp_path / "a.parquet", [
+        event("old-job", hour=1), event("new-job", hour=20), event("old-bid", hour=1, event_type="bid_placed")])],
+        "s-1")
+    table.merge_files(OTHER_DAY, [write_day_file(tmp_path / "b.parquet", [event("next", OTHER_DAY, hour=1)])], "s-2")
+    cutoffs = {"job_posted": datetime(2026, 3, 14, 12, tzinfo=UTC),  # old-job expired, new-job kept
+               "bid_placed": datetime(2026, 3, 14, 0, tzinfo=UTC)}  # old-bid kept
+    before = datetime(2026, 3, 16, tzinfo=UTC)
+    assert sorted(table.expired_by_day(cutoffs, before)) == [(DAY, "jobs", 1, 3), (OTHER_DAY, "jobs", 0, 1)]
+    deleted = table.delete_expired(cutoffs, datetime(2026, 3, 14, tzinfo=UTC), datetime(2026, 3, 15, tzinfo=UTC))
+    assert deleted in (1, -1)  # -1: the server does not report DML rows (the emulator)
+    assert table.event_ids(DAY) == {"new-job", "old-bid"}
+    assert table.event_ids(OTHER_DAY) == {"next"}
+    assert table.delete_expired({"unknown_type": before}, datetime(2026, 3, 14, tzinfo=UTC), before) in (0, -1)
+    assert table.event_ids(DAY) == {"new-job", "old-bid"}
+
+
+def test_erasure_refresh_replaces_exactly_the_queued_events(table: BigQueryEventTable, tmp_path: Path) -> None:
+    table.merge_files(DAY, [write_day_file(tmp_path / "a.parquet", [
+        event("a1", user_id="alice", event_data={"email": "a@example.test"}), event("a2", hour=11, user_id="alice"),
+        event("a3", hour=12, user_id="alice"), event("b1", hour=13, user_id="bob")])], "s-1")
+    table.merge_files(OTHER_DAY, [write_day_file(tmp_path / "b.parquet", [event("a4", OTHER_DAY, user_id="alice")])],
+                      "s-2")
+    assert sorted(r[0] for r in table.user_rows("alice")) == ["a1", "a2", "a3", "a4"]
+    start, end = datetime(2026, 3, 14, tzinfo=UTC), datetime(2026, 3, 16, tzinfo=UTC)
+    queued = ["a1", "a2", "a4"]  # a2 is no longer in the lake; a3 is not queued
+    assert sorted(table.held_event_ids(queued, start, end)) == ["a1", "a2", "a4"]
+    lake = write_day_file(tmp_path / "lake.parquet", [event("a1", user_id=None, event_data={}),
+                                                      event("a4", OTHER_DAY, user_id=None)])
+    assert table.refresh_events(queued, start, end, [lake], "erasure-1") == 2
+    assert [r[0] for r in table.user_rows("alice")] == ["a3"]
+    assert table.event_ids(DAY) == {"a1", "a3", "b1"} and table.event_ids(OTHER_DAY) == {"a4"}
+    assert json.loads(rows_of(table, DAY)["a1"]["event_data"]) == {}
+    assert table.refresh_events(queued, start, end, [lake], "erasure-1") == 2  # redone: the same
+    assert table.duplicate_event_ids(DAY) == [] and table.user_row_count("bob") == 1
+    assert table.refresh_events(["a3"], start, end, [], "erasure-2") == 0  # no lake row: deleted
+    assert table.event_ids(DAY) == {"a1", "b1"}
+
+
+def test_trace_queries_read_the_engine(table: BigQueryEventTable, tmp_path: Path) -> None:
+    table.merge_files(DAY, [write_day_file(tmp_path / "a.parquet", [
+        event("a1", user_id="alice", event_data={"email": "a@example.test", "n": 1}),
+        event("a2", hour=11, user_id="alice", event_data={"email": "a@example.test"}),
+        event("s1", hour=12, user_id=None, event_type="signup",
+              event_data={"phone": "+1 555", "x": "a@example.test"})])], "s-1")
+    assert table.user_counts() == [("alice", 2)]
+    assert set(table.personal_values()) == {("a@example.test", None, None, 2), (None, "+1 555", None, 1)}
+    [(data, metadata)] = table.anonymised_payloads(["signup"])
+    assert json.loads(data) == {"phone": "+1 555", "x": "a@example.test"} and json.loads(metadata) == {"ip": "10.0.0.1"}
+    assert table.anonymised_payloads(["job_posted"]) == []
+    assert table.ip_user_agents() == []  # metadata here has "ip", not "ip_address"
 
 
 def _sha256(path: Path) -> str:

@@ -1,7 +1,7 @@
 """The Dagster UI in a real browser: headless Chromium (the Debian package, driven by Playwright) against
 ``dagster dev`` on a test database with a week of demo events. A data engineer's path: dismiss the first-run
-dialog, see every asset group on the asset graph, open the warehouse table's partitions, launch a 3-day
-backfill from the Materialize dialog, and find those days rebuilt in the warehouse.
+dialog, see every asset group on the asset graph, open the lake table's partitions, launch a 3-day
+backfill from the Materialize dialog, and find those days rebuilt in the lake.
 
 Screenshots go to ``$WORKDEV_TEST_ARTIFACTS`` (default ``test-artifacts/`` in the repository); with
 ``WORKDEV_UPDATE_SCREENSHOTS=1`` the asset graph is also saved as ``docs/asset-graph.png`` for the README.
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("WORKDEV_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-GROUPS = ("ingestion", "warehouse", "aggregations", "governance", "metrics")
+GROUPS = ("ingestion", "lake", "aggregations", "governance", "metrics")
 UI_TIMEOUT = 60_000  # ms: a shared 2-core machine, the webserver answering GraphQL while runs start
 
 
@@ -93,10 +93,10 @@ def test_backfill_three_days_from_the_ui(dagster_dev: DevServer, page) -> None:
             (REPO / "docs").mkdir(exist_ok=True)
             shutil.copyfile(graph, REPO / "docs" / "asset-graph.png")
 
-        # -- the warehouse table and its partitions: three days lost --------------------------------------
-        server.drop_warehouse_days(days)
-        page.goto(f"{server.url}/assets/warehouse/platform_events")
-        expect(page.get_by_text("Parquet per UTC day", exact=False).first).to_be_visible()
+        # -- the lake table and its partitions: three days lost ------------------------------------------
+        dropped = server.drop_lake_days(days)
+        page.goto(f"{server.url}/assets/lake/platform_events")
+        expect(page.get_by_text("a Delta Lake table at WORKDEV_LAKE_URI", exact=False).first).to_be_visible()
         page.get_by_role("tab", name="Partitions").click()
         expect(page.get_by_text(first, exact=True).first).to_be_visible()
         expect(page.get_by_text(re.compile(r"Materialized \(\d+\)")).first).to_be_visible()
@@ -129,7 +129,7 @@ def test_backfill_three_days_from_the_ui(dagster_dev: DevServer, page) -> None:
         expect(page.get_by_text("100% completed").first).to_be_visible()
         expect(page.get_by_text(f"{first}...{last}").first).to_be_visible()
         shot(page, "05-backfill-succeeded")
-        page.goto(f"{server.url}/assets/warehouse/platform_events?view=partitions")  # the days show materialized
+        page.goto(f"{server.url}/assets/lake/platform_events?view=partitions")  # the days show materialized
         expect(page.get_by_text(re.compile(r"Materialized \(\d+\)")).first).to_have_text(
             re.compile(r"Materialized \(([3-9]|\d{2,})\)"))
         shot(page, "06-partitions-materialized")
@@ -138,5 +138,6 @@ def test_backfill_three_days_from_the_ui(dagster_dev: DevServer, page) -> None:
         print(server.log_tail())
         raise
 
-    # -- the warehouse holds those days again, every event of them ---------------------------------------
-    assert server.warehouse_day_counts(days) == expected
+    # -- the lake holds those days again, every event of them, rebuilt in one commit -----------------------
+    assert server.lake_day_counts(days) == expected
+    assert server.lake.events().version() == dropped + 1

@@ -6,10 +6,12 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import date, timedelta
 from pathlib import Path
 
 import psycopg
 
+from workdev_pipeline.lake import EventLake, LakeLocation
 from workdev_pipeline.settings import MIGRATIONS_DIR
 
 CLI = Path(sys.executable).with_name("workdev-pipeline")
@@ -56,21 +58,53 @@ def test_up_migrates_and_seeds_demo_traffic_once(empty_db: str) -> None:
     assert "event store holds 500 events; no demo traffic generated" in second.stdout
 
 
-def test_sweep_then_rebuild_a_range_with_progress(db: str, tmp_path: Path) -> None:
-    from tests.ingest_helpers import days_in_postgres, demo
+def test_sweep_then_rebuild_a_range_is_one_lake_commit_with_progress(db: str, tmp_path: Path) -> None:
+    from tests.ingest_helpers import days_in_postgres, demo, lake_days
 
     demo(db, 900, days=3)
-    env = {**os.environ, "WORKDEV_DATABASE_URL": db, "WORKDEV_WAREHOUSE_DIR": str(tmp_path / "warehouse")}
+    lake_dir = tmp_path / "lake"
+    lake = EventLake(LakeLocation.from_env(str(lake_dir)))
+    env = {**os.environ, "WORKDEV_DATABASE_URL": db}
+    env.pop("WORKDEV_LAKE_URI", None)
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(CLI), *args], capture_output=True, text=True, env=env, timeout=120, check=False)
+    def cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(CLI), *args], capture_output=True, text=True, env={**env, **extra}, timeout=120,
+                              check=False)
 
-    assert cli("sweep").returncode == 0
+    swept = cli("sweep", "--lake-uri", str(lake_dir))
+    assert swept.returncode == 0, swept.stderr
+    assert "sweep loaded: 900 loaded" in swept.stdout
+    assert lake.version() == 1  # the table's creation, then the sweep's one commit
     with psycopg.connect(db) as conn:
-        days = sorted(days_in_postgres(conn))
-    rebuilt = cli("rebuild", "--from", days[0], "--to", days[-1])
+        counts = days_in_postgres(conn)
+    first = date.fromisoformat(min(counts))
+    days = [first + timedelta(days=i) for i in range(3)]
+    others = {d: lake.snapshot().day_files(d) for d in lake.snapshot().days() if d not in days}
+    before = lake.version()
+
+    # the same lake through the environment this time (WORKDEV_LAKE_URI, as --lake-uri's envvar)
+    rebuilt = cli("rebuild", "--from", days[0].isoformat(), "--to", days[-1].isoformat(),
+                  WORKDEV_LAKE_URI=str(lake_dir))
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert f"rebuild loaded: {900:,} loaded" in rebuilt.stdout
-    assert f"{len(days)}/{len(days)}" in rebuilt.stderr  # the progress bar, one step per day
-    backwards = cli("rebuild", "--from", days[-1], "--to", days[0])
+    expected = sum(counts.get(d.isoformat(), 0) for d in days)
+    assert f"rebuild loaded: {expected:,} loaded" in rebuilt.stdout
+    assert "3/3" in rebuilt.stderr  # the progress bar, one step per day
+    assert lake.version() == before + 1  # the whole 3-day range: exactly one Delta commit
+    assert lake_days(lake) == counts  # every event of PostgreSQL, once
+    assert {d: lake.snapshot().day_files(d) for d in others} == others  # days outside the range untouched
+    backwards = cli("rebuild", "--lake-uri", str(lake_dir), "--from", days[-1].isoformat(), "--to",
+                    days[0].isoformat())
     assert backwards.returncode == 2 and "is before --from" in backwards.stderr
+    assert lake.version() == before + 1
+
+
+def test_a_bad_lake_uri_is_one_error_line(db: str, tmp_path: Path) -> None:
+    for command in (["sweep"], ["rebuild", "--from", "2026-01-01"], ["replay"]):
+        env = {**os.environ, "WORKDEV_DATABASE_URL": db, "WORKDEV_LAKE_URI": "ftp://x", "WORKDEV_HOME": str(tmp_path)}
+        result = subprocess.run([str(CLI), *command], capture_output=True, text=True, env=env, timeout=120,
+                                check=False)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "ftp://x" in lines[0], result.stderr
+        assert "Traceback" not in result.stderr and not result.stdout
+    assert not (tmp_path / "lake").exists()  # no fallback to the default lake

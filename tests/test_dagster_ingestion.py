@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -19,31 +18,29 @@ from dagster import (
 )
 from dagster._core.storage.dagster_run import DagsterRun
 
-from tests.ingest_helpers import days_in_postgres, demo, loadable_ids, warehouse_ids
+from tests.ingest_helpers import days_in_postgres, demo, lake_ids, loadable_ids
 from workdev_pipeline.assets.checks import (
     pending_backlog_fresh,
 )
-from workdev_pipeline.assets.ingestion import ENRICHED_EVENTS, INCOMING_EVENTS, WAREHOUSE_EVENTS, incoming_events
-from workdev_pipeline.resources.local import LocalWarehouseResource
+from workdev_pipeline.assets.ingestion import ENRICHED_EVENTS, INCOMING_EVENTS, LAKE_EVENTS, incoming_events
+from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.schedules.sensors import ingest_sensor
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
-
-def resources(db: str, warehouse: LocalWarehouseResource) -> dict[str, object]:
-    return {"postgres": PostgresResource(database_url=db), "warehouse": warehouse}
+def resources(db: str, lake: LakeResource) -> dict[str, object]:
+    return {"postgres": PostgresResource(database_url=db), "lake": lake}
 
 
 def run_job(defs: Definitions, name: str, instance: DagsterInstance, **kwargs):
     return defs.resolve_job_def(name).execute_in_process(instance=instance, **kwargs)
 
 
-def test_sensor_requests_a_sweep_and_the_run_loads_every_event(db: str, defs: Definitions,
-                                                               warehouse: LocalWarehouseResource,
+def test_sensor_requests_a_sweep_and_the_run_loads_every_event(db: str, defs: Definitions, lake: LakeResource,
                                                                instance: DagsterInstance) -> None:
-    resources = {"postgres": PostgresResource(database_url=db), "warehouse": warehouse}
+    resources = {"postgres": PostgresResource(database_url=db), "lake": lake}
     idle = ingest_sensor(build_sensor_context(instance=instance, resources=resources))
     assert isinstance(idle, SensorResult) and not idle.run_requests
 
@@ -61,95 +58,111 @@ def test_sensor_requests_a_sweep_and_the_run_loads_every_event(db: str, defs: De
                            if m.asset_key == ENRICHED_EVENTS)
     assert materialization.metadata["rows_loaded"].value + materialization.metadata["rows_failed"].value == 2_000
     assert materialization.metadata["events_per_second"].value > 0
-    # the sweep appended to day partitions of the warehouse table: they show as materialized
+    # the sweep is one Delta commit (after the table's creation), named in the metadata
+    assert lake.events().version() == materialization.metadata["lake_version"].value == 1
+    # the sweep appended to day partitions of the lake table: they show as materialized, with that version
     with psycopg.connect(db) as conn:
         days = set(days_in_postgres(conn))
-        assert sorted(warehouse_ids(warehouse.files())) == sorted(loadable_ids(conn))
-    assert instance.get_materialized_partitions(WAREHOUSE_EVENTS) == days
+        assert sorted(lake_ids(lake.events())) == sorted(loadable_ids(conn))
+    assert instance.get_materialized_partitions(LAKE_EVENTS) == days
+    day_events = [m for m in run.asset_materializations_for_node("pipeline__enriched_events")
+                  if m.asset_key == LAKE_EVENTS]
+    assert {m.partition for m in day_events} == days
+    assert {m.metadata["lake_version"].value for m in day_events} == {1}
 
     # nothing pending any more: no run requested
     after = ingest_sensor(build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
     assert not after.run_requests and after.asset_events[0].metadata["pending"].value == 0
 
 
-def test_sensor_holds_back_while_a_sweep_is_in_flight(db: str, warehouse: LocalWarehouseResource,
+def test_sensor_holds_back_while_a_sweep_is_in_flight(db: str, lake: LakeResource,
                                                       instance: DagsterInstance) -> None:
     demo(db, 100)
     instance.add_run(DagsterRun(job_name="ingest_events", run_id="a" * 36, status=DagsterRunStatus.STARTED))
-    resources = {"postgres": PostgresResource(database_url=db), "warehouse": warehouse}
+    resources = {"postgres": PostgresResource(database_url=db), "lake": lake}
     result = ingest_sensor(build_sensor_context(instance=instance, resources=resources))
     assert not result.run_requests and result.asset_events[0].metadata["pending"].value == 100
 
 
-def test_backfill_of_three_days_twice_gives_identical_files_and_touches_nothing_else(
-        db: str, defs: Definitions, warehouse: LocalWarehouseResource, instance: DagsterInstance) -> None:
+def test_backfill_of_three_days_twice_is_one_commit_each_same_rows_and_touches_nothing_else(
+        db: str, defs: Definitions, lake: LakeResource, instance: DagsterInstance) -> None:
     demo(db, 3_000, days=6)
     assert run_job(defs, "ingest_events", instance).success
-    files = warehouse.files()
-    days = files.days()
+    events = lake.events()
+    days = events.snapshot().days()
     target, others = days[1:4], days[:1] + days[4:]
-    untouched = {p: p.read_bytes() for d in others for p in files.day_files(d)}
+    untouched = {d: events.snapshot().day_files(d) for d in others}
     job = defs.resolve_implicit_global_asset_job_def()
     tags = {RANGE_START: target[0].isoformat(), RANGE_END: target[-1].isoformat()}
 
-    first = job.execute_in_process(instance=instance, asset_selection=[WAREHOUSE_EVENTS], tags=tags)
+    def target_rows() -> list[tuple]:
+        return sorted(events.snapshot().query("SELECT * FROM platform_events", days=target))
+
+    before = events.version()
+    first = job.execute_in_process(instance=instance, asset_selection=[LAKE_EVENTS], tags=tags)
     assert first.success
-    snapshot = {p: p.read_bytes() for d in target for p in files.day_files(d)}
-    second = job.execute_in_process(instance=instance, asset_selection=[WAREHOUSE_EVENTS], tags=tags)
+    assert events.version() == before + 1  # the 3-day range: one predicate overwrite, one commit
+    rows, replaced = target_rows(), {d: events.snapshot().day_files(d) for d in target}
+    second = job.execute_in_process(instance=instance, asset_selection=[LAKE_EVENTS], tags=tags)
     assert second.success
-    assert {p: p.read_bytes() for d in target for p in files.day_files(d)} == snapshot
-    assert {p: p.read_bytes() for d in others for p in files.day_files(d)} == untouched
+    assert events.version() == before + 2
+    assert target_rows() == rows  # idempotent: the very same rows (ingested_at included)
+    assert all(set(events.snapshot().day_files(d)).isdisjoint(replaced[d]) for d in target)  # written anew
+    assert {d: events.snapshot().day_files(d) for d in others} == untouched  # other days: the same files
     with psycopg.connect(db) as conn:
         expected = days_in_postgres(conn)
-    meta = second.asset_materializations_for_node("warehouse__platform_events")[0].metadata
+    meta = second.asset_materializations_for_node("lake__platform_events")[0].metadata
     assert meta["rows_loaded"].value == sum(expected[d.isoformat()] for d in target)
+    assert meta["lake_version"].value == before + 2
     assert len(first.get_asset_materialization_events()) == 3  # one per day partition of the range
 
 
-def test_partition_checks_pass_then_catch_a_duplicated_file(db: str, defs: Definitions,
-                                                            warehouse: LocalWarehouseResource,
-                                                            instance: DagsterInstance) -> None:
+def test_partition_checks_pass_then_catch_a_duplicated_commit(db: str, defs: Definitions, lake: LakeResource,
+                                                              instance: DagsterInstance) -> None:
     demo(db, 1_500, days=2)
     assert run_job(defs, "ingest_events", instance).success
-    day = warehouse.files().days()[-1]
+    events = lake.events()
+    day = events.snapshot().days()[-1]
 
     def run_checks() -> dict[str, bool]:
         # the partition goes in as a tag (as the UI sends it): execute_in_process(partition_key=) only
         # validates keys against selected assets, and this job selects checks alone
-        result = run_job(defs, "check_warehouse_days", instance, tags={"dagster/partition": day.isoformat()})
+        result = run_job(defs, "check_lake_days", instance, tags={"dagster/partition": day.isoformat()})
         return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
     assert run_checks() == {"reconciles_with_postgres": True, "no_duplicate_event_ids": True,
                             "parquet_schema_matches": True}
-    original = warehouse.files().day_files(day)[0]
-    shutil.copy(original, original.with_name("part-copied-by-hand.parquet"))
+    # the day's rows appended once more, by hand (a writer that bypassed the ingestor)
+    copied = events.snapshot().dataset(days=[day]).to_table()
+    before = events.version()
+    assert events.append([copied], app_id="copied-by-hand", version=1).version == before + 1
     verdicts = run_checks()
     assert verdicts["no_duplicate_event_ids"] is False and verdicts["reconciles_with_postgres"] is False
-    assert Counter(warehouse_ids(warehouse.files())).most_common(1)[0][1] == 2
+    assert Counter(lake_ids(events)).most_common(1)[0][1] == 2
 
 
-def test_backlog_check_and_replay_job(db: str, defs: Definitions, warehouse: LocalWarehouseResource,
-                                      instance: DagsterInstance, tmp_path: Path) -> None:
+def test_backlog_check_and_replay_job(db: str, defs: Definitions, lake: LakeResource,
+                                      instance: DagsterInstance) -> None:
     demo(db, 300)
     backlog = AssetSelection.checks(AssetCheckKey(INCOMING_EVENTS, "pending_backlog_fresh"))
     result = materialize([incoming_events, pending_backlog_fresh], selection=backlog, instance=instance,
-                         resources=resources(db, warehouse))
+                         resources=resources(db, lake))
     evaluation = result.get_asset_check_evaluations()[0]
     assert evaluation.passed and evaluation.metadata["pending"].value == 300
 
-    root = Path(warehouse.data_dir)
-    root.mkdir(parents=True)
-    (root / "_staging").write_text("blocked")  # the warehouse cannot be written
+    root = Path(lake.location().root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    root.write_text("blocked")  # the lake's location cannot be written
     failed = run_job(defs, "ingest_events", instance, raise_on_error=False)
     assert not failed.success
     result = materialize([incoming_events, pending_backlog_fresh], selection=backlog, instance=instance,
-                         resources=resources(db, warehouse))
+                         resources=resources(db, lake))
     assert not result.get_asset_check_evaluations()[0].passed  # the dead letter is not empty
 
-    (root / "_staging").unlink()
+    root.unlink()  # the cause is fixed
     replay = run_job(defs, "replay_failed_events", instance)
     assert replay.success
     with psycopg.connect(db) as conn:
-        assert sorted(warehouse_ids(warehouse.files())) == sorted(loadable_ids(conn))
+        assert sorted(lake_ids(lake.events())) == sorted(loadable_ids(conn))
         failed_now = "SELECT count(*) FROM platform_events WHERE processing_status = 'failed'"
         assert conn.execute(failed_now).fetchone()[0] == 0

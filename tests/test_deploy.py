@@ -25,8 +25,8 @@ from dagster_graphql import DagsterGraphQLClient
 from psycopg.conninfo import conninfo_to_dict
 
 from tests.dagster_dev_server import free_port, graphql, wait_for_code_location
-from tests.ingest_helpers import demo, loadable_ids, warehouse_ids
-from workdev_pipeline.ingest.local_store import LocalEventFiles
+from tests.ingest_helpers import demo, lake_ids, loadable_ids
+from workdev_pipeline.lake import EventLake, LakeLocation
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -56,7 +56,7 @@ def service_environment(db: str, storage_db: str, tmp_path: Path, port: int) -> 
             "DAGSTER_PG_PORT": str(storage.get("port") or 5432),
             "DAGSTER_PG_USER": str(storage.get("user") or "postgres"),
             "DAGSTER_PG_PASSWORD": str(storage.get("password") or ""), "DAGSTER_PG_DB": str(storage["dbname"]),
-            "WORKDEV_DATABASE_URL": db, "WORKDEV_WAREHOUSE_DIR": str(tmp_path / "warehouse"),
+            "WORKDEV_DATABASE_URL": db, "WORKDEV_LAKE_URI": str(tmp_path / "lake"),
             "WORKDEV_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
 
 
@@ -199,10 +199,10 @@ def test_services_keep_runs_and_sensor_state_across_a_restart(db: str, storage_d
         # the daemon's sensor ticks, requests a sweep (its cursor counts requests) and the sweep loads everything
         wait_for(lambda: cursor_requests(sensor_state(base_url, location)[1]) >= 1,
                  "the ingest sensor did not request a sweep", 180, logs)
-        files = LocalEventFiles(tmp_path / "warehouse")
+        files = EventLake(LakeLocation.from_env(str(tmp_path / "lake")))
         with psycopg.connect(db) as conn:
             expected = sorted(loadable_ids(conn))
-        wait_for(lambda: sorted(warehouse_ids(files)) == expected, "the sensor's sweep did not load the events",
+        wait_for(lambda: sorted(lake_ids(files)) == expected, "the sensor's sweep did not load the events",
                  180, logs)
 
         # a run launched over GraphQL, recorded in PostgreSQL

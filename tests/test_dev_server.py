@@ -1,5 +1,5 @@
 """The README's run command, for real: ``workdev-pipeline dev`` starts Dagster's webserver and daemon, and the
-daemon's ingest sensor loads the pending events into the local warehouse with no one clicking anything."""
+daemon's ingest sensor loads the pending events into the lake with no one clicking anything."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import psycopg
 
-from tests.ingest_helpers import demo, loadable_ids, warehouse_ids
-from workdev_pipeline.ingest.local_store import LocalEventFiles
+from tests.ingest_helpers import demo, lake_ids, loadable_ids
+from workdev_pipeline.lake import EventLake, LakeLocation
 
 
 def _free_port() -> int:
@@ -28,11 +28,11 @@ def test_dev_serves_the_ui_and_the_sensor_loads_events(db: str, tmp_path: Path) 
     demo(db, 2_000)
     port = _free_port()
     env = {**os.environ, "WORKDEV_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dagster"),
-           "WORKDEV_WAREHOUSE_DIR": str(tmp_path / "warehouse")}
+           "WORKDEV_LAKE_URI": str(tmp_path / "lake")}
     cli = Path(sys.executable).with_name("workdev-pipeline")
     server = subprocess.Popen([str(cli), "dev", "--database-url", db, "--port", str(port)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    files = LocalEventFiles(tmp_path / "warehouse")
+    files = EventLake(LakeLocation.from_env(str(tmp_path / "lake")))
     try:
         deadline = time.monotonic() + 120
         while True:  # the UI answers on loopback
@@ -47,7 +47,7 @@ def test_dev_serves_the_ui_and_the_sensor_loads_events(db: str, tmp_path: Path) 
         assert "QueuedRunCoordinator" in (tmp_path / "dagster" / "dagster.yaml").read_text()
         with psycopg.connect(db) as conn:
             expected = loadable_ids(conn)
-        while sorted(warehouse_ids(files)) != sorted(expected):  # the sensor requests a sweep run by itself
+        while sorted(lake_ids(files)) != sorted(expected):  # the sensor requests a sweep run by itself
             assert server.poll() is None and time.monotonic() < deadline, "the sensor did not load the events"
             time.sleep(2)
     finally:

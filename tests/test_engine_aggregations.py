@@ -1,6 +1,7 @@
 """The remote engines' ``event_aggregations`` tables: BigQuery (the real google-cloud-bigquery client against the
 bqemulator) and Redshift (the real redshift_connector against the PostgreSQL stand-in). A range replace holds
-exactly the given rows, touches no other type or period, is idempotent; bad rows are refused."""
+exactly the given rows, touches no other type or period, is idempotent; bad rows are refused; a delivery sends what
+the lake's aggregation table holds."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from tests.bq_emulator import bigquery_emulator  # noqa: F401 (a fixture)
 from tests.redshift_standin import redshift_database, redshift_standin  # noqa: F401 (fixtures)
-from workdev_pipeline.aggregations.delivery import load_ranges
-from workdev_pipeline.aggregations.files import AGGREGATION_SCHEMA
+from workdev_pipeline.aggregations.delivery import deliver_aggregations, load_ranges
 from workdev_pipeline.aggregations.periods import DAILY, HOURLY, WEEKLY
+from workdev_pipeline.lake.aggregations import AGGREGATION_SCHEMA, AggregationLake
+from workdev_pipeline.lake.location import LakeLocation
 from workdev_pipeline.warehouses.bigquery import emulator_client
 from workdev_pipeline.warehouses.bigquery_aggregations import BigQueryAggregationTable
 from workdev_pipeline.warehouses.redshift import statement_text
@@ -100,6 +103,23 @@ def test_rows_outside_the_range_or_of_another_type_are_refused(table: RemoteAggr
                                    "bad-type")
     with pytest.raises(ValueError, match="empty aggregation range"):
         table.replace_aggregations("hourly", T0, T0, rows("hourly", [], hour), "bad-empty")
+
+
+def test_a_delivery_sends_exactly_what_the_lake_holds(table: RemoteAggregationTable, tmp_path: Path) -> None:
+    lake = AggregationLake(LakeLocation.from_env(str(tmp_path / "lake")))
+    hour, end = timedelta(hours=1), T0 + timedelta(days=1)
+    first = rows("hourly", [(T0 + i * hour, "job.posted", 5 + i, None) for i in range(24)]
+                 + [(T0 + 3 * hour, "payment.completed", 7, "1234567.891234567")], hour)
+    lake.replace_periods(HOURLY, T0, end, first)
+    lake.replace_periods(DAILY, T0, end, rows("daily", [(T0, "job.posted", 500, None)], timedelta(days=1)))
+    sent = deliver_aggregations(lake, table, HOURLY, T0, end, retries=0)
+    assert (sent.rows, sent.loads, sent.periods, sent.periods_with_rows) == (25, 1, 24, 24)
+    assert held(table, "hourly", T0, end) == expected(first) and held(table, "daily", T0, end) == []
+    # the lake's range rebuilt with fewer rows: the next delivery leaves the engine exactly those
+    fewer = first.slice(0, 12)
+    lake.replace_periods(HOURLY, T0, end, fewer)
+    assert deliver_aggregations(lake, table, HOURLY, T0, end, retries=0).rows == 12
+    assert held(table, "hourly", T0, end) == expected(fewer)
 
 
 def test_load_ranges_and_batches() -> None:

@@ -1,8 +1,9 @@
-"""BigQuery and Redshift through the same Dagster asset tests as the local warehouse: the real google-cloud-bigquery
-client against the bqemulator, the real redshift-connector against PostgreSQL behind the test stand-in
-(``tests/redshift_standin.py``). End to end through the sensor, backfills twice, a late event, a run killed
-between the engine's load and the bookkeeping, an engine down (retries, dead letter, replay), fan-out to every
-engine at once."""
+"""BigQuery and Redshift fed from the lake and governed in place: the real google-cloud-bigquery client against the
+bqemulator, the real redshift-connector against PostgreSQL behind the test stand-in (``tests/redshift_standin.py``),
+the real Delta lake, real Dagster runs. The sweep into the lake is the real ingestor's; everything the engines hold
+comes from the lake. End to end through the sensor; appends merged, a day rebuilt in the lake replaced; backfills
+twice; a run killed between the engine's load and its bookkeeping; an engine down while the lake is rebuilt and
+vacuumed; a log cleaned up past the engine's version; retention and erasure in place on a new host."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import os
 import secrets
 import subprocess
 import sys
-import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -18,24 +19,30 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from dagster import AssetSelection, DagsterInstance, Definitions, build_sensor_context, evaluate_automation_conditions
+from dagster import DagsterInstance, Definitions, build_sensor_context
 from psycopg.conninfo import conninfo_to_dict
 
 from tests.bq_emulator import bigquery_emulator  # noqa: F401 (a fixture)
 from tests.ingest_helpers import REPO, days_in_postgres, demo, loadable_ids, wait_until_lock_released
 from tests.redshift_standin import redshift_standin  # noqa: F401 (a fixture)
-from workdev_pipeline.aggregations.periods import DAILY, HOURLY
-from workdev_pipeline.assets.aggregations import postgres_key, warehouse_key
-from workdev_pipeline.assets.engine_aggregations import engine_aggregation_key
-from workdev_pipeline.assets.engines import sweep_key, table_key
-from workdev_pipeline.assets.governance import ERASURE_OP
+from workdev_pipeline.assets.engines import (
+    delivery_job_name,
+    delivery_key,
+    delivery_sensor_name,
+    table_key,
+)
 from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.definitions import build_definitions
+from workdev_pipeline.governance.erasure import erase_users, verify_erasures
+from workdev_pipeline.governance.retention import apply_retention, verify_retention
+from workdev_pipeline.ingest.ingestor import Ingestor
+from workdev_pipeline.lake import EventLake, LakeLocation
+from workdev_pipeline.lake.delivery import delivered_version
 from workdev_pipeline.resources.bigquery import BigQueryWarehouseResource
-from workdev_pipeline.resources.local import LocalWarehouseResource
+from workdev_pipeline.resources.fanout import EnabledWarehouses
+from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.resources.redshift import RedshiftWarehouseResource
-from workdev_pipeline.sql_files import query
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
@@ -43,7 +50,7 @@ RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_p
 @dataclass
 class EngineSetup:
     """One engine under test: its resource, a copy of it pointing at a dead endpoint, and the environment that
-    configures it for the CLI (``workdev-pipeline sweep --engine``)."""
+    configures it for another process (``engine_settings.py``)."""
 
     name: str
     resource: BigQueryWarehouseResource | RedshiftWarehouseResource
@@ -51,45 +58,47 @@ class EngineSetup:
     env: dict[str, str]
 
 
-def _bigquery(request: pytest.FixtureRequest, home: Path) -> EngineSetup:
+def _bigquery(request: pytest.FixtureRequest) -> EngineSetup:
     emulator = request.getfixturevalue("bigquery_emulator")
     dataset = f"wd_{secrets.token_hex(4)}"
-    common = {"project": emulator.project, "dataset": dataset, "mirror_dir": str(home / "engines" / "bigquery"),
-              "backoff_seconds": 0.01}
+    common = {"project": emulator.project, "dataset": dataset, "backoff_seconds": 0.01}
     return EngineSetup("bigquery", BigQueryWarehouseResource(api_endpoint=emulator.endpoint, **common),
                        BigQueryWarehouseResource(api_endpoint="http://127.0.0.1:9", retries=1,
                                                  retry_deadline_seconds=1.0, **common),
-                       {"BIGQUERY_PROJECT_ID": emulator.project, "BIGQUERY_DATASET_ID": dataset,
-                        "BIGQUERY_API_ENDPOINT": emulator.endpoint})
+                       {"BIGQUERY_ENABLED": "true", "BIGQUERY_PROJECT_ID": emulator.project,
+                        "BIGQUERY_DATASET_ID": dataset, "BIGQUERY_API_ENDPOINT": emulator.endpoint})
 
 
-def _redshift(request: pytest.FixtureRequest, home: Path, db: str) -> EngineSetup:
+def _redshift(request: pytest.FixtureRequest, db: str) -> EngineSetup:
     standin = request.getfixturevalue("redshift_standin")
     params = conninfo_to_dict(db)
     user, database = str(params.get("user") or "postgres"), str(params["dbname"])
     common = {"host": standin.host, "database": database, "user": user, "ssl": False, "dialect": "postgres",
-              "db_schema": "redshift_wh", "mirror_dir": str(home / "engines" / "redshift"), "backoff_seconds": 0.01}
+              "db_schema": "redshift_wh", "backoff_seconds": 0.01}
     return EngineSetup("redshift", RedshiftWarehouseResource(port=standin.port, **common),
                        RedshiftWarehouseResource(port=9, retries=1, **common),
-                       {"REDSHIFT_HOST": standin.host, "REDSHIFT_PORT": str(standin.port),
+                       {"REDSHIFT_ENABLED": "true", "REDSHIFT_HOST": standin.host, "REDSHIFT_PORT": str(standin.port),
                         "REDSHIFT_DATABASE": database, "REDSHIFT_USER": user, "REDSHIFT_SSL": "false",
                         "REDSHIFT_SCHEMA": "redshift_wh", "REDSHIFT_DIALECT": "postgres"})
 
 
 @pytest.fixture(params=["bigquery", "redshift"])
-def engine(request: pytest.FixtureRequest, db: str, tmp_path: Path) -> Iterator[EngineSetup]:
-    home = tmp_path / "home"
-    yield _bigquery(request, home) if request.param == "bigquery" else _redshift(request, home, db)
+def engine(request: pytest.FixtureRequest, db: str) -> Iterator[EngineSetup]:
+    yield _bigquery(request) if request.param == "bigquery" else _redshift(request, db)
 
 
-def engine_defs(db: str, warehouse: LocalWarehouseResource, *engines: EngineSetup,
-                down: bool = False) -> Definitions:
-    return build_definitions({"postgres": PostgresResource(database_url=db), "warehouse": warehouse,
+def engine_defs(db: str, lake: LakeResource, *engines: EngineSetup, down: bool = False) -> Definitions:
+    return build_definitions({"postgres": PostgresResource(database_url=db), "lake": lake,
                               **{e.name: e.down if down else e.resource for e in engines}})
 
 
 def run_job(defs: Definitions, name: str, instance: DagsterInstance, **kwargs):
     return defs.resolve_job_def(name).execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+
+
+def sweep(db: str, lake: EventLake) -> None:
+    outcome = Ingestor(db, lake, consumer="lake", backoff_seconds=0.01).sweep()
+    assert outcome.status in ("loaded", "idle"), outcome.error
 
 
 def held(resource, days) -> tuple[set[str], int, list]:
@@ -103,7 +112,24 @@ def held(resource, days) -> tuple[set[str], int, list]:
     return ids, rows, duplicates
 
 
+def lake_rows(lake: EventLake) -> dict[str, tuple]:
+    """event_id -> (event_type, user_id, event_data) of the lake's latest snapshot."""
+    return {r[0]: r[1:] for r in lake.snapshot().query(
+        "SELECT event_id, event_type, user_id, event_data FROM platform_events")}
+
+
+def assert_engine_is_the_lake(resource, lake: EventLake) -> None:
+    """The engine holds exactly the lake's events, once each, over every day either has."""
+    snapshot = lake.snapshot()
+    days = set(snapshot.days()) | resource.days()
+    ids, rows, duplicates = held(resource, sorted(days))
+    expected = {r[0] for r in snapshot.query("SELECT event_id FROM platform_events")}
+    assert not duplicates
+    assert ids == expected and rows == len(expected)
+
+
 def assert_exactly_once(db: str, resource) -> None:
+    """The engine holds every loadable event of PostgreSQL once."""
     with psycopg.connect(db) as conn:
         expected = loadable_ids(conn)
         days = [date.fromisoformat(d) for d in days_in_postgres(conn)]
@@ -113,277 +139,351 @@ def assert_exactly_once(db: str, resource) -> None:
     assert ids == expected
 
 
-def test_sensor_run_loads_every_event_into_the_engine_and_its_checks_pass(
-        db: str, engine: EngineSetup, warehouse: LocalWarehouseResource, instance: DagsterInstance) -> None:
-    defs = engine_defs(db, warehouse, engine)
-    demo(db, 1_500, days=3)
-    sensor = defs.get_sensor_def(f"ingest_sensor_{engine.name}")
-    resources = {"postgres": PostgresResource(database_url=db), engine.name: engine.resource}
-    result = sensor.evaluate_tick(build_sensor_context(instance=instance, resources=resources))
-    assert len(result.run_requests) == 1
-    assert result.run_requests[0].tags["workdev/engine"] == engine.name
+def delivered(db: str, engine: str) -> int | None:
+    with psycopg.connect(db) as conn:
+        return delivered_version(conn, engine)[0]
 
-    run = run_job(defs, f"ingest_events_{engine.name}", instance, tags=result.run_requests[0].tags)
+
+def test_sensor_delivers_the_lake_into_the_engine_and_its_checks_pass(
+        db: str, engine: EngineSetup, lake: LakeResource, instance: DagsterInstance) -> None:
+    defs = engine_defs(db, lake, engine)
+    demo(db, 1_500, days=3)
+    resources = {"postgres": PostgresResource(database_url=db), "lake": lake, engine.name: engine.resource}
+    sensor = defs.get_sensor_def(delivery_sensor_name(engine.name))
+    assert not sensor.evaluate_tick(build_sensor_context(instance=instance, resources=resources)).run_requests
+    sweep(db, lake.events())  # the lake's sweep (its own job); the engine's sensor sees the new version
+
+    result = sensor.evaluate_tick(build_sensor_context(instance=instance, resources=resources))
+    assert len(result.run_requests) == 1 and result.run_requests[0].tags["workdev/engine"] == engine.name
+    run = run_job(defs, delivery_job_name(engine.name), instance, tags=result.run_requests[0].tags)
     assert run.success
     assert_exactly_once(db, engine.resource)
+    assert delivered(db, engine.name) == lake.events().version()
     meta = next(m for m in run.asset_materializations_for_node(f"pipeline__{engine.name}_delivery")
-                if m.asset_key == sweep_key(engine.name)).metadata
-    assert meta["engine"].value == engine.name and meta["rows_loaded"].value > 0
+                if m.asset_key == delivery_key(engine.name)).metadata
+    assert meta["engine"].value == engine.name and meta["mode"].value == "full" and meta["rows_loaded"].value > 0
     with psycopg.connect(db) as conn:
         days = set(days_in_postgres(conn))
-        statuses = conn.execute("SELECT status, count(*) FROM warehouse_sync_status WHERE warehouse = %s "
-                                "GROUP BY 1", (engine.name,)).fetchall()
     assert instance.get_materialized_partitions(table_key(engine.name)) == days
-    assert dict(statuses) == {"succeeded": len(days)}  # one row per day the sweep loaded
 
-    # the local warehouse gets its own sweep; then every check of the engine's day passes, parity included
-    assert run_job(defs, "ingest_events", instance).success
     day = max(days)
     checks = run_job(defs, f"check_{engine.name}_days", instance, tags={"dagster/partition": day})
-    verdicts = {e.check_name: e.passed for e in checks.get_asset_check_evaluations()}
-    assert verdicts == {"reconciles_with_postgres": True, "no_duplicate_event_ids": True,
-                        "parity_with_local": True}
-    # nothing pending for this engine any more
+    evaluations = {e.check_name: e for e in checks.get_asset_check_evaluations()}
+    assert {name: e.passed for name, e in evaluations.items()} == {
+        "reconciles_with_postgres": True, "no_duplicate_event_ids": True, "parity_with_lake": True}
+    assert evaluations["parity_with_lake"].metadata["compared_days"].value == 1
     after = sensor.evaluate_tick(build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
-    assert not after.run_requests
+    assert not after.run_requests  # nothing new in the lake
+
+    # the checks look at the engine: a row the lake does not have, and a row twice, are seen
+    with engine.resource.table() as table:
+        first = table.event_ids(date.fromisoformat(day))
+        path = lake.snapshot().file_uri(lake.snapshot().day_files(date.fromisoformat(day))[0])
+        table.merge_files(date.fromisoformat(day), [Path(path)], "test-remerge")  # idempotent: nothing changes
+        assert table.event_ids(date.fromisoformat(day)) == first
+        _insert_stray_row(engine, table, date.fromisoformat(day))
+    checks = run_job(defs, f"check_{engine.name}_days", instance, tags={"dagster/partition": day})
+    assert {e.check_name: e.passed for e in checks.get_asset_check_evaluations()} == {
+        "reconciles_with_postgres": False, "no_duplicate_event_ids": True, "parity_with_lake": False}
 
 
-def test_backfill_twice_and_a_late_event(db: str, engine: EngineSetup, warehouse: LocalWarehouseResource,
-                                         instance: DagsterInstance) -> None:
-    defs = engine_defs(db, warehouse, engine)
-    demo(db, 2_000, days=5)
-    assert run_job(defs, f"ingest_events_{engine.name}", instance).success
+def _insert_stray_row(engine: EngineSetup, table, day: date, event_id: str | None = None) -> str:
+    """A row in the engine's day that the lake does not have (drift, or a bug)."""
+    event_id = event_id or str(uuid.uuid4())
+    table.ensure_table()
+    stamp = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=1)
+    if engine.name == "bigquery":
+        table._query(f"INSERT INTO `{table.table_id}` (event_id, event_type, event_category, `timestamp`, "
+                     f"ingested_at) VALUES ('{event_id}', 'user.login', 'user_activity', TIMESTAMP "
+                     f"'{stamp.isoformat()}', CURRENT_TIMESTAMP())")
+    else:
+        with table._transaction() as cursor:
+            cursor.execute('INSERT INTO "redshift_wh"."platform_events" (event_id, event_type, event_category, '
+                           '"timestamp", ingested_at) VALUES (%s, %s, %s, %s, %s)',
+                           (event_id, "user.login", "user_activity", stamp, stamp))
+    return event_id
+
+
+def test_appends_are_merged_and_a_day_rebuilt_in_the_lake_is_replaced(
+        db: str, engine: EngineSetup, lake: LakeResource) -> None:
+    events = lake.events()
+    demo(db, 1_200, days=3)
+    sweep(db, events)
+    first = engine.resource.deliver(db, events)
+    assert first.status == "delivered" and first.mode == "full"
+    with psycopg.connect(db) as conn:
+        days = sorted(date.fromisoformat(d) for d in days_in_postgres(conn))
+
+    # a late event, dated on the first day: the next delivery merges the sweep's one new file into that day only
+    late = datetime.combine(days[0], datetime.min.time(), tzinfo=UTC) + timedelta(hours=5)
+    with AnalyticsClient(db) as client:
+        event_id = str(client.track("user.login", {"method": "github"},
+                                    user_id="7d1f3b8e-0f6a-4a57-9b0e-6c0f2f3c9d11", timestamp=late))
+    sweep(db, events)
+    merged = engine.resource.deliver(db, events)
+    assert (merged.mode, merged.days_merged, merged.days_replaced, merged.files) == ("incremental", [days[0]], [], 1)
+    assert merged.days == {days[0]: 1}
+    assert event_id in engine.resource.event_ids(days[0])
+    assert_exactly_once(db, engine.resource)
+
+    # a stray row in the engine's second day, then that day rebuilt in the lake (a predicate overwrite): the
+    # delivery replaces the whole day (the stray row goes), and loads nothing else
+    with engine.resource.table() as table:
+        stray = _insert_stray_row(engine, table, days[1])
+    assert stray in engine.resource.event_ids(days[1])
+    assert Ingestor(db, events, consumer="lake").rebuild([days[1]]).status == "loaded"
+    replaced = engine.resource.deliver(db, events)
+    assert (replaced.days_replaced, replaced.days_merged) == ([days[1]], [])
+    assert stray not in engine.resource.event_ids(days[1])
+    assert_exactly_once(db, engine.resource)
+
+    # a compaction (same rows, new files) of files the engine holds: nothing to load
+    events.table().optimize.compact()
+    compacted = engine.resource.deliver(db, events)
+    assert compacted.status == "delivered" and compacted.days == {}
+    assert delivered(db, engine.name) == events.version()
+    idle = engine.resource.deliver(db, events)
+    assert idle.status == "idle" and idle.days == {}
+    assert_engine_is_the_lake(engine.resource, events)
+
+
+def test_backfill_twice_replaces_the_days_from_the_lake(db: str, engine: EngineSetup, lake: LakeResource,
+                                                        instance: DagsterInstance) -> None:
+    defs = engine_defs(db, lake, engine)
+    demo(db, 1_500, days=5)
+    sweep(db, lake.events())
     with psycopg.connect(db) as conn:
         days = sorted(date.fromisoformat(d) for d in days_in_postgres(conn))
     target, others = days[1:3], days[:1] + days[3:]
-    before_others = {d: engine.resource.day_counts(d) for d in others}
-    tags = {RANGE_START: target[0].isoformat(), RANGE_END: target[-1].isoformat()}
+    # the engine never delivered: a backfill fills just its days from the lake
     job = defs.resolve_implicit_global_asset_job_def()
+    tags = {RANGE_START: target[0].isoformat(), RANGE_END: target[-1].isoformat()}
+    with engine.resource.table() as table:
+        stray = _insert_stray_row(engine, table, target[0])
     for _ in range(2):
         run = job.execute_in_process(instance=instance, asset_selection=[table_key(engine.name)], tags=tags)
         assert run.success
         assert len(run.get_asset_materialization_events()) == len(target)
-    assert {d: engine.resource.day_counts(d) for d in others} == before_others
+        assert engine.resource.days() == set(target)
+    snapshot = lake.snapshot()
+    for day in target:
+        assert engine.resource.event_ids(day) == {r[0] for r in snapshot.query("SELECT event_id FROM platform_events",
+                                                                               days=[day])}
+    assert stray not in engine.resource.event_ids(target[0])
+    assert delivered(db, engine.name) is None  # a backfill is not a delivery: the next one loads everything
+    assert run_job(defs, delivery_job_name(engine.name), instance).success
     assert_exactly_once(db, engine.resource)
-
-    # a late event: emitted now, dated in the first day -- the next sweep merges it into that day
-    late = datetime.combine(days[0], datetime.min.time(), tzinfo=UTC) + timedelta(hours=5)
-    with AnalyticsClient(db) as client:
-        event_id = client.track("user.login", {"method": "github"},
-                                user_id="7d1f3b8e-0f6a-4a57-9b0e-6c0f2f3c9d11", timestamp=late)
-    assert run_job(defs, f"ingest_events_{engine.name}", instance).success
-    assert str(event_id) in engine.resource.event_ids(days[0])
-    assert_exactly_once(db, engine.resource)
+    assert engine.resource.days() == set(days)
+    assert others
 
 
-def _cli(args: list[str], engine: EngineSetup, home: Path, crash_at: str | None = None
-         ) -> subprocess.CompletedProcess:
+def _deliver_in_subprocess(db: str, engine: EngineSetup, lake_root: Path, home: Path,
+                           crash_at: str | None = None) -> subprocess.CompletedProcess:
+    """One delivery in another process configured by the environment (WORKDEV_LAKE_URI, the engine's settings),
+    optionally SIGKILLed at a crash point."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "WORKDEV_HOME": str(home),
-           **engine.env}
+           "WORKDEV_LAKE_URI": str(lake_root), **engine.env}
     if crash_at:
         env["WORKDEV_CRASH_AT"] = crash_at
-    return subprocess.run([sys.executable, "-m", "workdev_pipeline.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=300, cwd=REPO)
+    code = ("import sys\n"
+            "from workdev_pipeline.engine_settings import remote_engine_resources\n"
+            "from workdev_pipeline.lake import EventLake, LakeLocation\n"
+            "resource = remote_engine_resources()[sys.argv[2]].process_config_and_initialize()\n"
+            "o = resource.deliver(sys.argv[1], EventLake(LakeLocation.from_env()))\n"
+            "print(o.status, o.mode, o.rows)\n")
+    return subprocess.run([sys.executable, "-c", code, db, engine.name], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=REPO)
 
 
-@pytest.mark.parametrize("operation", ["sweep", "rebuild"])
-def test_killed_between_the_load_and_the_bookkeeping_then_rerun_is_exactly_once(
-        db: str, engine: EngineSetup, tmp_path: Path, operation: str) -> None:
+def test_killed_between_the_engine_load_and_its_bookkeeping_then_rerun_is_exactly_once(
+        db: str, engine: EngineSetup, lake: LakeResource, tmp_path: Path) -> None:
+    events = lake.events()
+    lake_root = Path(lake.location().root)
     demo(db, 1_200, days=2)
+    sweep(db, events)
     home = tmp_path / "home"
-    if operation == "rebuild":
-        assert _cli(["sweep", "--engine", engine.name, "--database-url", db], engine, home).returncode == 0
-    with psycopg.connect(db) as conn:
-        day = max(days_in_postgres(conn))
-    args = ["sweep"] if operation == "sweep" else ["rebuild", "--from", day]
-    killed = _cli([*args, "--engine", engine.name, "--database-url", db], engine, home, crash_at="after_remote_load")
-    assert killed.returncode == -9, killed.stderr[-2000:]
+    killed = _deliver_in_subprocess(db, engine, lake_root, home, crash_at="after_remote_load")
+    assert killed.returncode == -9, killed.stderr[-3000:]
     wait_until_lock_released(db)
-    if operation == "rebuild":  # the day was queued before the load: the next sweep finishes it
-        with psycopg.connect(db) as conn:
-            queued = conn.execute("SELECT event_date::text FROM warehouse_rebuild_queue WHERE consumer = %s",
-                                  (engine.name,)).fetchall()
-        assert queued == [(day,)]
-    again = _cli(["sweep", "--engine", engine.name, "--database-url", db], engine, home)
-    assert again.returncode == 0, again.stderr[-2000:]
+    assert delivered(db, engine.name) is None  # loaded, not recorded
+    assert engine.resource.days()  # the engine did receive the rows
+
+    # a new sweep meanwhile; the redo plans from the unrecorded version and loads everything once
+    demo(db, 300, days=2, seed=8)
+    sweep(db, events)
+    again = _deliver_in_subprocess(db, engine, lake_root, home)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.split()[:2] == ["delivered", "full"]
     assert_exactly_once(db, engine.resource)
 
+    # killed during an incremental delivery: the same
+    demo(db, 300, days=2, seed=9)
+    sweep(db, events)
+    before = delivered(db, engine.name)
+    killed = _deliver_in_subprocess(db, engine, lake_root, home, crash_at="after_remote_load")
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    wait_until_lock_released(db)
+    assert delivered(db, engine.name) == before
+    again = _deliver_in_subprocess(db, engine, lake_root, home)
+    assert again.returncode == 0 and again.stdout.split()[:2] == ["delivered", "incremental"], again.stderr[-3000:]
+    assert delivered(db, engine.name) == events.version()
+    assert_exactly_once(db, engine.resource)
+    assert not home.exists() or not any(home.rglob("*.parquet"))  # nothing of the engine on this host's disk
 
-def test_engine_down_retries_then_dead_letters_and_replay_delivers_exactly_once(
-        db: str, engine: EngineSetup, warehouse: LocalWarehouseResource, instance: DagsterInstance) -> None:
-    demo(db, 800, days=2)
-    down = engine_defs(db, warehouse, engine, down=True)
-    failed = run_job(down, f"ingest_events_{engine.name}", instance)
-    assert not failed.success
-    # the local warehouse is not blocked by the engine being down
-    assert run_job(down, "ingest_events", instance).success
+
+def test_engine_down_while_the_lake_is_rebuilt_and_vacuumed_then_up_gets_everything_once(
+        db: str, engine: EngineSetup, lake: LakeResource, instance: DagsterInstance) -> None:
+    events = lake.events()
+    demo(db, 1_000, days=3)
+    sweep(db, events)
+    assert engine.resource.deliver(db, events).status == "delivered"
     with psycopg.connect(db) as conn:
-        dead = dict(conn.execute("SELECT consumer, count(*) FROM event_failures WHERE resolved_at IS NULL "
-                                 "GROUP BY 1").fetchall())
-        status = conn.execute("SELECT status, error_message FROM warehouse_sync_status WHERE warehouse = %s",
-                              (engine.name,)).fetchall()
-        stored = conn.execute("SELECT count(*) FROM platform_event_store").fetchone()[0]
-    assert dead == {engine.name: stored}  # every event of the sweep, in this engine's dead letter only
-    assert status and status[0][0] == "failed" and "after 1 retries" in status[0][1]
+        days = sorted(date.fromisoformat(d) for d in days_in_postgres(conn))
 
-    up = engine_defs(db, warehouse, engine)
-    assert run_job(up, f"replay_failed_events_{engine.name}", instance).success
+    # the engine goes down; meanwhile the lake takes a sweep, a rebuild of a day, and a vacuum that deletes the
+    # files the rebuild replaced -- and the engine's delivery fails (after its retries), recording nothing
+    before = delivered(db, engine.name)
+    demo(db, 400, days=3, seed=8)
+    sweep(db, events)
+    assert Ingestor(db, events, consumer="lake").rebuild([days[0]]).status == "loaded"
+    assert events.vacuum(0)  # the rebuilt day's old files are gone from storage
+    down = engine_defs(db, lake, engine, down=True)
+    failed = run_job(down, delivery_job_name(engine.name), instance)
+    assert not failed.success
+    assert delivered(db, engine.name) == before
+
+    # back up: the delivery loads what the lake holds now -- the new files merged, the rebuilt day replaced
+    up = engine_defs(db, lake, engine)
+    run = run_job(up, delivery_job_name(engine.name), instance)
+    assert run.success
+    meta = next(m for m in run.asset_materializations_for_node(f"pipeline__{engine.name}_delivery")
+                if m.asset_key == delivery_key(engine.name)).metadata
+    assert meta["mode"].value == "incremental" and meta["days_replaced"].value == 1
     assert_exactly_once(db, engine.resource)
-    assert run_job(up, f"replay_failed_events_{engine.name}", instance).success  # twice: harmless
-    assert_exactly_once(db, engine.resource)
+    assert delivered(db, engine.name) == events.version()
 
 
-def test_retention_and_erasure_reach_the_engine(db: str, engine: EngineSetup, warehouse: LocalWarehouseResource,
-                                                instance: DagsterInstance) -> None:
-    from tests.test_retention import History, dagster_now, retention_config
+def test_a_log_cleaned_up_past_the_delivered_version_gives_a_full_delivery(
+        db: str, engine: EngineSetup, lake: LakeResource) -> None:
+    events = lake.events()
+    demo(db, 800, days=3)
+    sweep(db, events)
+    assert engine.resource.deliver(db, events).mode == "full"
+    with psycopg.connect(db) as conn:
+        days = sorted(date.fromisoformat(d) for d in days_in_postgres(conn))
+    with engine.resource.table() as table:  # a day the lake does not have (the full delivery empties it)
+        _insert_stray_row(engine, table, days[0] - timedelta(days=30))
+    demo(db, 300, days=3, seed=8)
+    sweep(db, events)
+    events.delete(f"event_date = '{days[-1].isoformat()}'")
+    table = events.table()
+    table.create_checkpoint()
+    log = Path(lake.location().root) / "platform_events" / "_delta_log"
+    for version in range(delivered(db, engine.name) + 1, table.version()):  # what a log cleanup removes
+        (log / f"{version:020d}.json").unlink()
+    outcome = engine.resource.deliver(db, events)
+    assert outcome.mode == "full" and "log" in " ".join(outcome.notes)
+    assert days[0] - timedelta(days=30) in outcome.days_replaced
+    assert_engine_is_the_lake(engine.resource, events)
+    assert engine.resource.deliver(db, events).status == "idle"
 
+
+def test_new_host_governance_leaves_every_other_users_rows_in_the_lake_and_both_engines(
+        request: pytest.FixtureRequest, db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh, empty WORKDEV_HOME; the lake where WORKDEV_LAKE_URI points (as a shared store would be): an erasure
+    and a retention run through every store remove exactly what they must, and the checks query each engine."""
+    from tests.test_retention import History, dagster_now
+
+    shared = tmp_path / "shared-store" / "lake"
     history = History(dagster_now())  # eight years, every category, expired and kept events
     with psycopg.connect(db) as conn:
         history.insert(conn)
-    defs = engine_defs(db, warehouse, engine)
-    assert run_job(defs, "ingest_events", instance).success
-    assert run_job(defs, f"ingest_events_{engine.name}", instance).success
-    days = sorted({e["timestamp"].astimezone(UTC).date() for e in history.events})
-    retention = defs.resolve_job_def("apply_retention").execute_in_process(
-        instance=instance, run_config=retention_config(history.as_of, dry_run=False))
-    assert retention.success
-    ids, rows, duplicates = held(engine.resource, days)
-    assert ids == history.kept_ids(loaded_only=True) and rows == len(ids) and not duplicates
+    events = EventLake(LakeLocation.from_env(str(shared)))
+    sweep(db, events)
+    engines = [_bigquery(request), _redshift(request, db)]
+    for setup in engines:  # delivered from the lake by another host; nothing on this one
+        assert setup.resource.deliver(db, events).mode == "full"
+        assert_engine_is_the_lake(setup.resource, events)
 
-    # erasure: the user's rows leave the engine's table too (anonymised rows written back without the user id)
-    user_id = next(str(e["user_id"]) for e in history.events if e["user_id"] and str(e["event_id"]) in ids)
-    assert engine.resource.user_row_count(user_id) > 0
-    erased = defs.resolve_job_def("gdpr_erasure").execute_in_process(
-        instance=instance, run_config={"ops": {ERASURE_OP: {"config": {"user_id": user_id}}}})
-    assert erased.success
-    assert engine.resource.user_row_count(user_id) == 0
-    # the aggregation periods it recomputed reached the engine's event_aggregations as well
-    meta = next(m.metadata for m in erased.asset_materializations_for_node(ERASURE_OP)
-                if "aggregation_rows_written" in m.metadata)
-    written = sum(meta["aggregation_rows_written"].value.values())
-    assert meta["aggregation_rows_delivered"].value == {engine.name: written}
-    for kind, periods in meta["aggregation_periods"].value.items():
-        starts = [datetime.fromisoformat(p) for p in periods]
-        span = (min(starts), max(starts) + timedelta(weeks=1))
-        assert aggregation_rows(engine, kind, *span) == postgres_aggregation_rows(db, kind, *span) != []
-    after, rows_after, duplicates = held(engine.resource, days)
-    local = set().union(*(warehouse.event_ids(d) for d in days))
-    assert after == local and rows_after == len(local) and not duplicates  # the same rows as the local warehouse
+    home = tmp_path / "new-host"
+    home.mkdir()
+    monkeypatch.setenv("WORKDEV_HOME", str(home))
+    monkeypatch.setenv("WORKDEV_LAKE_URI", str(shared))
+    monkeypatch.chdir(home)
+    stores = EnabledWarehouses(lake=LakeResource(), bigquery=engines[0].resource, redshift=engines[1].resource)
+    governed = stores.governed(db)
+    assert [w.consumer for w in governed] == ["lake", "bigquery", "redshift"]
 
+    before = lake_rows(events)
+    user_id = next(str(e["user_id"]) for e in history.events
+                   if e["user_id"] and str(e["event_id"]) in before and not _expired(e, history.as_of))
+    user_events = {str(e["event_id"]) for e in history.events if str(e["user_id"]) == user_id} & set(before)
+    assert all(s.resource.user_row_count(user_id) == len(user_events) for s in engines)
+    erased = erase_users(db, [user_id], governed, requested_by="test")
+    assert erased.results[0].status == "erased"
+    assert erased.results[0].warehouse_rows == {"lake": len(user_events), "bigquery": len(user_events),
+                                                "redshift": len(user_events)}
+    report = apply_retention(db, stores.governed(db), as_of=history.as_of)
+    assert {w.consumer for w in report.warehouses} == {"lake", "bigquery", "redshift"}
+    lake_report = report.warehouse("lake")
+    for setup in engines:
+        assert report.warehouse(setup.name).events == lake_report.events != {}
 
-def aggregation_rows(engine: EngineSetup, kind: str, start: datetime, end: datetime) -> list[tuple]:
-    return [(p.astimezone(UTC), t, c, int(n), int(u), int(s), a if a is None else float(a))
-            for p, t, c, n, u, s, a in engine.resource.aggregation_rows(kind, start, end)]
+    after = lake_rows(events)
+    kept = history.kept_ids(loaded_only=True)
+    assert set(after) == kept  # expired gone, every kept event still there
+    for event_id, (event_type, row_user, data) in after.items():
+        if event_id in user_events:
+            assert row_user is None
+        else:
+            assert (event_type, row_user, data) == before[event_id]  # every other user's row as it was
+    for setup in engines:
+        assert setup.resource.user_row_count(user_id) == 0
+        assert_engine_is_the_lake(setup.resource, events)
+    assert not any(home.rglob("*.parquet"))
 
+    # the checks query each store: all pass; a leftover of the erased user in one engine is found there
+    assert verify_retention(db, stores.governed(db)).passed
+    verification = verify_erasures(db, stores.governed(db))
+    assert verification.passed, verification.errors
+    with engines[1].resource.table() as table:
+        day = min(events.snapshot().days())
+        stamp = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=2)
+        with table._transaction() as cursor:
+            cursor.execute('INSERT INTO "redshift_wh"."platform_events" (event_id, event_type, event_category, '
+                           'user_id, "timestamp", ingested_at) VALUES (%s, %s, %s, %s, %s, %s)',
+                           (str(uuid.uuid4()), "user.login", "user_activity", user_id, stamp, stamp))
+    verification = verify_erasures(db, stores.governed(db))
+    assert not verification.passed
+    assert {t.store for t in verification.errors} == {"warehouse:redshift"}
 
-def postgres_aggregation_rows(db: str, kind: str, start: datetime, end: datetime) -> list[tuple]:
-    with psycopg.connect(db) as conn:
-        rows = conn.execute(query("aggregations/period_rows"), {
-            "aggregation_type": kind, "range_start": start, "range_end": end}).fetchall()
-    return [(p.astimezone(UTC), t, c, n, u, s, a if a is None else float(a)) for p, t, c, n, u, s, a in rows]
-
-
-def test_aggregations_reach_the_engine_after_each_local_rebuild_and_match_postgres(
-        db: str, engine: EngineSetup, warehouse: LocalWarehouseResource, instance: DagsterInstance) -> None:
-    defs = engine_defs(db, warehouse, engine)
-    demo(db, 1_500, days=3)
-    assert run_job(defs, "ingest_events", instance).success
-    with psycopg.connect(db) as conn:
-        day = date.fromisoformat(min(days_in_postgres(conn)))  # a closed day
-    start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
-    hours = [f"{day}-{h:02d}:00" for h in range(24)]
-    job = defs.resolve_implicit_global_asset_job_def()
-    local = [postgres_key(HOURLY), warehouse_key(HOURLY), postgres_key(DAILY), warehouse_key(DAILY)]
-    hourly, daily = engine_aggregation_key(engine.name, HOURLY), engine_aggregation_key(engine.name, DAILY)
-    engine_assets = AssetSelection.assets(hourly, daily)
-    first = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=engine_assets)
-    assert first.total_requested == 0  # the sensor's first tick: nothing local yet
-    assert job.execute_in_process(instance=instance, asset_selection=local[:2],
-                                  tags={RANGE_START: hours[0], RANGE_END: hours[-1]}).success
-    assert job.execute_in_process(instance=instance, asset_selection=local[2:], partition_key=str(day)).success
-
-    # the automation asks for exactly the engine's partitions whose local aggregations exist: the day's 24 hours
-    # and the day -- not the other engine's, nor any period the local aggregations have not reached
-    evaluation = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=engine_assets,
-                                                cursor=first.cursor)
-    assert evaluation.get_requested_partitions(hourly) == set(hours)
-    assert evaluation.get_requested_partitions(daily) == {str(day)}
-
-    run = job.execute_in_process(instance=instance, asset_selection=[hourly],
-                                 tags={RANGE_START: hours[0], RANGE_END: hours[-1]})
-    assert run.success
-    assert {e.check_name: e.passed for e in run.get_asset_check_evaluations()} == {"matches_postgres": True}
-    assert job.execute_in_process(instance=instance, asset_selection=[daily], partition_key=str(day)).success
-    for kind, end in (("hourly", start + timedelta(days=1)), ("daily", start + timedelta(days=1))):
-        assert aggregation_rows(engine, kind, start, end) == postgres_aggregation_rows(db, kind, start, end) != []
-
-    # the next tick sees the deliveries: nothing is due any more
-    settled = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=engine_assets,
-                                             cursor=evaluation.cursor)
-    assert settled.total_requested == 0
-
-    # a late event in hour 5: the local hour is rebuilt, and the engine's hour is due again -- only that hour
-    with AnalyticsClient(db) as client:
-        client.track("payment.completed", {"amount": 1234.5, "currency": "USD"},
-                     user_id="7d1f3b8e-0f6a-4a57-9b0e-6c0f2f3c9d11", timestamp=start + timedelta(hours=5, minutes=7))
-    assert run_job(defs, "ingest_events", instance).success
-    assert job.execute_in_process(instance=instance, asset_selection=local[:2], partition_key=hours[5]).success
-    again = evaluate_automation_conditions(defs=defs, instance=instance, cursor=settled.cursor,
-                                           asset_selection=engine_assets)
-    assert again.get_requested_partitions(hourly) == {hours[5]} and not again.get_requested_partitions(daily)
-    stale = aggregation_rows(engine, "hourly", start, start + timedelta(days=1))
-    assert stale != postgres_aggregation_rows(db, "hourly", start, start + timedelta(days=1))
-    assert job.execute_in_process(instance=instance, asset_selection=[hourly], partition_key=hours[5]).success
-    assert aggregation_rows(engine, "hourly", start, start + timedelta(days=1)) == \
-        postgres_aggregation_rows(db, "hourly", start, start + timedelta(days=1))
+    # the next deliveries replace the days the lake's governance commits touched: the same rows (idempotent)
+    with engines[1].resource.table() as table, table._transaction() as cursor:
+        cursor.execute('DELETE FROM "redshift_wh"."platform_events" WHERE user_id = %s', (user_id,))
+    for setup in engines:
+        outcome = setup.resource.deliver(db, events)
+        assert outcome.status == "delivered" and outcome.days_replaced and not outcome.days_merged
+        assert_engine_is_the_lake(setup.resource, events)
+        assert setup.resource.user_row_count(user_id) == 0
 
 
-def test_a_failed_aggregation_delivery_is_tried_again_at_the_next_settle_tick(
-        db: str, engine: EngineSetup, warehouse: LocalWarehouseResource, instance: DagsterInstance) -> None:
-    defs, down = engine_defs(db, warehouse, engine), engine_defs(db, warehouse, engine, down=True)
-    demo(db, 600, days=2)
-    assert run_job(defs, "ingest_events", instance).success
-    with psycopg.connect(db) as conn:
-        day = date.fromisoformat(min(days_in_postgres(conn)))
-        busiest = conn.execute("SELECT extract(hour FROM \"timestamp\" AT TIME ZONE 'UTC')::int FROM "
-                               "platform_event_store WHERE (\"timestamp\" AT TIME ZONE 'UTC')::date = %s "
-                               "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1", (day,)).fetchone()[0]
-    hour, key = f"{day}-{busiest:02d}:00", engine_aggregation_key(engine.name, HOURLY)
-    job, selection = defs.resolve_implicit_global_asset_job_def(), AssetSelection.assets(key)
-    now = datetime.now(UTC)
-    settle = (now - timedelta(minutes=5)).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1, minutes=5)
-    if settle - now < timedelta(seconds=20):  # keep the next :05 tick clear of the first evaluations
-        time.sleep((settle - now).total_seconds() + 1)
-        now, settle = datetime.now(UTC), settle + timedelta(hours=1)
+def _expired(event: dict, as_of: datetime) -> bool:
+    from tests.test_retention import expired
 
-    first = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection, evaluation_time=now)
-    assert job.execute_in_process(instance=instance, asset_selection=[postgres_key(HOURLY), warehouse_key(HOURLY)],
-                                  partition_key=hour).success
-    due = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection, cursor=first.cursor,
-                                         evaluation_time=now + timedelta(seconds=2))
-    assert due.get_requested_partitions(key) == {hour}
-    # the engine is down: the delivery fails after its retries, and is not asked for again at every tick
-    failed = down.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=instance, asset_selection=[key], partition_key=hour, raise_on_error=False)
-    assert not failed.success
-    assert aggregation_rows_or_none(engine, day) is None
-    quiet = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection, cursor=due.cursor,
-                                           evaluation_time=now + timedelta(seconds=4))
-    assert quiet.total_requested == 0
-    # at the next :05 it is asked for again, and delivered once the engine is back
-    retry = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
-                                           cursor=quiet.cursor, evaluation_time=settle + timedelta(seconds=1))
-    assert retry.get_requested_partitions(key) == {hour}
-    assert job.execute_in_process(instance=instance, asset_selection=[key], partition_key=hour).success
-    start = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=busiest)
-    assert aggregation_rows(engine, "hourly", start, start + timedelta(hours=1)) == \
-        postgres_aggregation_rows(db, "hourly", start, start + timedelta(hours=1)) != []
+    return expired(event, as_of)
 
 
-def aggregation_rows_or_none(engine: EngineSetup, day: date) -> list[tuple] | None:
-    """The engine's hourly rows of ``day``, or None when its aggregations table does not exist yet."""
-    start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
-    try:
-        return aggregation_rows(engine, "hourly", start, start + timedelta(days=1)) or None
-    except Exception:  # no table: nothing was ever delivered
-        return None
+def test_the_pipeline_role_can_record_deliveries(db: str, lake: LakeResource, engine: EngineSetup,
+                                                 login_role) -> None:
+    demo(db, 200, days=1)
+    sweep(db, lake.events())
+    url = login_role("workdev_pipeline")
+    outcome = engine.resource.deliver(url, lake.events())
+    assert outcome.status == "delivered"
+    assert delivered(db, engine.name) == lake.events().version()
+
+
+def test_no_mirror_is_left(tmp_path: Path) -> None:
+    """The engines keep nothing on local disk: no mirror setting, no engines directory."""
+    for resource in (BigQueryWarehouseResource, RedshiftWarehouseResource):
+        assert not {"mirror_dir", "geoip_database"} & set(resource.model_fields)

@@ -1,6 +1,7 @@
-"""GDPR erasure against a real PostgreSQL, real Parquet files and real Dagster runs: no trace of the user (id,
-email, IP address, user agent) is left in any store; other users are untouched; running it twice is harmless;
-an unknown user is a clear no-op, an invalid id a clear error; the check catches what is left."""
+"""GDPR erasure against a real PostgreSQL, a real Delta lake and real Dagster runs: no trace of the user (id,
+email, IP address, user agent) is left in any store -- no lake file on disk, no Delta log entry or checkpoint --;
+other users are untouched; running it twice is harmless; an unknown user is a clear no-op, an invalid id a clear
+error; the check catches what is left."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import psycopg
+import pyarrow.parquet as pq
 import pytest
 from dagster import AssetCheckKey, AssetSelection, DagsterInstance, Definitions, materialize
 
@@ -23,9 +24,9 @@ from workdev_pipeline.assets.governance import ERASURE_OP, ERASURE_REQUESTS, era
 from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.governance.erasure import InvalidUserId, parse_user_ids, scrub_message
 from workdev_pipeline.ingest.ingestor import Ingestor
-from workdev_pipeline.ingest.local_store import LocalEventFiles
+from workdev_pipeline.lake import EventLake, LakeLocation
 from workdev_pipeline.resources.fanout import EnabledWarehouses
-from workdev_pipeline.resources.local import LocalWarehouseResource
+from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 
 CLI = Path(sys.executable).with_name("workdev-pipeline")
@@ -64,14 +65,14 @@ class Person:
 
 
 @pytest.fixture
-def people(db: str, warehouse: LocalWarehouseResource) -> tuple[Person, Person]:
+def people(db: str, lake: LakeResource) -> tuple[Person, Person]:
     """Background traffic, two people with events over three days (one dead-lettered each), all swept."""
     now = datetime.now(UTC) - timedelta(minutes=1)
     demo(db, 1_500, users=80, days=3)
     target, other = Person("target", "81.2.69.142"), Person("other", "81.2.69.160")
     target.emit(db, now)
     other.emit(db, now)
-    outcome = warehouse.ingestor(db).sweep()
+    outcome = lake.ingestor(db).sweep()
     assert outcome.events_failed >= 2
     return target, other
 
@@ -95,13 +96,23 @@ def everything_in_postgres(conn: psycopg.Connection) -> str:
     return "\n".join(parts)
 
 
-def everything_in_warehouse(files: LocalEventFiles) -> str:
-    rows = duckdb.execute("SELECT CAST(columns(*) AS VARCHAR) FROM read_parquet(?)", [files.glob()]).fetchall()
-    return "\n".join("|".join(str(v) for v in r) for r in rows)
+def everything_in_lake(files: EventLake) -> str:
+    """Every file under the lake table's directory, as text: each Parquet file on disk decoded (the data files,
+    whether in the current version or not, and the log's checkpoints), the rest (the Delta log) as it is."""
+    parts = []
+    for path in sorted(Path(files.uri).rglob("*")):
+        if not path.is_file():
+            continue
+        if path.suffix == ".parquet":
+            table = pq.read_table(path)
+            parts += ["|".join(str(v) for v in row.values()) for row in table.to_pylist()]
+        else:
+            parts.append(path.read_bytes().decode("utf-8", "replace"))
+    return "\n".join(parts)
 
 
-def rows_of(files: LocalEventFiles, exclude: set[str] | None = None) -> dict[str, tuple]:
-    rows = duckdb.execute("SELECT event_id, * FROM read_parquet(?) ORDER BY event_id", [files.glob()]).fetchall()
+def rows_of(files: EventLake, exclude: set[str] | None = None) -> dict[str, tuple]:
+    rows = files.snapshot().query("SELECT event_id, * FROM platform_events ORDER BY event_id")
     return {r[0]: tuple(map(str, r[1:])) for r in rows if not exclude or r[0] not in exclude}
 
 
@@ -112,10 +123,10 @@ def store_rows(conn: psycopg.Connection, exclude: list[str]) -> dict:
 
 
 def test_erasure_leaves_no_trace_and_touches_no_one_else(db: str, conn: psycopg.Connection, defs: Definitions,
-                                                         warehouse: LocalWarehouseResource,
+                                                         lake: LakeResource,
                                                          instance: DagsterInstance, people, tmp_path: Path) -> None:
     target, other = people
-    files = warehouse.files()
+    files = lake.events()
     target_events = [r[0] for r in conn.execute(
         "SELECT event_id::text FROM platform_event_store WHERE user_id = %s", (target.user_id,))]
     hour = conn.execute("SELECT date_trunc('hour', \"timestamp\", 'UTC') FROM platform_event_store "
@@ -126,7 +137,7 @@ def test_erasure_leaves_no_trace_and_touches_no_one_else(db: str, conn: psycopg.
     others_before = store_rows(conn, target_events)
     warehouse_before = rows_of(files, exclude=set(target_events))
     assert all(v in everything_in_postgres(conn) for v in target.values)
-    assert str(target.user_id) in everything_in_warehouse(files) and target.email in everything_in_warehouse(files)
+    assert str(target.user_id) in everything_in_lake(files) and target.email in everything_in_lake(files)
 
     result = erase(defs, instance, user_id=str(target.user_id))
     assert result.success
@@ -136,11 +147,11 @@ def test_erasure_leaves_no_trace_and_touches_no_one_else(db: str, conn: psycopg.
     assert meta["users_erased"].value == 1
     (request,) = meta["requests"].value
     assert request["status"] == "erased" and request["postgres_events"] == 4 and request["dead_letter_rows"] == 1
-    assert request["profile_rows"] == 1 and request["warehouse_rows"] == {"local": 3}  # the 4th is dead-lettered
+    assert request["profile_rows"] == 1 and request["warehouse_rows"] == {"lake": 3}  # the 4th is dead-lettered
     assert request["aggregation_rows"] == {"hourly": 1} and request["days"] >= 2
 
-    # no trace anywhere: PostgreSQL (store, dead letter, profiles, the ledger itself), the warehouse
-    postgres_text, warehouse_text = everything_in_postgres(conn), everything_in_warehouse(files)
+    # no trace anywhere: PostgreSQL (store, dead letter, profiles, the ledger itself), the lake's files and log
+    postgres_text, warehouse_text = everything_in_postgres(conn), everything_in_lake(files)
     for value in target.values:
         assert value not in postgres_text, value
         assert value not in warehouse_text, value
@@ -163,21 +174,20 @@ def test_erasure_leaves_no_trace_and_touches_no_one_else(db: str, conn: psycopg.
     assert other.ip in postgres_text and other.user_agent in postgres_text
 
     # the rewritten days hold exactly what a full rebuild from PostgreSQL writes
-    copy = LocalEventFiles(tmp_path / "rebuilt")
-    shutil.copytree(files.root, copy.root)
-    days = [datetime.fromisoformat(str(r[0])).date() for r in duckdb.execute(
-        "SELECT DISTINCT CAST(timezone('UTC', \"timestamp\") AS DATE) FROM read_parquet(?) "
-        "WHERE list_contains(?, event_id)", [files.glob(), target_events]).fetchall()]
+    shutil.copytree(files.location.root, tmp_path / "rebuilt")
+    copy = EventLake(LakeLocation.from_env(str(tmp_path / "rebuilt")))
+    days = [r[0] for r in files.snapshot().query("SELECT DISTINCT event_date FROM platform_events "
+                                                  "WHERE list_contains(?, event_id)", [target_events])]
     Ingestor(db, copy).rebuild(days)
     assert rows_of(copy) == rows_of(files)
 
     # twice: harmless, said so, nothing rewritten
-    snapshot = {p: p.read_bytes() for d in files.days() for p in files.day_files(d)}
+    snapshot = files.version()
     again = erase(defs, instance, user_id=str(target.user_id).upper())
     assert again.success and [e.passed for e in again.get_asset_check_evaluations()] == [True]
     (request,) = ledger_metadata(again)["requests"].value
     assert request["status"] == "nothing_found" and request["notes"] == ["already erased by request #1"]
-    assert {p: p.read_bytes() for d in files.days() for p in files.day_files(d)} == snapshot
+    assert files.version() == snapshot
 
 
 def aggregation_rows(conn: psycopg.Connection, periods: list[tuple[str, datetime]]) -> dict[tuple, tuple]:
@@ -189,20 +199,19 @@ def aggregation_rows(conn: psycopg.Connection, periods: list[tuple[str, datetime
 
 
 def test_the_erasure_run_recomputes_the_aggregations_it_touched(db: str, conn: psycopg.Connection,
-                                                                defs: Definitions, warehouse: LocalWarehouseResource,
+                                                                defs: Definitions, lake: LakeResource,
                                                                 instance: DagsterInstance, people) -> None:
     """The closed hours, days and weeks holding the user's events are recomputed by the erasure run itself, from
     the anonymised events: totals unchanged, the user no longer among the unique users; nothing else runs."""
     from workdev_pipeline.aggregations.engine import Aggregator
-    from workdev_pipeline.aggregations.files import AggregateFiles
     from workdev_pipeline.aggregations.periods import DAILY, GRANULARITIES, HOURLY, WEEKLY
+    from workdev_pipeline.lake.aggregations import AggregationLake
 
     target, _ = people
-    files = warehouse.files()
+    files = lake.events()
     now = datetime.now(UTC)
-    loaded = [(r[0], r[1]) for r in duckdb.execute(  # the user's events the warehouse holds (not dead-lettered)
-        "SELECT \"timestamp\", event_type FROM read_parquet(?) WHERE user_id = ?",
-        [files.glob(), str(target.user_id)]).fetchall()]
+    loaded = [(r[0], r[1]) for r in files.snapshot().query(  # the user's events the lake holds (not dead-lettered)
+        "SELECT \"timestamp\", event_type FROM platform_events WHERE user_id = ?", [str(target.user_id)])]
     assert len(loaded) == 3
     stamps = [r[0] for r in conn.execute(  # all the user's events, the dead-lettered one's hour included
         "SELECT \"timestamp\" FROM platform_event_store WHERE user_id = %s", (target.user_id,))]
@@ -232,14 +241,14 @@ def test_the_erasure_run_recomputes_the_aggregations_it_touched(db: str, conn: p
         assert [total, sessions] == before[key][0:3:2], key  # the events stay (anonymised), and their sessions
         assert users == before[key][1] - (1 if key in users_of else 0), key  # the user no longer counted
         assert computed_at > before[key][3], key  # recomputed by the erasure run
-    # exactly what a fresh computation from the anonymised events gives, in PostgreSQL and the warehouse's files
+    # exactly what a fresh computation from the anonymised events gives, in PostgreSQL and the lake's table
     for name, start in touched:
         granularity = GRANULARITIES[name]
         fresh, _ = aggregator.compute(granularity, start, start + granularity.step, {})
         expected = {(r["event_type"], r["total_events"], r["unique_users"], r["unique_sessions"])
                     for r in fresh.to_pylist()}
         assert {(e, *v[:3]) for (t, p, e), v in after.items() if (t, p) == (name, start)} == expected
-        stored = AggregateFiles(files.root).read(granularity, start)
+        stored = AggregationLake(files.location).read_range(granularity, start, start + granularity.step)
         assert {(r["event_type"], r["total_events"], r["unique_users"], r["unique_sessions"])
                 for r in stored.to_pylist()} == expected
 
@@ -249,7 +258,7 @@ def test_the_erasure_run_recomputes_the_aggregations_it_touched(db: str, conn: p
 
 
 def test_batch_unknown_users_and_bad_ids(db: str, conn: psycopg.Connection, defs: Definitions,
-                                         instance: DagsterInstance, warehouse: LocalWarehouseResource,
+                                         instance: DagsterInstance, lake: LakeResource,
                                          people) -> None:
     target, other = people
     unknown = uuid.uuid4()
@@ -260,7 +269,7 @@ def test_batch_unknown_users_and_bad_ids(db: str, conn: psycopg.Connection, defs
     statuses = [(r["status"], r["notes"]) for r in meta["requests"].value]
     assert statuses == [("erased", []), ("nothing_found", ["unknown user: no events, dead-letter rows, profile or "
                                                           "warehouse rows"]), ("erased", [])]
-    text = everything_in_postgres(conn) + everything_in_warehouse(warehouse.files())
+    text = everything_in_postgres(conn) + everything_in_lake(lake.events())
     assert not any(v in text for v in target.values + other.values)
 
     # an unknown user alone: a clear no-op report, and the check still passes
@@ -278,9 +287,9 @@ def test_batch_unknown_users_and_bad_ids(db: str, conn: psycopg.Connection, defs
         parse_user_ids([])
 
 
-def test_cli_erase(db: str, conn: psycopg.Connection, warehouse: LocalWarehouseResource, people) -> None:
+def test_cli_erase(db: str, conn: psycopg.Connection, lake: LakeResource, people) -> None:
     target, _ = people
-    env = {**os.environ, "WORKDEV_DATABASE_URL": db, "WORKDEV_WAREHOUSE_DIR": warehouse.data_dir}
+    env = {**os.environ, "WORKDEV_DATABASE_URL": db, "WORKDEV_LAKE_URI": lake.uri}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(CLI), *args], capture_output=True, text=True, env=env, timeout=120, check=False)
@@ -288,11 +297,11 @@ def test_cli_erase(db: str, conn: psycopg.Connection, warehouse: LocalWarehouseR
     done = cli("erase", str(target.user_id))
     assert done.returncode == 0, done.stderr
     assert f"user {target.user_id} erased: 4 event(s) anonymised in PostgreSQL, 1 dead-letter row(s)" in done.stdout
-    assert "warehouse local: 3 row(s) rewritten" in done.stdout
+    assert "lake: 3 row(s) rewritten" in done.stdout
     assert "aggregations recomputed:" in done.stdout  # the CLI, like the job, re-aggregates what it erased
     assert conn.execute("SELECT count(*) FILTER (WHERE aggregations_recomputed_at IS NOT NULL), count(*) "
                         "FROM gdpr_erasure_requests WHERE status = 'erased'").fetchone() == (1, 1)
-    assert target.email not in everything_in_warehouse(warehouse.files())
+    assert target.email not in everything_in_lake(lake.events())
     unknown = uuid.uuid4()
     twice = cli("erase", str(target.user_id), str(unknown))
     assert twice.returncode == 0, twice.stderr
@@ -304,11 +313,11 @@ def test_cli_erase(db: str, conn: psycopg.Connection, warehouse: LocalWarehouseR
 
 
 def test_the_check_catches_what_is_left(db: str, conn: psycopg.Connection, defs: Definitions,
-                                        warehouse: LocalWarehouseResource, instance: DagsterInstance,
+                                        lake: LakeResource, instance: DagsterInstance,
                                         people) -> None:
     target, _ = people
     assert erase(defs, instance, user_id=str(target.user_id)).success
-    resources = {"postgres": PostgresResource(database_url=db), "warehouses": EnabledWarehouses(local=warehouse)}
+    resources = {"postgres": PostgresResource(database_url=db), "warehouses": EnabledWarehouses(lake=lake)}
     check_only = AssetSelection.checks(AssetCheckKey(ERASURE_REQUESTS, "erasure_leaves_no_trace"))
 
     def verdict() -> tuple[bool, dict]:
@@ -350,15 +359,15 @@ def test_scrubbing_dead_letter_messages() -> None:
         "enrichment failed: ValueError: bad [erased]"
 
 
-def test_a_run_killed_mid_swap_is_finished_by_the_next(db: str, conn: psycopg.Connection, defs: Definitions,
-                                                       warehouse: LocalWarehouseResource, instance: DagsterInstance,
-                                                       people) -> None:
-    """SIGKILLed between moving a day out and the new one in: PostgreSQL is anonymised and the work is queued; the
-    next erasure (of anyone) finishes the swap, rewrites the queued days and closes the request; exactly once."""
+def test_a_run_killed_after_the_lake_commit_is_finished_by_the_next(
+        db: str, conn: psycopg.Connection, defs: Definitions, lake: LakeResource, instance: DagsterInstance,
+        people) -> None:
+    """SIGKILLed between the lake's commit and the queue's bookkeeping: PostgreSQL is anonymised and the work is still
+    queued; the next erasure (of anyone) rewrites the queued days again and closes the request; exactly once."""
     target, _ = people
-    files = warehouse.files()
-    env = {**os.environ, "WORKDEV_DATABASE_URL": db, "WORKDEV_WAREHOUSE_DIR": warehouse.data_dir,
-           "WORKDEV_CRASH_AT": "after_swap_out"}
+    files = lake.events()
+    env = {**os.environ, "WORKDEV_DATABASE_URL": db, "WORKDEV_LAKE_URI": lake.uri,
+           "WORKDEV_CRASH_AT": "after_commit"}
     killed = subprocess.run([str(CLI), "erase", str(target.user_id)], capture_output=True, text=True, env=env,
                             timeout=120, check=False)
     assert killed.returncode == -9, killed.stderr
@@ -372,13 +381,13 @@ def test_a_run_killed_mid_swap_is_finished_by_the_next(db: str, conn: psycopg.Co
     assert result.success and [e.passed for e in result.get_asset_check_evaluations()] == [True]
     assert "finished the queued work of earlier request(s) #1" in ledger_metadata(result)["outcome"].value
     assert conn.execute("SELECT status FROM gdpr_erasure_requests WHERE request_id = 1").fetchone()[0] == "erased"
-    held = [r[0] for r in duckdb.execute("SELECT event_id FROM read_parquet(?)", [files.glob()]).fetchall()]
+    held = [r[0] for r in files.snapshot().query("SELECT event_id FROM platform_events")]
     with psycopg.connect(db) as c:
         expected = {r[0] for r in c.execute(
             "SELECT event_id::text FROM platform_event_store e WHERE NOT EXISTS "
             "(SELECT 1 FROM event_failures f WHERE f.event_id = e.event_id AND f.resolved_at IS NULL)")}
     assert len(held) == len(set(held)) and set(held) == expected
-    assert not any(v in everything_in_warehouse(files) for v in target.values)
+    assert not any(v in everything_in_lake(files) for v in target.values)
 
 
 def test_the_pipeline_role_can_erase(db: str, conn: psycopg.Connection, login_role, people) -> None:
@@ -389,3 +398,37 @@ def test_the_pipeline_role_can_erase(db: str, conn: psycopg.Connection, login_ro
     batch = erase_users(login_role("workdev_pipeline"), [str(target.user_id)])
     assert [r.status for r in batch.results] == ["erased"] and batch.results[0].store_rows == 4
     assert not any(v in everything_in_postgres(conn) for v in target.values)
+
+
+def test_a_new_host_with_an_empty_home_erases_and_applies_retention_without_losing_anyone(
+        db: str, conn: psycopg.Connection, lake: LakeResource, people, tmp_path: Path) -> None:
+    """The lake lives elsewhere (WORKDEV_LAKE_URI, as a shared store would); the host running the erasure and the
+    retention has an empty WORKDEV_HOME and another working directory: every other user's row stays in the lake."""
+    target, other = people
+    files = lake.events()
+    everyone_else = rows_of(files, exclude={r[0] for r in conn.execute(
+        "SELECT event_id::text FROM platform_event_store WHERE user_id = %s", (target.user_id,))})
+    home, elsewhere = tmp_path / "fresh-home", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    env = {**os.environ, "WORKDEV_DATABASE_URL": db, "WORKDEV_LAKE_URI": lake.uri, "WORKDEV_HOME": str(home)}
+    for args in (["erase", str(target.user_id)], ["retention"]):
+        done = subprocess.run([str(CLI), *args], capture_output=True, text=True, env=env, cwd=elsewhere,
+                              timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+    assert rows_of(files, exclude=set(rows_of(files)) - set(everyone_else)) == everyone_else
+    assert len(rows_of(files)) == len(everyone_else) + 3  # the target's rows stay, anonymised
+    assert str(other.user_id) in everything_in_lake(files)
+    assert not any(v in everything_in_lake(files) for v in target.values)
+    assert not any(p.name == "lake" for p in home.rglob("*"))  # nothing of the lake was written on this host
+
+
+def test_without_rows_keeps_every_other_row_in_order() -> None:
+    import pyarrow as pa
+
+    from workdev_pipeline.governance.warehouse import without_rows
+
+    table = pa.table({"n": list(range(5_000))})
+    for dropped in ([], [0], [4_999], [7, 8, 2_000], list(range(0, 5_000, 2))):
+        mask = pa.array([i in set(dropped) for i in range(5_000)])
+        assert without_rows(table, mask).column("n").to_pylist() == [i for i in range(5_000) if i not in set(dropped)]

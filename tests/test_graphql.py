@@ -1,6 +1,6 @@
 """Dagster's GraphQL API, as a scheduler or a notebook would drive it: ``DagsterGraphQLClient`` against
 ``dagster dev`` (the server shared with the browser test) launches the ingest job and a partition backfill
-of the warehouse table, polls both to completion, and the warehouse holds what PostgreSQL holds."""
+of the lake table, polls both to completion, and the lake holds what PostgreSQL holds."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import psycopg
 from dagster import DagsterRunStatus
 
 from tests.dagster_dev_server import (
+    LAKE_EVENTS_PATH,
     LAUNCH_BACKFILL,
-    WAREHOUSE_EVENTS_PATH,
     DevServer,
     days_back,
     wait_for_backfill,
 )
-from tests.ingest_helpers import demo, loadable_ids, warehouse_ids
+from tests.ingest_helpers import demo, lake_ids, loadable_ids
 
 pytest_plugins = ["tests.dagster_dev_server"]
 
@@ -32,7 +32,7 @@ def test_the_ingest_job_launched_over_graphql_loads_new_events(dagster_dev: DevS
     assert status == DagsterRunStatus.SUCCESS, server.log_tail()
     # the ingest sensor may have requested its own sweep meanwhile: either run loads the new events, once
     server.wait_until_swept(timeout=120)
-    assert sorted(warehouse_ids(server.warehouse.files())) == sorted(expected)
+    assert sorted(lake_ids(server.lake.events())) == sorted(expected)
     run = server.client()._execute("query R($id: ID!) { runOrError(runId: $id) { ... on Run { jobName "
                                    "tags { key value } assetMaterializations { assetKey { path } } } } }",
                                    {"id": run_id})["runOrError"]
@@ -46,10 +46,10 @@ def test_a_partition_backfill_over_graphql_rebuilds_the_days(dagster_dev: DevSer
     days = days_back(6, 5)  # whole days of demo traffic the browser test leaves alone
     expected = server.postgres_day_counts(days)
     assert all(expected.values()), expected
-    server.drop_warehouse_days(days)
+    dropped = server.drop_lake_days(days)
 
     launched = server.client()._execute(LAUNCH_BACKFILL, {"params": {
-        "partitionsByAssets": [{"assetKey": {"path": WAREHOUSE_EVENTS_PATH},
+        "partitionsByAssets": [{"assetKey": {"path": LAKE_EVENTS_PATH},
                                 "partitions": {"range": {"start": days[0].isoformat(), "end": days[-1].isoformat()}}}],
         "title": "test_graphql backfill"}})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
@@ -61,4 +61,5 @@ def test_a_partition_backfill_over_graphql_rebuilds_the_days(dagster_dev: DevSer
     assert len(runs) == 1, runs  # BackfillPolicy.single_run: every day in one run
     assert runs[0]["status"] == "SUCCESS"
     assert {"key": "dagster/backfill", "value": launched["backfillId"]} in runs[0]["tags"]
-    assert server.warehouse_day_counts(days) == expected
+    assert server.lake_day_counts(days) == expected
+    assert server.lake.events().version() == dropped + 1  # the whole range: one predicate overwrite

@@ -1,52 +1,57 @@
-"""The ingestion engine against a real PostgreSQL and real files: exactly once, whatever happens."""
+"""The ingestion engine against a real PostgreSQL and a real Delta lake: exactly once, whatever happens."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import psycopg
+import pyarrow.parquet as pq
 import pytest
 
 from tests.ingest_helpers import (
     days_in_postgres,
     demo,
+    lake_days,
+    lake_ids,
     loadable_ids,
     sweep_in_subprocess,
     wait_until_lock_released,
-    warehouse_days,
-    warehouse_ids,
 )
 from tests.seed_queries import EVENT_PROCESSING_METRICS
 from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.ingest.ingestor import Ingestor
-from workdev_pipeline.ingest.local_store import LocalEventFiles
+from workdev_pipeline.lake import EventLake, LakeLocation
 
 
 @pytest.fixture
-def files(tmp_path: Path) -> LocalEventFiles:
-    return LocalEventFiles(tmp_path / "warehouse")
+def files(tmp_path: Path) -> EventLake:
+    return EventLake(LakeLocation.from_env(str(tmp_path / "lake")))
 
 
 @pytest.fixture
-def ingestor(db: str, files: LocalEventFiles) -> Ingestor:
+def ingestor(db: str, files: EventLake) -> Ingestor:
     return Ingestor(db, files, backoff_seconds=0.01)
 
 
-def assert_exactly_once(conn: psycopg.Connection, files: LocalEventFiles) -> None:
-    held = warehouse_ids(files)
+def assert_exactly_once(conn: psycopg.Connection, files: EventLake) -> None:
+    held = lake_ids(files)
     repeated = [i for i, n in Counter(held).items() if n > 1]
     assert not repeated, f"{len(repeated)} event(s) held more than once, e.g. {repeated[:3]}"
     expected = loadable_ids(conn)
     assert set(held) == expected, f"missing {len(expected - set(held))}, unexpected {len(set(held) - expected)}"
-    assert warehouse_days(files) == days_in_postgres(conn)
+    assert lake_days(files) == days_in_postgres(conn)
 
 
-def test_sweep_loads_every_event_once_enriched(db: str, conn: psycopg.Connection, files: LocalEventFiles,
+def lake_root(files: EventLake) -> Path:
+    return Path(files.location.root)
+
+
+def test_sweep_loads_every_event_once_enriched(db: str, conn: psycopg.Connection, files: EventLake,
                                                ingestor: Ingestor) -> None:
     demo(db, 3_000)
     outcome = ingestor.sweep(run_id="r1")
@@ -61,25 +66,38 @@ def test_sweep_loads_every_event_once_enriched(db: str, conn: psycopg.Connection
                           WHERE e.metadata ? 'user_agent' AND e.metadata->>'user_agent' LIKE '%%Windows NT%%Chrome%%'
                           LIMIT 1""").fetchone()
     event_id, role, age, metadata = row
-    got = duckdb.execute("SELECT user_role, user_tenure_days, device_info, metadata::varchar, event_data::varchar "
-                         "FROM read_parquet(?) WHERE event_id = ?", [files.glob(), event_id]).fetchone()
+    got = files.snapshot().query("SELECT user_role, user_tenure_days, device_info, metadata::varchar, "
+                                 "event_data::varchar FROM platform_events WHERE event_id = ?", [event_id])[0]
     assert got[0] == role and got[1] == age.days
     assert got[2]["device_type"] == "desktop" and got[2]["browser"] == "Chrome" and got[2]["os"] == "Windows"
     assert "ip_address" not in got[3] and "user_agent" not in got[3]  # personal data stays in PostgreSQL
     assert metadata["ip_address"]
     # every row's day directory is the UTC day of its timestamp
-    misplaced = duckdb.execute("SELECT count(*) FROM read_parquet(?, hive_partitioning = true) WHERE "
-                               "event_date <> (timezone('UTC', \"timestamp\"))::date", [files.glob()]).fetchone()[0]
+    misplaced = files.snapshot().query("SELECT count(*) FROM platform_events WHERE "
+                                       "event_date <> (timezone('UTC', \"timestamp\"))::date")[0][0]
     assert misplaced == 0
+    # one sweep, one Delta commit, carrying the sweep id as the consumer's application transaction
+    assert files.version() == outcome.lake_version == 1
+    assert files.committed_version("lake") == outcome.sweep_id
+    # statistics only on the columns queries prune by: neither the log nor a file's footer holds a min/max user id
+    path = Path(files.uri) / files.snapshot().day_files(files.snapshot().days()[0])[0]
+    footer = pq.ParquetFile(path).metadata.row_group(0)
+    with_stats = {footer.column(i).path_in_schema for i in range(footer.num_columns)
+                  if footer.column(i).statistics is not None and footer.column(i).statistics.has_min_max}
+    assert with_stats == {"event_type", "event_category", "timestamp", "ingested_at"}
+    actions = [json.loads(line) for p in (Path(files.uri) / "_delta_log").glob("*.json")
+               for line in p.read_text().splitlines()]
+    stats = [json.loads(a["add"]["stats"]) for a in actions if "add" in a]
+    assert stats and all(set(s["minValues"]) == with_stats for s in stats)
     # the bookkeeping: one sync-status row per day written, the seed's monitoring view says processed
     sync = conn.execute("SELECT count(*), sum(events_loaded) FROM warehouse_sync_status "
-                        "WHERE warehouse = 'local' AND status = 'succeeded'").fetchone()
+                        "WHERE warehouse = 'lake' AND status = 'succeeded'").fetchone()
     assert sync == (len(outcome.days), outcome.events_loaded)
     statuses = {s: c for s, c, _ in conn.execute(EVENT_PROCESSING_METRICS)}
     assert statuses.get("pending", 0) == 0 and statuses["processed"] == outcome.events_loaded
 
 
-def test_garbage_is_dead_lettered_or_enriched_with_nulls(db: str, conn: psycopg.Connection, files: LocalEventFiles,
+def test_garbage_is_dead_lettered_or_enriched_with_nulls(db: str, conn: psycopg.Connection, files: EventLake,
                                                          ingestor: Ingestor) -> None:
     stranger = uuid.uuid4()  # not in user_profiles
     good = AnalyticsClient(db, user_id=stranger)
@@ -99,9 +117,9 @@ def test_garbage_is_dead_lettered_or_enriched_with_nulls(db: str, conn: psycopg.
     assert failed[bad_budget] == "event_data.budget must be of type number, got string"
     assert "method" in failed[bad_enum]
     assert garbage_ua not in failed and bad_ip not in failed and public not in failed
-    rows = {r[0]: r[1:] for r in duckdb.execute(
-        "SELECT event_id, user_role, user_tenure_days, geo_location, device_info FROM read_parquet(?) "
-        "WHERE event_id IN (?, ?, ?)", [files.glob(), str(garbage_ua), str(bad_ip), str(public)]).fetchall()}
+    rows = {r[0]: r[1:] for r in files.snapshot().query(
+        "SELECT event_id, user_role, user_tenure_days, geo_location, device_info FROM platform_events "
+        "WHERE event_id IN (?, ?, ?)", [str(garbage_ua), str(bad_ip), str(public)])}
     assert rows[str(garbage_ua)][0] is None and rows[str(garbage_ua)][1] is None  # unknown user: nulls
     assert rows[str(garbage_ua)][2]["country"] is None  # private address
     assert rows[str(garbage_ua)][3]["device_type"] == "other"
@@ -113,7 +131,7 @@ def test_garbage_is_dead_lettered_or_enriched_with_nulls(db: str, conn: psycopg.
     assert statuses == {"processed": outcome.events_loaded, "failed": outcome.events_failed}
 
 
-def test_out_of_order_commits_are_never_skipped(db: str, conn: psycopg.Connection, files: LocalEventFiles,
+def test_out_of_order_commits_are_never_skipped(db: str, conn: psycopg.Connection, files: EventLake,
                                                 ingestor: Ingestor) -> None:
     """A long transaction holds an early transaction id and an early timestamp; later ones commit first."""
     user = uuid.uuid4()
@@ -131,11 +149,11 @@ def test_out_of_order_commits_are_never_skipped(db: str, conn: psycopg.Connectio
         slow.commit()
     second = ingestor.sweep()
     assert second.events_loaded == 6
-    assert set(map(str, later)) <= set(warehouse_ids(files))
+    assert set(map(str, later)) <= set(lake_ids(files))
     assert_exactly_once(conn, files)
 
 
-def test_late_event_lands_in_its_own_day(db: str, conn: psycopg.Connection, files: LocalEventFiles,
+def test_late_event_lands_in_its_own_day(db: str, conn: psycopg.Connection, files: EventLake,
                                          ingestor: Ingestor) -> None:
     demo(db, 500, days=1)
     ingestor.sweep()
@@ -144,67 +162,87 @@ def test_late_event_lands_in_its_own_day(db: str, conn: psycopg.Connection, file
         late = c.track("user.login", {"method": "github"}, timestamp=old_day)
     outcome = ingestor.sweep()
     assert outcome.days == {old_day.date(): 1}
-    assert str(late) in {r[0] for r in duckdb.execute(
-        "SELECT event_id FROM read_parquet(?)", [str(files.day_dir(old_day.date()) / "*.parquet")]).fetchall()}
+    assert str(late) in {r[0] for r in files.snapshot().query("SELECT event_id FROM platform_events",
+                                                              days=[old_day.date()])}
     assert_exactly_once(conn, files)
 
 
-def test_rebuild_is_idempotent_and_touches_only_its_days(db: str, conn: psycopg.Connection, files: LocalEventFiles,
-                                                         ingestor: Ingestor) -> None:
+def test_rebuild_is_one_commit_idempotent_and_touches_only_its_days(db: str, conn: psycopg.Connection,
+                                                                    files: EventLake, ingestor: Ingestor) -> None:
     demo(db, 4_000, days=5)
     ingestor.sweep()
-    days = files.days()
+    days = files.snapshot().days()
     assert len(days) >= 5
     target, others = days[1:4], [d for d in days if d not in days[1:4]]
-    untouched = {p: p.read_bytes() for d in others for p in files.day_files(d)}
+    untouched = {d: files.snapshot().day_files(d) for d in others}
+    before = files.version()
 
     first = ingestor.rebuild(target)
-    snapshot = {p.name: p.read_bytes() for d in target for p in files.day_files(d)}
+    assert files.version() == before + 1 == first.lake_version  # a range is one commit
+    rows = sorted(files.snapshot().query("SELECT * EXCLUDE (ingested_at), ingested_at FROM platform_events",
+                                         days=target))
     second = ingestor.rebuild(target)
     assert first.events_loaded == second.events_loaded == sum(days_in_postgres(conn)[d.isoformat()] for d in target)
-    assert {p.name: p.read_bytes() for d in target for p in files.day_files(d)} == snapshot  # identical files
-    assert {p: p.read_bytes() for d in others for p in files.day_files(d)} == untouched
+    assert sorted(files.snapshot().query("SELECT * EXCLUDE (ingested_at), ingested_at FROM platform_events",
+                                         days=target)) == rows  # the very same rows
+    assert {d: files.snapshot().day_files(d) for d in others} == untouched  # other days' files untouched
     assert_exactly_once(conn, files)
 
 
-@pytest.mark.parametrize("crash_at", ["after_claim", "after_write", "after_publish"])
-def test_sweep_killed_anywhere_then_rerun_is_exactly_once(db: str, conn: psycopg.Connection, files: LocalEventFiles,
+@pytest.mark.parametrize("crash_at", ["after_claim", "mid_write", "after_commit"])
+def test_sweep_killed_anywhere_then_rerun_is_exactly_once(db: str, conn: psycopg.Connection, files: EventLake,
                                                           ingestor: Ingestor, crash_at: str) -> None:
     demo(db, 2_000)
-    killed = sweep_in_subprocess(db, files.root, crash_at=crash_at)
+    killed = sweep_in_subprocess(db, lake_root(files), crash_at=crash_at)
     assert killed.returncode == -9, killed.stderr
     wait_until_lock_released(db)
     assert conn.execute("SELECT count(*) FROM ingestion_sweeps WHERE status = 'running'").fetchone()[0] == 1
     demo(db, 300, seed=8)  # more traffic arrives meanwhile
     redo = ingestor.sweep()
-    assert redo.redone and redo.status == "loaded"
+    assert redo.status == "loaded" and redo.redone == (crash_at == "after_commit")
+    assert redo.events_loaded == 2_000 - redo.events_failed  # the killed sweep's range, counted once
     ingestor.sweep()  # the traffic that came after the killed sweep's range
     assert_exactly_once(conn, files)
     assert conn.execute("SELECT count(*) FROM ingestion_sweeps WHERE status = 'running'").fetchone()[0] == 0
 
 
-def test_rebuild_killed_between_its_renames_is_finished_by_the_next_run(db: str, conn: psycopg.Connection,
-                                                                        files: LocalEventFiles,
-                                                                        ingestor: Ingestor) -> None:
+@pytest.mark.parametrize("crash_at", ["mid_write", "after_commit"])
+def test_rebuild_killed_leaves_the_old_day_or_the_new_one(db: str, conn: psycopg.Connection, files: EventLake,
+                                                          ingestor: Ingestor, crash_at: str) -> None:
     demo(db, 1_000, days=2)
     ingestor.sweep()
-    day = files.days()[0]
-    killed = sweep_in_subprocess(db, files.root, crash_at="after_swap_out", operation="rebuild", day=day.isoformat())
+    day = files.snapshot().days()[0]
+    expected = days_in_postgres(conn)[day.isoformat()]
+    killed = sweep_in_subprocess(db, lake_root(files), crash_at=crash_at, operation="rebuild", day=day.isoformat())
     assert killed.returncode == -9, killed.stderr
     wait_until_lock_released(db)
-    assert not files.day_dir(day).exists()  # the old day is out, the new one not yet in
-    ingestor.sweep()  # any run of this warehouse finishes the swap first
-    assert files.day_dir(day).exists()
+    assert lake_days(files)[day.isoformat()] == expected  # never a missing or partial day
+    ingestor.sweep()
+    assert_exactly_once(conn, files)
+
+
+def test_sweep_killed_after_its_commit_then_a_rebuild_of_its_days_keeps_every_event_once(
+        db: str, conn: psycopg.Connection, files: EventLake, ingestor: Ingestor) -> None:
+    """The watermark lags the lake's commit: a rebuild run first must not lose the sweep's rows or double them."""
+    demo(db, 1_500, days=2)
+    killed = sweep_in_subprocess(db, lake_root(files), crash_at="after_commit")
+    assert killed.returncode == -9, killed.stderr
+    wait_until_lock_released(db)
+    days = files.snapshot().days()
+    rebuilt = ingestor.rebuild(days)
+    assert sum(rebuilt.days.values()) == len(loadable_ids(conn))
+    assert conn.execute("SELECT count(*) FROM ingestion_sweeps WHERE status = 'running'").fetchone()[0] == 0
+    ingestor.sweep()
     assert_exactly_once(conn, files)
 
 
 def test_transient_failure_retries_with_backoff_then_dead_letters_then_replays(
-        db: str, conn: psycopg.Connection, files: LocalEventFiles) -> None:
+        db: str, conn: psycopg.Connection, files: EventLake) -> None:
     demo(db, 1_000)
     waits: list[float] = []
     ingestor = Ingestor(db, files, backoff_seconds=0.5, sleep=waits.append)
-    files.root.mkdir(parents=True)
-    (files.root / "_staging").write_text("not a directory")  # the warehouse location cannot be written
+    lake_root(files).parent.mkdir(parents=True, exist_ok=True)
+    lake_root(files).write_text("not a directory")  # the lake's location cannot be written
     outcome = ingestor.sweep()
     assert outcome.status == "failed" and outcome.events_failed == 1_000
     assert len(waits) == 3 and all(0 <= w <= 30 for w in waits)  # three retries, exponential with jitter
@@ -212,9 +250,9 @@ def test_transient_failure_retries_with_backoff_then_dead_letters_then_replays(
                           "FROM platform_events WHERE processing_status = 'failed'").fetchone()
     assert failed[:3] == (1_000, 3, 3) and "transient failure after 3 retries" in failed[3]
     assert conn.execute("SELECT count(*) FROM warehouse_sync_status WHERE status = 'failed'").fetchone()[0] == 1
-    assert warehouse_ids(files) == []
+    assert files.table() is None
 
-    (files.root / "_staging").unlink()  # the cause is fixed
+    lake_root(files).unlink()  # the cause is fixed
     replayed = ingestor.replay()
     assert replayed.events_loaded == 1_000 and replayed.events_failed == 0
     not_processed = "SELECT count(*) FROM platform_events WHERE processing_status <> 'processed'"
@@ -223,14 +261,14 @@ def test_transient_failure_retries_with_backoff_then_dead_letters_then_replays(
 
 
 def test_replay_killed_after_resolving_is_finished_by_the_next_run(db: str, conn: psycopg.Connection,
-                                                                   files: LocalEventFiles) -> None:
+                                                                   files: EventLake) -> None:
     demo(db, 600)
     ingestor = Ingestor(db, files, backoff_seconds=0.0, sleep=lambda s: None)
-    files.root.mkdir(parents=True)
-    (files.root / "_staging").write_text("blocked")
+    lake_root(files).parent.mkdir(parents=True, exist_ok=True)
+    lake_root(files).write_text("blocked")
     assert ingestor.sweep().status == "failed"
-    (files.root / "_staging").unlink()
-    killed = sweep_in_subprocess(db, files.root, crash_at="after_resolve", operation="replay")
+    lake_root(files).unlink()
+    killed = sweep_in_subprocess(db, lake_root(files), crash_at="after_resolve", operation="replay")
     assert killed.returncode == -9, killed.stderr
     wait_until_lock_released(db)
     assert conn.execute("SELECT count(*) FROM warehouse_rebuild_queue").fetchone()[0] >= 1
@@ -262,7 +300,7 @@ class _ConnectionKillingIngestor(Ingestor):
 
 
 def test_connections_dropped_mid_sweep_retry_and_stay_exactly_once(db: str, conn: psycopg.Connection,
-                                                                   files: LocalEventFiles) -> None:
+                                                                   files: EventLake) -> None:
     demo(db, 3_000)
     ingestor = _ConnectionKillingIngestor(db, files, backoff_seconds=0.01, batch_bytes=64 * 1024)
     outcome = ingestor.sweep()
@@ -271,7 +309,7 @@ def test_connections_dropped_mid_sweep_retry_and_stay_exactly_once(db: str, conn
         assert_exactly_once(fresh, files)
 
 
-def test_concurrent_sweeps_rebuilds_and_producers_stay_exactly_once(db: str, files: LocalEventFiles) -> None:
+def test_concurrent_sweeps_rebuilds_and_producers_stay_exactly_once(db: str, files: EventLake) -> None:
     demo(db, 1_000, days=2)
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -305,6 +343,24 @@ def test_concurrent_sweeps_rebuilds_and_producers_stay_exactly_once(db: str, fil
         assert_exactly_once(c, files)
 
 
-def test_days_before_partitions_and_day_helpers(files: LocalEventFiles) -> None:
-    assert files.days() == []
-    assert files.day_dir(date(2026, 1, 2)).name == "event_date=2026-01-02"
+def test_reader_during_rebuilds_sees_whole_days(db: str, conn: psycopg.Connection, files: EventLake,
+                                               ingestor: Ingestor) -> None:
+    demo(db, 3_000, days=2)
+    ingestor.sweep()
+    expected = {date.fromisoformat(d): n for d, n in days_in_postgres(conn).items()}
+    stop = threading.Event()
+    seen: list[dict[date, int]] = []
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append(dict(files.snapshot().query("SELECT event_date, count(*) FROM platform_events GROUP BY 1")))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for _ in range(4):
+            ingestor.rebuild(sorted(expected))
+    finally:
+        stop.set()
+        reader.join(60)
+    assert seen and all(s == expected for s in seen), [s for s in seen if s != expected][:3]

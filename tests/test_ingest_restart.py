@@ -8,10 +8,10 @@ from pathlib import Path
 
 import psycopg
 
-from tests.ingest_helpers import demo, loadable_ids, warehouse_ids
+from tests.ingest_helpers import demo, lake_ids, loadable_ids
 from workdev_pipeline.embedded import _server, embedded_database_url, stop_embedded
 from workdev_pipeline.ingest.ingestor import Ingestor
-from workdev_pipeline.ingest.local_store import LocalEventFiles
+from workdev_pipeline.lake import EventLake, LakeLocation
 from workdev_pipeline.migrate import migrate
 
 
@@ -47,13 +47,14 @@ def test_postgres_restart_mid_sweep_is_retried_and_exactly_once(tmp_path: Path) 
     try:
         migrate(url)
         demo(url, 3_000)
-        files = LocalEventFiles(tmp_path / "warehouse")
+        files = EventLake(LakeLocation.from_env(str(tmp_path / "lake")))
         ingestor = _RestartingIngestor(url, files, pgdata=home / "pgdata", backoff_seconds=0.2,
                                        batch_bytes=64 * 1024)
         outcome = ingestor.sweep()
         assert ingestor.restarts == 1 and outcome.status == "loaded" and outcome.retries >= 1
-        held = warehouse_ids(files)
+        held = lake_ids(files)
         assert max(Counter(held).values()) == 1
+        assert files.version() == outcome.lake_version == 1  # the retried sweep is still one commit
         with psycopg.connect(url) as conn:
             assert set(held) == loadable_ids(conn)
             assert conn.execute("SELECT count(*) FROM ingestion_sweeps WHERE status = 'running'").fetchone()[0] == 0

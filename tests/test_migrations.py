@@ -114,3 +114,25 @@ def test_partitions_exist_ahead_of_time(db: str) -> None:
         month = (now.year * 12 + now.month - 1 + ahead)
         assert f"platform_event_store_{month // 12:04d}_{month % 12 + 1:02d}" in names
     assert "platform_event_store_default" in names
+
+
+def test_an_upgraded_store_carries_on_as_the_lake(empty_db: str, tmp_path: Path) -> None:
+    """A database of the day-directory design (consumer 'local', engines as consumers of their own) upgraded: the
+    lake takes over the local consumer's progress, and the engines' old watermarks stop holding events 'pending'."""
+    before = tmp_path / "before"
+    before.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        if path.name < "0012":
+            shutil.copy(path, before / path.name)
+    migrate(empty_db, before)
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO pipeline_watermarks (consumer, tx_watermark) VALUES ('local', 500), "
+                     "('bigquery', 7)")
+        conn.execute("INSERT INTO warehouse_rebuild_queue (consumer, event_date, reason) "
+                     "VALUES ('local', '2026-11-30', 'test')")
+    upgraded = migrate(empty_db)
+    assert upgraded.applied == ["0012_lake_consumer.sql"]
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT consumer, tx_watermark, enabled FROM pipeline_watermarks ORDER BY 1").fetchall() \
+            == [("bigquery", 7, False), ("lake", 500, True)]
+        assert conn.execute("SELECT consumer FROM warehouse_rebuild_queue").fetchall() == [("lake",)]

@@ -82,8 +82,8 @@ def test_the_pipeline_role_keeps_its_books_and_anonymises(login_role, client: An
     client.set_user(user)
     event_id = client.track_user_login("github")
     with psycopg.connect(login_role("workdev_pipeline"), autocommit=True) as conn:
-        conn.execute("INSERT INTO pipeline_watermarks (consumer, tx_watermark) VALUES ('local', 1)")
-        conn.execute("INSERT INTO warehouse_sync_status (warehouse, batch_id, status) VALUES ('local', 'b', 'running')")
+        conn.execute("INSERT INTO pipeline_watermarks (consumer, tx_watermark) VALUES ('lake', 1)")
+        conn.execute("INSERT INTO warehouse_sync_status (warehouse, batch_id, status) VALUES ('lake', 'b', 'running')")
         conn.execute("INSERT INTO event_failures (event_id, event_timestamp, event_type, error_kind, error_message)"
                      " VALUES (%s, now(), 'user.login', 'enrichment', 'boom')", (event_id,))
         assert conn.execute("UPDATE platform_events SET user_id = NULL WHERE user_id = %s", (user,)).rowcount == 1

@@ -331,3 +331,79 @@ def test_a_dead_server_raises_transient_errors(admin_url: str, redshift_database
         events_table.day_counts(DAY)
     assert "refused" in str(refused.value).lower()
     events_table.close()
+
+
+def lake_file(directory: Path, name: str, table: pa.Table) -> Path:
+    """A file as the lake writes it: the warehouse columns, JSON as plain strings, under event_date=... ."""
+    columns = [c.cast(pa.string()) if isinstance(c.type, pa.BaseExtensionType) else c for c in table.columns]
+    day = table.column("timestamp")[0].as_py().date()
+    folder = directory / f"event_date={day.isoformat()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.zstd.parquet"
+    pq.write_table(pa.Table.from_arrays(columns, names=table.column_names), path, compression="zstd")
+    return path
+
+
+def test_lake_files_load_and_days_are_listed(table: RedshiftEventTable, tmp_path: Path) -> None:
+    assert table.days() == set()
+    table.merge_files(DAY, [lake_file(tmp_path, "a", events(DAY, range(3), data={"k": "v"}))], "lake-1")
+    table.replace_day(OTHER_DAY, [lake_file(tmp_path, "b", events(OTHER_DAY, range(10, 12)))], "lake-2")
+    assert table.days() == {DAY, OTHER_DAY}
+    rows = fetch(table._connect, "SELECT event_data FROM platform_events WHERE event_id = 'evt-1'")
+    assert json.loads(rows[0][0]) == {"k": "v"}  # a JSON string of the lake is a JSON object in the engine
+    with pytest.raises(ValueError, match="local files"):  # object URIs are copied here first (lake/delivery.py)
+        table.merge_files(DAY, ["s3://lake/platform_events/event_date=2024-03-10/x.parquet"], "lake-3")
+
+
+def test_retention_in_place_deletes_exactly_the_expired_rows_of_the_planned_days(table: RedshiftEventTable,
+                                                                                 tmp_path: Path) -> None:
+    table.merge_files(DAY, [write(tmp_path, "a", events(DAY, range(10), event_type="page_view"))], "s-1")
+    table.merge_files(DAY, [write(tmp_path, "b", events(DAY, range(10, 14), event_type="payment"))], "s-2")
+    table.merge_files(OTHER_DAY, [write(tmp_path, "c", events(OTHER_DAY, range(20, 25)))], "s-3")
+    noon = datetime(2024, 3, 10, 12, tzinfo=UTC)
+    cutoffs = {"page_view": noon + timedelta(microseconds=5),  # evt-0..4 are older
+               "payment": noon}  # none older (evt-10.. are at 12:00:00.000010 and after)
+    before = datetime(2024, 3, 12, tzinfo=UTC)
+    plan = sorted(table.expired_by_day(cutoffs, before))
+    assert plan == [(DAY, "interaction", 5, 14), (OTHER_DAY, "interaction", 0, 5)]
+    assert table.delete_expired(cutoffs, datetime(2024, 3, 10, tzinfo=UTC), datetime(2024, 3, 11, tzinfo=UTC)) == 5
+    assert table.event_ids(DAY) == {f"evt-{i}" for i in range(5, 14)}
+    assert table.event_ids(OTHER_DAY) == {f"evt-{i}" for i in range(20, 25)}  # outside the range: untouched
+    unknown = {"something_else": before}  # a type without a cut-off never expires
+    assert table.delete_expired(unknown, datetime(2024, 3, 10, tzinfo=UTC), before) == 0
+
+
+def test_erasure_refresh_replaces_exactly_the_queued_events(table: RedshiftEventTable, tmp_path: Path) -> None:
+    table.merge_files(DAY, [write(tmp_path, "a", events(DAY, range(6), user="alice"))], "s-1")
+    table.merge_files(DAY, [write(tmp_path, "b", events(DAY, range(6, 9), user="bob"))], "s-2")
+    table.merge_files(OTHER_DAY, [write(tmp_path, "c", events(OTHER_DAY, [20], user="alice"))], "s-3")
+    assert sorted(r[0] for r in table.user_rows("alice")) == ["evt-0", "evt-1", "evt-2", "evt-20", "evt-3", "evt-4",
+                                                              "evt-5"]
+    assert all(r[1].tzinfo is not None for r in table.user_rows("alice"))
+    queued = [f"evt-{i}" for i in (0, 1, 2, 20)]  # evt-2 is gone from the lake; 3..5 not queued (yet)
+    start, end = datetime(2024, 3, 10, tzinfo=UTC), datetime(2024, 3, 12, tzinfo=UTC)
+    assert sorted(table.held_event_ids(queued, start, end)) == ["evt-0", "evt-1", "evt-2", "evt-20"]
+    anonymised = pa.concat_tables([events(DAY, [0, 1], user=None, data={"plan": "pro"}),
+                                   events(OTHER_DAY, [20], user=None, data={"plan": "pro"})])
+    assert table.refresh_events(queued, start, end, [write(tmp_path, "lake", anonymised)], "erasure-1") == 3
+    assert sorted(r[0] for r in table.user_rows("alice")) == ["evt-3", "evt-4", "evt-5"]
+    assert table.event_ids(DAY) == {f"evt-{i}" for i in range(9)} - {"evt-2"}
+    assert table.user_row_count("bob") == 3
+    assert table.refresh_events(["evt-3"], start, end, [], "erasure-2") == 0  # no lake row: deleted
+    assert "evt-3" not in table.event_ids(DAY)
+    assert table.refresh_events(queued, start, end, [write(tmp_path, "lake2", anonymised)], "erasure-1") == 3  # again
+    assert sum(table.day_counts(DAY).values()) == 7 and table.duplicate_event_ids(DAY) == []
+
+
+def test_trace_queries_read_the_engine(table: RedshiftEventTable, tmp_path: Path) -> None:
+    table.merge_files(DAY, [write(tmp_path, "a", events(DAY, range(3), user="alice",
+                                                        data={"email": "a@example.test", "n": 1}))], "s-1")
+    table.merge_files(DAY, [write(tmp_path, "b", events(DAY, [7], user=None, event_type="signup",
+                                                        data={"phone": "+1 555", "note": "a@example.test"}))], "s-2")
+    assert table.user_counts() == [("alice", 3)]
+    assert set(table.personal_values()) == {("a@example.test", None, None, 3), (None, "+1 555", None, 1)}
+    [(data, metadata)] = table.anonymised_payloads(["signup"])
+    assert json.loads(data) == {"phone": "+1 555", "note": "a@example.test"}
+    assert json.loads(metadata) == {"ip_address": "10.0.0.1"}
+    assert table.anonymised_payloads(["other"]) == [] and table.anonymised_payloads([]) == []
+    assert table.ip_user_agents() == [("10.0.0.1", None, 1)]

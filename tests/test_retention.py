@@ -1,5 +1,5 @@
-"""Retention against a real PostgreSQL, real Parquet files and real Dagster runs and schedules: events spanning
-8 years in all four categories; exactly the expired ones go, from the store, its dead letter and the warehouse;
+"""Retention against a real PostgreSQL, a real Delta lake and real Dagster runs and schedules: events spanning
+8 years in all four categories; exactly the expired ones go, from the store, its dead letter and the lake;
 whole monthly partitions are dropped; a dry run reports the same and changes nothing."""
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ import pytest
 from dagster import DagsterInstance, DefaultScheduleStatus, Definitions, RunRequest, build_schedule_context
 from psycopg.types.json import Jsonb
 
-from tests.ingest_helpers import sweep_in_subprocess, wait_until_lock_released, warehouse_ids
+from tests.ingest_helpers import lake_ids, sweep_in_subprocess, wait_until_lock_released
 from workdev_pipeline import catalog
 from workdev_pipeline.assets.governance import RETENTION_OP, RETENTION_RUNS
 from workdev_pipeline.demo import generate_events, generate_users
 from workdev_pipeline.governance.common import GovernanceInputError
 from workdev_pipeline.governance.retention import apply_retention, verify_retention
 from workdev_pipeline.ingest.ingestor import Ingestor
-from workdev_pipeline.ingest.local_store import LocalEventFiles
-from workdev_pipeline.resources.local import LocalWarehouseResource
+from workdev_pipeline.lake import EventLake, LakeLocation
+from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.schedules.governance import retention_schedule
 
 #: The policy, from the catalog (not from the code under test): days kept per category.
@@ -122,9 +122,10 @@ def store_state(conn: psycopg.Connection) -> tuple:
     return partitions, ids, failures
 
 
-def file_bytes(warehouse: LocalWarehouseResource) -> dict[Path, bytes]:
-    files = warehouse.files()
-    return {p: p.read_bytes() for d in files.days() for p in files.day_files(d)}
+def lake_state(lake: LakeResource) -> tuple:
+    """The lake's version and data files: unchanged by anything that writes nothing."""
+    snapshot = lake.snapshot()
+    return snapshot.version, sorted(snapshot.files().column("path").to_pylist())
 
 
 def materialized(result) -> dict:
@@ -137,14 +138,14 @@ def retention_config(as_of: datetime, dry_run: bool) -> dict:
 
 
 def test_retention_over_eight_years_dry_run_then_for_real(db: str, conn: psycopg.Connection, defs: Definitions,
-                                                          warehouse: LocalWarehouseResource,
+                                                          lake: LakeResource,
                                                           instance: DagsterInstance) -> None:
     as_of = dagster_now()
     history = History(as_of)
     history.insert(conn)
-    sweep = warehouse.ingestor(db).sweep()
+    sweep = lake.ingestor(db).sweep()
     assert sweep.events_failed == 2 and sweep.events_loaded == len(history.events) - 2
-    conn.execute("INSERT INTO warehouse_rebuild_queue (consumer, event_date, reason) VALUES ('local', %s, 'test')",
+    conn.execute("INSERT INTO warehouse_rebuild_queue (consumer, event_date, reason) VALUES ('lake', %s, 'test')",
                  ((as_of - timedelta(days=9 * 365)).date(),))  # bookkeeping of a long-gone day
     assert partition_of(conn, history.in_default["timestamp"]) == "platform_event_store_default"
 
@@ -166,7 +167,7 @@ def test_retention_over_eight_years_dry_run_then_for_real(db: str, conn: psycopg
     assert len(doomed) >= 10 and len(trimmed) >= 10
 
     # dry run: the very counts, nothing touched, nothing materialized (its check does not run)
-    before, files_before = store_state(conn), file_bytes(warehouse)
+    before, files_before = store_state(conn), lake_state(lake)
     job = defs.resolve_job_def("apply_retention")
     dry = job.execute_in_process(instance=instance, run_config=retention_config(as_of, dry_run=True))
     assert dry.success
@@ -174,17 +175,17 @@ def test_retention_over_eight_years_dry_run_then_for_real(db: str, conn: psycopg
     observed = dry.get_asset_observation_events()[0].event_specific_data.asset_observation.metadata
     assert observed["dry_run"].value is True
     assert observed["postgres_events_by_category"].value == dict(history.expected())
-    assert observed["warehouse_local_events_by_category"].value == dict(history.expected(loaded_only=True))
+    assert observed["lake_events_by_category"].value == dict(history.expected(loaded_only=True))
     assert observed["partitions_dropped"].value == len(doomed)
     assert observed["dead_letter_rows"].value == 1
-    assert store_state(conn) == before and file_bytes(warehouse) == files_before
+    assert store_state(conn) == before and lake_state(lake) == files_before
 
     # for real
     run = job.execute_in_process(instance=instance, run_config=retention_config(as_of, dry_run=False))
     assert run.success
     meta = materialized(run)
     assert meta["postgres_events_by_category"].value == dict(history.expected())
-    assert meta["warehouse_local_events_by_category"].value == dict(history.expected(loaded_only=True))
+    assert meta["lake_events_by_category"].value == dict(history.expected(loaded_only=True))
     assert meta["partitions_dropped"].value == len(doomed)
     assert [(e.check_name, e.passed) for e in run.get_asset_check_evaluations()] == [("retention_enforced", True)]
 
@@ -200,35 +201,39 @@ def test_retention_over_eight_years_dry_run_then_for_real(db: str, conn: psycopg
     # the dead letter lost the expired event's row, kept the recent one; bookkeeping of expired days went
     assert [r[0] for r in conn.execute("SELECT event_id FROM event_failures")] == [history.new_invalid["event_id"]]
     assert conn.execute("SELECT count(*) FROM warehouse_rebuild_queue").fetchone()[0] == 0
-    # the warehouse: exactly the kept, loaded events remain, each once
-    held = warehouse_ids(warehouse.files())
+    # the lake: exactly the kept, loaded events remain, each once, in one DELETE commit; no file of the old
+    # version is left on disk (vacuumed), nor its expired rows in the log's statistics
+    held = lake_ids(lake.events())
     assert len(held) == len(set(held)) and set(held) == history.kept_ids(loaded_only=True)
-    days_left = {d.isoformat() for d in warehouse.files().days()}
+    assert [h["operation"] for h in lake.events().table().history(3)] == ["VACUUM END", "VACUUM START", "DELETE"]
+    on_disk = {str(p.relative_to(lake.events().uri)) for p in Path(lake.events().uri).rglob("*.parquet")}
+    assert on_disk == set(lake.snapshot().files().column("path").to_pylist())
+    days_left = {d.isoformat() for d in lake.snapshot().days()}
     assert days_left == {e["timestamp"].astimezone(UTC).date().isoformat() for e in history.events
                          if not expired(e, as_of) and e is not history.old_invalid and e is not history.new_invalid}
     # its partition checks still reconcile with PostgreSQL where days were rewritten
     check_day = (as_of - timedelta(days=1000)).date().isoformat()
-    checks = defs.resolve_job_def("check_warehouse_days").execute_in_process(
+    checks = defs.resolve_job_def("check_lake_days").execute_in_process(
         instance=instance, tags={"dagster/partition": check_day})
     assert all(e.passed for e in checks.get_asset_check_evaluations())
 
     # a second run finds nothing left; both runs are on record
     again = job.execute_in_process(instance=instance, run_config=retention_config(as_of, dry_run=False))
     meta = materialized(again)
-    assert meta["postgres_events"].value == 0 and meta["warehouse_local_events"].value == 0
+    assert meta["postgres_events"].value == 0 and meta["lake_events"].value == 0
     runs = conn.execute("SELECT dry_run, status FROM retention_runs ORDER BY retention_run_id").fetchall()
     assert runs == [(True, "finished"), (False, "finished"), (False, "finished")]
 
 
 def test_check_fails_while_expired_events_remain(db: str, conn: psycopg.Connection,
-                                                 warehouse: LocalWarehouseResource) -> None:
+                                                 lake: LakeResource) -> None:
     as_of = dagster_now()
     history = History(as_of, seed=5)
     history.insert(conn)
-    warehouse.ingestor(db).sweep()
+    lake.ingestor(db).sweep()
     from workdev_pipeline.governance.warehouse import governed_warehouses
 
-    engines = governed_warehouses(warehouse, db)
+    engines = governed_warehouses(lake, db)
     assert verify_retention(db, engines).as_of is None  # never applied: not passed
     apply_retention(db, engines, as_of=as_of - timedelta(days=30))  # a month ago: what expired since is left
     found = verify_retention(db, engines)
@@ -278,7 +283,7 @@ def test_schedule_runs_daily_at_two_utc_as_of_its_tick(db: str, defs: Definition
 
     history = History(tick, seed=9)
     history.insert(conn)
-    Ingestor(db, LocalWarehouseResource(data_dir=defs.resources["warehouse"].data_dir).files()).sweep()
+    defs.resources["lake"].ingestor(db).sweep()
     run = defs.resolve_job_def("apply_retention").execute_in_process(
         instance=instance, run_config=request.run_config, tags=request.tags)
     assert run.success
@@ -288,12 +293,12 @@ def test_schedule_runs_daily_at_two_utc_as_of_its_tick(db: str, defs: Definition
 
 
 def test_cli_retention_dry_run_then_for_real(db: str, conn: psycopg.Connection,
-                                             warehouse: LocalWarehouseResource) -> None:
+                                             lake: LakeResource) -> None:
     as_of = dagster_now()
     history = History(as_of, seed=21)
     history.insert(conn)
-    warehouse.ingestor(db).sweep()
-    env = {**os.environ, "WORKDEV_DATABASE_URL": db, "WORKDEV_WAREHOUSE_DIR": warehouse.data_dir}
+    lake.ingestor(db).sweep()
+    env = {**os.environ, "WORKDEV_DATABASE_URL": db, "WORKDEV_LAKE_URI": lake.uri}
     cli = Path(sys.executable).with_name("workdev-pipeline")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -316,14 +321,13 @@ def test_cli_retention_dry_run_then_for_real(db: str, conn: psycopg.Connection,
     assert future.returncode == 2 and "error: as_of 2999-01-01T00:00:00+00:00 is in the future" in future.stderr
 
 
-def test_a_day_of_many_sweeps_is_compacted_and_a_killed_sweeps_file_survives_for_its_redo(
+def test_retention_with_a_sweep_killed_after_its_commit_keeps_every_kept_event_once(
         db: str, conn: psycopg.Connection, tmp_path: Path) -> None:
-    """A day swept three times holds three files; retention rewrites it as one (as a rebuild would), except the
-    file of the third sweep, killed after publishing (still 'running'): it keeps its name, so the redo replaces it.
-    At the end every kept event is held exactly once."""
-    from workdev_pipeline.governance.warehouse import LocalGovernedWarehouse
+    """Three sweeps of one day, the third killed after its Delta commit (its watermark not yet advanced):
+    retention finishes that sweep before it deletes, so at the end every kept event is held exactly once."""
+    from workdev_pipeline.governance.warehouse import LakeGovernedWarehouse
 
-    files = LocalEventFiles(tmp_path / "warehouse")
+    lake = EventLake(LakeLocation.from_env(str(tmp_path / "lake")))
     as_of = dagster_now()
     history = History(as_of, seed=17, populate=False)
     noon = datetime.combine((as_of - timedelta(days=500)).date(), datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
@@ -331,17 +335,16 @@ def test_a_day_of_many_sweeps_is_compacted_and_a_killed_sweeps_file_survives_for
         batch = [history.add(c, noon + timedelta(minutes=10 * k + i)) for c in TYPES_BY_CATEGORY for i in range(3)]
         history.insert(conn, batch)
         if k < 2:
-            assert Ingestor(db, files).sweep().status == "loaded"
+            assert Ingestor(db, lake).sweep().status == "loaded"
         else:
-            assert sweep_in_subprocess(db, files.root, crash_at="after_publish").returncode == -9
+            assert sweep_in_subprocess(db, Path(lake.location.root), crash_at="after_commit").returncode == -9
             wait_until_lock_released(db)
     day = noon.date()
-    assert [p.name for p in files.day_files(day)] == [f"part-s{n:012d}.parquet" for n in (1, 2, 3)]
+    assert len(lake.snapshot().day_files(day)) == 3
 
-    report = apply_retention(db, [LocalGovernedWarehouse(Ingestor(db, files))], as_of=as_of)
-    assert report.warehouse("local").days_rewritten == [day]
-    assert [p.name for p in files.day_files(day)] == ["part-day.parquet", "part-s000000000003.parquet"]
-    redo = Ingestor(db, files).sweep()
-    assert redo.redone and redo.status == "loaded"
-    held = warehouse_ids(files)
+    report = apply_retention(db, [LakeGovernedWarehouse(Ingestor(db, lake))], as_of=as_of)
+    assert report.warehouse("lake").days_rewritten == [day]
+    assert conn.execute("SELECT count(*) FROM ingestion_sweeps WHERE status = 'running'").fetchone()[0] == 0
+    assert Ingestor(db, lake).sweep().status == "idle"
+    held = lake_ids(lake)
     assert len(held) == len(set(held)) and set(held) == history.kept_ids()

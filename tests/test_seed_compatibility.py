@@ -30,8 +30,8 @@ def test_processing_status_is_derived_from_sweeps_and_failures(client: Analytics
     # a consumer sweeps everything committed so far (its watermark past the newest event's transaction;
     # the snapshot's xmin would do too, but it is cluster-wide: another database's long transaction lowers it)
     high = conn.execute("SELECT max(tx_id) + 1 FROM platform_event_store").fetchone()[0]
-    conn.execute("INSERT INTO pipeline_watermarks (consumer, tx_watermark) VALUES ('local', %s)", (high,))
-    conn.execute("INSERT INTO ingestion_sweeps (consumer, tx_low, tx_high, events) VALUES ('local', 0, %s, 10)",
+    conn.execute("INSERT INTO pipeline_watermarks (consumer, tx_watermark) VALUES ('lake', %s)", (high,))
+    conn.execute("INSERT INTO ingestion_sweeps (consumer, tx_low, tx_high, events) VALUES ('lake', 0, %s, 10)",
                  (high,))
     # two of them turned out bad: the dead letter
     for event_id, retries in ((first[0], 0), (first[1], 3)):
@@ -62,7 +62,7 @@ def test_processing_status_is_derived_from_sweeps_and_failures(client: Analytics
 def test_sync_status_and_realtime_metrics_queries(client: AnalyticsClient, conn: psycopg.Connection) -> None:
     for n in range(12):
         conn.execute("INSERT INTO warehouse_sync_status (warehouse, partition_key, batch_id, status, events_total,"
-                     " events_loaded, created_at) VALUES ('local', '2026-11-25', %s, 'succeeded', 5, 5,"
+                     " events_loaded, created_at) VALUES ('lake', '2026-11-25', %s, 'succeeded', 5, 5,"
                      " now() - make_interval(mins => %s))", (f"b{n}", n))
     rows = conn.execute(CHECK_SYNC_STATUS).fetchall()
     assert [r[3] for r in rows] == [f"b{n}" for n in range(10)]

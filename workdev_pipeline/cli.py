@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from workdev_pipeline.errors import WorkdevError
+from workdev_pipeline.lake_cli import lake_group
 
 
 def _url(database_url: str | None) -> str:
@@ -139,22 +140,15 @@ def up(database_url: str | None, demo_events: int) -> None:
                f"--user-id {uuid.uuid4()} --data '{{\"method\": \"github\"}}'")
 
 
-def _ingestor(database_url: str | None, warehouse_dir: str | None, engine: str = "local"):  # -> Ingestor
-    """The ingestion engine of the local warehouse, or of a remote engine configured by the environment
-    (``workdev_pipeline/engine_settings.py``: BIGQUERY_*, REDSHIFT_*; its mirror under $WORKDEV_HOME/engines)."""
-    if engine != "local":
-        from workdev_pipeline.engine_settings import bigquery_resource, redshift_resource
+def _lake(lake_uri: str | None):  # -> LakeResource
+    from workdev_pipeline.resources.lake import LakeResource
 
-        resource = bigquery_resource() if engine == "bigquery" else redshift_resource()
-        return resource.process_config_and_initialize().ingestor(_url(database_url))
-    return _local_warehouse(warehouse_dir).ingestor(_url(database_url))
+    return LakeResource(uri=lake_uri or "", geoip_database=os.environ.get("WORKDEV_GEOIP_DATABASE", ""))
 
 
-def _local_warehouse(warehouse_dir: str | None):  # -> LocalWarehouseResource
-    from workdev_pipeline.resources.local import LocalWarehouseResource
-
-    return LocalWarehouseResource(data_dir=warehouse_dir or "",
-                                  geoip_database=os.environ.get("WORKDEV_GEOIP_DATABASE", ""))
+def _ingestor(database_url: str | None, lake_uri: str | None):  # -> Ingestor
+    """The ingestion engine of the lake."""
+    return _lake(lake_uri).ingestor(_url(database_url))
 
 
 def _report(outcome) -> None:
@@ -168,21 +162,17 @@ def _report(outcome) -> None:
         click.echo(f"error: {outcome.error}", err=True)
 
 
-_warehouse_option = click.option(
-    "--warehouse-dir", envvar="WORKDEV_WAREHOUSE_DIR", default=None,
-    help="The local warehouse's directory (env WORKDEV_WAREHOUSE_DIR); unset: $WORKDEV_HOME/warehouse.")
-_engine_option = click.option(
-    "--engine", type=click.Choice(["local", "bigquery", "redshift"]), default="local", show_default=True,
-    help="The warehouse engine (bigquery/redshift configured by BIGQUERY_* / REDSHIFT_* variables).")
+_lake_option = click.option(
+    "--lake-uri", envvar="WORKDEV_LAKE_URI", default=None,
+    help="The lake's root: a path, s3://, gs://, az:// (env WORKDEV_LAKE_URI); unset: $WORKDEV_HOME/lake.")
 
 
 @main.command()
 @_db_option
-@_warehouse_option
-@_engine_option
-def sweep(database_url: str | None, warehouse_dir: str | None, engine: str) -> None:
-    """Load the pending events into the warehouse now (what the sensor's runs do)."""
-    outcome = _ingestor(database_url, warehouse_dir, engine).sweep(run_id="cli")
+@_lake_option
+def sweep(database_url: str | None, lake_uri: str | None) -> None:
+    """Load the pending events into the lake now (what the sensor's runs do): one Delta commit."""
+    outcome = _ingestor(database_url, lake_uri).sweep(run_id="cli")
     _report(outcome)
     if outcome.status == "failed":
         sys.exit(1)
@@ -190,35 +180,56 @@ def sweep(database_url: str | None, warehouse_dir: str | None, engine: str) -> N
 
 @main.command()
 @_db_option
-@_warehouse_option
+@_lake_option
 @click.option("--from", "first", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First UTC day.")
 @click.option("--to", "last", default=None, type=click.DateTime(["%Y-%m-%d"]), help="Last UTC day (default: --from).")
-@_engine_option
-def rebuild(database_url: str | None, warehouse_dir: str | None, first: datetime, last: datetime | None,
-            engine: str) -> None:
-    """Rebuild whole days of the warehouse from PostgreSQL (idempotent; other days untouched)."""
+def rebuild(database_url: str | None, lake_uri: str | None, first: datetime, last: datetime | None) -> None:
+    """Rebuild whole days of the lake from PostgreSQL in one commit (idempotent; other days untouched)."""
     last = last or first
     if last < first:
         raise click.BadParameter(f"--to {last:%Y-%m-%d} is before --from {first:%Y-%m-%d}")
     days = [(first + timedelta(days=i)).date() for i in range((last - first).days + 1)]
     from tqdm import tqdm
 
-    with tqdm(total=len(days), unit="day", desc=f"rebuild ({engine})", disable=len(days) < 2) as bar:
+    with tqdm(total=len(days), unit="day", desc="rebuild", disable=len(days) < 2) as bar:
         def advance(day: date, rows: int) -> None:
             bar.set_postfix_str(f"{day}: {rows:,} events")
             bar.update()
 
-        outcome = _ingestor(database_url, warehouse_dir, engine).rebuild(days, run_id="cli", on_day=advance)
+        outcome = _ingestor(database_url, lake_uri).rebuild(days, run_id="cli", on_day=advance)
     _report(outcome)
 
 
 @main.command()
 @_db_option
-@_warehouse_option
-@_engine_option
-def replay(database_url: str | None, warehouse_dir: str | None, engine: str) -> None:
+@_lake_option
+def replay(database_url: str | None, lake_uri: str | None) -> None:
     """Send the dead letter (failed events) back through once the cause is fixed."""
-    _report(_ingestor(database_url, warehouse_dir, engine).replay(run_id="cli"))
+    _report(_ingestor(database_url, lake_uri).replay(run_id="cli"))
+
+
+@main.command()
+@_db_option
+@_lake_option
+@click.option("--engine", "engines", multiple=True, type=click.Choice(["bigquery", "redshift"]),
+              help="The engine(s) to deliver to (default: every one enabled by BIGQUERY_ENABLED / REDSHIFT_ENABLED).")
+def deliver(database_url: str | None, lake_uri: str | None, engines: tuple[str, ...]) -> None:
+    """Load what the lake committed since each engine's last delivery into it now (what its sensor's runs do)."""
+    from workdev_pipeline.engine_settings import bigquery_resource, redshift_resource, remote_engine_resources
+
+    enabled = remote_engine_resources()
+    chosen = engines or tuple(enabled)
+    if not chosen:
+        raise click.UsageError("no engine enabled: set BIGQUERY_ENABLED or REDSHIFT_ENABLED, or pass --engine")
+    url, events = _url(database_url), _lake(lake_uri).events()
+    for name in chosen:
+        resource = (enabled.get(name) or (bigquery_resource() if name == "bigquery" else redshift_resource()))
+        outcome = resource.process_config_and_initialize().deliver(url, events, run_id="cli")
+        click.echo(f"{name}: {outcome.status} ({outcome.mode}) lake version {outcome.from_version} -> "
+                   f"{outcome.to_version}: {outcome.rows:,} rows, {len(outcome.days_replaced)} day(s) replaced, "
+                   f"{len(outcome.days_merged)} merged in {outcome.seconds:.2f} s")
+        for note in outcome.notes:
+            click.echo(f"  {note}")
 
 
 @main.command()
@@ -226,7 +237,7 @@ def replay(database_url: str | None, warehouse_dir: str | None, engine: str) -> 
 @click.option("--host", default="127.0.0.1", show_default=True, help="Where the UI listens.")
 @click.option("--port", default=3000, show_default=True)
 def dev(database_url: str | None, host: str, port: int) -> None:
-    """Start Dagster (webserver + daemon: the UI, the ingest sensor) on this database and the local warehouse."""
+    """Start Dagster (webserver + daemon: the UI, the ingest sensor) on this database and the lake."""
     import shutil
 
     from workdev_pipeline.settings import DATABASE_URL_ENV, SQL_DIR, workdev_home
@@ -245,35 +256,37 @@ def dev(database_url: str | None, host: str, port: int) -> None:
               env)
 
 
-def _governed(database_url: str | None, warehouse_dir: str | None):  # -> (url, [GovernedWarehouse], local, remote)
-    """Every enabled warehouse: the local one, and BigQuery/Redshift when BIGQUERY_ENABLED/REDSHIFT_ENABLED."""
+def _governed(database_url: str | None, lake_uri: str | None):  # -> (url, [GovernedWarehouse], lake, remote)
+    """Every store of the events: the lake, and BigQuery/Redshift when BIGQUERY_ENABLED/REDSHIFT_ENABLED."""
     from workdev_pipeline.engine_settings import remote_engine_resources
     from workdev_pipeline.governance.warehouse import governed_warehouses
 
     url = _url(database_url)
-    warehouse = _local_warehouse(warehouse_dir)
+    lake = _lake(lake_uri)
     remote = [r.process_config_and_initialize() for r in remote_engine_resources().values()]
-    return url, governed_warehouses([warehouse, *remote], url), warehouse, remote
+    governed = governed_warehouses([lake], url)
+    governed += [w for engine in remote for w in engine.governance(url, lake=lake.events())]
+    return url, governed, lake, remote
 
 
 @main.command()
 @_db_option
-@_warehouse_option
+@_lake_option
 @click.option("--dry-run", is_flag=True, help="Only report what would go (per category, per store); change nothing.")
 @click.option("--as-of", default=None, help="Apply the policy as of this instant (ISO 8601; naive means UTC). "
                                             "Default: now; never the future.")
-def retention(database_url: str | None, warehouse_dir: str | None, dry_run: bool, as_of: str | None) -> None:
+def retention(database_url: str | None, lake_uri: str | None, dry_run: bool, as_of: str | None) -> None:
     """Apply the retention policy (the daily 02:00 UTC job): expired events leave PostgreSQL and every warehouse."""
     from workdev_pipeline.governance.retention import apply_retention
 
-    url, warehouses, _, _ = _governed(database_url, warehouse_dir)
+    url, warehouses, _, _ = _governed(database_url, lake_uri)
     report = apply_retention(url, warehouses, as_of=as_of, dry_run=dry_run, run_id="cli")
     verb = "would go" if dry_run else "gone"
     click.echo(f"retention as of {report.as_of:%Y-%m-%d %H:%M:%S} UTC"
                + (" -- dry run, nothing changed" if dry_run else "") + f"; events {verb}:")
     for category, (days, cutoff) in report.policy.categories().items():
         stores = [f"postgres {report.postgres.get(category, 0):,}"]
-        stores += [f"warehouse {w.consumer} {w.events.get(category, 0):,}" for w in report.warehouses]
+        stores += [f"{w.consumer} {w.events.get(category, 0):,}" for w in report.warehouses]
         click.echo(f"  {category:<14} kept {days:>5,} days (older than {cutoff:%Y-%m-%d %H:%M}): {', '.join(stores)}")
     dropped = ", ".join(report.partitions_dropped) or "none"
     click.echo(f"  partitions {'to drop' if dry_run else 'dropped'}: {dropped}; rows "
@@ -281,7 +294,7 @@ def retention(database_url: str | None, warehouse_dir: str | None, dry_run: bool
     bookkeeping = ", ".join(f"{t} {n:,}" for t, n in report.bookkeeping_rows.items()) or "none"
     click.echo(f"  dead letter: {report.dead_letter_rows:,} row(s); bookkeeping: {bookkeeping}")
     for w in report.warehouses:
-        click.echo(f"  warehouse {w.consumer}: {len(w.days_removed):,} day(s) "
+        click.echo(f"  {w.consumer}: {len(w.days_removed):,} day(s) "
                    f"{'to remove' if dry_run else 'removed'}, {len(w.days_rewritten):,} "
                    f"{'to rewrite' if dry_run else 'rewritten'}")
     for note in report.notes:
@@ -290,26 +303,29 @@ def retention(database_url: str | None, warehouse_dir: str | None, dry_run: bool
 
 @main.command()
 @_db_option
-@_warehouse_option
+@_lake_option
 @click.argument("user_ids", nargs=-1, required=True, metavar="USER_ID [USER_ID ...]")
-def erase(database_url: str | None, warehouse_dir: str | None, user_ids: tuple[str, ...]) -> None:
+def erase(database_url: str | None, lake_uri: str | None, user_ids: tuple[str, ...]) -> None:
     """GDPR erasure: anonymise these users' events in PostgreSQL, its dead letter and every warehouse, then
     recompute the closed aggregation periods they were counted in."""
     from workdev_pipeline.governance.erasure import erase_users, parse_user_ids
     from workdev_pipeline.governance.reaggregation import reaggregate_erasures
 
     ids = parse_user_ids(user_ids)  # every id is checked before anything is touched
-    url, warehouses, local, remote = _governed(database_url, warehouse_dir)
+    url, warehouses, lake, remote = _governed(database_url, lake_uri)
     batch = erase_users(url, ids, warehouses, requested_by="cli")
     for result in batch.results:
         click.echo(result.summary)
     if batch.completed_earlier:
         click.echo(f"also finished the queued warehouse work of request(s) "
                    f"#{', #'.join(map(str, batch.completed_earlier))}")
-    reaggregation = reaggregate_erasures(url, local.files(), engines=remote)
+    reaggregation = reaggregate_erasures(url, lake.location(), engines=remote)
     if reaggregation.request_ids:
         counts = ", ".join(f"{len(p)} {t}" for t, p in reaggregation.periods.items() if p) or "no closed"
         click.echo(f"aggregations recomputed: {counts} period(s) in {reaggregation.seconds:.2f} s")
+
+
+main.add_command(lake_group)
 
 
 def run() -> None:

@@ -23,50 +23,52 @@ from workdev_pipeline.assets.governance import (
     retention_job,
 )
 from workdev_pipeline.assets.ingestion import dead_letter_replay, enriched_events, incoming_events
+from workdev_pipeline.assets.lake import lake_events
+from workdev_pipeline.assets.maintenance import lake_maintenance, lake_maintenance_job
 from workdev_pipeline.assets.metrics import realtime_metrics
-from workdev_pipeline.assets.warehouse import warehouse_events
 from workdev_pipeline.engine_settings import remote_engine_resources
 from workdev_pipeline.resources.fanout import EnabledWarehouses
-from workdev_pipeline.resources.local import LocalWarehouseResource
+from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.schedules.governance import retention_schedule
+from workdev_pipeline.schedules.maintenance import lake_maintenance_schedule
 from workdev_pipeline.schedules.metrics import (
     cleanup_metrics,
     cleanup_metrics_schedule,
     refresh_metrics_job,
     refresh_metrics_schedule,
 )
-from workdev_pipeline.schedules.sensors import check_warehouse_job, ingest_job, ingest_sensor, replay_job
+from workdev_pipeline.schedules.sensors import check_lake_job, ingest_job, ingest_sensor, replay_job
 from workdev_pipeline.settings import DATABASE_URL_ENV
 
 
 def resources() -> dict[str, object]:
     """Resources from the environment: the URL from WORKDEV_DATABASE_URL when set (else the embedded server),
-    the local warehouse under WORKDEV_WAREHOUSE_DIR (else $WORKDEV_HOME/warehouse), and the engines enabled by
+    the lake at WORKDEV_LAKE_URI (else $WORKDEV_HOME/lake, read when a run starts), and the engines enabled by
     BIGQUERY_ENABLED / REDSHIFT_ENABLED (see :mod:`workdev_pipeline.engine_settings`)."""
     postgres = PostgresResource(database_url=EnvVar(DATABASE_URL_ENV)) if os.environ.get(DATABASE_URL_ENV) \
         else PostgresResource()
-    warehouse = LocalWarehouseResource(data_dir=os.environ.get("WORKDEV_WAREHOUSE_DIR", ""),
-                                       geoip_database=os.environ.get("WORKDEV_GEOIP_DATABASE", ""))
-    return {"postgres": postgres, "warehouse": warehouse, **remote_engine_resources()}
+    lake = LakeResource(geoip_database=os.environ.get("WORKDEV_GEOIP_DATABASE", ""))
+    return {"postgres": postgres, "lake": lake, **remote_engine_resources()}
 
 
 def build_definitions(resource_defs: dict[str, object] | None = None) -> Definitions:
     """Every asset, check, job and sensor, with the given resources (the environment's by default); a remote
     engine's definitions are added when its resource (``bigquery``, ``redshift``) is given."""
     resource_defs = dict(resource_defs if resource_defs is not None else resources())
-    if "warehouse" in resource_defs:  # what retention and erasure reach: every enabled warehouse
+    if "lake" in resource_defs:  # what retention and erasure reach: the lake and every enabled engine
         resource_defs.setdefault("warehouses", EnabledWarehouses.from_resources(resource_defs))
     engines = [engine_definitions(name) for name in REMOTE_ENGINES if name in resource_defs]
     return Definitions(
-        assets=[incoming_events, enriched_events, dead_letter_replay, warehouse_events, realtime_metrics,
+        assets=[incoming_events, enriched_events, dead_letter_replay, lake_events, lake_maintenance, realtime_metrics,
                 *aggregation_assets, event_retention, gdpr_erasure, *(a for e in engines for a in e.assets)],
         asset_checks=[reconciles_with_postgres, no_duplicate_event_ids, parquet_schema_matches,
                       pending_backlog_fresh, retention_enforced, erasure_leaves_no_trace,
                       *(c for e in engines for c in e.asset_checks)],
-        jobs=[ingest_job, replay_job, check_warehouse_job, refresh_metrics_job, cleanup_metrics, retention_job,
-              erasure_job, *(j for e in engines for j in e.jobs)],
-        schedules=[refresh_metrics_schedule, cleanup_metrics_schedule, retention_schedule],
+        jobs=[ingest_job, replay_job, check_lake_job, refresh_metrics_job, cleanup_metrics, retention_job,
+              erasure_job, lake_maintenance_job,
+              *(j for e in engines for j in e.jobs)],
+        schedules=[refresh_metrics_schedule, cleanup_metrics_schedule, retention_schedule, lake_maintenance_schedule],
         sensors=[ingest_sensor, aggregations_automation, *(s for e in engines for s in e.sensors)],
         resources=resource_defs,
     )

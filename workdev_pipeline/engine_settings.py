@@ -8,6 +8,10 @@
                            (true), ``REDSHIFT_S3_BUCKET`` + ``REDSHIFT_IAM_ROLE`` (the COPY path) and
                            ``REDSHIFT_DIALECT`` (``postgres`` only for a PostgreSQL stand-in).
 
+Both load from the lake (``WORKDEV_LAKE_URI``), which every deployment keeps, a BigQuery-only or Redshift-only one
+too: it is the engines' staging area (put it where the engine reads fast: ``gs://`` beside BigQuery, ``s3://``
+beside Redshift).
+
 Secrets are passed as ``EnvVar``: Dagster reads them when the resource is used; they never enter run config or
 logs.
 """
@@ -37,7 +41,7 @@ def bigquery_resource() -> BigQueryWarehouseResource:
         project=EnvVar("BIGQUERY_PROJECT_ID"), dataset=_env("BIGQUERY_DATASET_ID", "workdev_events"),
         location=_env("BIGQUERY_LOCATION") or None,
         gcp_credentials=EnvVar("BIGQUERY_CREDENTIALS") if _env("BIGQUERY_CREDENTIALS") else None,
-        api_endpoint=_env("BIGQUERY_API_ENDPOINT"), geoip_database=_env("WORKDEV_GEOIP_DATABASE"))
+        api_endpoint=_env("BIGQUERY_API_ENDPOINT"))
 
 
 def redshift_resource() -> RedshiftWarehouseResource:
@@ -46,8 +50,7 @@ def redshift_resource() -> RedshiftWarehouseResource:
         user=EnvVar("REDSHIFT_USER"), password=EnvVar("REDSHIFT_PASSWORD") if _env("REDSHIFT_PASSWORD") else "",
         ssl=_env("REDSHIFT_SSL", "true").lower() in _TRUE, db_schema=_env("REDSHIFT_SCHEMA", "public"),
         dialect="postgres" if _env("REDSHIFT_DIALECT") == "postgres" else "redshift",
-        s3_bucket=_env("REDSHIFT_S3_BUCKET"), iam_role=_env("REDSHIFT_IAM_ROLE"),
-        geoip_database=_env("WORKDEV_GEOIP_DATABASE"))
+        s3_bucket=_env("REDSHIFT_S3_BUCKET"), iam_role=_env("REDSHIFT_IAM_ROLE"))
 
 
 def remote_engine_resources() -> dict[str, object]:

@@ -1,6 +1,6 @@
-"""The aggregations into a remote engine's ``event_aggregations`` (BigQuery, Redshift): the rows the local
-warehouse's aggregation files hold for a range of periods (``AggregateFiles.read_range``: exactly what
-PostgreSQL's ``event_aggregations`` got from the same rebuild), replaced range by range in the engine
+"""The aggregations into a remote engine's ``event_aggregations`` (BigQuery, Redshift): the rows the lake's
+aggregation table holds for a range of periods (``AggregationLake.read_range``: exactly what PostgreSQL's
+``event_aggregations`` got from the same rebuild), replaced range by range in the engine
 (:meth:`~workdev_pipeline.warehouses.remote.RemoteAggregationTable.replace_aggregations`: atomic, idempotent).
 
 A range is sent in loads of at most a month of periods; a transient failure of the engine (network, service
@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from workdev_pipeline.aggregations.files import AggregateFiles
 from workdev_pipeline.aggregations.periods import Granularity, utc
+from workdev_pipeline.lake.aggregations import AggregationLake
 from workdev_pipeline.warehouses.remote import RemoteAggregationTable
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,10 @@ def load_ranges(granularity: Granularity, start: datetime, end: datetime) -> lis
             for i in range(0, len(periods), per_load)]
 
 
-def deliver_aggregations(aggregates: AggregateFiles, table: RemoteAggregationTable, granularity: Granularity,
+def deliver_aggregations(aggregates: AggregationLake, table: RemoteAggregationTable, granularity: Granularity,
                          start: datetime, end: datetime, *, retries: int = 3,
                          backoff_seconds: float = 0.5) -> AggregationDelivery:
-    """Make the engine's ``granularity`` periods in [start, end) hold what the local aggregation files hold."""
+    """Make the engine's ``granularity`` periods in [start, end) hold what the lake's aggregation table holds."""
     started = time.perf_counter()
     start, end = utc(start), utc(end)
     outcome = AggregationDelivery(table.engine, granularity.name, start, end,

@@ -1,13 +1,13 @@
 """Aggregations (group ``aggregations``): per closed UTC hour, day and week (Monday 00:00 UTC), event type and
 category, the events, their exact unique users and sessions, and the amounts of financial events -- in
 PostgreSQL's ``event_aggregations`` (what ``AnalyticsClient.query_aggregations`` and dashboards read) and in
-the warehouse (``<root>/event_aggregations/aggregation_type=<type>/<period>.parquet``).
+the lake (``lake/event_aggregations``: a Delta table partitioned by ``aggregation_type``).
 
-One multi-asset per granularity computes the periods once from the warehouse's events (DuckDB over the days'
-Parquet files) and materializes both stores: ``postgres/event_aggregations_<type>`` and
-``warehouse/event_aggregations_<type>``.
+One multi-asset per granularity computes the periods once from the lake's events (DuckDB over one snapshot of
+the days' partitions) and materializes both stores: ``postgres/event_aggregations_<type>`` and
+``lake/event_aggregations_<type>``.
 
-Lineage and partition mappings (all ``TimeWindowPartitionMapping``): every aggregation reads the warehouse's day
+Lineage and partition mappings (all ``TimeWindowPartitionMapping``): every aggregation reads the lake's day
 partitions holding its periods (an hour -> its day, a day -> itself, a week -> its seven days); and a day comes
 after its 24 hours, a week after its seven days (same store). Those last two edges order the work -- a
 backfill over a range runs hours, then days, then weeks -- and show which hours make up a day; they carry no
@@ -17,7 +17,7 @@ Automation (``aggregation_condition``, evaluated by the ``aggregations_automatio
 default): a period is materialized at the first ``:05`` after it closed -- the 5 minutes are the backlog
 freshness bound (``WORKDEV_MAX_PENDING_AGE_SECONDS``, 300 s): by then every event of the period emitted on time
 has landed -- and rebuilt, whatever its age, at the first ``:05`` after new events of its days landed in the
-warehouse (every sweep records the day partitions it appended to, every day rebuild its days). So a late
+lake (every sweep records the day partitions it appended to, every day rebuild its days). So a late
 event makes its day's hours, its day and its week stale, and one pass an hour rebuilds them.
 """
 
@@ -44,9 +44,9 @@ from dagster import (
 
 from workdev_pipeline.aggregations.engine import AggregationOutcome, Aggregator
 from workdev_pipeline.aggregations.periods import DAILY, HOURLY, WEEKLY, Granularity
-from workdev_pipeline.assets.ingestion import WAREHOUSE_EVENTS
+from workdev_pipeline.assets.ingestion import LAKE_EVENTS
 from workdev_pipeline.assets.partitions import closed_daily_partitions, hourly_partitions, weekly_partitions
-from workdev_pipeline.resources.local import LocalWarehouseResource
+from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 
 GROUP = "aggregations"
@@ -59,17 +59,17 @@ def postgres_key(granularity: Granularity) -> AssetKey:
     return AssetKey(["postgres", f"event_aggregations_{granularity.name}"])
 
 
-def warehouse_key(granularity: Granularity) -> AssetKey:
-    return AssetKey(["warehouse", f"event_aggregations_{granularity.name}"])
+def lake_key(granularity: Granularity) -> AssetKey:
+    return AssetKey(["lake", f"event_aggregations_{granularity.name}"])
 
 
 def aggregation_condition() -> AutomationCondition:
-    """Due when (the period closed, or events of its days landed in the warehouse) and a ``:05`` tick has
+    """Due when (the period closed, or events of its days landed in the lake) and a ``:05`` tick has
     passed, both since the period was last requested or materialized; never while it or an upstream is
     being materialized. No look-back window: any period whose days receive events is rebuilt."""
     closed_or_new_events = (
         AutomationCondition.newly_missing()
-        | AutomationCondition.any_deps_updated().allow(AssetSelection.assets(WAREHOUSE_EVENTS))
+        | AutomationCondition.any_deps_updated().allow(AssetSelection.assets(LAKE_EVENTS))
         .with_label("events_landed")
     ).since_last_handled().with_label("closed_or_new_events")
     settled = AutomationCondition.cron_tick_passed(SETTLE_CRON, "UTC").since_last_handled() \
@@ -103,8 +103,10 @@ def aggregation_metadata(outcome: AggregationOutcome) -> dict[str, Any]:
         "seconds": MetadataValue.float(round(outcome.seconds, 3)),
         "read_seconds": MetadataValue.float(round(outcome.read_seconds, 3)),
         "postgres_seconds": MetadataValue.float(round(outcome.postgres_seconds, 3)),
-        "parquet_seconds": MetadataValue.float(round(outcome.parquet_seconds, 3)),
+        "lake_seconds": MetadataValue.float(round(outcome.lake_seconds, 3)),
         "source_files": MetadataValue.int(outcome.source_files),
+        **({} if outcome.events_version is None else
+           {"events_version": MetadataValue.int(outcome.events_version)}),
         "range": MetadataValue.text(f"[{outcome.range_start.isoformat()}, {outcome.range_end.isoformat()})"),
         "preview": MetadataValue.md("\n".join(lines)),
     }
@@ -119,13 +121,13 @@ _WHAT = ("per {period}, event type and category: events, exact unique users and 
 
 
 def _specs(granularity: Granularity, period: str, finer: Granularity | None) -> list[AssetSpec]:
-    events = AssetDep(WAREHOUSE_EVENTS, partition_mapping=TimeWindowPartitionMapping())
+    events = AssetDep(LAKE_EVENTS, partition_mapping=TimeWindowPartitionMapping())
     specs = []
     for key_of, kinds, where in (
         (postgres_key, {"duckdb", "postgres"}, "PostgreSQL's event_aggregations (aggregation_type "
                                                f"'{granularity.name}'; read by AnalyticsClient.query_aggregations)"),
-        (warehouse_key, {"duckdb", "parquet"}, "the local warehouse: event_aggregations/aggregation_type="
-                                               f"{granularity.name}/, one Parquet file per {period}"),
+        (lake_key, {"deltalake", "duckdb"}, "the lake's Delta table event_aggregations (partition aggregation_type="
+                                           f"'{granularity.name}')"),
     ):
         deps = [events] + ([AssetDep(key_of(finer), partition_mapping=TimeWindowPartitionMapping())]
                            if finer else [])
@@ -133,13 +135,13 @@ def _specs(granularity: Granularity, period: str, finer: Granularity | None) -> 
             key_of(granularity), deps=deps, group_name=GROUP, kinds=kinds,
             automation_condition=aggregation_condition(), tags={"aggregation_type": granularity.name},
             description=f"{granularity.name.capitalize()} aggregations in {where}: " + _WHAT.format(period=period)
-                        + ", computed from the warehouse's events of the " + period + "."))
+                        + ", computed from the lake's events of the " + period + "."))
     return specs
 
 
 def _aggregation_asset(granularity: Granularity, partitions_def: TimeWindowPartitionsDefinition, period: str,
                        finer: Granularity | None = None) -> AssetsDefinition:
-    pg_key, wh_key = postgres_key(granularity), warehouse_key(granularity)
+    pg_key, lk_key = postgres_key(granularity), lake_key(granularity)
 
     @multi_asset(
         name=f"event_aggregations_{granularity.name}",
@@ -147,13 +149,13 @@ def _aggregation_asset(granularity: Granularity, partitions_def: TimeWindowParti
         partitions_def=partitions_def,
         backfill_policy=BackfillPolicy.single_run(),
         description=f"Recompute the {granularity.name} aggregations of the selected {period}s from the "
-                    "warehouse's events and replace them in PostgreSQL (delete + insert, one transaction) and "
-                    f"in the warehouse (one file per {period}, replaced atomically).",
+                    "lake's events (one snapshot) and replace them in PostgreSQL (delete + insert, one transaction) "
+                    "and in the lake (one predicate overwrite commit per chunk of periods).",
     )
     def _asset(context: AssetExecutionContext, postgres: PostgresResource,
-               warehouse: LocalWarehouseResource) -> Iterator[MaterializeResult]:
+               lake: LakeResource) -> Iterator[MaterializeResult]:
         window = context.partition_time_window
-        aggregator = Aggregator(warehouse.files())
+        aggregator = Aggregator(lake.events())
         with postgres.connection() as conn:
             outcome = aggregator.rebuild(conn, granularity, window.start, window.end)
         context.log.info(f"{granularity.name}: {outcome.periods} period(s), {outcome.rows_written} rows from "
@@ -161,11 +163,13 @@ def _aggregation_asset(granularity: Granularity, partitions_def: TimeWindowParti
         metadata = aggregation_metadata(outcome)
         yield MaterializeResult(asset_key=pg_key, metadata={
             **metadata, "table": MetadataValue.text("event_aggregations")})
-        yield MaterializeResult(asset_key=wh_key, metadata={
-            **metadata, "files_written": MetadataValue.int(outcome.files_written),
+        yield MaterializeResult(asset_key=lk_key, metadata={
+            **metadata, "table": MetadataValue.text(aggregator.aggregates.uri),
+            **({} if outcome.lake_version is None else {"lake_version": MetadataValue.int(outcome.lake_version)}),
+            "commits": MetadataValue.int(outcome.lake_commits),
+            "files_added": MetadataValue.int(outcome.files_added),
             "files_removed": MetadataValue.int(outcome.files_removed),
-            "bytes_written": MetadataValue.int(outcome.bytes_written),
-            "path": MetadataValue.path(str(aggregator.aggregates.type_dir(granularity)))})
+            "bytes_written": MetadataValue.int(outcome.bytes_written)})
 
     return _asset
 
@@ -183,5 +187,5 @@ aggregations_automation = AutomationConditionSensorDefinition(
     minimum_interval_seconds=30,
     description="Evaluates the aggregations' automation conditions every 30 s (running by default, so "
                 "`dagster dev` needs no toggle): each closed hour, day and week at the first :05 after it "
-                "closes, and again at the first :05 after new events of its days land in the warehouse.",
+                "closes, and again at the first :05 after new events of its days land in the lake.",
 )

@@ -1,4 +1,4 @@
-"""Asset checks: per day partition, the warehouse holds exactly PostgreSQL's processed events (by type), no
+"""Asset checks: per day partition, the lake (or an engine) holds exactly PostgreSQL's processed events (by type), no
 event twice, and files of the declared schema; and the pending backlog is fresh."""
 
 
@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
-from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, WAREHOUSE_EVENTS
+from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, LAKE_EVENTS
 from workdev_pipeline.assets.partitions import daily_partitions, day_of
-from workdev_pipeline.resources.local import LocalWarehouseResource
+from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.resources.warehouse import Warehouse
 from workdev_pipeline.sql_files import query
@@ -23,12 +23,12 @@ def _days(context: AssetCheckExecutionContext) -> list[date]:
     return [day_of(key) for key in context.partition_keys]
 
 
-@asset_check(asset=WAREHOUSE_EVENTS, partitions_def=daily_partitions,
+@asset_check(asset=LAKE_EVENTS, partitions_def=daily_partitions,
              description="Count by event_type reconciles with PostgreSQL: the day holds exactly the source's "
                          "processed events (swept, not in the dead letter).")
 def reconciles_with_postgres(context: AssetCheckExecutionContext, postgres: PostgresResource,
-                             warehouse: LocalWarehouseResource) -> AssetCheckResult:
-    return reconcile(_days(context), postgres, warehouse)
+                             lake: LakeResource) -> AssetCheckResult:
+    return reconcile(_days(context), postgres, lake)
 
 
 def reconcile(days: list[date], postgres: PostgresResource, warehouse: Warehouse) -> AssetCheckResult:
@@ -56,11 +56,11 @@ def reconcile(days: list[date], postgres: PostgresResource, warehouse: Warehouse
         "source_query": MetadataValue.text("sql/queries/ingest/day_counts.sql (day_start, day_end, consumer)")})
 
 
-@asset_check(asset=WAREHOUSE_EVENTS, partitions_def=daily_partitions,
+@asset_check(asset=LAKE_EVENTS, partitions_def=daily_partitions,
              description="No event_id is held twice in the day's partition.")
 def no_duplicate_event_ids(context: AssetCheckExecutionContext,
-                           warehouse: LocalWarehouseResource) -> AssetCheckResult:
-    return no_duplicates(_days(context), warehouse)
+                           lake: LakeResource) -> AssetCheckResult:
+    return no_duplicates(_days(context), lake)
 
 
 def no_duplicates(days: list[date], warehouse: Warehouse) -> AssetCheckResult:
@@ -71,20 +71,20 @@ def no_duplicates(days: list[date], warehouse: Warehouse) -> AssetCheckResult:
         "examples": MetadataValue.json([{"day": d, "event_id": i, "copies": n} for d, i, n in duplicates[:20]])})
 
 
-@asset_check(asset=WAREHOUSE_EVENTS, partitions_def=daily_partitions,
-             description="Every Parquet file of the day has the declared warehouse schema.")
+@asset_check(asset=LAKE_EVENTS, partitions_def=daily_partitions,
+             description="The lake table has the declared schema (the seed's warehouse schema + event_date).")
 def parquet_schema_matches(context: AssetCheckExecutionContext,
-                           warehouse: LocalWarehouseResource) -> AssetCheckResult:
-    problems = [p for day in _days(context) for p in warehouse.schema_problems(day)]
+                           lake: LakeResource) -> AssetCheckResult:
+    problems = [p for day in _days(context) for p in lake.schema_problems(day)]
     return AssetCheckResult(passed=not problems, metadata={"problems": MetadataValue.json(problems[:10])})
 
 
 @asset_check(asset=INCOMING_EVENTS, description=f"The oldest pending event waits less than "
              f"{MAX_PENDING_AGE_SECONDS:.0f} s (WORKDEV_MAX_PENDING_AGE_SECONDS) and nothing sits in the dead letter.")
-def pending_backlog_fresh(postgres: PostgresResource, warehouse: LocalWarehouseResource) -> AssetCheckResult:
+def pending_backlog_fresh(postgres: PostgresResource, lake: LakeResource) -> AssetCheckResult:
     with postgres.connection() as conn:
         pending, oldest, failed = conn.execute(query("ingest/pending_backlog"),
-                                               {"consumer": warehouse.consumer}).fetchone()
+                                               {"consumer": lake.consumer}).fetchone()
     oldest = oldest or 0.0
     fresh = oldest <= MAX_PENDING_AGE_SECONDS
     return AssetCheckResult(

@@ -1,13 +1,13 @@
 """The aggregations in each remote engine (BigQuery, Redshift): ``<engine>/event_aggregations_<hourly|daily|weekly>``,
-partitioned as the local aggregation assets they copy (``warehouse/event_aggregations_<type>``, one partition of
+partitioned as the lake's aggregation assets they copy (``lake/event_aggregations_<type>``, one partition of
 it per partition here), in group ``aggregations`` so that the ``aggregations_automation`` sensor evaluates them.
 
-A partition is delivered when its local partition was materialized since it was last requested -- the hourly
+A partition is delivered when its lake partition was materialized since it was last requested -- the hourly
 pass at :05, a late event's rebuild, a backfill -- and a failed delivery (the engine down past its retries) is
-tried again at the next :05; never while either is in progress. What the local aggregations
+tried again at the next :05; never while either is in progress. What the lake's aggregations
 held before the engine's assets were first evaluated (an engine enabled later) is not sent by itself: backfill the
 engine's aggregation assets over that range from the UI (one run per asset: single-run backfills). A delivery
-replaces the engine's periods with the rows of the local aggregation files (one atomic replace per month of
+replaces the engine's periods with the rows of the lake's aggregation table (one atomic replace per month of
 periods, retried on transient errors; ``workdev_pipeline.aggregations.delivery``). The ``matches_postgres``
 check compares the engine's rows with PostgreSQL's ``event_aggregations`` for the partitions checked.
 """
@@ -33,13 +33,12 @@ from dagster import (
     asset_check,
 )
 
-from workdev_pipeline.aggregations.files import AggregateFiles
 from workdev_pipeline.aggregations.periods import DAILY, HOURLY, WEEKLY, Granularity
-from workdev_pipeline.assets.aggregations import GROUP, SETTLE_CRON, warehouse_key
+from workdev_pipeline.assets.aggregations import GROUP, SETTLE_CRON, lake_key
 from workdev_pipeline.assets.partitions import closed_daily_partitions, hourly_partitions, weekly_partitions
 from workdev_pipeline.sql_files import query
 
-#: Each granularity with the partitions of its local aggregation asset.
+#: Each granularity with the partitions of its lake aggregation asset.
 GRANULARITIES: tuple[tuple[Granularity, TimeWindowPartitionsDefinition], ...] = (
     (HOURLY, hourly_partitions), (DAILY, closed_daily_partitions), (WEEKLY, weekly_partitions))
 
@@ -49,11 +48,11 @@ def engine_aggregation_key(engine: str, granularity: Granularity) -> AssetKey:
 
 
 def delivery_condition() -> AutomationCondition:
-    """Due when the local partition was materialized since this one was last requested or materialized, or when its
+    """Due when the lake's partition was materialized since this one was last requested or materialized, or when its
     last delivery failed (the engine down past its retries) and a ``:05`` tick passed since it was requested -- a
     failed period is tried again once an hour, not every tick; never while either is in progress. No look-back
     window: a late event's rebuild of an old period is delivered too."""
-    local_updated = AutomationCondition.any_deps_updated().since_last_handled().with_label("local_updated")
+    local_updated = AutomationCondition.any_deps_updated().since_last_handled().with_label("lake_updated")
     retry_failed = (AutomationCondition.execution_failed()
                     & AutomationCondition.cron_tick_passed(SETTLE_CRON, "UTC").since_last_handled()
                     ).with_label(f"failed, retried at {SETTLE_CRON} UTC")
@@ -93,19 +92,19 @@ def engine_aggregation_definitions(engine: str, kinds: set[str]) -> tuple[list[A
 
 def _delivery_asset(engine: str, kinds: set[str], granularity: Granularity,
                     partitions: TimeWindowPartitionsDefinition) -> AssetsDefinition:
-    local = warehouse_key(granularity)
+    local = lake_key(granularity)
 
     @asset(key=engine_aggregation_key(engine, granularity), deps=[AssetDep(local)], partitions_def=partitions,
            backfill_policy=BackfillPolicy.single_run(), group_name=GROUP, kinds=kinds - {"parquet"},
            tags={"engine": engine, "aggregation_type": granularity.name},
-           automation_condition=delivery_condition(), required_resource_keys={"warehouse", engine},
+           automation_condition=delivery_condition(), required_resource_keys={"lake", engine},
            description=f"The {granularity.name} aggregations in {engine}'s event_aggregations table: the rows of "
-                       f"the local aggregation files ({'/'.join(local.path)}) of the selected periods, each range "
+                       f"the lake's aggregation table ({'/'.join(local.path)}) of the selected periods, each range "
                        "replaced atomically (idempotent); delivered after every local rebuild of a period.")
     def delivery(context: AssetExecutionContext) -> MaterializeResult:
         window = context.partition_time_window
         resource = getattr(context.resources, engine)
-        aggregates = AggregateFiles(context.resources.warehouse.files().root)
+        aggregates = context.resources.lake.aggregations()
         outcome = resource.deliver_aggregations(aggregates, granularity, window.start, window.end)
         context.log.info(f"{engine}: {outcome.rows:,} {granularity.name} rows of {outcome.periods} period(s) in "
                          f"{outcome.loads} load(s), {outcome.seconds:.2f} s")

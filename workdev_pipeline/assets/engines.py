@@ -1,16 +1,22 @@
 """The remote warehouse engines (BigQuery, Redshift) as Dagster definitions, one independent set per engine so that
-a failure in one never blocks or duplicates another: its table asset (``["bigquery", "platform_events"]``: day
-partitions, backfills rebuild them), its sweep and replay assets, its checks (reconciliation with PostgreSQL, no
-duplicate, parity with the local warehouse), its jobs and its ingest sensor, and its aggregation assets
-(``["bigquery", "event_aggregations_hourly"]``..., :mod:`workdev_pipeline.assets.engine_aggregations`). Each
-engine is its own consumer: its own watermark, dead letter and ``warehouse_sync_status`` rows.
+a failure in one never blocks or duplicates another:
 
-Resources are looked up by the engine's name (``context.resources.bigquery``), so one factory serves every
-engine."""
+* its delivery asset (``["pipeline", "bigquery_delivery"]``): loads what the lake committed since the engine's last
+  delivered version (:mod:`workdev_pipeline.lake.delivery`), run by its sensor whenever the lake's version is past
+  the one the engine delivered;
+* its table asset (``["bigquery", "platform_events"]``: day partitions, downstream of the lake's): materializing
+  days (a backfill) replaces them in the engine with the lake's current rows, one atomic load per day;
+* its checks, which query the engine: reconciliation with PostgreSQL's processed events (those the lake's sweep
+  took), no duplicate, parity with the lake (compared once the engine has delivered the lake's current version);
+* its jobs and sensor, and its aggregation assets (:mod:`workdev_pipeline.assets.engine_aggregations`).
+
+Retention and erasure reach the engines through the governance assets (``EnabledWarehouses``), in place.
+Resources are looked up by the engine's name (``context.resources.bigquery``), so one factory serves every engine."""
 
 
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -18,6 +24,7 @@ from dagster import (
     AssetChecksDefinition,
     AssetExecutionContext,
     AssetKey,
+    AssetMaterialization,
     AssetsDefinition,
     AssetSelection,
     BackfillPolicy,
@@ -36,18 +43,18 @@ from dagster import (
 
 from workdev_pipeline.assets.checks import no_duplicates, reconcile
 from workdev_pipeline.assets.engine_aggregations import engine_aggregation_definitions
-from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, WAREHOUSE_EVENTS, replay_into, sweep_into
-from workdev_pipeline.assets.partitions import daily_partitions, day_of
-from workdev_pipeline.assets.warehouse import rebuild_days
+from workdev_pipeline.assets.ingestion import LAKE_EVENTS
+from workdev_pipeline.assets.partitions import daily_partitions, day_of, partition_exists
+from workdev_pipeline.lake.delivery import Delivery, delivered_version
+from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
-from workdev_pipeline.resources.warehouse import Warehouse
+from workdev_pipeline.resources.remote import RemoteWarehouseMixin
 from workdev_pipeline.schedules.sensors import sweep_requests
-from workdev_pipeline.sql_files import query
 
 #: The engines this module knows: name (= resource key) -> (kinds shown in the UI, a sentence for descriptions).
 REMOTE_ENGINES = {
-    "bigquery": ({"bigquery", "parquet"}, "BigQuery (a table partitioned by DATE(timestamp), clustered by event_type, "
-                                          "user_id; Parquet load jobs with deterministic ids, MERGE on event_id)"),
+    "bigquery": ({"bigquery"}, "BigQuery (a table partitioned by DATE(timestamp), clustered by event_type, user_id; "
+                               "load jobs of the lake's Parquet with deterministic ids, MERGE on event_id)"),
     "redshift": ({"redshift"}, "Redshift (SUPER JSON columns; staging table + delete/insert merge in one "
                                "transaction; COPY from S3 when a bucket is configured)"),
 }
@@ -68,8 +75,61 @@ def table_key(engine: str) -> AssetKey:
     return AssetKey([engine, "platform_events"])
 
 
-def sweep_key(engine: str) -> AssetKey:
+def delivery_key(engine: str) -> AssetKey:
     return AssetKey(["pipeline", f"{engine}_delivery"])
+
+
+def delivery_job_name(engine: str) -> str:
+    return f"deliver_to_{engine}"
+
+
+def delivery_sensor_name(engine: str) -> str:
+    return f"delivery_sensor_{engine}"
+
+
+@dataclass
+class EngineView:
+    """An engine as the shared checks (``assets/checks.py``) read it: its own rows, compared with PostgreSQL's
+    processed events of the lake's consumer (the engine holds what the lake holds)."""
+
+    resource: RemoteWarehouseMixin
+    consumer: str = "lake"
+
+    def day_counts(self, day: date) -> dict[str, int]:
+        return self.resource.day_counts(day)
+
+    def duplicate_event_ids(self, day: date, limit: int = 20) -> list[tuple[str, int]]:
+        return self.resource.duplicate_event_ids(day, limit)
+
+    def event_ids(self, day: date) -> set[str]:
+        return self.resource.event_ids(day)
+
+
+def delivery_metadata(outcome: Delivery) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "engine": outcome.engine,
+        "status": outcome.status,
+        "mode": outcome.mode,
+        "rows_loaded": MetadataValue.int(outcome.rows),
+        "days_replaced": MetadataValue.int(len(outcome.days_replaced)),
+        "days_merged": MetadataValue.int(len(outcome.days_merged)),
+        "files": MetadataValue.int(outcome.files),
+        "bytes": MetadataValue.int(outcome.bytes),
+        "seconds": MetadataValue.float(round(outcome.seconds, 3)),
+        "load_seconds": MetadataValue.float(round(outcome.load_seconds, 3)),
+        "events_per_second": MetadataValue.float(round(outcome.events_per_second, 1)),
+        "retries": MetadataValue.int(outcome.retries),
+    }
+    if outcome.from_version is not None:
+        meta["lake_version_from"] = MetadataValue.int(outcome.from_version)
+    if outcome.to_version is not None:
+        meta["lake_version"] = MetadataValue.int(outcome.to_version)
+    replaced = set(outcome.days_replaced)
+    lines = ["| day | load | rows |", "|---|---|---|"] + [
+        f"| {d} | {'replace' if d in replaced else 'merge'} | {n:,} |" for d, n in sorted(outcome.days.items())]
+    lines += [f"- {n}" for n in outcome.notes]
+    meta["preview"] = MetadataValue.md("\n".join(lines[:400]))
+    return meta
 
 
 def _days(context: AssetCheckExecutionContext) -> list[date]:
@@ -79,98 +139,131 @@ def _days(context: AssetCheckExecutionContext) -> list[date]:
 def engine_definitions(engine: str) -> EngineDefinitions:
     """The assets, checks, jobs and sensor of one remote engine (``bigquery`` or ``redshift``)."""
     kinds, about = REMOTE_ENGINES[engine]
-    table, sweep = table_key(engine), sweep_key(engine)
+    table, delivery = table_key(engine), delivery_key(engine)
     tags = {"engine": engine}
 
-    @asset(key=sweep, deps=[INCOMING_EVENTS], group_name="ingestion", kinds={"python", *kinds} - {"parquet"},
-           tags=tags, required_resource_keys={"postgres", engine},
-           description=f"Delivery to {about}: each sweep takes the events committed since this engine's last one "
-                       "(its own watermark), validates and enriches them as for the local warehouse, writes the "
-                       "day files to the engine's mirror and loads them, exactly once; invalid events go to this "
-                       "engine's dead letter.")
-    def delivery(context: AssetExecutionContext) -> MaterializeResult:
-        return sweep_into(context, context.resources.postgres, getattr(context.resources, engine), table, engine)
+    @asset(key=delivery, deps=[LAKE_EVENTS], group_name="ingestion", kinds={"python", *kinds}, tags=tags,
+           required_resource_keys={"postgres", "lake", engine},
+           description=f"Delivery to {about}: loads what the lake committed since the version this engine last "
+                       "delivered (kept in PostgreSQL, lake_deliveries): added files merged into their day, days "
+                       "the lake rewrote (a rebuild, retention, an erasure) replaced whole, exactly once.")
+    def delivery_asset(context: AssetExecutionContext) -> MaterializeResult:
+        resource = getattr(context.resources, engine)
+        outcome = resource.deliver(context.resources.postgres.url(), context.resources.lake.events(),
+                                   run_id=context.run.run_id)
+        context.log.info(f"{engine} delivery {outcome.status} ({outcome.mode}): lake {outcome.from_version} -> "
+                         f"{outcome.to_version}, {outcome.rows:,} rows over {len(outcome.days)} day(s) in "
+                         f"{outcome.seconds:.2f} s")
+        _report_days(context, table, outcome, engine)
+        return MaterializeResult(metadata=delivery_metadata(outcome))
 
-    @asset(key=["pipeline", f"{engine}_dead_letter_replay"], deps=[sweep], group_name="ingestion",
-           kinds={"python"}, tags=tags, required_resource_keys={"postgres", engine},
-           description=f"Materialize to send {engine}'s dead letter back through once the cause is fixed (the "
-                       "engine down past its retries, a schema fixed): what passes now is loaded, its days "
-                       "rebuilt.")
-    def replay(context: AssetExecutionContext) -> MaterializeResult:
-        return replay_into(context, context.resources.postgres, getattr(context.resources, engine), table, engine)
-
-    @asset(key=table, deps=[sweep], partitions_def=daily_partitions, backfill_policy=BackfillPolicy.single_run(),
-           group_name="warehouse", kinds=kinds, tags=tags, required_resource_keys={"postgres", engine},
-           description=f"platform_events in {about}, one partition per UTC day of the event timestamp. Sweeps "
-                       "merge new events into their day; materializing days rebuilds them whole from PostgreSQL "
-                       "(the day replaced atomically), touching no other day.")
+    @asset(key=table, deps=[LAKE_EVENTS, delivery], partitions_def=daily_partitions,
+           backfill_policy=BackfillPolicy.single_run(), group_name="warehouse", kinds=kinds, tags=tags,
+           required_resource_keys={"postgres", "lake", engine},
+           description=f"platform_events in {about}, one partition per UTC day of the event timestamp, fed from the "
+                       "lake. Deliveries merge new files into their day; materializing days replaces each of them "
+                       "whole with the lake's current rows (one atomic load per day), touching no other day.")
     def table_asset(context: AssetExecutionContext) -> MaterializeResult:
-        return rebuild_days(context, context.resources.postgres, getattr(context.resources, engine), engine)
+        days = [day_of(key) for key in context.partition_keys]
+        resource = getattr(context.resources, engine)
+        outcome = resource.replace_days(context.resources.postgres.url(), context.resources.lake.events(), days,
+                                        run_id=context.run.run_id)
+        context.log.info(f"{engine}: {len(days)} day(s) replaced from lake version {outcome.to_version}: "
+                         f"{outcome.rows:,} rows in {outcome.seconds:.2f} s")
+        return MaterializeResult(metadata=delivery_metadata(outcome))
 
     @asset_check(asset=table, partitions_def=daily_partitions, name="reconciles_with_postgres",
-                 required_resource_keys={"postgres", engine},
-                 description=f"{engine}'s count by event_type reconciles with PostgreSQL's processed events of its "
-                             "consumer, day by day.")
+                 required_resource_keys={"postgres", "lake", engine},
+                 description=f"{engine}'s count by event_type (queried in {engine}) reconciles with PostgreSQL's "
+                             "processed events (swept into the lake, not in the dead letter), day by day.")
     def reconciles(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        return reconcile(_days(context), context.resources.postgres, getattr(context.resources, engine))
+        view = EngineView(getattr(context.resources, engine), context.resources.lake.consumer)
+        return reconcile(_days(context), context.resources.postgres, view)
 
     @asset_check(asset=table, partitions_def=daily_partitions, name="no_duplicate_event_ids",
                  required_resource_keys={engine}, description=f"No event_id is held twice in {engine}'s day.")
     def unique(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        return no_duplicates(_days(context), getattr(context.resources, engine))
+        return no_duplicates(_days(context), EngineView(getattr(context.resources, engine)))
 
-    @asset_check(asset=table, partitions_def=daily_partitions, name="parity_with_local",
-                 additional_deps=[WAREHOUSE_EVENTS], required_resource_keys={"warehouse", "postgres", engine},
-                 description=f"{engine} holds the same event_ids as the local warehouse for the day, when both "
-                             "have delivered everything committed before it (cross-engine parity).")
+    @asset_check(asset=table, partitions_def=daily_partitions, name="parity_with_lake", additional_deps=[LAKE_EVENTS],
+                 required_resource_keys={"postgres", "lake", engine},
+                 description=f"{engine} holds the same event_ids as the lake for the day, compared once {engine} "
+                             "has delivered the lake's current version.")
     def parity(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        return engine_parity(_days(context), context.resources.postgres, context.resources.warehouse,
-                             getattr(context.resources, engine), engine)
+        return lake_parity(_days(context), context.resources.postgres, context.resources.lake,
+                           getattr(context.resources, engine), engine)
 
-    ingest = define_asset_job(f"ingest_events_{engine}", selection=[sweep], tags={"workdev/engine": engine},
-                              description=f"One sweep into {engine}.")
-    replay_job = define_asset_job(f"replay_failed_events_{engine}", selection=[replay.key],
-                                  tags={"workdev/engine": engine},
-                                  description=f"Send {engine}'s dead letter back through.")
+    deliver = define_asset_job(delivery_job_name(engine), selection=[delivery], tags={"workdev/engine": engine},
+                               description=f"One delivery from the lake into {engine}.")
     checks_job = define_asset_job(f"check_{engine}_days", selection=AssetSelection.checks_for_assets(table),
                                   description=f"Run {engine}'s partition checks for chosen days.")
 
-    @sensor(name=f"ingest_sensor_{engine}", job=ingest, minimum_interval_seconds=30,
-            default_status=DefaultSensorStatus.RUNNING, required_resource_keys={"postgres", engine},
-            description=f"Requests a sweep into {engine} while events it has not received are pending.")
-    def ingest_sensor(context: SensorEvaluationContext) -> SensorResult:
-        resource = getattr(context.resources, engine)
-        with context.resources.postgres.connection() as conn:
-            pending, _, _ = conn.execute(query("ingest/pending_backlog"), {"consumer": resource.consumer}).fetchone()
-        run_requests, cursor = sweep_requests(context, pending, ingest.name, f"ingest_sensor_{engine}", engine)
+    @sensor(name=delivery_sensor_name(engine), job=deliver, minimum_interval_seconds=30,
+            default_status=DefaultSensorStatus.RUNNING, required_resource_keys={"postgres", "lake", engine},
+            description=f"Requests a delivery into {engine} while the lake's version is past the one {engine} "
+                        "delivered.")
+    def delivery_sensor(context: SensorEvaluationContext) -> SensorResult:
+        behind = versions_behind(context.resources.postgres, context.resources.lake, engine)
+        run_requests, cursor = sweep_requests(context, behind, deliver.name, delivery_sensor_name(engine), engine)
         return SensorResult(run_requests=run_requests, cursor=cursor)
 
     aggregation_assets, aggregation_checks = engine_aggregation_definitions(engine, kinds)
-    return EngineDefinitions(engine, assets=[delivery, replay, table_asset, *aggregation_assets],
+    return EngineDefinitions(engine, assets=[delivery_asset, table_asset, *aggregation_assets],
                              asset_checks=[reconciles, unique, parity, *aggregation_checks],
-                             jobs=[ingest, replay_job, checks_job], sensors=[ingest_sensor])
+                             jobs=[deliver, checks_job], sensors=[delivery_sensor])
 
 
-def engine_parity(days: list[date], postgres: PostgresResource, local: Warehouse, remote: Warehouse,
-                  engine: str) -> AssetCheckResult:
-    """Event ids of each day in the remote engine against the local warehouse. A day is compared only when both
-    consumers' watermarks have passed the same point (otherwise one may simply be a sweep behind): it is
-    skipped (and said so) while their pending backlogs differ."""
+def _report_days(context: AssetExecutionContext, table: AssetKey, outcome: Delivery, engine: str) -> None:
+    """A delivery loads several day partitions of the engine's table: record each of them."""
+    replaced = set(outcome.days_replaced)
+    for day, rows in sorted(outcome.days.items()):
+        if partition_exists(day):
+            metadata = {"rows": MetadataValue.int(rows), "mode": "replace" if day in replaced else "merge",
+                        "engine": engine}
+            if outcome.to_version is not None:
+                metadata["lake_version"] = MetadataValue.int(outcome.to_version)
+            context.log_event(AssetMaterialization(asset_key=table, partition=day.isoformat(),
+                                                   tags={"workdev/engine": engine}, metadata=metadata,
+                                                   description=f"delivered from lake version {outcome.to_version}"))
+
+
+def versions_behind(postgres: PostgresResource, lake: LakeResource, engine: str) -> int:
+    """Lake versions the engine has not delivered (0: up to date, or no lake yet)."""
+    version = lake.events().version()
+    if version is None:
+        return 0
     with postgres.connection() as conn:
-        pending = {c: conn.execute(query("ingest/pending_backlog"), {"consumer": c}).fetchone()[0]
-                   for c in (local.consumer, remote.consumer)}
-    if pending[local.consumer] or pending[remote.consumer]:
-        return AssetCheckResult(passed=True, description="not compared: a sweep is pending in one of the engines",
-                                metadata={"pending": MetadataValue.json(pending), "compared_days": 0})
+        delivered, _ = delivered_version(conn, engine)
+    if delivered is None:
+        return version + 1
+    return abs(version - delivered)  # behind the engine's version: the lake was re-created (a full delivery)
+
+
+def lake_parity(days: list[date], postgres: PostgresResource, lake: LakeResource, resource: RemoteWarehouseMixin,
+                engine: str) -> AssetCheckResult:
+    """Event ids of each day in the engine against the lake's current version. Compared only when the engine has
+    delivered exactly that version (otherwise it may simply be a delivery behind): skipped, and said so, otherwise.
+    The lake is read at the version checked, so a commit meanwhile cannot make the two disagree."""
+    snapshot = lake.snapshot()
+    with postgres.connection() as conn:
+        delivered, _ = delivered_version(conn, engine)
+    if snapshot.version is None or delivered != snapshot.version:
+        return AssetCheckResult(
+            passed=True, description=f"not compared: {engine} has delivered lake version {delivered}, the lake is "
+                                     f"at {snapshot.version}",
+            metadata={"lake_version": MetadataValue.int(-1 if snapshot.version is None else snapshot.version),
+                      "delivered_version": MetadataValue.int(-1 if delivered is None else delivered),
+                      "compared_days": MetadataValue.int(0)})
     differences: dict[str, dict[str, int]] = {}
     examples: list[dict[str, str]] = []
     for day in days:
-        here, there = local.event_ids(day), remote.event_ids(day)
+        here = {r[0] for r in snapshot.query("SELECT event_id FROM platform_events", days=[day])}
+        there = resource.event_ids(day)
         if here != there:
-            only_local, only_remote = here - there, there - here
-            differences[day.isoformat()] = {"only_local": len(only_local), f"only_{engine}": len(only_remote)}
+            only_lake, only_engine = here - there, there - here
+            differences[day.isoformat()] = {"only_lake": len(only_lake), f"only_{engine}": len(only_engine)}
             examples += [{"day": day.isoformat(), "event_id": e, "missing_in": where}
-                         for ids, where in ((only_local, engine), (only_remote, "local")) for e in sorted(ids)[:5]]
+                         for ids, where in ((only_lake, engine), (only_engine, "lake")) for e in sorted(ids)[:5]]
     return AssetCheckResult(passed=not differences, metadata={
-        "compared_days": MetadataValue.int(len(days)), "differences": MetadataValue.json(differences),
-        "examples": MetadataValue.json(examples[:20])})
+        "lake_version": MetadataValue.int(snapshot.version), "compared_days": MetadataValue.int(len(days)),
+        "differences": MetadataValue.json(differences), "examples": MetadataValue.json(examples[:20])})

@@ -23,13 +23,12 @@ from dagster import (
 )
 from pydantic import Field
 
-from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, WAREHOUSE_EVENTS
+from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, LAKE_EVENTS
 from workdev_pipeline.assets.partitions import partition_exists
 from workdev_pipeline.governance.common import GovernanceInputError
 from workdev_pipeline.governance.erasure import ErasureBatch, erase_users, verify_erasures
 from workdev_pipeline.governance.reaggregation import Reaggregation, reaggregate_erasures
 from workdev_pipeline.governance.retention import RetentionReport, apply_retention, verify_retention
-from workdev_pipeline.governance.warehouse import governed_warehouses
 from workdev_pipeline.resources.fanout import EnabledWarehouses
 from workdev_pipeline.resources.postgres import PostgresResource
 
@@ -53,7 +52,7 @@ def retention_metadata(report: RetentionReport) -> dict[str, Any]:
     consumers = [w.consumer for w in report.warehouses]
     verb = "would go" if report.dry_run else "gone"
     lines = ["| category | retention (days) | cut-off (UTC) | postgres | " + " | ".join(
-        f"warehouse {c}" for c in consumers) + " |", "|---|---|---|---|" + "---|" * len(consumers)]
+        c for c in consumers) + " |", "|---|---|---|---|" + "---|" * len(consumers)]
     for category, (days, cutoff) in categories.items():
         lines.append(f"| {category} | {days:,} | {cutoff:%Y-%m-%d %H:%M:%S} | {report.postgres.get(category, 0):,} | "
                      + " | ".join(f"{w.events.get(category, 0):,}" for w in report.warehouses) + " |")
@@ -76,31 +75,31 @@ def retention_metadata(report: RetentionReport) -> dict[str, Any]:
         "by_category": MetadataValue.md("\n".join(lines)),
     }
     for w in report.warehouses:
-        meta[f"warehouse_{w.consumer}_events"] = MetadataValue.int(sum(w.events.values()))
-        meta[f"warehouse_{w.consumer}_events_by_category"] = MetadataValue.json(w.events)
-        meta[f"warehouse_{w.consumer}_days_removed"] = MetadataValue.int(len(w.days_removed))
-        meta[f"warehouse_{w.consumer}_days_rewritten"] = MetadataValue.int(len(w.days_rewritten))
+        meta[f"{w.consumer}_events"] = MetadataValue.int(sum(w.events.values()))
+        meta[f"{w.consumer}_events_by_category"] = MetadataValue.json(w.events)
+        meta[f"{w.consumer}_days_removed"] = MetadataValue.int(len(w.days_removed))
+        meta[f"{w.consumer}_days_rewritten"] = MetadataValue.int(len(w.days_rewritten))
     return meta
 
 
 @asset(
     key=RETENTION_RUNS,
-    deps=[INCOMING_EVENTS, WAREHOUSE_EVENTS],
+    deps=[INCOMING_EVENTS, LAKE_EVENTS],
     group_name="governance",
-    kinds={"postgres", "parquet"},
+    kinds={"postgres", "deltalake"},
     output_required=False,
     description="The retention policy applied (the seed's daily 02:00 job): every event older than its type's "
                 "event_schemas.retention_days (transaction and content 7 years, user activity 2, interaction 1) "
                 "leaves PostgreSQL -- whole monthly partitions detached and dropped when all of them expired, rows "
-                "deleted otherwise, with their dead-letter and bookkeeping rows -- and the warehouse (days removed "
-                "or rewritten without them). One row of retention_runs per run. Config dry_run: only report what "
-                "would go (an observation; nothing is materialized).",
+                "deleted otherwise, with their dead-letter and bookkeeping rows -- from the lake (one Delta DELETE, "
+                "then a vacuum) and from every enabled engine (DELETE in the engine). One row of retention_runs per "
+                "run. Config dry_run: only report what would go (an observation; nothing is materialized).",
 )
 def event_retention(context: AssetExecutionContext, config: RetentionConfig, postgres: PostgresResource,
                     warehouses: EnabledWarehouses) -> Iterator[Any]:
     url = postgres.url()
     try:
-        report = apply_retention(url, governed_warehouses(warehouses.engines(), url), as_of=config.as_of or None,
+        report = apply_retention(url, warehouses.governed(url), as_of=config.as_of or None,
                                  dry_run=config.dry_run, run_id=context.run.run_id)
     except GovernanceInputError as exc:
         raise Failure(description=str(exc)) from None
@@ -115,12 +114,12 @@ def event_retention(context: AssetExecutionContext, config: RetentionConfig, pos
     # Observed, not materialized: a materialization would make the aggregations of those days stale, and their
     # automation would recompute them without the expired events. Aggregates hold no personal data and outlive
     # the raw events they summarise (erasure, which must reach them, does materialize its days).
-    for w in report.warehouses:
+    for w in report.warehouses[:1]:  # the lake (the engines' tables are observed by their own assets)
         removed = set(w.days_removed)
         for day in sorted(removed | set(w.days_rewritten)):
             if partition_exists(day):
                 context.log_event(AssetObservation(
-                    asset_key=WAREHOUSE_EVENTS, partition=day.isoformat(),
+                    asset_key=LAKE_EVENTS, partition=day.isoformat(),
                     description="removed by retention" if day in removed else "expired events removed",
                     metadata={"mode": "retention", "removed": MetadataValue.bool(day in removed)}))
     yield MaterializeResult(metadata=metadata)
@@ -131,7 +130,7 @@ def event_retention(context: AssetExecutionContext, config: RetentionConfig, pos
              "retention, no expired row in the warehouse.")
 def retention_enforced(postgres: PostgresResource, warehouses: EnabledWarehouses) -> AssetCheckResult:
     url = postgres.url()
-    found = verify_retention(url, governed_warehouses(warehouses.engines(), url))
+    found = verify_retention(url, warehouses.governed(url))
     if found.as_of is None:
         return AssetCheckResult(passed=False, severity=AssetCheckSeverity.WARN,
                                 metadata={"reason": MetadataValue.text("retention has never been applied")})
@@ -199,9 +198,9 @@ def erasure_metadata(batch: ErasureBatch, reaggregation: Reaggregation | None = 
 
 @asset(
     key=ERASURE_REQUESTS,
-    deps=[INCOMING_EVENTS, WAREHOUSE_EVENTS],
+    deps=[INCOMING_EVENTS, LAKE_EVENTS],
     group_name="governance",
-    kinds={"postgres", "parquet"},
+    kinds={"postgres", "deltalake"},
     description="GDPR erasure requests (launch the gdpr_erasure job with user_id, or user_ids for a batch): each "
                 "user's events anonymised with the seed's statement in PostgreSQL (user_id, email/phone/address, "
                 "IP address and user agent), their dead-letter messages scrubbed, their profile deleted, the "
@@ -219,7 +218,7 @@ def gdpr_erasure(context: AssetExecutionContext, config: ErasureConfig, postgres
         raise Failure(description="no user to erase: give user_id (one UUID) or user_ids (a list) in the run config")
     url = postgres.url()
     try:
-        batch = erase_users(url, ids, governed_warehouses(warehouses.engines(), url),
+        batch = erase_users(url, ids, warehouses.governed(url),
                             requested_by=f"dagster run {context.run.run_id}", run_id=context.run.run_id)
     except GovernanceInputError as exc:
         raise Failure(description=str(exc)) from None
@@ -229,10 +228,10 @@ def gdpr_erasure(context: AssetExecutionContext, config: ErasureConfig, postgres
         for day, rows in sorted(refresh.days.items()):
             if partition_exists(day):
                 context.log_event(AssetMaterialization(
-                    asset_key=WAREHOUSE_EVENTS, partition=day.isoformat(), description="rows of erased users rewritten",
+                    asset_key=LAKE_EVENTS, partition=day.isoformat(), description="rows of erased users rewritten",
                     metadata={"mode": "erasure", "rows": MetadataValue.int(rows)}))
     try:
-        reaggregation = reaggregate_erasures(url, warehouses.local.files(), engines=warehouses.remote())
+        reaggregation = reaggregate_erasures(url, warehouses.lake.location(), engines=warehouses.remote())
     except Exception as exc:  # the erasure itself is done and recorded: its requests stay pending for the next run,
         # and the aggregations' automation recomputes the rewritten days' periods at its next :05 all the same
         context.log.error(f"recomputing the erased users' aggregation periods failed: {type(exc).__name__}: {exc}")
@@ -251,7 +250,7 @@ def gdpr_erasure(context: AssetExecutionContext, config: ErasureConfig, postgres
              "their (IP address, user agent) pair on an event without a user; no erasure work left queued.")
 def erasure_leaves_no_trace(postgres: PostgresResource, warehouses: EnabledWarehouses) -> AssetCheckResult:
     url = postgres.url()
-    found = verify_erasures(url, governed_warehouses(warehouses.engines(), url))
+    found = verify_erasures(url, warehouses.governed(url))
     by_request: dict[str, list[dict[str, Any]]] = {}
     for t in found.traces:
         by_request.setdefault(f"#{t.request_id}" if t.request_id is not None else "any erasure", []).append(

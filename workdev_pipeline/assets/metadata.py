@@ -1,4 +1,5 @@
-"""Materialization metadata from a load's outcome: counts, bytes, timings, a markdown preview."""
+"""Materialization metadata from a load's outcome: counts, bytes, timings, the lake version it committed, a
+markdown preview."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dagster import MetadataValue
 from workdev_pipeline.ingest.ingestor import LoadOutcome
 
 
-def outcome_metadata(outcome: LoadOutcome, engine: str = "local") -> dict[str, Any]:
+def outcome_metadata(outcome: LoadOutcome, engine: str = "lake") -> dict[str, Any]:
     meta: dict[str, Any] = {
         "status": outcome.status,
         "engine": engine,
@@ -23,6 +24,8 @@ def outcome_metadata(outcome: LoadOutcome, engine: str = "local") -> dict[str, A
     }
     if outcome.sweep_id is not None:
         meta["sweep_id"] = MetadataValue.int(outcome.sweep_id)
+    if outcome.lake_version is not None:
+        meta["lake_version"] = MetadataValue.int(outcome.lake_version)
     if outcome.tx_range is not None:
         meta["tx_range"] = MetadataValue.text(f"[{outcome.tx_range[0]}, {outcome.tx_range[1]})")
     if outcome.redone:

@@ -144,8 +144,7 @@ class ErasureResult:
                        if self.previous_requests else "")
             return (f"request #{self.request_id}: nothing to erase for user {self.user_id} (no events, dead-letter "
                     f"rows, profile or warehouse rows){earlier}")
-        warehouses = ", ".join(f"warehouse {c}: {n:,}" for c, n in sorted(self.warehouse_rows.items())) or \
-            "warehouse: 0"
+        warehouses = ", ".join(f"{c}: {n:,}" for c, n in sorted(self.warehouse_rows.items())) or "lake: 0"
         return (f"request #{self.request_id}: user {self.user_id} {self.status}: {self.store_rows:,} event(s) "
                 f"anonymised in PostgreSQL, {self.dead_letter_rows:,} dead-letter row(s), {self.profile_rows} "
                 f"profile row(s), {warehouses} row(s) rewritten; {len(self.affected_days)} day(s), "

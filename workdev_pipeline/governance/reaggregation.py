@@ -1,5 +1,5 @@
 """Erasure's last step: the aggregation periods that counted erased users' events, recomputed from the anonymised
-events in the same run (``event_aggregations`` in PostgreSQL and the warehouse's aggregation files), with the
+events in the same run (``event_aggregations`` in PostgreSQL and the lake's aggregation table), with the
 aggregation engine the aggregation assets use (:class:`~workdev_pipeline.aggregations.engine.Aggregator`).
 
 Which periods: every hour, day and week (Monday) holding an event of an erased request whose
@@ -8,7 +8,7 @@ its warehouse refresh). Only closed periods are recomputed: an open one is first
 events already anonymised. Then the requests' ``aggregations_recomputed_at`` is set. A crash before that leaves
 them pending for the next erasure; a rebuild is idempotent (each period replaced whole), so redoing it is harmless.
 Unique users and sessions are exact: each period is recomputed from its events, never patched. Every enabled remote
-engine (BigQuery, Redshift) gets each recomputed range too (its ``event_aggregations`` replaced from the new files),
+engine (BigQuery, Redshift) gets each recomputed range too (its ``event_aggregations`` replaced from the lake's rows),
 before the requests are marked: an engine down leaves them pending.
 """
 
@@ -24,10 +24,11 @@ import psycopg
 
 from workdev_pipeline.aggregations.delivery import AggregationDelivery
 from workdev_pipeline.aggregations.engine import Aggregator
-from workdev_pipeline.aggregations.files import AggregateFiles
 from workdev_pipeline.aggregations.periods import DAILY, HOURLY, WEEKLY, Granularity
 from workdev_pipeline.governance.common import governance_lock
-from workdev_pipeline.ingest.local_store import LocalEventFiles
+from workdev_pipeline.lake.aggregations import AggregationLake
+from workdev_pipeline.lake.events import EventLake
+from workdev_pipeline.lake.location import LakeLocation
 from workdev_pipeline.sql_files import query
 
 
@@ -36,7 +37,7 @@ class AggregationEngine(Protocol):
 
     consumer: str
 
-    def deliver_aggregations(self, aggregates: AggregateFiles, granularity: Granularity, start: datetime,
+    def deliver_aggregations(self, aggregates: AggregationLake, granularity: Granularity, start: datetime,
                              end: datetime) -> AggregationDelivery:
         ...
 
@@ -71,7 +72,7 @@ def touched_periods(hours: Iterable[datetime], now: datetime) -> dict[Granularit
 
 def rebuild_ranges(granularity: Granularity, periods: list[datetime]) -> list[tuple[datetime, datetime]]:
     """The periods as [start, end) ranges to rebuild: consecutive periods merged, and an hour's range stretched to
-    the other touched hours of its UTC day (one read of the day's files instead of one per hour; the hours in
+    the other touched hours of its UTC day (one read of the day's partition instead of one per hour; the hours in
     between are recomputed unchanged)."""
     ranges: list[tuple[datetime, datetime]] = []
     for start in sorted(periods):
@@ -83,10 +84,10 @@ def rebuild_ranges(granularity: Granularity, periods: list[datetime]) -> list[tu
     return ranges
 
 
-def reaggregate_erasures(database_url: str, files: LocalEventFiles, *, now: datetime | None = None,
+def reaggregate_erasures(database_url: str, location: LakeLocation, *, now: datetime | None = None,
                          engines: Sequence[AggregationEngine] = ()) -> Reaggregation:
-    """Recompute the closed aggregation periods of every erased request still pending, and send them to
-    ``engines`` (see the module)."""
+    """Recompute the closed aggregation periods of every erased request still pending from the events of the lake
+    at ``location``, and send them to ``engines`` (see the module)."""
     started = time.perf_counter()
     now = now or datetime.now(UTC)
     result = Reaggregation()
@@ -96,7 +97,7 @@ def reaggregate_erasures(database_url: str, files: LocalEventFiles, *, now: date
             return result
         result.request_ids = [r[0] for r in pending]
         hours = {h.astimezone(UTC) for _, hs in pending for h in hs}
-        aggregator = Aggregator(files)
+        aggregator = Aggregator(EventLake(location))
         for granularity, (closed, still_open) in touched_periods(hours, now).items():
             result.periods[granularity.name] = closed
             if still_open:

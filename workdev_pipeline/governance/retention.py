@@ -10,10 +10,10 @@ PostgreSQL, partition by partition (monthly ranges of ``platform_event_store``):
 * otherwise the expired rows are deleted (``delete_expired_events``), the DEFAULT partition included;
 * then the dead letter's rows of expired events, and bookkeeping of them (see ``delete_expired_bookkeeping``).
 
-Then each warehouse removes its expired rows itself (:meth:`GovernedWarehouse.apply_retention`), with the same
-cut-offs, so the two never disagree. The local warehouse does so while PostgreSQL deletes (one runs in the database
-server, the other here: a first run over years of history takes the longer of the two, not their sum), and lets go
-of its consumer's lock only once PostgreSQL has committed -- so no sweep or day rebuild can bring an expired event
+Then each store removes its expired rows itself (:meth:`GovernedWarehouse.apply_retention`), with the same
+cut-offs, so they never disagree. The lake does so while PostgreSQL deletes (one runs in the database server, the
+other here: a first run over years of history takes the longer of the two, not their sum), and lets go of its
+consumer's lock only once PostgreSQL has committed -- so no sweep or day rebuild can bring an expired event
 back from the store in between, as when PostgreSQL went first. A dry run goes through the same steps and only
 counts. Every run is recorded in ``retention_runs``; runs and erasures take turns (``governance_lock``).
 """
@@ -34,7 +34,7 @@ from psycopg.types.json import Jsonb
 
 from workdev_pipeline.governance.common import governance_lock, parse_instant
 from workdev_pipeline.governance.policy import RetentionPolicy, load_policy
-from workdev_pipeline.governance.warehouse import GovernedWarehouse, LocalGovernedWarehouse, WarehouseRetention
+from workdev_pipeline.governance.warehouse import GovernedWarehouse, LakeGovernedWarehouse, WarehouseRetention
 from workdev_pipeline.sql_files import query
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def apply_retention(database_url: str, warehouses: Sequence[GovernedWarehouse] =
             "run_id": run_id, "as_of": instant, "dry_run": dry_run, "cutoffs": Jsonb(policy.to_json())}).fetchone()[0]
         try:
             started = time.perf_counter()
-            alongside = [w for w in warehouses if isinstance(w, LocalGovernedWarehouse)][:1] if not dry_run else []
+            alongside = [w for w in warehouses if isinstance(w, LakeGovernedWarehouse)][:1] if not dry_run else []
             postgres = _Concurrently(lambda: _postgres(conn, policy, report, lock_timeout, detach_attempts))
             if alongside:
                 postgres.start()

@@ -1,21 +1,19 @@
-"""The warehouses' part in retention and erasure: what every engine implements (:class:`GovernedWarehouse`), and
-the local engine's implementation (day-partitioned Parquet, rewritten under the consumer's lock).
-
-Another engine gets the same treatment by implementing the protocol with its own statements -- e.g. BigQuery:
-``DELETE FROM t WHERE DATE(timestamp) <= @last_day AND timestamp < cutoff(event_type)`` for retention, a MERGE
-of the refreshed rows (``sql/queries/governance/refreshed_events.sql`` extracted as the sweep extracts) for
-erasure -- and by being returned from :func:`governed_warehouses`.
+"""The stores' part in retention and erasure: what every store of the enriched events implements
+(:class:`GovernedWarehouse`), and the lake's implementation (Delta commits under the lake consumer's lock, then a
+vacuum of the files that still held the data). BigQuery and Redshift implement it in place, with statements run
+in the engine (:mod:`workdev_pipeline.governance.engines`).
 """
 
 from __future__ import annotations
 
 import json
-import threading
+import os
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from typing import Any, Protocol
 
 import duckdb
@@ -25,9 +23,16 @@ import pyarrow.compute as pc
 
 from workdev_pipeline.governance.common import PAIR_SEPARATOR, keyed_hash
 from workdev_pipeline.governance.policy import RetentionPolicy
+from workdev_pipeline.ingest.extract import EventReader
+from workdev_pipeline.ingest.faults import crash_point
+from workdev_pipeline.ingest.ingest_times import IngestTimes
 from workdev_pipeline.ingest.ingestor import Ingestor
+from workdev_pipeline.ingest.transform import Failures
+from workdev_pipeline.lake.events import days_predicate
 from workdev_pipeline.sql_files import query
 
+#: Hours a retention run's vacuum keeps the files it removed from the lake (time travel); erasure vacuums at once.
+RETENTION_VACUUM_ENV = "WORKDEV_LAKE_RETENTION_VACUUM_HOURS"
 #: The payload keys the seed's anonymise statement removes (``event_data - 'email' - 'phone' - 'address'``).
 PERSONAL_DATA_KEYS = ("email", "phone", "address")
 
@@ -93,14 +98,14 @@ class GovernedWarehouse(Protocol):
 
 
 def governed_warehouses(warehouses: Any, database_url: str) -> list[GovernedWarehouse]:
-    """The governed engines of warehouse resources (one, or a list: the local warehouse, and BigQuery/Redshift,
-    which offer their own ``governance(database_url)``)."""
-    from workdev_pipeline.resources.local import LocalWarehouseResource
+    """The governed stores of resources (one, or a list: the lake first, then BigQuery/Redshift, which offer their
+    own ``governance(database_url)``): the engines' erasure reads the lake's refreshed rows."""
+    from workdev_pipeline.resources.lake import LakeResource
 
     found: list[GovernedWarehouse] = []
     for warehouse in warehouses if isinstance(warehouses, list | tuple) else [warehouses]:
-        if isinstance(warehouse, LocalWarehouseResource):
-            found.append(LocalGovernedWarehouse(warehouse.ingestor(database_url)))
+        if isinstance(warehouse, LakeResource):
+            found.insert(0, LakeGovernedWarehouse(warehouse.ingestor(database_url)))
             continue
         governance = getattr(warehouse, "governance", None)
         if not callable(governance):
@@ -109,36 +114,32 @@ def governed_warehouses(warehouses: Any, database_url: str) -> list[GovernedWare
     return found
 
 
-class LocalGovernedWarehouse:
-    """The local warehouse: Parquet under ``event_date=YYYY-MM-DD/``, read with DuckDB, rewritten day by day under
-    the consumer's lock with :meth:`Ingestor.rewrite_days` (each day swapped in whole)."""
+class LakeGovernedWarehouse:
+    """The lake: read through one snapshot with DuckDB, changed by Delta commits under the lake consumer's lock
+    (:meth:`Ingestor.locked`), each followed by a vacuum so that no old file keeps what was removed."""
 
-    def __init__(self, ingestor: Ingestor, *, workers: int = 2) -> None:
+    def __init__(self, ingestor: Ingestor, *, retention_vacuum_hours: float | None = None) -> None:
         self.ingestor = ingestor
-        self.files = ingestor.files
+        self.lake = ingestor.lake
         self.consumer = ingestor.consumer
-        self.workers = workers
+        self.retention_vacuum_hours = (float(os.environ.get(RETENTION_VACUUM_ENV, "0"))
+                                       if retention_vacuum_hours is None else retention_vacuum_hours)
 
     # -- reading -------------------------------------------------------------------------------------------
     def _query(self, sql: str, parameters: list[Any], tables: Mapping[str, pa.Table] | None = None) -> list[tuple]:
-        """DuckDB over every file of the table (hive-partitioned by event_date); [] when there is none. Retried once
-        when a file vanishes mid-read (a day swapped by a concurrent sweep or rebuild)."""
-        if not any(self.files.day_files(d) for d in self.files.days()):
+        """DuckDB over the lake's latest snapshot (``{events}``: its rows, with ``event_date``)."""
+        snapshot = self.lake.snapshot()
+        if snapshot.table is None:
             return []
-        for attempt in (1, 2):
-            con = duckdb.connect()
-            try:
-                for name, table in (tables or {}).items():
-                    con.register(name, table)
-                return con.execute(sql.replace("{events}", "read_parquet(?, hive_partitioning = true, "
-                                                           "hive_types = {'event_date': DATE})"),
-                                   [self.files.glob(), *parameters]).fetchall()
-            except duckdb.IOException:
-                if attempt == 2:
-                    raise
-            finally:
-                con.close()
-        return []
+        con = duckdb.connect()
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            snapshot.register(con, "lake_events")
+            for name, table in (tables or {}).items():
+                con.register(name, table)
+            return con.execute(sql.replace("{events}", "lake_events"), parameters).fetchall()
+        finally:
+            con.close()
 
     def expired_by_day(self, policy: RetentionPolicy) -> dict[date, dict[str, tuple[int, int]]]:
         """{day: {category: (expired, total)}} over the days that may hold expired events."""
@@ -155,53 +156,40 @@ class LocalGovernedWarehouse:
     # -- retention -----------------------------------------------------------------------------------------
     def apply_retention(self, policy: RetentionPolicy, *, dry_run: bool = False, run_id: str | None = None,
                         before_release: Callable[[], None] | None = None) -> WarehouseRetention:
-        """Days whose every event has expired are removed, days with some expired events rewritten without them
-        (filtering the Parquet: the rule needs only event_type and timestamp, the kept rows stay exactly as they were
-        loaded, and it is several times faster than rebuilding the days from PostgreSQL), each compacted into
-        one file as a rebuild writes it. One DuckDB pass plans it. Days wholly before the oldest cut-off are removed
-        unread (counted by the plan: any event they could hold has expired); the others are filtered again under
-        the lock, so what goes is exactly what expired. Removals and rewrites share one hold of the consumer's lock,
-        and ``before_release()`` runs before it is let go (:func:`apply_retention` waits there for PostgreSQL's
-        deletes, run meanwhile)."""
+        """One Delta DELETE of every expired event (days wholly expired by partition, the others by each type's
+        cut-off: the predicate names only dates, types and instants), planned and done under the lake's lock, then
+        a vacuum (``WORKDEV_LAKE_RETENTION_VACUUM_HOURS``, default 0: at once). ``before_release()`` runs before
+        the lock is let go (:func:`apply_retention` waits there for PostgreSQL's deletes, run meanwhile: no rebuild
+        can bring an expired event back from the store in between)."""
         started = time.perf_counter()
         result = WarehouseRetention(self.consumer, dry_run)
-        plan = {d: c for d, c in self.expired_by_day(policy).items() if sum(e for e, _ in c.values())}
-        # day directories left without files (a rebuild of a day with no events) that no event can reach any more
-        plan.update({d: {} for d in self.files.days() if policy.day_wholly_expired(d) and not self.files.day_files(d)})
-        whole = sorted(d for d in plan if policy.day_wholly_expired(d))
-        events: Counter[str] = Counter()
-        for day in whole:
-            events.update({c: e for c, (e, _) in plan[day].items() if e})
         if dry_run:
-            for day, categories in sorted(plan.items()):
-                if day not in whole:
-                    events.update({c: e for c, (e, _) in categories.items() if e})
-                    gone = all(e == t for e, t in categories.values())
-                    (result.days_removed if gone else result.days_rewritten).append(day)
-            result.days_removed = sorted(result.days_removed + whole)
-            result.events = dict(events)
+            self._plan(policy, result)
             result.seconds = time.perf_counter() - started
             return result
-
-        lock = threading.Lock()
-
-        def keep(day: date, table: pa.Table) -> pa.Array:
-            expired = policy.expired_mask(table.column("event_type"), table.column("timestamp"))
-            if pc.any(expired).as_py():
-                gone = pc.value_counts(table.column("event_category").filter(expired)).to_pylist()
-                with lock:
-                    events.update({g["values"]: g["counts"] for g in gone})
-            return pc.invert(expired)
-
-        outcome = self.ingestor.rewrite_days(sorted(set(plan) - set(whole)), keep=keep,
-                                             keep_columns=("event_type", "event_category", "timestamp"),
-                                             run_id=run_id, workers=self.workers, compact=True, remove=whole,
-                                             before_release=before_release)
-        result.events = {c: n for c, n in events.items() if n}
-        result.days_removed = sorted(d for d, rows in outcome.days.items() if rows == 0)
-        result.days_rewritten = sorted(d for d, rows in outcome.days.items() if rows > 0)
+        with self.ingestor.locked() as conn:
+            self.ingestor.finish_running_sweep(conn, run_id)
+            self._plan(policy, result)
+            if result.days_removed or result.days_rewritten:
+                self.lake.delete(retention_predicate(policy, result.days_removed, result.days_rewritten),
+                                 days=len(result.days_rewritten))
+                self.lake.vacuum(self.retention_vacuum_hours)
+            if before_release is not None:
+                before_release()
         result.seconds = time.perf_counter() - started
         return result
+
+    def _plan(self, policy: RetentionPolicy, result: WarehouseRetention) -> None:
+        """What the policy removes: days wholly expired, days partly so, and events per category."""
+        events: Counter[str] = Counter()
+        for day, categories in sorted(self.expired_by_day(policy).items()):
+            expired = {c: e for c, (e, _) in categories.items() if e}
+            if not expired:
+                continue
+            events.update(expired)
+            gone = policy.day_wholly_expired(day) or all(e == t for e, t in categories.values())
+            (result.days_removed if gone else result.days_rewritten).append(day)
+        result.events = dict(events)
 
     # -- erasure -------------------------------------------------------------------------------------------
     def user_rows(self, user_id: str) -> list[tuple[str, datetime, str | None]]:
@@ -209,36 +197,59 @@ class LocalGovernedWarehouse:
             'SELECT event_id, "timestamp", event_type FROM {events} WHERE user_id = ?', [user_id])]
 
     def refresh(self, conn: psycopg.Connection, *, run_id: str | None = None) -> WarehouseRefresh:
+        """The queued events' days overwritten in one commit -- their rows dropped and written back as PostgreSQL
+        now holds them, enriched as a rebuild would -- then the queue emptied and the lake vacuumed at once (the
+        log names only the days)."""
         started = time.perf_counter()
         result = WarehouseRefresh(self.consumer)
-        queued = conn.execute(query("governance/queued_refresh"), {"consumer": self.consumer}).fetchall()
-        if not queued:
-            return result
-        owners: dict[date, dict[str, int | None]] = {}
-        for event_id, timestamp, request_id in queued:
-            owners.setdefault(timestamp.astimezone(UTC).date(), {})[str(event_id)] = request_id
-        ids = {day: pa.array(list(events), pa.string()) for day, events in owners.items()}
-        counted: Counter[int | None] = Counter()
-        lock = threading.Lock()
+        with self.ingestor.locked() as locked:
+            self.ingestor.finish_running_sweep(locked, run_id)
+            queued = locked.execute(query("governance/queued_refresh"), {"consumer": self.consumer}).fetchall()
+            if not queued:
+                return result
+            owners: dict[str, int | None] = {str(event_id): request_id for event_id, _, request_id in queued}
+            days = sorted({timestamp.astimezone(UTC).date() for _, timestamp, _ in queued})
+            ids = pa.array(list(owners), pa.string())
+            counted: Counter[int | None] = Counter()
+            appended = Counter()
+            failures = Failures()
+            snapshot = self.lake.snapshot()
+            watermark = locked.execute(query("ingest/consumer_watermark"), {"consumer": self.consumer}).fetchone()[0]
+            transformer = self.ingestor.transformer(locked)
+            ingest_times = IngestTimes(locked, self.consumer)
+            kept: Counter[date] = Counter()
 
-        def keep(day: date, table: pa.Table) -> pa.Array:
-            hit = pc.is_in(table.column("event_id"), value_set=ids[day])
-            if pc.any(hit).as_py():
-                dropped = table.column("event_id").filter(hit).to_pylist()
-                with lock:
-                    counted.update(owners[day][e] for e in dropped)
-            return pc.invert(hit)
+            def tables() -> Iterator[pa.Table]:
+                with EventReader(self.ingestor.url, batch_bytes=self.ingestor.batch_bytes) as reader:
+                    for day in days:
+                        for batch in snapshot.dataset(days=[day]).to_batches():
+                            hit = pc.is_in(batch.column("event_id"), value_set=ids)
+                            if pc.any(hit).as_py():
+                                counted.update(owners[e] for e in batch.column("event_id").filter(hit).to_pylist())
+                                table = without_rows(pa.Table.from_batches([batch]), hit)
+                            else:
+                                table = pa.Table.from_batches([batch])
+                            kept[day] += table.num_rows
+                            yield table
+                        start = datetime.combine(day, dtime.min, tzinfo=UTC)
+                        for chunk in reader.stream("governance/refreshed_events", consumer=self.consumer,
+                                                   tx_high=watermark, day_start=start,
+                                                   day_end=start + timedelta(days=1)):
+                            table, bad = transformer.transform(chunk, ingest_times)
+                            failures.extend(bad)
+                            appended[day] += table.num_rows
+                            yield table
 
-        def after_day(locked: psycopg.Connection, day: date) -> None:
-            locked.execute(query("governance/dequeue_refresh"),
-                           {"consumer": self.consumer, "event_ids": list(owners[day])})
-
-        outcome = self.ingestor.rewrite_days(sorted(owners), keep=keep, keep_columns=("event_id",),
-                                             append="governance/refreshed_events", after_day=after_day,
-                                             run_id=run_id, workers=self.workers)
+            self.lake.replace_days(days, tables())
+            crash_point("after_commit")
+            with locked.transaction():
+                self.ingestor.record_failures(locked, failures)
+                locked.execute(query("governance/dequeue_refresh"),
+                               {"consumer": self.consumer, "event_ids": list(owners)})
+            self.lake.vacuum(0)
         result.rows_by_request = dict(counted)
-        result.days = dict(outcome.days)
-        result.rows_appended = outcome.events_loaded
+        result.days = {day: kept[day] + appended[day] for day in days}
+        result.rows_appended = sum(appended.values())
         result.seconds = time.perf_counter() - started
         return result
 
@@ -266,7 +277,7 @@ class LocalGovernedWarehouse:
                                                   "WHERE user_id IS NULL AND list_contains(?, event_type)",
                                                   [sorted(user_types)]):
                     for text in (data, metadata):
-                        for value in _strings(json.loads(text) if text else None):
+                        for value in json_strings(json.loads(text) if text else None):
                             h = keyed_hash(key, value)
                             if h in wanted:
                                 found.anonymised_values[h] = found.anonymised_values.get(h, 0) + 1
@@ -290,13 +301,51 @@ class LocalGovernedWarehouse:
         return found
 
 
-def _strings(value: Any) -> Iterator[str]:
+def json_strings(value: Any) -> Iterator[str]:
     """Every string value in a JSON value (not its keys)."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
         for v in value.values():
-            yield from _strings(v)
+            yield from json_strings(v)
     elif isinstance(value, list):
         for v in value:
-            yield from _strings(v)
+            yield from json_strings(v)
+
+
+def retention_predicate(policy: RetentionPolicy, whole_days: Iterable[date], partial_days: Iterable[date]) -> str:
+    """The Delta predicate of a retention run: the days wholly expired by partition, and in the partly expired
+    days each type's events older than its cut-off (types, dates and instants only: nothing personal)."""
+    parts = []
+    whole = sorted(set(whole_days))
+    if whole:
+        parts.append(f"({days_predicate(whole)})")
+    partial = sorted(set(partial_days))
+    if partial:
+        by_type = " OR ".join(f"(event_type = '{t}' AND \"timestamp\" < '{c.astimezone(UTC).isoformat()}')"
+                              for t, c in sorted(policy.cutoffs.items()) if _is_plain(t))
+        parts.append(f"(({days_predicate(partial)}) AND ({by_type}))")
+    return " OR ".join(parts)
+
+
+def _is_plain(event_type: str) -> bool:
+    """A catalog event type (``word.word``): safe inside a predicate's quotes."""
+    if not all(ch.isalnum() or ch in "._-" for ch in event_type):
+        raise ValueError(f"unexpected event type {event_type!r} in the retention policy")
+    return True
+
+
+def without_rows(table: pa.Table, drop: pa.BooleanArray) -> pa.Table:
+    """``table`` without the rows where ``drop`` is true: zero-copy slices around a few dropped rows (an erasure's
+    in a day of other users' events: a ``filter`` would copy every column of every kept row), a filter otherwise."""
+    cuts = pc.indices_nonzero(drop).to_pylist()
+    if len(cuts) * 1_024 > table.num_rows:
+        return table.filter(pc.invert(drop))
+    parts, start = [], 0
+    for cut in cuts:
+        if cut > start:
+            parts.append(table.slice(start, cut - start))
+        start = cut + 1
+    if start < table.num_rows:
+        parts.append(table.slice(start))
+    return pa.concat_tables(parts) if parts else table.slice(0, 0)

@@ -6,11 +6,14 @@ import queue
 import threading
 from collections.abc import Iterator
 from datetime import datetime
+from typing import TypeVar
 
 import adbc_driver_postgresql.dbapi as adbc
 import pyarrow as pa
 
 from workdev_pipeline.sql_files import query
+
+T = TypeVar("T")
 
 #: Target size of one streamed batch (the driver's hint); about 25,000 events of the demo mix.
 BATCH_BYTES = 16 * 1024 * 1024
@@ -49,10 +52,10 @@ class EventReader:
             cur.close()
 
 
-def read_ahead(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
-    """``batches``, the next ``depth`` read by a thread while the caller works on the current one (the
+def read_ahead(batches: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``batches``, the next ``depth`` produced by a thread while the caller works on the current one (the
     driver reads and decodes without the GIL, so extraction overlaps validation, enrichment and writing).
-    An error in the reader is raised in the caller, and a caller that stops early stops the reader."""
+    An error in the producer is raised in the caller, and a caller that stops early stops the producer."""
     done = object()
     slots: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()

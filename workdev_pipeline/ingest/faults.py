@@ -10,8 +10,7 @@ import os
 import signal
 
 CRASH_ENV = "WORKDEV_CRASH_AT"
-CRASH_POINTS = frozenset({"after_claim", "after_write", "after_publish", "after_remote_load", "after_swap_out",
-                          "after_resolve"})
+CRASH_POINTS = frozenset({"after_claim", "mid_write", "after_commit", "after_remote_load", "after_resolve"})
 
 
 def crash_point(name: str) -> None:

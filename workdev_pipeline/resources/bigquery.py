@@ -1,6 +1,6 @@
 """The BigQuery warehouse: dagster-gcp's ``BigQueryResource`` (project, location, base64 credentials) with the
 dataset and table of the events, an optional API endpoint (an emulator, with anonymous credentials), and the
-remote-engine behaviour of :class:`RemoteWarehouseMixin`."""
+remote-engine behaviour of :class:`RemoteWarehouseMixin` (fed from the lake, governed in place)."""
 
 from __future__ import annotations
 
@@ -18,14 +18,15 @@ class BigQueryWarehouseResource(BigQueryResource, RemoteWarehouseMixin):
     table_name: str = Field(default="platform_events", description="the events table")
     api_endpoint: str = Field(default="", description="an API endpoint other than Google's (an emulator: "
                                                       "anonymous credentials are used); empty for BigQuery")
-    consumer: str = Field(default="bigquery", description="the name this engine's progress is kept under")
-    mirror_dir: str = Field(default="", description="the engine's day files; empty for $WORKDEV_HOME/engines/"
-                                                    "<consumer>")
-    geoip_database: str = Field(default="", description="a MaxMind .mmdb file; empty for geoip2fast's data")
     retry_deadline_seconds: float = Field(default=60.0, description="how long the client retries a call itself "
                                                                     "before the engine's own retries take over")
-    retries: int = Field(default=3, description="retries of a transient failure before events are dead-lettered")
+    retries: int = Field(default=3, description="retries of a transient failure before a load fails (the next "
+                                                "delivery redoes it)")
     backoff_seconds: float = Field(default=0.5, description="base of the exponential backoff (with jitter)")
+
+    @property
+    def engine(self) -> str:
+        return "bigquery"
 
     def get_object_to_set_on_execution_context(self) -> BigQueryWarehouseResource:
         """``context.resources.bigquery`` is this resource (dagster-gcp's sets a client there instead)."""

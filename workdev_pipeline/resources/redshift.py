@@ -1,6 +1,6 @@
 """The Redshift warehouse through redshift-connector: connection settings (the password from the environment,
 never logged), the schema, the S3 bucket and IAM role of the COPY path, and the remote-engine behaviour of
-:class:`RemoteWarehouseMixin`."""
+:class:`RemoteWarehouseMixin` (fed from the lake, governed in place)."""
 
 from __future__ import annotations
 
@@ -29,12 +29,13 @@ class RedshiftWarehouseResource(ConfigurableResource, RemoteWarehouseMixin):
     s3_bucket: str = Field(default="", description="with iam_role: load by COPY of the day's Parquet from S3")
     s3_prefix: str = Field(default="workdev/loads")
     iam_role: str = Field(default="", description="the role Redshift assumes to read the bucket")
-    consumer: str = Field(default="redshift", description="the name this engine's progress is kept under")
-    mirror_dir: str = Field(default="", description="the engine's day files; empty for $WORKDEV_HOME/engines/"
-                                                    "<consumer>")
-    geoip_database: str = Field(default="", description="a MaxMind .mmdb file; empty for geoip2fast's data")
-    retries: int = Field(default=3, description="retries of a transient failure before events are dead-lettered")
+    retries: int = Field(default=3, description="retries of a transient failure before a load fails (the next "
+                                                "delivery redoes it)")
     backoff_seconds: float = Field(default=0.5, description="base of the exponential backoff (with jitter)")
+
+    @property
+    def engine(self) -> str:
+        return "redshift"
 
     def connect(self) -> redshift_connector.Connection:
         return redshift_connector.connect(host=self.host, port=self.port, database=self.database, user=self.user,

@@ -1,34 +1,41 @@
-"""What the BigQuery and Redshift resources share: a remote engine is its own consumer (watermark, dead letter,
-sync status) with a mirror of its day files on local disk (the files its load jobs are made from, and what
-retention and erasure rewrite), loaded into the engine's table by the ingestion engine."""
+"""What the BigQuery and Redshift resources share: a remote engine is configuration plus a factory of its tables
+(``open_table``, ``open_aggregations``); it is fed from the lake (:mod:`workdev_pipeline.lake.delivery`: the lake
+version it delivered is kept in PostgreSQL), governed in place (:mod:`workdev_pipeline.governance.engines`), and its
+checks query the engine itself. Nothing of it lives on local disk."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from workdev_pipeline.ingest.ingestor import Ingestor
-from workdev_pipeline.ingest.local_store import LocalEventFiles, schema_problems
-from workdev_pipeline.settings import workdev_home
 from workdev_pipeline.warehouses.remote import RemoteAggregationTable, RemoteEventTable
 
 if TYPE_CHECKING:
     from workdev_pipeline.aggregations.delivery import AggregationDelivery
-    from workdev_pipeline.aggregations.files import AggregateFiles
     from workdev_pipeline.aggregations.periods import Granularity
+    from workdev_pipeline.governance.engines import EngineGovernedWarehouse
+    from workdev_pipeline.lake.aggregations import AggregationLake
+    from workdev_pipeline.lake.delivery import Delivery, LakeDelivery
+    from workdev_pipeline.lake.events import EventLake
 
 
 class RemoteWarehouseMixin:
-    """The warehouse interface (``resources/warehouse.py``) over :meth:`open_table`; the resource class declares
-    ``consumer``, ``mirror_dir``, ``geoip_database``, ``retries`` and ``backoff_seconds``."""
+    """The engine's interface over :meth:`open_table`; the resource class declares ``retries`` and
+    ``backoff_seconds`` and names its engine (``engine``: the resource key, ``bigquery`` or ``redshift``)."""
 
-    consumer: str
-    mirror_dir: str
-    geoip_database: str
     retries: int
     backoff_seconds: float
+
+    @property
+    def engine(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def consumer(self) -> str:
+        """What the engine's governance (refresh queue, ledger counts) and reports are kept under: its name."""
+        return self.engine
 
     def open_table(self) -> RemoteEventTable:
         """A client of the engine's events table (the caller closes it)."""
@@ -54,14 +61,39 @@ class RemoteWarehouseMixin:
         finally:
             table.close()
 
-    def files(self) -> LocalEventFiles:
-        """The mirror: the engine's day files, exactly as the local warehouse lays them out."""
-        return LocalEventFiles(self.mirror_dir or workdev_home() / "engines" / self.consumer)
+    # -- from the lake -----------------------------------------------------------------------------------------
+    @contextmanager
+    def delivery(self, database_url: str, lake: EventLake) -> Iterator[LakeDelivery]:
+        """Deliveries from ``lake`` into this engine (its table closed at the end)."""
+        from workdev_pipeline.lake.delivery import LakeDelivery
 
-    def ingestor(self, database_url: str) -> Ingestor:
-        return Ingestor(database_url, self.files(), consumer=self.consumer,
-                        geoip_database=self.geoip_database or None, retries=self.retries,
-                        backoff_seconds=self.backoff_seconds, remote=self.open_table())
+        with self.table() as table:
+            yield LakeDelivery(database_url, lake, table, retries=self.retries, backoff_seconds=self.backoff_seconds)
+
+    def deliver(self, database_url: str, lake: EventLake, run_id: str | None = None) -> Delivery:
+        """Load what the lake committed since this engine's last delivery, exactly once."""
+        with self.delivery(database_url, lake) as delivery:
+            return delivery.deliver(run_id=run_id)
+
+    def replace_days(self, database_url: str, lake: EventLake, days: Sequence[date],
+                     run_id: str | None = None) -> Delivery:
+        """Make ``days`` hold exactly the lake's current rows of them (one atomic replace per day)."""
+        with self.delivery(database_url, lake) as delivery:
+            return delivery.replace_days(days, run_id=run_id)
+
+    def governance(self, database_url: str, lake: EventLake | None = None) -> list[EngineGovernedWarehouse]:
+        """Retention and erasure in the engine, in place; the erased events' rows come from ``lake`` (by default
+        the one ``WORKDEV_LAKE_URI`` names), which must be refreshed before this engine."""
+        from workdev_pipeline.governance.engines import EngineGovernedWarehouse
+        from workdev_pipeline.lake.events import EventLake
+        from workdev_pipeline.lake.location import LakeLocation
+
+        return [EngineGovernedWarehouse(database_url, lake or EventLake(LakeLocation.from_env()), self.open_table())]
+
+    # -- what the checks read: the engine itself ---------------------------------------------------------------
+    def days(self) -> set[date]:
+        with self.table() as table:
+            return table.days()
 
     def day_counts(self, day: date) -> dict[str, int]:
         with self.table() as table:
@@ -75,25 +107,15 @@ class RemoteWarehouseMixin:
         with self.table() as table:
             return table.event_ids(day)
 
-    def governance(self, database_url: str) -> list:  # -> list[GovernedWarehouse]
-        """Retention and erasure rewrite the mirror's days exactly as the local warehouse's; the ingestion engine
-        replaces each rewritten day in the engine's table before swapping it into the mirror."""
-        from workdev_pipeline.governance.warehouse import LocalGovernedWarehouse
-
-        return [LocalGovernedWarehouse(self.ingestor(database_url))]
-
     def user_row_count(self, user_id: str) -> int:
         with self.table() as table:
             return table.user_row_count(user_id)
 
-    def schema_problems(self, day: date) -> list[str]:
-        """The mirror's files of ``day`` against the declared schema (what every load is made from)."""
-        return schema_problems(self.files(), day)
-
-    def deliver_aggregations(self, aggregates: AggregateFiles, granularity: Granularity, start: datetime,
+    # -- aggregations ------------------------------------------------------------------------------------------
+    def deliver_aggregations(self, aggregates: AggregationLake, granularity: Granularity, start: datetime,
                              end: datetime) -> AggregationDelivery:
-        """Replace the engine's ``granularity`` periods in [start, end) with the local aggregation files' rows
-        (retried with this engine's retries and backoff)."""
+        """Replace the engine's ``granularity`` periods in [start, end) with the lake's aggregation rows (retried
+        with this engine's retries and backoff)."""
         from workdev_pipeline.aggregations.delivery import deliver_aggregations
 
         with self.aggregations() as table:

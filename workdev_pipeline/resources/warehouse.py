@@ -1,22 +1,16 @@
-"""The warehouse interface: what the assets and checks need of every engine (local, BigQuery, Redshift)."""
+"""The table interface: what the checks need of every store of the events (the lake, BigQuery, Redshift)."""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Protocol
 
-from workdev_pipeline.ingest.ingestor import Ingestor
-
 
 class Warehouse(Protocol):
     """One engine holding the events table, partitioned by UTC day of the event's timestamp."""
 
-    #: The consumer name: its watermark, sync status rows and dead letter are kept under it.
+    #: The PostgreSQL consumer whose processed events the table must hold (the lake's sweep: ``lake``).
     consumer: str
-
-    def ingestor(self, database_url: str) -> Ingestor:
-        """The engine that sweeps, rebuilds and replays into this warehouse."""
-        ...
 
     def day_counts(self, day: date) -> dict[str, int]:
         """Events held for ``day``, by event_type."""

@@ -21,8 +21,8 @@ from dagster import (
     sensor,
 )
 
-from workdev_pipeline.assets.ingestion import ENRICHED_EVENTS, INCOMING_EVENTS, WAREHOUSE_EVENTS
-from workdev_pipeline.resources.local import LocalWarehouseResource
+from workdev_pipeline.assets.ingestion import ENRICHED_EVENTS, INCOMING_EVENTS, LAKE_EVENTS
+from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.sql_files import query
 
@@ -31,9 +31,9 @@ ingest_job = define_asset_job("ingest_events", selection=[ENRICHED_EVENTS],
 replay_job = define_asset_job("replay_failed_events", selection=[AssetKey(["pipeline", "dead_letter_replay"])],
                               description="Send the dead letter back through once the cause is fixed.")
 
-check_warehouse_job = define_asset_job(
-    "check_warehouse_days", selection=AssetSelection.checks_for_assets(WAREHOUSE_EVENTS),
-    description="Run the warehouse's partition checks for chosen days without rewriting them.")
+check_lake_job = define_asset_job(
+    "check_lake_days", selection=AssetSelection.checks_for_assets(LAKE_EVENTS),
+    description="Run the lake's partition checks for chosen days without rewriting them.")
 
 _IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
               DagsterRunStatus.STARTED]
@@ -42,15 +42,15 @@ _IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunS
 @sensor(job=ingest_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
         description="Requests a sweep while events are pending (replaces the seed's pg_cron + edge function).")
 def ingest_sensor(context: SensorEvaluationContext, postgres: PostgresResource,
-                  warehouse: LocalWarehouseResource) -> SensorResult | SkipReason:
+                  lake: LakeResource) -> SensorResult | SkipReason:
     with postgres.connection() as conn:
         pending, oldest, failed = conn.execute(query("ingest/pending_backlog"),
-                                               {"consumer": warehouse.consumer}).fetchone()
+                                               {"consumer": lake.consumer}).fetchone()
     observation = AssetObservation(asset_key=INCOMING_EVENTS, metadata={
         "pending": MetadataValue.int(pending),
         "oldest_pending_seconds": MetadataValue.float(float(oldest or 0.0)),
         "dead_letter": MetadataValue.int(failed)})
-    run_requests, cursor = sweep_requests(context, pending, ingest_job.name, "ingest_sensor", "local")
+    run_requests, cursor = sweep_requests(context, pending, ingest_job.name, "ingest_sensor", "lake")
     return SensorResult(run_requests=run_requests, asset_events=[observation], cursor=cursor)
 
 

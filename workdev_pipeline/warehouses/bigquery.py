@@ -11,11 +11,13 @@ types of a ``CREATE TABLE`` in its table metadata, while the API form means the 
 schema gained is added by ``add_column.sql`` (ALTER TABLE ... ADD COLUMN, NULLABLE); when the table's metadata
 still lacks it afterwards (the emulator changes its storage but not its catalog), by ``client.update_table``.
 
-**Loads** are Parquet load jobs (never streaming inserts) into a staging table per load id, one job per file
-with a deterministic job id (:meth:`BigQueryEventTable.load_job_id`): an existing job with that id is looked
-up first and its result used (the emulator re-runs a job whose id exists instead of answering 409), a
-Conflict on creation means the same, so a retried load is applied once. The staged rows then reach the table
-by one statement (``sql/warehouse/bigquery/``), and the staging table is dropped:
+**Loads** are Parquet load jobs (never streaming inserts) of the lake's data files into a staging table per load
+id, with a deterministic job id (:meth:`BigQueryTable.load_job_id`): an existing job with that id is looked up
+first and its result used (the emulator re-runs a job whose id exists instead of answering 409), a Conflict on
+creation means the same, so a retried load is applied once. A day's files go in ONE job (a list of URIs: the
+lake's ``gs://`` objects as they are when the lake lives in Cloud Storage, ``file://`` links for a server on this
+machine); only uploads of local files to the real service are one job per file. The staged rows then reach the
+table by one statement (``sql/warehouse/bigquery/``), and the staging table is dropped:
 
 * ``merge_files``: ``merge_day.sql``, a MERGE on event_id restricted to the day's timestamp range (UPDATE every
   column / INSERT with the columns listed: the emulator has no ``INSERT ROW``);
@@ -25,7 +27,14 @@ by one statement (``sql/warehouse/bigquery/``), and the staging table is dropped
   to the day's rows times the table's),
   atomic on BigQuery and on the emulator. Not ``BEGIN TRANSACTION; DELETE; INSERT; COMMIT TRANSACTION;``:
   the emulator runs such a script (and rolls it back on error) but does not pass query parameters into
-  scripts, so the day bounds would have to be spliced into the text. No files: ``delete_day.sql``.
+  scripts, so the day bounds would have to be spliced into the text. No files: ``delete_day.sql``;
+* ``refresh_events`` (erasure in place): ``refresh_events.sql``, the same shape restricted to a list of event ids
+  (array parameter) within their days; no lake rows: ``delete_events.sql``.
+
+**Governance in place**: retention is ``expired_by_day.sql`` (the plan) and ``delete_expired.sql`` (one DELETE
+bounded by the days and by a CASE of the policy's cut-offs per event type, all bound parameters); the erasure
+checks read ``user_rows``, ``user_counts``, ``personal_values``, ``anonymised_payloads`` and ``ip_user_agents``.
+The emulator reports no DML row counts (``delete_expired`` then returns -1).
 
 **JSON**: a batch load cannot fill a JSON column from Parquet on BigQuery, so event_data/metadata are STRING in
 staging (the Parquet JSON strings as they are) and ``PARSE_JSON`` turns them into JSON in the MERGE (works on
@@ -34,10 +43,11 @@ the emulator too). Structs load as RECORDs, timestamps as TIMESTAMP (microsecond
 **Emulator** (``bqemulator``, :func:`emulator_client`), besides the above: its upload endpoint ignores the
 job id a load job asks for, so a table whose client talks to a server on this machine (a loopback endpoint)
 loads each file by a ``file://`` URI with ``load_table_from_uri`` instead of uploading it, and the job id is
-honoured (``local_file_uris``; the URI is a symbolic link in a plain directory, as DuckDB would read the local
-store's ``event_date=...`` directories as Hive partitions). It reads Parquet columns by position (the files
-are in the table's column order, ``WAREHOUSE_SCHEMA``), reports a load job's ``output_rows`` as the
-destination's row count (rows loaded are counted from the files' metadata instead), and accepts an upload only
+honoured (``local_file_uris``; the URI is a symbolic link in a plain directory, as DuckDB would read the lake's
+``event_date=...`` directories as Hive partitions); it reads ``gs://`` from nowhere, so the ``gs://`` path is not
+proven here. It reads Parquet columns by position (the lake's files are in the table's column order,
+``WAREHOUSE_SCHEMA`` without the partition column), reports a load job's ``output_rows`` as the destination's row
+count (rows loaded are counted from the files' metadata instead), and accepts an upload only
 with a media type it knows (see :func:`emulator_client`). Partition decorators (``table$YYYYMMDD``) are never
 used; rows are read with ``result()``, never ``to_dataframe``.
 """
@@ -49,7 +59,7 @@ import ipaddress
 import logging
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
@@ -72,6 +82,7 @@ from google.cloud.bigquery.retry import DEFAULT_RETRY
 
 from workdev_pipeline.ingest.schema import WAREHOUSE_SCHEMA
 from workdev_pipeline.settings import SQL_DIR
+from workdev_pipeline.warehouses.remote import Source
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +205,17 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _digest(sources: Sequence[Source]) -> str:
+    """What identifies a load's content: the file's sha256 (one file), the sha256 of the files' digests (several),
+    the sha256 of the URIs (object-store files: the lake never rewrites a file under its name)."""
+    if not sources:
+        raise ValueError("no files to load")
+    if isinstance(sources[0], str):
+        return hashlib.sha256("\n".join(map(str, sources)).encode()).hexdigest()
+    digests = [file_digest(Path(path)) for path in sources]
+    return digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+
+
 # -- clients ---------------------------------------------------------------------------------------------
 
 
@@ -261,6 +283,7 @@ class BigQueryTable:
         self.location = location if location is not None else client.location
         self.schema = schema
         self.local_file_uris = serves_this_machine(client) if local_file_uris is None else local_file_uris
+        self.parallel_loads = 1 if serves_this_machine(client) else getattr(self, "concurrent_loads", 1)
         self.retry: Retry = DEFAULT_RETRY.with_timeout(retry_deadline)
         self.job_timeout = job_timeout
         self.table_id = f"{self.project}.{dataset}.{table}"
@@ -351,22 +374,35 @@ class BigQueryTable:
     def _drop_staging(self, load_id: str) -> None:
         self.client.delete_table(self.staging_table_id(load_id), not_found_ok=True, retry=self.retry)
 
-    def load_file(self, staging: bigquery.Table, path: Path, load_id: str) -> tuple[bigquery.LoadJob, bool]:
-        """Append one Parquet file to the staging table by a load job with a deterministic id; returns the
-        (finished) job and whether it already existed (a retried load: not applied a second time)."""
-        digest = file_digest(path)
+    def load_file(self, staging: bigquery.Table, path: Source, load_id: str) -> tuple[bigquery.LoadJob, bool]:
+        """Append one Parquet file to the staging table (see :meth:`load_files`)."""
+        return self.load_files(staging, [path], load_id)
+
+    def load_files(self, staging: bigquery.Table, sources: Sequence[Source],
+                   load_id: str) -> tuple[bigquery.LoadJob, bool]:
+        """Append Parquet files to the staging table by ONE load job with a deterministic id (its digest: the
+        file's sha256, or of the files' digests, or of the ``gs://`` URIs -- lake files never change under a
+        name); returns the (finished) job and whether it already existed (a retried load: not applied a second
+        time). Local files reach a server on this machine as ``file://`` URIs, ``gs://`` objects as they are;
+        uploads (local files to BigQuery) are one job per file, so only one file may be given then."""
+        uris = [s for s in sources if isinstance(s, str)]
+        if uris and len(uris) != len(sources):
+            raise ValueError("one load takes local files or object URIs, not both")
+        if not uris and not self.local_file_uris and len(sources) != 1:
+            raise ValueError("an upload takes one file per load job")
+        digest = _digest(sources)
         for attempt in range(MAX_JOB_ATTEMPTS):
             job_id = self.load_job_id(load_id, staging, digest, attempt)
-            job, existed = self._get_or_create_load_job(job_id, staging, path)
+            job, existed = self._get_or_create_load_job(job_id, staging, sources)
             if existed and job.done(retry=self.retry) and job.error_result:
                 log.warning("bigquery: load job %s had failed (%s); loading again", job_id, job.error_result)
                 continue
             job.result(retry=self.retry, timeout=self.job_timeout)
             return job, existed
-        raise RuntimeError(f"{MAX_JOB_ATTEMPTS} load jobs of {path} failed for load {load_id}")
+        raise RuntimeError(f"{MAX_JOB_ATTEMPTS} load jobs of {len(sources)} file(s) failed for load {load_id}")
 
     def _get_or_create_load_job(self, job_id: str, staging: bigquery.Table,
-                                path: Path) -> tuple[bigquery.LoadJob, bool]:
+                                sources: Sequence[Source]) -> tuple[bigquery.LoadJob, bool]:
         try:
             return self.client.get_job(job_id, location=self.location, retry=self.retry), True
         except api_exceptions.NotFound:
@@ -375,20 +411,26 @@ class BigQueryTable:
                                         write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
                                         create_disposition=bigquery.CreateDisposition.CREATE_NEVER)
         try:
-            if self.local_file_uris:
+            if isinstance(sources[0], str):  # gs:// objects: BigQuery reads them itself
+                job = self.client.load_table_from_uri(list(sources), staging.reference, job_id=job_id,
+                                                      job_config=config, location=self.location, retry=self.retry)
+            elif self.local_file_uris:
                 # The emulator reads a local file with DuckDB's read_parquet, which takes a directory named
-                # key=value (the local store's event_date=YYYY-MM-DD) for a Hive partition and adds a column;
-                # and it does not decode percent escapes in file:// URIs. So it is given a symbolic link to
-                # the file in a directory of plain name, kept until the job has finished.
+                # key=value (the lake's event_date=YYYY-MM-DD) for a Hive partition and adds a column; and it
+                # does not decode percent escapes in file:// URIs. So it is given symbolic links to the files
+                # in a directory of plain name, kept until the job has finished.
                 with tempfile.TemporaryDirectory(prefix="workdev_bq_load_") as folder:
-                    link = Path(folder) / "part.parquet"
-                    link.symlink_to(path.resolve())
-                    job = self.client.load_table_from_uri(f"file://{link}", staging.reference, job_id=job_id,
+                    links = []
+                    for i, path in enumerate(sources):
+                        link = Path(folder) / f"part-{i:05d}.parquet"
+                        link.symlink_to(Path(path).resolve())
+                        links.append(f"file://{link}")
+                    job = self.client.load_table_from_uri(links, staging.reference, job_id=job_id,
                                                           job_config=config, location=self.location,
                                                           retry=self.retry)
                     job.result(retry=self.retry, timeout=self.job_timeout)
             else:
-                with open(path, "rb") as f:
+                with open(sources[0], "rb") as f:
                     job = self.client.load_table_from_file(f, staging.reference, job_id=job_id,
                                                            job_config=config, location=self.location)
         except api_exceptions.Conflict:  # created by an earlier attempt whose answer was lost
@@ -404,32 +446,52 @@ class BigQueryTable:
 
 class BigQueryEventTable(BigQueryTable):
     """``<project>.<dataset>.platform_events``: day partitions on ``timestamp``, clustered by event type and user,
-    loaded by merges on event_id and day replaces."""
+    loaded by merges on event_id and day replaces, governed by statements bounded by day."""
 
     default_table = TABLE
     default_schema = WAREHOUSE_SCHEMA
     partitioning = (bigquery.TimePartitioningType.DAY, PARTITION_FIELD)
     clustering_fields = CLUSTERING_FIELDS
+    #: A lake on Google Cloud Storage is loaded straight from its objects (no copy through this machine).
+    uri_schemes: tuple[str, ...] = ("gs://",)
+    #: Days a delivery loads at once on BigQuery (each its own staging table, load job and statement; the client is
+    #: thread-safe and BigQuery runs jobs concurrently). One at a time on a server on this machine: the emulator
+    #: serializes its writes, and 4 at once took it 2-3x longer for the same 1 M rows.
+    concurrent_loads = 4
 
     @staticmethod
-    def _day_parameters(day: date) -> list[bigquery.ScalarQueryParameter]:
-        start, end = day_range(day)
+    def _range_parameters(start: datetime, end: datetime) -> list[bigquery.ScalarQueryParameter]:
         return [bigquery.ScalarQueryParameter("start", "TIMESTAMP", start),
                 bigquery.ScalarQueryParameter("end", "TIMESTAMP", end)]
 
-    def _stage_files(self, day: date, paths: Sequence[Path], load_id: str) -> int:
-        """Load the files into the load's staging table; returns their rows."""
-        counted = [(Path(path), _check_day(Path(path), day)) for path in paths]
+    @classmethod
+    def _day_parameters(cls, day: date) -> list[bigquery.ScalarQueryParameter]:
+        return cls._range_parameters(*day_range(day))
+
+    def _stage(self, sources: Sequence[Source], start: datetime, end: datetime, load_id: str) -> int:
+        """Load the files into the load's staging table; returns their rows. Local files are checked to hold only
+        rows in [start, end) (a row outside would be left out) and empty ones skipped; ``gs://`` objects are
+        counted by their load job."""
+        if not sources:
+            return 0
+        if isinstance(sources[0], str):
+            job, _ = self.load_files(self._staging(load_id), list(sources), load_id)
+            return int(job.output_rows or 0)
+        counted = [(Path(path), _check_range(Path(path), start, end)) for path in sources]
         counted = [(path, rows) for path, rows in counted if rows]
         if not counted:
             return 0
         staging = self._staging(load_id)
-        for path, _ in counted:
-            self.load_file(staging, path, load_id)
+        if self.local_file_uris:  # one job for every file
+            self.load_files(staging, [path for path, _ in counted], load_id)
+        else:  # an upload is one file per job
+            for path, _ in counted:
+                self.load_file(staging, path, load_id)
         return sum(rows for _, rows in counted)
 
-    def _apply(self, name: str, day: date, load_id: str) -> None:
-        """Run ``merge_day`` / ``replace_day`` from the load's staging table."""
+    def _apply(self, name: str, parameters: Sequence[Any], load_id: str) -> int:
+        """Run ``merge_day`` / ``replace_day`` / ``refresh_events`` from the load's staging table; returns the rows
+        it changed (as the server reports them)."""
         columns = self.schema.names
         staging = self.staging_table_name(load_id)
         # 'round': a number that a JSON value cannot hold exactly (beyond INT64/FLOAT64) is rounded instead of
@@ -445,27 +507,66 @@ class BigQueryEventTable(BigQueryTable):
             update_set=", ".join(f"{quote_identifier(c)} = source.{quote_identifier(c)}" for c in columns
                                  if c != "event_id"),
         )
-        self._query(sql, self._day_parameters(day))
+        return int(self._query(sql, parameters).num_dml_affected_rows or 0)
 
-    def merge_files(self, day: date, paths: Sequence[Path], load_id: str) -> int:
+    def merge_files(self, day: date, paths: Sequence[Source], load_id: str) -> int:
         self._ensure_once()
-        rows = self._stage_files(day, paths, load_id)
+        rows = self._stage(paths, *day_range(day), load_id)
         if rows:
-            self._apply("merge_day", day, load_id)
+            self._apply("merge_day", self._day_parameters(day), load_id)
         self._drop_staging(load_id)
         return rows
 
-    def replace_day(self, day: date, paths: Sequence[Path], load_id: str) -> int:
+    def replace_day(self, day: date, paths: Sequence[Source], load_id: str) -> int:
         self._ensure_once()
-        rows = self._stage_files(day, paths, load_id) if paths else 0
+        rows = self._stage(paths, *day_range(day), load_id)
         if rows:
-            self._apply("replace_day", day, load_id)
+            self._apply("replace_day", self._day_parameters(day), load_id)
         else:
             self._query(self.statement("delete_day"), self._day_parameters(day))
         self._drop_staging(load_id)
         return rows
 
+    def fill_days(self, days: Mapping[date, Sequence[Source]], load_id: str) -> dict[date, int]:
+        """Load days the table holds no row of (the caller knows it, holding the engine's lock): every file in ONE
+        load job and ONE INSERT (``fill_days.sql`` over the days' span: it inserts only what was staged, so the
+        rows of days in between are untouched) -- replace_day's result there, without its per-day MERGE, which on
+        the emulator reads the whole table. Returns the rows loaded per day."""
+        self._ensure_once()
+        if not days:
+            return {}
+        counted: dict[date, int] = {}
+        sources: list[Source] = []
+        for day, paths in sorted(days.items()):
+            counted[day] = 0
+            for path in paths:
+                if isinstance(path, str):
+                    sources.append(path)
+                    continue
+                rows = _check_range(Path(path), *day_range(day))
+                if rows:
+                    counted[day] += rows
+                    sources.append(path)
+        if sources:
+            start, end = day_range(min(days))[0], day_range(max(days))[1]
+            staging = self._staging(load_id)
+            if self.local_file_uris or isinstance(sources[0], str):
+                job, _ = self.load_files(staging, sources, load_id)
+                if isinstance(sources[0], str):  # gs:// objects: counted by the job, not per day
+                    counted = {day: 0 for day in counted}
+                    counted[min(counted)] = int(job.output_rows or 0)
+            else:
+                for path in sources:
+                    self.load_file(staging, path, load_id)
+            self._apply("fill_days", self._range_parameters(start, end), load_id)
+            self._drop_staging(load_id)
+        return counted
+
     # -- checks --------------------------------------------------------------------------------------
+    def days(self) -> set[date]:
+        self._ensure_once()
+        return {row[0] for row in self._query(self.statement("days"))}
+
     def day_counts(self, day: date) -> dict[str, int]:
         return {row[0]: int(row[1]) for row in self._query(self.statement("day_counts"), self._day_parameters(day))}
 
@@ -481,16 +582,85 @@ class BigQueryEventTable(BigQueryTable):
         rows = list(self._query(self.statement("user_row_count"), parameters))
         return int(rows[0][0]) if rows else 0
 
+    # -- governance in place -------------------------------------------------------------------------
+    @staticmethod
+    def _cutoff(cutoffs: Mapping[str, datetime]) -> tuple[str, list[bigquery.ScalarQueryParameter]]:
+        """The cut-off of a row's event type as a CASE over bound parameters (NULL for a type without one: never
+        expired), and those parameters."""
+        if not cutoffs:
+            raise ValueError("no cut-offs: the retention policy is empty")
+        parameters: list[bigquery.ScalarQueryParameter] = []
+        branches = []
+        for i, (event_type, cutoff) in enumerate(sorted(cutoffs.items())):
+            branches.append(f"WHEN @type_{i} THEN @cutoff_{i}")
+            parameters += [bigquery.ScalarQueryParameter(f"type_{i}", "STRING", event_type),
+                           bigquery.ScalarQueryParameter(f"cutoff_{i}", "TIMESTAMP", cutoff)]
+        return f"CASE event_type {' '.join(branches)} END", parameters
+
+    def expired_by_day(self, cutoffs: Mapping[str, datetime], before: datetime) -> list[tuple[date, str, int, int]]:
+        self._ensure_once()
+        cutoff, parameters = self._cutoff(cutoffs)
+        rows = self._query(self.statement("expired_by_day", cutoff=cutoff),
+                           [*parameters, bigquery.ScalarQueryParameter("before", "TIMESTAMP", before)])
+        return [(row[0], row[1], int(row[2]), int(row[3])) for row in rows]
+
+    def delete_expired(self, cutoffs: Mapping[str, datetime], start: datetime, end: datetime) -> int:
+        self._ensure_once()
+        cutoff, parameters = self._cutoff(cutoffs)
+        result = self._query(self.statement("delete_expired", cutoff=cutoff),
+                             [*parameters, *self._range_parameters(start, end)])
+        return -1 if result.num_dml_affected_rows is None else int(result.num_dml_affected_rows)
+
+    def user_rows(self, user_id: str) -> list[tuple[str, datetime, str | None]]:
+        self._ensure_once()
+        parameters = [bigquery.ScalarQueryParameter("user_id", "STRING", user_id)]
+        return [(row[0], row[1], row[2]) for row in self._query(self.statement("user_rows"), parameters)]
+
+    def held_event_ids(self, event_ids: Sequence[str], start: datetime, end: datetime) -> list[str]:
+        self._ensure_once()
+        parameters = [*self._range_parameters(start, end),
+                      bigquery.ArrayQueryParameter("event_ids", "STRING", list(event_ids))]
+        return [row[0] for row in self._query(self.statement("held_event_ids"), parameters)]
+
+    def refresh_events(self, event_ids: Sequence[str], start: datetime, end: datetime, paths: Sequence[Source],
+                       load_id: str) -> int:
+        self._ensure_once()
+        parameters = [*self._range_parameters(start, end),
+                      bigquery.ArrayQueryParameter("event_ids", "STRING", list(event_ids))]
+        rows = self._stage(paths, start, end, load_id)
+        if rows:
+            self._apply("refresh_events", parameters, load_id)
+        else:
+            self._query(self.statement("delete_events"), parameters)
+        self._drop_staging(load_id)
+        return rows
+
+    def user_counts(self) -> list[tuple[str, int]]:
+        self._ensure_once()
+        return [(row[0], int(row[1])) for row in self._query(self.statement("user_counts"))]
+
+    def personal_values(self) -> list[tuple[str | None, str | None, str | None, int]]:
+        self._ensure_once()
+        return [(row[0], row[1], row[2], int(row[3])) for row in self._query(self.statement("personal_values"))]
+
+    def anonymised_payloads(self, event_types: Sequence[str]) -> list[tuple[str | None, str | None]]:
+        self._ensure_once()
+        parameters = [bigquery.ArrayQueryParameter("event_types", "STRING", sorted(event_types))]
+        return [(row[0], row[1]) for row in self._query(self.statement("anonymised_payloads"), parameters)]
+
+    def ip_user_agents(self) -> list[tuple[str | None, str | None, int]]:
+        self._ensure_once()
+        return [(row[0], row[1], int(row[2])) for row in self._query(self.statement("ip_user_agents"))]
 
 
-def _check_day(path: Path, day: date) -> int:
-    """Rows of the file; raises ValueError when one of them is not of ``day`` (it would be left out)."""
+def _check_range(path: Path, start: datetime, end: datetime) -> int:
+    """Rows of the file; raises ValueError when one of them is not in [start, end) (it would be left out)."""
     metadata = pq.ParquetFile(path).metadata
     if metadata.num_rows == 0:
         return 0
     stamps = pq.read_table(path, columns=["timestamp"]).column("timestamp")
     bounds = pc.min_max(stamps).as_py()
-    start, end = day_range(day)
     if bounds["min"] < start or bounds["max"] >= end:
-        raise ValueError(f"{path} holds rows outside {day} ({bounds['min']} .. {bounds['max']})")
+        raise ValueError(f"{path} holds rows outside [{start.isoformat()}, {end.isoformat()}) "
+                         f"({bounds['min']} .. {bounds['max']})")
     return metadata.num_rows

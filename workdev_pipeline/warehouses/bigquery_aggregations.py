@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from google.cloud import bigquery
 
-from workdev_pipeline.aggregations.files import AGGREGATION_SCHEMA
+from workdev_pipeline.lake.aggregations import AGGREGATION_SCHEMA
 from workdev_pipeline.warehouses.bigquery import BigQueryTable, quote_identifier, quote_table
 from workdev_pipeline.warehouses.remote import check_aggregation_rows
 

@@ -11,6 +11,17 @@ event_type)``, column encodings; ``create_table.sql`` says why), and every load 
   ``INSERT ... SELECT`` one row per event_id from staging. Redone, it leaves one copy of each event.
 * ``replace_day``: staging filled the same way, the day's rows deleted (timestamp range), staging inserted;
   no files: the day emptied.
+* ``refresh_events`` (erasure in place): staging filled with the lake's current rows of the erased user's events,
+  those events' rows deleted (their ids as bound parameters, within their days), staging inserted.
+
+Retention in place is ``expired_by_day.sql`` (the plan) and ``delete_expired.sql`` (one DELETE bounded by the days
+and by a CASE of the policy's cut-offs per event type, bound parameters); the erasure checks read ``user_rows``,
+``user_counts``, ``personal_values``, ``anonymised_payloads`` and ``ip_user_agents``.
+
+The files are the lake's (:mod:`workdev_pipeline.lake.delivery`): local paths only. A lake in S3 is copied through
+this machine by the delivery (``uri_schemes`` is empty); a COPY straight from the lake's objects would take a
+manifest listing them with their sizes (``"meta": {"content_length": ...}``, required for Parquet; the Delta log
+has the sizes) -- not done.
 
 **Loading rows.** With ``s3_bucket`` and ``iam_role``, the files go up through ``uploader`` to
 ``s3://<bucket>/<prefix>/<load_id>/`` and staging is filled by ``COPY ... FORMAT AS PARQUET SERIALIZETOJSON``.
@@ -23,22 +34,26 @@ prepared statements is capped at :data:`MAX_PREPARED_STATEMENTS` per connection 
 
 **The dialect switch** is :data:`DIALECTS`, the one place where ``"redshift"`` and ``"postgres"`` differ: the
 PostgreSQL stand-in takes its DDL from ``sql/warehouse/redshift/postgres_standin/`` (SUPER -> JSONB, no DISTKEY /
-SORTKEY / ENCODE) and converts JSON parameters with ``CAST(%s AS JSONB)`` instead of ``JSON_PARSE(%s)``; every
-other statement is the same file for both.
+SORTKEY / ENCODE), and the three statements that read inside JSON (``personal_values``, ``anonymised_payloads``,
+``ip_user_agents``: SUPER navigation and ``JSON_SERIALIZE`` -> ``->>`` and ``::text``), and converts JSON
+parameters with ``CAST(%s AS JSONB)`` instead of ``JSON_PARSE(%s)``; every other statement is the same file for
+both.
 
 **Proven against PostgreSQL** (stock PostgreSQL 15 reached by the real redshift_connector through a small
 wire-protocol proxy, ``tests/redshift_standin.py``, dialect "postgres"): the driver's connection, parameter
-binding and transactions, and the error classes it raises; every non-DDL statement file as written (staging
-``LIKE``, delete+insert merge, day delete, counts, duplicates, event ids, user rows -- the same files are sent
-to Redshift); merges redone leave one copy of each event, a changed row is replaced, a day's replace touches
-no other day, a failed load rolls back whole; JSON, structs (as JSON objects), NULLs and UTC timestamps
+binding and transactions, and the error classes it raises; every non-DDL statement file as written but the three
+JSON-reading ones (staging ``LIKE``, delete+insert merge, day delete, counts, duplicates, event ids, user rows,
+days, the retention plan and delete, the erasure refresh -- the same files are sent to Redshift); merges redone
+leave one copy of each event, a changed row is replaced, a day's replace touches no other day, a failed load
+rolls back whole; JSON, structs (as JSON objects), NULLs and UTC timestamps
 (microseconds) round-trip through the batched INSERT path; a dead server raises ``transient_errors``.
 
 **Not proven** (no Redshift, no S3 here): the Redshift DDL (SUPER, DISTKEY, SORTKEY, ENCODE, VARCHAR widths
 counted in bytes) -- only its rendered text is checked; ``JSON_PARSE(%s)`` into SUPER; Redshift's acceptance of
 the shared statements (``DELETE ... USING`` with schema-qualified column references, ``ROW_NUMBER()`` in
 ``INSERT ... SELECT``, ``LIMIT %s`` bound, ``CAST(%s AS TIMESTAMPTZ)`` of ``+00:00`` text) and of 16,000 bound
-parameters in one statement; the driver's Redshift protocol extensions (the stand-in makes it fall back to the
+parameters in one statement; the SUPER forms of the three JSON-reading statements; the driver's Redshift
+protocol extensions (the stand-in makes it fall back to the
 plain PostgreSQL protocol); the S3 path beyond the statements it sends (a test double records them and uploads
 to a local directory), in particular how COPY maps Parquet's JSON-typed strings into SUPER
 (``fix_copied_json.sql`` parses any that land as SUPER strings); ``information_schema.columns`` on Redshift for
@@ -49,7 +64,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -66,6 +81,7 @@ import redshift_connector
 
 from workdev_pipeline.ingest.schema import WAREHOUSE_SCHEMA
 from workdev_pipeline.settings import SQL_DIR
+from workdev_pipeline.warehouses.remote import Source
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +289,12 @@ class RedshiftEventTable(RedshiftTable):
     """``<schema>.platform_events`` on Redshift (or on the PostgreSQL stand-in, ``dialect="postgres"``)."""
 
     table_name = TABLE
+    #: No object-store URI is loaded directly (yet): a lake on S3 is copied through this machine, then uploaded to
+    #: the COPY prefix when a bucket is configured. A COPY straight from the lake's objects needs a manifest
+    #: (``"meta": {"content_length": ...}`` per Parquet file: the sizes are in the Delta log); see the docstring.
+    uri_schemes: tuple[str, ...] = ()
+    #: One connection, one load at a time (its transactions are the loads' atomicity).
+    parallel_loads = 1
 
     def __init__(self, connect: Callable[[], redshift_connector.Connection], *, schema: str = "public",
                  dialect: Dialect = "redshift", s3_bucket: str | None = None, s3_prefix: str = "",
@@ -337,8 +359,9 @@ class RedshiftEventTable(RedshiftTable):
                 with self._transaction() as cursor:
                     cursor.execute(self.statement("add_column", column=definition))
 
-    def merge_files(self, day: date, paths: Sequence[Path], load_id: str) -> int:
+    def merge_files(self, day: date, paths: Sequence[Source], load_id: str) -> int:
         """Upsert the files' rows (all of ``day``) by event_id: delete+insert through staging, one transaction."""
+        paths = _local(paths)
         if not paths:
             return 0
         start, end = day_range(day)
@@ -351,8 +374,9 @@ class RedshiftEventTable(RedshiftTable):
         log.info("redshift merge %s: %d rows into %s (%s)", load_id, loaded, day, self._table)
         return loaded
 
-    def replace_day(self, day: date, paths: Sequence[Path], load_id: str) -> int:
+    def replace_day(self, day: date, paths: Sequence[Source], load_id: str) -> int:
         """Make ``day`` hold exactly the files' rows (none: emptied), in one transaction."""
+        paths = _local(paths)
         start, end = day_range(day)
         self._upload(paths, load_id)
         with self._transaction() as cursor:
@@ -365,6 +389,15 @@ class RedshiftEventTable(RedshiftTable):
                 cursor.execute(self.statement("drop_staging"))
         log.info("redshift replace %s: day %s now %d rows (%s)", load_id, day, loaded, self._table)
         return loaded
+
+    def fill_days(self, days: Mapping[date, Sequence[Source]], load_id: str) -> dict[date, int]:
+        """Load days the table holds no row of: :meth:`replace_day` for each (the delete of an empty day costs
+        nothing; one transaction per day)."""
+        return {day: self.replace_day(day, paths, f"{load_id}-{day:%Y%m%d}") for day, paths in sorted(days.items())}
+
+    def days(self) -> set[date]:
+        """The UTC days holding at least one row."""
+        return {_as_date(row[0]) for row in self._query(self.statement("days"), ())}
 
     def day_counts(self, day: date) -> dict[str, int]:
         """Rows held for ``day``, by event_type."""
@@ -382,6 +415,82 @@ class RedshiftEventTable(RedshiftTable):
     def user_row_count(self, user_id: str) -> int:
         """Rows held for ``user_id`` over every day."""
         return int(self._query(self.statement("user_row_count"), [user_id])[0][0])
+
+    # -- governance in place -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _cutoff(cutoffs: Mapping[str, datetime]) -> tuple[str, list[Any]]:
+        """The cut-off of a row's event type as a CASE over bound parameters (NULL for a type without one: never
+        expired), and those parameters in order."""
+        if not cutoffs:
+            raise ValueError("no cut-offs: the retention policy is empty")
+        branches, parameters = [], []
+        for event_type, cutoff in sorted(cutoffs.items()):
+            branches.append("WHEN %s THEN CAST(%s AS TIMESTAMPTZ)")
+            parameters += [event_type, cutoff]
+        return f"CASE event_type {' '.join(branches)} END", parameters
+
+    @staticmethod
+    def _placeholders(values: Sequence[Any]) -> str:
+        return ", ".join(["%s"] * len(values))
+
+    def expired_by_day(self, cutoffs: Mapping[str, datetime], before: datetime) -> list[tuple[date, str, int, int]]:
+        cutoff, parameters = self._cutoff(cutoffs)
+        rows = self._query(self.statement("expired_by_day", cutoff=cutoff), [*parameters, before])
+        return [(_as_date(day), category, int(expired), int(total)) for day, category, expired, total in rows]
+
+    def delete_expired(self, cutoffs: Mapping[str, datetime], start: datetime, end: datetime) -> int:
+        cutoff, parameters = self._cutoff(cutoffs)
+        with self._transaction() as cursor:
+            cursor.execute(self.statement("delete_expired", cutoff=cutoff), (start, end, *parameters))
+            return int(cursor.rowcount)
+
+    def user_rows(self, user_id: str) -> list[tuple[str, datetime, str | None]]:
+        return [(event_id, _as_utc(stamp), event_type)
+                for event_id, stamp, event_type in self._query(self.statement("user_rows"), [user_id])]
+
+    def held_event_ids(self, event_ids: Sequence[str], start: datetime, end: datetime) -> list[str]:
+        held: list[str] = []
+        for chunk in _chunks(event_ids):
+            sql = self.statement("held_event_ids", event_ids=self._placeholders(chunk))
+            held += [row[0] for row in self._query(sql, [start, end, *chunk])]
+        return held
+
+    def refresh_events(self, event_ids: Sequence[str], start: datetime, end: datetime, paths: Sequence[Source],
+                       load_id: str) -> int:
+        """The events' rows within [start, end) deleted and the files' rows inserted, in one transaction."""
+        paths = _local(paths)
+        self._upload(paths, load_id)
+        with self._transaction() as cursor:
+            if paths:
+                self._stage(cursor, paths, load_id)
+            for chunk in _chunks(event_ids):
+                cursor.execute(self.statement("delete_events", event_ids=self._placeholders(chunk)),
+                               (start, end, *chunk))
+            loaded = 0
+            if paths:
+                loaded = self._insert_from_staging(cursor)
+                cursor.execute(self.statement("drop_staging"))
+        log.info("redshift refresh %s: %d event(s), %d rows written back (%s)", load_id, len(event_ids), loaded,
+                 self._table)
+        return loaded
+
+    def user_counts(self) -> list[tuple[str, int]]:
+        return [(user_id, int(n)) for user_id, n in self._query(self.statement("user_counts"), ())]
+
+    def personal_values(self) -> list[tuple[str | None, str | None, str | None, int]]:
+        return [(email, phone, address, int(n))
+                for email, phone, address, n in self._query(self.statement("personal_values"), ())]
+
+    def anonymised_payloads(self, event_types: Sequence[str]) -> list[tuple[str | None, str | None]]:
+        types = sorted(event_types)
+        if not types:
+            return []
+        sql = self.statement("anonymised_payloads", event_types=self._placeholders(types))
+        return [(data, metadata) for data, metadata in self._query(sql, types)]
+
+    def ip_user_agents(self) -> list[tuple[str | None, str | None, int]]:
+        return [(ip, agent, int(n)) for ip, agent, n in self._query(self.statement("ip_user_agents"), ())]
 
     # -- loading -------------------------------------------------------------------------------------------
 
@@ -440,3 +549,32 @@ class RedshiftEventTable(RedshiftTable):
                 size = 1 << (size.bit_length() - 1)
             yield batch.slice(offset, size)
             offset += size
+
+
+#: Event ids bound in one statement (each chunk of an IN list; far below the protocol's 32,767 parameters).
+ID_CHUNK = 10_000
+
+
+def _chunks(values: Sequence[str]) -> Iterator[list[str]]:
+    values = list(values)
+    for offset in range(0, len(values), ID_CHUNK):
+        yield values[offset:offset + ID_CHUNK]
+
+
+def _local(sources: Sequence[Source]) -> list[Path]:
+    """The sources as local paths: this engine reads no object-store URI itself (the delivery copies such files to
+    this machine first; see ``uri_schemes``)."""
+    remote = [s for s in sources if isinstance(s, str)]
+    if remote:
+        raise ValueError(f"redshift loads local files here, not {remote[0]!r}: the delivery copies lake objects "
+                         "to local files first")
+    return [Path(s) for s in sources]
+
+
+def _as_date(value: date | datetime) -> date:
+    return value.date() if isinstance(value, datetime) else value
+
+
+def _as_utc(value: datetime) -> datetime:
+    """A TIMESTAMPTZ as an aware UTC datetime (naive values are UTC: the session's zone is UTC on Redshift)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

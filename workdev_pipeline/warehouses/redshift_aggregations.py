@@ -16,7 +16,7 @@ from datetime import datetime
 import pyarrow as pa
 import redshift_connector
 
-from workdev_pipeline.aggregations.files import AGGREGATION_SCHEMA
+from workdev_pipeline.lake.aggregations import AGGREGATION_SCHEMA
 from workdev_pipeline.warehouses.redshift import RedshiftTable, quote_identifier
 from workdev_pipeline.warehouses.remote import check_aggregation_rows
 

@@ -1,9 +1,9 @@
--- DuckDB, over the warehouse's Parquet files of the days covering [$range_start, $range_end) ($files): per
--- period ($unit: hour | day | week -- ISO weeks, Monday 00:00; the session's TimeZone is UTC; $step its
--- length), event type and category: the events, their EXACT distinct users and sessions (NULLs, i.e.
--- anonymous events, not counted), and for financial types the sum of their amount field ($amount_types[i]
--- has its amount at the JSON path $amount_paths[i]: event_schemas.amount_field; 0 when none of the period's
--- events carries it; NULL for the other types).
+-- DuckDB, over platform_events (one snapshot of the lake's events: the days covering [$range_start,
+-- $range_end)): per period ($unit: hour | day | week -- ISO weeks, Monday 00:00; the session's TimeZone is
+-- UTC; $step its length), event type and category: the events, their EXACT distinct users and sessions
+-- (NULLs, i.e. anonymous events, not counted), and for financial types the sum of their amount field
+-- ($amount_types[i] has its amount at the JSON path $amount_paths[i]: event_schemas.amount_field; 0 when none
+-- of the period's events carries it; NULL for the other types).
 --
 -- Distinct counts as DISTINCT rows then count(*), joined back to the totals: the same numbers as
 -- count(DISTINCT ...) in the totals' GROUP BY, about a third faster here (0.66 against 1.04 s for the hours
@@ -20,7 +20,7 @@ events AS (
            a.amount_path,
            CASE WHEN a.amount_path IS NOT NULL
                 THEN TRY_CAST(json_extract_string(e.event_data, a.amount_path) AS DECIMAL(38, 9)) END AS amount
-    FROM read_parquet($files) AS e
+    FROM platform_events AS e
     LEFT JOIN amount_fields AS a ON a.event_type = e.event_type
     WHERE e."timestamp" >= $range_start
       AND e."timestamp" < $range_end

@@ -1,0 +1,1 @@
+SELECT pg_advisory_unlock(hashtext('workdev.lake_delivery'), hashtext(%(engine)s))

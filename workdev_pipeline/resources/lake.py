@@ -1,0 +1,72 @@
+"""The lake as a Dagster resource: where it lives (``WORKDEV_LAKE_URI``, storage options), the consumer it sweeps
+PostgreSQL as, and the ingestion engine and readers built on it."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pyarrow as pa
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from workdev_pipeline.ingest.ingestor import Ingestor
+from workdev_pipeline.lake.aggregations import AggregationLake
+from workdev_pipeline.lake.events import LAKE_SCHEMA, EventLake, LakeSnapshot
+from workdev_pipeline.lake.location import LakeLocation
+
+
+class LakeResource(ConfigurableResource):
+    """``lake/platform_events`` (Delta, day partitions) and the aggregation tables beside it."""
+
+    uri: str = Field(default="", description="the lake's root (a path, s3://, gs://, az://); empty for "
+                                             "WORKDEV_LAKE_URI, else $WORKDEV_HOME/lake")
+    geoip_database: str = Field(default="", description="a MaxMind .mmdb file; empty for geoip2fast's data")
+    consumer: str = Field(default="lake", description="the name the lake's sweep progress is kept under")
+    retries: int = Field(default=3, description="retries of a transient failure before events are dead-lettered")
+    backoff_seconds: float = Field(default=0.5, description="base of the exponential backoff (with jitter)")
+
+    def location(self) -> LakeLocation:
+        return LakeLocation.from_env(self.uri or None)
+
+    def events(self) -> EventLake:
+        return EventLake(self.location())
+
+    def aggregations(self) -> AggregationLake:
+        return AggregationLake(self.location())
+
+    def snapshot(self) -> LakeSnapshot:
+        return self.events().snapshot()
+
+    def ingestor(self, database_url: str) -> Ingestor:
+        return Ingestor(database_url, self.events(), consumer=self.consumer,
+                        geoip_database=self.geoip_database or None, retries=self.retries,
+                        backoff_seconds=self.backoff_seconds)
+
+    # -- what the checks read (one consistent snapshot per call) -----------------------------------------------
+    def day_counts(self, day: date) -> dict[str, int]:
+        return dict(self.snapshot().query("SELECT event_type, count(*) FROM platform_events GROUP BY 1",
+                                          days=[day]))
+
+    def duplicate_event_ids(self, day: date, limit: int = 20) -> list[tuple[str, int]]:
+        return self.snapshot().query("SELECT event_id, count(*) FROM platform_events GROUP BY 1 HAVING count(*) > 1 "
+                                     "ORDER BY 2 DESC, 1 LIMIT ?", [limit], days=[day])
+
+    def event_ids(self, day: date) -> set[str]:
+        return {r[0] for r in self.snapshot().query("SELECT event_id FROM platform_events", days=[day])}
+
+    def schema_problems(self, day: date) -> list[str]:
+        """How the table's schema differs from the declared lake schema (empty when it matches)."""
+        table = self.events().table()
+        if table is None:
+            return []
+        schema = pa.schema(table.schema().to_arrow())
+        declared = LAKE_SCHEMA
+        actual = {f.name: f.type for f in schema}
+        problems = [f"column {f.name}: {actual.get(f.name, 'missing')} where {f.type} is declared"
+                    for f in declared if str(actual.get(f.name)) != str(f.type)]
+        problems += [f"column {name}: not declared" for name in actual if name not in declared.names]
+        return problems
+
+    def query(self, sql: str, parameters: list | None = None) -> list[tuple]:
+        """DuckDB SQL where ``platform_events`` is the lake's latest snapshot (checks, tests, notebooks)."""
+        return self.snapshot().query(sql, parameters)
