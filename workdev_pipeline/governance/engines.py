@@ -33,6 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Collection, Mapping
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -169,13 +170,7 @@ class EngineGovernedWarehouse:
         self._ensure()
         found = WarehouseTraces(self.consumer)
 
-        def add(kind: str, value: str | None, rows: int) -> None:
-            if value is None:
-                return
-            h = keyed_hash(key, value)
-            if h in hashes.get(kind, ()):
-                found.rows.setdefault(kind, {})
-                found.rows[kind][h] = found.rows[kind].get(h, 0) + rows
+        add = partial(found.add, key, hashes)
 
         if user_types:
             wanted = set().union(*(hashes.get(k, set()) for k in ("user_id", *PERSONAL_DATA_KEYS)))

@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
+from functools import partial
 from typing import Any, Protocol
 
 import duckdb
@@ -68,6 +69,15 @@ class WarehouseTraces:
     rows: dict[str, dict[str, int]] = field(default_factory=dict)
     anonymised_with_personal_data: int = 0  # user-less rows of user-requiring types with a personal payload key
     anonymised_values: dict[str, int] = field(default_factory=dict)  # hash -> such rows with it as a string value
+
+    def add(self, key: bytes, hashes: Mapping[str, set[str]], kind: str, value: str | None, rows: int) -> None:
+        """Count ``rows`` under ``kind`` when ``value``'s keyed hash is one of ``hashes[kind]``."""
+        if value is None:
+            return
+        h = keyed_hash(key, value)
+        if h in hashes.get(kind, ()):
+            self.rows.setdefault(kind, {})
+            self.rows[kind][h] = self.rows[kind].get(h, 0) + rows
 
 
 class GovernedWarehouse(Protocol):
@@ -259,13 +269,7 @@ class LakeGovernedWarehouse:
         may_hold = " OR ".join(f"contains(event_data::VARCHAR, '\"{k}\"')" for k in PERSONAL_DATA_KEYS)
         holds = " OR ".join(f"json_exists(event_data, '$.{k}')" for k in PERSONAL_DATA_KEYS)
 
-        def add(kind: str, value: str | None, rows: int) -> None:
-            if value is None:
-                return
-            h = keyed_hash(key, value)
-            if h in hashes.get(kind, ()):
-                found.rows.setdefault(kind, {})
-                found.rows[kind][h] = found.rows[kind].get(h, 0) + rows
+        add = partial(found.add, key, hashes)
 
         if user_types:
             rows = self._query(f"SELECT count(*) FROM {{events}} WHERE user_id IS NULL AND ({may_hold}) "
