@@ -371,5 +371,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+#: Runs a script given as the first argument (the rest are its own), then prints the process's own peak RSS
+#: (VmHWM) as a last JSON line: ``ru_maxrss`` of a child counts the parent's RSS at the fork.
+WITH_PEAK_RSS = """
+import json, runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    print(json.dumps({"vm_hwm_kib": peak}), flush=True)
+"""
+
+
 if __name__ == "__main__":
     sys.exit(main())
+

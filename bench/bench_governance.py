@@ -84,7 +84,14 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_emit import database_url_for, emit_figure, raw_connection, resolve_admin_url, throwaway_database
+from bench_emit import (
+    WITH_PEAK_RSS,
+    database_url_for,
+    emit_figure,
+    raw_connection,
+    resolve_admin_url,
+    throwaway_database,
+)
 
 from workdev_pipeline import catalog
 from workdev_pipeline.demo import generate_events, generate_users
@@ -117,18 +124,6 @@ SCRIPT = Path(__file__).resolve()
 REPO = SCRIPT.parent.parent
 PREVIOUS_REV = "eb9e03e"  # the day-directory Parquet warehouse, before the lake
 #: Scenario groups, run interleaved with the previous code's own bench: name -> its flags selecting just that group.
-#: Runs the previous code's bench script, then prints the process's own peak RSS (VmHWM) as a last line: ``ru_maxrss``
-#: of a child counts the parent's RSS at the fork.
-WITH_PEAK_RSS = """
-import json, runpy, sys
-sys.argv = sys.argv[1:]
-try:
-    runpy.run_path(sys.argv[0], run_name="__main__")
-finally:
-    with open("/proc/self/status") as status:
-        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    print(json.dumps({"vm_hwm_kib": peak}), flush=True)
-"""
 GROUPS = {"retention_backlog": ("--skip-erasure", "--skip-catchup"),
           "retention": ("--skip-erasure", "--skip-backlog"),
           "erasure": ("--skip-retention",)}

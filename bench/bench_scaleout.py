@@ -61,7 +61,7 @@ from typing import Any
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_emit import emit_figure, resolve_admin_url, throwaway_database
+from bench_emit import WITH_PEAK_RSS, emit_figure, resolve_admin_url, throwaway_database
 
 from workdev_pipeline.migrate import migrate
 
@@ -80,18 +80,6 @@ from workdev_pipeline.ingest.local_store import LocalEventFiles
 url, directory, consumer = sys.argv[1:4]
 outcome = Ingestor(url, LocalEventFiles(directory), consumer=consumer).sweep(run_id="bench-setup")
 print(outcome.status, outcome.events_loaded, round(outcome.seconds, 1))
-"""
-#: Runs a worker script (either code's ``--child``), then prints the process's own peak RSS (VmHWM) as a last line:
-#: ``ru_maxrss`` of a child counts the parent's RSS at the fork.
-WITH_PEAK_RSS = """
-import json, runpy, sys
-sys.argv = sys.argv[1:]
-try:
-    runpy.run_path(sys.argv[0], run_name="__main__")
-finally:
-    with open("/proc/self/status") as status:
-        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    print(json.dumps({"vm_hwm_kib": peak}), flush=True)
 """
 
 

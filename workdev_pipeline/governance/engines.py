@@ -40,14 +40,13 @@ import psycopg
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from workdev_pipeline.governance.common import PAIR_SEPARATOR, keyed_hash
+from workdev_pipeline.governance.common import PAIR_SEPARATOR
 from workdev_pipeline.governance.policy import RetentionPolicy
 from workdev_pipeline.governance.warehouse import (
     PERSONAL_DATA_KEYS,
     WarehouseRefresh,
     WarehouseRetention,
     WarehouseTraces,
-    json_strings,
 )
 from workdev_pipeline.ingest.schema import WAREHOUSE_SCHEMA
 from workdev_pipeline.lake.delivery import engine_lock
@@ -179,11 +178,7 @@ class EngineGovernedWarehouse:
                 if isinstance(payload, dict) and any(k in payload for k in PERSONAL_DATA_KEYS):
                     found.anonymised_with_personal_data += 1
                 if wanted:  # every string of the payload and metadata, whatever its key
-                    for text in (data, metadata):
-                        for value in json_strings(json.loads(text) if text else None):
-                            h = keyed_hash(key, value)
-                            if h in wanted:
-                                found.anonymised_values[h] = found.anonymised_values.get(h, 0) + 1
+                    found.add_anonymised(key, wanted, data, metadata)
         if hashes.get("user_id"):
             for user_id, rows in self.table.user_counts():
                 add("user_id", user_id, rows)

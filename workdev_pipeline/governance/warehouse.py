@@ -70,6 +70,15 @@ class WarehouseTraces:
     anonymised_with_personal_data: int = 0  # user-less rows of user-requiring types with a personal payload key
     anonymised_values: dict[str, int] = field(default_factory=dict)  # hash -> such rows with it as a string value
 
+    def add_anonymised(self, key: bytes, wanted: set[str], *texts: str | None) -> None:
+        """Count, for an anonymised row, each string of its JSON ``texts`` (payload, metadata) whose keyed hash is
+        ``wanted``, whatever its key."""
+        for text in texts:
+            for value in json_strings(json.loads(text) if text else None):
+                h = keyed_hash(key, value)
+                if h in wanted:
+                    self.anonymised_values[h] = self.anonymised_values.get(h, 0) + 1
+
     def add(self, key: bytes, hashes: Mapping[str, set[str]], kind: str, value: str | None, rows: int) -> None:
         """Count ``rows`` under ``kind`` when ``value``'s keyed hash is one of ``hashes[kind]``."""
         if value is None:
@@ -280,11 +289,7 @@ class LakeGovernedWarehouse:
                 for data, metadata in self._query("SELECT event_data::VARCHAR, metadata::VARCHAR FROM {events} "
                                                   "WHERE user_id IS NULL AND list_contains(?, event_type)",
                                                   [sorted(user_types)]):
-                    for text in (data, metadata):
-                        for value in json_strings(json.loads(text) if text else None):
-                            h = keyed_hash(key, value)
-                            if h in wanted:
-                                found.anonymised_values[h] = found.anonymised_values.get(h, 0) + 1
+                    found.add_anonymised(key, wanted, data, metadata)
         if hashes.get("user_id"):
             for user_id, rows in self._query(
                     "SELECT user_id, count(*) FROM {events} WHERE user_id IS NOT NULL GROUP BY ALL", []):
