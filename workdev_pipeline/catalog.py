@@ -57,15 +57,27 @@ class EventType:
 
     @property
     def json_schema(self) -> JSONSchema:
-        """The JSON Schema (draft 2020-12) of this type's ``event_data``."""
+        """The JSON Schema (draft 2020-12) of this type's ``event_data``, with the personal-data marks
+        (``x-personal``, ``x-user-ref``) and those of ``metadata`` (``x-metadata``)."""
         return {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": self.name,
             "type": "object",
-            "properties": self.properties,
+            "properties": {**COMMON_PERSONAL_PROPERTIES, **self.properties},
             "required": list(self.required),
             "additionalProperties": True,
+            "x-metadata": METADATA_SCHEMA,
         }
+
+    @property
+    def personal_fields(self) -> tuple[PersonalField, ...]:
+        """Every field of ``event_data`` marked ``x-personal``, at any depth."""
+        return tuple(f for f in marked_fields(self.json_schema) if f.kind != USER_REF)
+
+    @property
+    def user_refs(self) -> tuple[PersonalField, ...]:
+        """Every field of ``event_data`` marked ``x-user-ref`` (another user's id), at any depth."""
+        return tuple(f for f in marked_fields(self.json_schema) if f.kind == USER_REF)
 
     @property
     def version(self) -> str:
@@ -78,10 +90,72 @@ class EventType:
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
+# -- personal data ------------------------------------------------------------------------------
+#: Kinds of personal data a field is marked with (``"x-personal": kind``). Values of the identifying kinds are
+#: looked for, and scrubbed, in every other event when their owner is erased; the others are only removed from
+#: the owner's own events.
+IDENTIFYING_KINDS = ("email", "phone", "address", "name")
+PERSONAL_KINDS = (*IDENTIFYING_KINDS, "free-text", "ip_address", "user_agent", "device_id", "session")
+#: The kind of a field marked ``"x-user-ref": true``: the id of a user (usually another one than the event's).
+USER_REF = "user-ref"
+#: Array items in a :class:`PersonalField` path.
+ITEMS = "[]"
+
+
+@dataclass(frozen=True)
+class PersonalField:
+    """A marked field: its path from the payload's root (object keys; :data:`ITEMS` for every array item)."""
+
+    path: tuple[str, ...]
+    kind: str
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(self.path)
+
+
+def marked_fields(schema: JSONSchema, path: tuple[str, ...] = ()) -> list[PersonalField]:
+    """The ``x-personal`` / ``x-user-ref`` fields of a JSON Schema, at any depth (``properties``, ``items``)."""
+    found: list[PersonalField] = []
+    if path and schema.get("x-user-ref"):
+        found.append(PersonalField(path, USER_REF))
+    if path and schema.get("x-personal"):
+        kind = schema["x-personal"]
+        if kind not in PERSONAL_KINDS:
+            raise ValueError(f"{'.'.join(path)}: unknown x-personal kind {kind!r}; known: {PERSONAL_KINDS}")
+        found.append(PersonalField(path, kind))
+    for key, sub in schema.get("properties", {}).items():
+        found += marked_fields(sub, (*path, key))
+    if isinstance(schema.get("items"), dict):
+        found += marked_fields(schema["items"], (*path, ITEMS))
+    return found
+
+
+def _personal(kind: str, **schema: Any) -> JSONSchema:
+    return {**schema, "x-personal": kind}
+
+
+_EMAIL = _personal("email", type="string", maxLength=320)
+_PHONE = _personal("phone", type="string", maxLength=64)
+_ADDRESS = _personal("address")
+_USER_REF = {"type": "string", "format": "uuid", "x-user-ref": True}
+#: Keys the seed's GDPR statement removes from every event's payload (``event_data - 'email' - 'phone' -
+#: 'address'``): marked on every type, whatever its own properties. Erasure also removes them at any depth.
+COMMON_PERSONAL_PROPERTIES: JSONSchema = {"email": {"x-personal": "email"}, "phone": {"x-personal": "phone"},
+                                          "address": {"x-personal": "address"}}
+#: ``metadata``'s personal keys (the client's context), the same for every type.
+METADATA_SCHEMA: JSONSchema = {
+    "type": "object",
+    "properties": {"ip_address": {"x-personal": "ip_address"}, "user_agent": {"x-personal": "user_agent"},
+                   "device_fingerprint": {"x-personal": "device_id"}},
+}
+METADATA_PERSONAL_FIELDS: tuple[PersonalField, ...] = tuple(marked_fields(METADATA_SCHEMA))
+
 # -- reusable property schemas ------------------------------------------------------------------
 _UUID = {"type": "string", "format": "uuid"}
 _MONEY = {"type": "number", "minimum": 0}
 _SHORT_TEXT = {"type": "string", "maxLength": 500}
+_FREE_TEXT = _personal("free-text", type="string", maxLength=500)
 _SKILLS = {"type": "array", "items": {"type": "string", "maxLength": 100}, "maxItems": 50}
 _CURRENCY = {"type": "string", "pattern": "^[A-Z]{3}$"}
 
@@ -101,7 +175,7 @@ EVENT_TYPES: tuple[EventType, ...] = (
        {"changed_fields": {"type": "array", "items": {"type": "string"}}}, ("changed_fields",),
        entity_type="project"),
     _t("project.deleted", TRANSACTION, "A client removed a project.",
-       {"reason": _SHORT_TEXT}, entity_type="project"),
+       {"reason": _FREE_TEXT}, entity_type="project"),
     _t("proposal.submitted", TRANSACTION, "A developer bid on a project.",
        {"project_id": _UUID, "bid_amount": _MONEY}, ("project_id", "bid_amount"),
        entity_type="proposal", amount_field="bid_amount"),
@@ -109,7 +183,7 @@ EVENT_TYPES: tuple[EventType, ...] = (
        {"project_id": _UUID, "bid_amount": _MONEY}, ("project_id",), entity_type="proposal",
        amount_field="bid_amount"),
     _t("proposal.rejected", TRANSACTION, "A client rejected a proposal.",
-       {"project_id": _UUID, "reason": _SHORT_TEXT}, ("project_id",), entity_type="proposal"),
+       {"project_id": _UUID, "reason": _FREE_TEXT}, ("project_id",), entity_type="proposal"),
     _t("milestone.created", TRANSACTION, "A milestone was set on a contract.",
        {"project_id": _UUID, "amount": _MONEY, "due_date": {"type": "string", "format": "date"}},
        ("project_id", "amount"), entity_type="milestone", amount_field="amount"),
@@ -130,11 +204,11 @@ EVENT_TYPES: tuple[EventType, ...] = (
        ("amount", "currency", "failure_code"), entity_type="payment", amount_field="amount"),
     # -- interaction (1 year) --
     _t("profile.viewed", INTERACTION, "Someone viewed a developer profile.",
-       {"profile_user_id": _UUID}, ("profile_user_id",), requires_user=False, entity_type="profile"),
+       {"profile_user_id": _USER_REF}, ("profile_user_id",), requires_user=False, entity_type="profile"),
     _t("project.viewed", INTERACTION, "Someone viewed a project.",
        {"project_id": _UUID}, ("project_id",), requires_user=False, entity_type="project"),
     _t("search.performed", INTERACTION, "A marketplace search ran.",
-       {"query": {"type": "string", "maxLength": 1000}, "filters": {"type": "object"},
+       {"query": _personal("free-text", type="string", maxLength=1000), "filters": {"type": "object"},
         "results_count": {"type": "integer", "minimum": 0},
         "search_time_ms": {"type": "number", "minimum": 0}},
        ("query", "results_count", "search_time_ms"), requires_user=False),
@@ -142,7 +216,8 @@ EVENT_TYPES: tuple[EventType, ...] = (
        {"filter_name": {"type": "string", "maxLength": 100}, "filter_value": {}}, ("filter_name",),
        requires_user=False),
     _t("message.sent", INTERACTION, "A user sent a message.",
-       {"conversation_id": _UUID, "recipient_user_id": _UUID, "length": {"type": "integer", "minimum": 0}},
+       {"conversation_id": _UUID, "recipient_user_id": _USER_REF, "recipient_email": _EMAIL,
+        "length": {"type": "integer", "minimum": 0}},
        ("conversation_id",), entity_type="message"),
     _t("notification.clicked", INTERACTION, "A user clicked a notification.",
        {"notification_type": {"type": "string", "maxLength": 100}}, ("notification_type",),
@@ -164,7 +239,7 @@ EVENT_TYPES: tuple[EventType, ...] = (
     _t("mfa.disabled", USER_ACTIVITY, "A user disabled multi-factor authentication."),
     # -- content (7 years) --
     _t("review.posted", CONTENT, "A review was posted.",
-       {"reviewee_user_id": _UUID, "reviewee_type": {"enum": ["client", "developer"]},
+       {"reviewee_user_id": _USER_REF, "comment": _FREE_TEXT, "reviewee_type": {"enum": ["client", "developer"]},
         "rating_overall": {"type": "number", "minimum": 0, "maximum": 5}},
        ("reviewee_user_id", "reviewee_type", "rating_overall"), entity_type="review"),
     _t("review.updated", CONTENT, "A review was edited.",
@@ -174,7 +249,10 @@ EVENT_TYPES: tuple[EventType, ...] = (
     _t("portfolio.updated", CONTENT, "A developer edited a portfolio item.",
        {"changed_fields": {"type": "array", "items": {"type": "string"}}}, entity_type="portfolio"),
     _t("profile.updated", CONTENT, "A user edited their profile.",
-       {"changed_fields": {"type": "array", "items": {"type": "string"}}}, ("changed_fields",),
+       {"changed_fields": {"type": "array", "items": {"type": "string"}},
+        "display_name": _personal("name", type="string", maxLength=200),
+        "contact": {"type": "object", "properties": {"email": _EMAIL, "phone": _PHONE, "address": _ADDRESS}},
+        "bio": _FREE_TEXT}, ("changed_fields",),
        entity_type="profile"),
     _t("github.synced", CONTENT, "A developer's GitHub repositories were synced.",
        {"repositories": {"type": "integer", "minimum": 0}}, ("repositories",), entity_type="profile"),
