@@ -22,7 +22,7 @@ from dagster import AssetCheckKey, AssetSelection, DagsterInstance, Definitions,
 from tests.ingest_helpers import demo, wait_until_lock_released
 from workdev_pipeline.assets.governance import ERASURE_OP, ERASURE_REQUESTS, erasure_leaves_no_trace, gdpr_erasure
 from workdev_pipeline.client import AnalyticsClient
-from workdev_pipeline.governance.erasure import InvalidUserId, parse_user_ids, scrub_message
+from workdev_pipeline.governance.erasure import InvalidUserId, file_erasure_requests, parse_user_ids, scrub_message
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.lake import EventLake, LakeLocation
 from workdev_pipeline.resources.fanout import EnabledWarehouses
@@ -77,9 +77,14 @@ def people(db: str, lake: LakeResource) -> tuple[Person, Person]:
     return target, other
 
 
-def erase(defs: Definitions, instance: DagsterInstance, *, raise_on_error: bool = True, **config):
+def erase(defs: Definitions, instance: DagsterInstance, *, raise_on_error: bool = True, user_id: str | None = None,
+          user_ids: tuple[str, ...] | list[str] = ()):
+    """File a request per user, as an operator would, then run them by request id in the gdpr_erasure job."""
+    db = defs.resources["postgres"].database_url
+    request_ids = file_erasure_requests(db, ([user_id] if user_id else []) + list(user_ids))
     return defs.resolve_job_def("gdpr_erasure").execute_in_process(
-        instance=instance, run_config={"ops": {ERASURE_OP: {"config": config}}}, raise_on_error=raise_on_error)
+        instance=instance, run_config={"ops": {ERASURE_OP: {"config": {"request_ids": request_ids}}}},
+        raise_on_error=raise_on_error)
 
 
 def ledger_metadata(result) -> dict:
@@ -276,13 +281,18 @@ def test_batch_unknown_users_and_bad_ids(db: str, conn: psycopg.Connection, defs
     alone = erase(defs, instance, user_id=str(uuid.uuid4()))
     assert alone.success and ledger_metadata(alone)["outcome"].value == "0 user(s) erased, 1 with nothing to erase"
 
-    # a bad id: the run fails with a clear message, and nothing is done (not even the valid ids of the batch)
+    # a bad id: filing fails with a clear message, and nothing is filed (not even the valid ids of the batch)
     before = conn.execute("SELECT count(*) FROM gdpr_erasure_requests").fetchone()[0]
-    bad = erase(defs, instance, raise_on_error=False, user_ids=[str(uuid.uuid4()), "not-a-uuid"])
+    with pytest.raises(InvalidUserId, match="'not-a-uuid' is not a valid user id"):
+        file_erasure_requests(db, [str(uuid.uuid4()), "not-a-uuid"])
+    assert conn.execute("SELECT count(*) FROM gdpr_erasure_requests").fetchone()[0] == before
+    # a request id the ledger does not know: the run fails saying so
+    bad = defs.resolve_job_def("gdpr_erasure").execute_in_process(
+        instance=instance, run_config={"ops": {ERASURE_OP: {"config": {"request_ids": [987654]}}}},
+        raise_on_error=False)
     assert not bad.success
     failure = next(e for e in bad.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "'not-a-uuid' is not a valid user id" in str(failure.event_specific_data.error)
-    assert conn.execute("SELECT count(*) FROM gdpr_erasure_requests").fetchone()[0] == before
+    assert "no erasure request #987654 in the ledger" in str(failure.event_specific_data.error)
     with pytest.raises(InvalidUserId, match="no user id given"):
         parse_user_ids([])
 
@@ -296,7 +306,8 @@ def test_cli_erase(db: str, conn: psycopg.Connection, lake: LakeResource, people
 
     done = cli("erase", str(target.user_id))
     assert done.returncode == 0, done.stderr
-    assert f"user {target.user_id} erased: 4 event(s) anonymised in PostgreSQL, 1 dead-letter row(s)" in done.stdout
+    assert "request #1: erased: 4 own event(s)" in done.stdout and "1 dead-letter row(s)" in done.stdout
+    assert str(target.user_id) not in done.stdout + done.stderr  # requests are named by id, users never
     assert "lake: 3 row(s) rewritten" in done.stdout
     assert "aggregations recomputed:" in done.stdout  # the CLI, like the job, re-aggregates what it erased
     assert conn.execute("SELECT count(*) FILTER (WHERE aggregations_recomputed_at IS NOT NULL), count(*) "
@@ -306,7 +317,7 @@ def test_cli_erase(db: str, conn: psycopg.Connection, lake: LakeResource, people
     twice = cli("erase", str(target.user_id), str(unknown))
     assert twice.returncode == 0, twice.stderr
     assert "already erased by request #1" in twice.stdout
-    assert f"nothing to erase for user {unknown}" in twice.stdout
+    assert "request #3: nothing to erase" in twice.stdout
     bad = cli("erase", "12345")
     assert bad.returncode == 2 and "error: '12345' is not a valid user id" in bad.stderr
     assert "Traceback" not in bad.stderr
@@ -324,14 +335,14 @@ def test_the_check_catches_what_is_left(db: str, conn: psycopg.Connection, defs:
         result = materialize([gdpr_erasure, erasure_leaves_no_trace], selection=check_only, instance=instance,
                              resources=resources)
         evaluation = result.get_asset_check_evaluations()[0]
-        return evaluation.passed, evaluation.metadata["by_request"].value
+        return evaluation.passed, evaluation.metadata["places"].value
 
     assert verdict() == (True, {})
     # the user comes back (a late event, a restored backup): the check fails, naming the request, not the user
     with AnalyticsClient(db, user_id=target.user_id) as client:
         client.track("user.logout", {}, metadata={"ip_address": target.ip})
     passed, found = verdict()
-    assert not passed and found == {"#1": [{"store": "postgres", "kind": "user_id", "rows": 1, "severity": "error"}]}
+    assert not passed and found == {"#1": ["postgres: user_id (1 rows)"]}
     conn.execute("DELETE FROM platform_event_store WHERE user_id = %s", (target.user_id,))
     # an anonymised event that kept the user's email, and their device on an anonymous event
     conn.execute("UPDATE platform_event_store SET event_data = event_data || jsonb_build_object('email', %s::text) "
@@ -342,8 +353,17 @@ def test_the_check_catches_what_is_left(db: str, conn: psycopg.Connection, defs:
                   json.dumps({"ip_address": target.ip, "user_agent": target.user_agent})))
     passed, found = verdict()
     assert not passed
-    assert {(t["store"], t["kind"], t["severity"]) for t in found["#1"]} == {
-        ("postgres", "email", "error"), ("postgres", "ip_user_agent", "warn")}
+    assert set(found["#1"]) == {"postgres: email (1 rows)", "postgres: ip_user_agent (1 rows)"}
+    conn.execute("DELETE FROM platform_event_store WHERE event_type = 'project.viewed' AND user_id IS NULL")
+    conn.execute("UPDATE platform_event_store SET event_data = event_data - 'email' WHERE event_data ? 'email' AND "
+                 "event_type = 'user.logout'")
+    assert verdict() == (True, {})
+    # another user's event naming them, deep in its payload: found wherever it sits
+    conn.execute("UPDATE platform_event_store SET event_data = event_data || jsonb_build_object('note', "
+                 "jsonb_build_object('about', 'met ' || %s::text || ' today')) WHERE event_id = (SELECT event_id "
+                 "FROM platform_event_store WHERE user_id IS NOT NULL LIMIT 1)", (str(target.user_id),))
+    passed, found = verdict()
+    assert not passed and found == {"#1": ["postgres: user_id (1 rows)"]}
     assert target.email not in json.dumps(found) and target.ip not in json.dumps(found)
 
 

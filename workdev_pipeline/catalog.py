@@ -104,10 +104,13 @@ ITEMS = "[]"
 
 @dataclass(frozen=True)
 class PersonalField:
-    """A marked field: its path from the payload's root (object keys; :data:`ITEMS` for every array item)."""
+    """A marked field: its path from the payload's root (object keys; :data:`ITEMS` for every array item), and for
+    a value that belongs to a referenced user rather than to the event's (``"x-owner": "<sibling user ref>"``),
+    the path of that reference."""
 
     path: tuple[str, ...]
     kind: str
+    owner: tuple[str, ...] | None = None
 
     @property
     def dotted(self) -> str:
@@ -123,7 +126,8 @@ def marked_fields(schema: JSONSchema, path: tuple[str, ...] = ()) -> list[Person
         kind = schema["x-personal"]
         if kind not in PERSONAL_KINDS:
             raise ValueError(f"{'.'.join(path)}: unknown x-personal kind {kind!r}; known: {PERSONAL_KINDS}")
-        found.append(PersonalField(path, kind))
+        owner = (*path[:-1], schema["x-owner"]) if schema.get("x-owner") else None
+        found.append(PersonalField(path, kind, owner))
     for key, sub in schema.get("properties", {}).items():
         found += marked_fields(sub, (*path, key))
     if isinstance(schema.get("items"), dict):
@@ -216,7 +220,8 @@ EVENT_TYPES: tuple[EventType, ...] = (
        {"filter_name": {"type": "string", "maxLength": 100}, "filter_value": {}}, ("filter_name",),
        requires_user=False),
     _t("message.sent", INTERACTION, "A user sent a message.",
-       {"conversation_id": _UUID, "recipient_user_id": _USER_REF, "recipient_email": _EMAIL,
+       {"conversation_id": _UUID, "recipient_user_id": _USER_REF,
+        "recipient_email": {**_EMAIL, "x-owner": "recipient_user_id"},
         "length": {"type": "integer", "minimum": 0}},
        ("conversation_id",), entity_type="message"),
     _t("notification.clicked", INTERACTION, "A user clicked a notification.",

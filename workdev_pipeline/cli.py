@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import uuid
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -256,17 +257,21 @@ def dev(database_url: str | None, host: str, port: int) -> None:
               env)
 
 
+@contextmanager
 def _governed(database_url: str | None, lake_uri: str | None):  # -> (url, [GovernedWarehouse], lake, remote)
-    """Every store of the events: the lake, and BigQuery/Redshift when BIGQUERY_ENABLED/REDSHIFT_ENABLED."""
+    """Every store of the events: the lake, and BigQuery/Redshift when BIGQUERY_ENABLED/REDSHIFT_ENABLED (their
+    resources initialised and torn down as Dagster does)."""
     from workdev_pipeline.engine_settings import remote_engine_resources
     from workdev_pipeline.governance.warehouse import governed_warehouses
 
     url = _url(database_url)
     lake = _lake(lake_uri)
-    remote = [r.process_config_and_initialize() for r in remote_engine_resources().values()]
-    governed = governed_warehouses([lake], url)
-    governed += [w for engine in remote for w in engine.governance(url, lake=lake.events())]
-    return url, governed, lake, remote
+    with ExitStack() as stack:
+        remote = [stack.enter_context(r.process_config_and_initialize_cm())
+                  for r in remote_engine_resources().values()]
+        governed = governed_warehouses([lake], url)
+        governed += [w for engine in remote for w in engine.governance(url, lake=lake.events())]
+        yield url, governed, lake, remote
 
 
 @main.command()
@@ -279,8 +284,8 @@ def retention(database_url: str | None, lake_uri: str | None, dry_run: bool, as_
     """Apply the retention policy (the daily 02:00 UTC job): expired events leave PostgreSQL and every warehouse."""
     from workdev_pipeline.governance.retention import apply_retention
 
-    url, warehouses, _, _ = _governed(database_url, lake_uri)
-    report = apply_retention(url, warehouses, as_of=as_of, dry_run=dry_run, run_id="cli")
+    with _governed(database_url, lake_uri) as (url, warehouses, _, _):
+        report = apply_retention(url, warehouses, as_of=as_of, dry_run=dry_run, run_id="cli")
     verb = "would go" if dry_run else "gone"
     click.echo(f"retention as of {report.as_of:%Y-%m-%d %H:%M:%S} UTC"
                + (" -- dry run, nothing changed" if dry_run else "") + f"; events {verb}:")
@@ -304,25 +309,38 @@ def retention(database_url: str | None, lake_uri: str | None, dry_run: bool, as_
 @main.command()
 @_db_option
 @_lake_option
-@click.argument("user_ids", nargs=-1, required=True, metavar="USER_ID [USER_ID ...]")
-def erase(database_url: str | None, lake_uri: str | None, user_ids: tuple[str, ...]) -> None:
-    """GDPR erasure: anonymise these users' events in PostgreSQL, its dead letter and every warehouse, then
-    recompute the closed aggregation periods they were counted in."""
-    from workdev_pipeline.governance.erasure import erase_users, parse_user_ids
+@click.option("--file-only", is_flag=True, help="Only file the requests and print their ids (the "
+              "gdpr_erasure_requests_sensor runs them in Dagster).")
+@click.option("--pending", is_flag=True, help="Run every open request (those the seed's GDPR statement implies "
+              "included) instead of naming users.")
+@click.argument("user_ids", nargs=-1, metavar="[USER_ID ...]")
+def erase(database_url: str | None, lake_uri: str | None, file_only: bool, pending: bool,
+          user_ids: tuple[str, ...]) -> None:
+    """GDPR erasure: remove these users' personal data (by the catalog's marks) from PostgreSQL, its dead letter,
+    other users' references, the lake and every enabled engine, then recompute the closed aggregation periods
+    they were counted in."""
+    from workdev_pipeline.governance.erasure import erase_requests, file_erasure_requests, parse_user_ids
     from workdev_pipeline.governance.reaggregation import reaggregate_erasures
 
-    ids = parse_user_ids(user_ids)  # every id is checked before anything is touched
-    url, warehouses, lake, remote = _governed(database_url, lake_uri)
-    batch = erase_users(url, ids, warehouses, requested_by="cli")
-    for result in batch.results:
-        click.echo(result.summary)
-    if batch.completed_earlier:
-        click.echo(f"also finished the queued warehouse work of request(s) "
-                   f"#{', #'.join(map(str, batch.completed_earlier))}")
-    reaggregation = reaggregate_erasures(url, lake.location(), engines=remote)
-    if reaggregation.request_ids:
-        counts = ", ".join(f"{len(p)} {t}" for t, p in reaggregation.periods.items() if p) or "no closed"
-        click.echo(f"aggregations recomputed: {counts} period(s) in {reaggregation.seconds:.2f} s")
+    if pending and user_ids:
+        raise click.UsageError("give USER_IDs or --pending, not both")
+    ids = [] if pending else parse_user_ids(user_ids)  # every id is checked before anything is touched
+    url = _url(database_url)
+    request_ids = file_erasure_requests(url, ids) if ids else None
+    if file_only:
+        click.echo(f"filed request(s) #{', #'.join(map(str, request_ids or []))}")
+        return
+    with _governed(database_url, lake_uri) as (url, warehouses, lake, remote):
+        batch = erase_requests(url, request_ids, warehouses)
+        for result in batch.results:
+            click.echo(result.summary)
+        if batch.completed_earlier:
+            click.echo(f"also finished the queued warehouse work of request(s) "
+                       f"#{', #'.join(map(str, batch.completed_earlier))}")
+        reaggregation = reaggregate_erasures(url, lake.location(), engines=remote)
+        if reaggregation.request_ids:
+            counts = ", ".join(f"{len(p)} {t}" for t, p in reaggregation.periods.items() if p) or "no closed"
+            click.echo(f"aggregations recomputed: {counts} period(s) in {reaggregation.seconds:.2f} s")
 
 
 main.add_command(lake_group)

@@ -30,7 +30,7 @@ from workdev_pipeline.engine_settings import remote_engine_resources
 from workdev_pipeline.resources.fanout import EnabledWarehouses
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
-from workdev_pipeline.schedules.governance import retention_schedule
+from workdev_pipeline.schedules.governance import gdpr_erasure_requests_sensor, retention_schedule
 from workdev_pipeline.schedules.maintenance import lake_maintenance_schedule
 from workdev_pipeline.schedules.metrics import (
     cleanup_metrics,
@@ -69,7 +69,8 @@ def build_definitions(resource_defs: dict[str, object] | None = None) -> Definit
               erasure_job, lake_maintenance_job,
               *(j for e in engines for j in e.jobs)],
         schedules=[refresh_metrics_schedule, cleanup_metrics_schedule, retention_schedule, lake_maintenance_schedule],
-        sensors=[ingest_sensor, aggregations_automation, *(s for e in engines for s in e.sensors)],
+        sensors=[ingest_sensor, aggregations_automation, gdpr_erasure_requests_sensor,
+                 *(s for e in engines for s in e.sensors)],
         resources=resource_defs,
     )
 

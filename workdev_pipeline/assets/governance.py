@@ -1,11 +1,12 @@
 """Governance: the retention policy (a run daily at 02:00 UTC, see ``schedules/governance.py``) and GDPR erasure
-requests (launched from the UI with a user id, or many), each with the check that proves it."""
+requests (run by request id, launched by a sensor as they are filed), each with the check that proves it."""
 
 
 from collections.abc import Iterator
 from typing import Any
 
 from dagster import (
+    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
@@ -26,7 +27,7 @@ from pydantic import Field
 from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, LAKE_EVENTS
 from workdev_pipeline.assets.partitions import partition_exists
 from workdev_pipeline.governance.common import GovernanceInputError
-from workdev_pipeline.governance.erasure import ErasureBatch, erase_users, verify_erasures
+from workdev_pipeline.governance.erasure import ErasureBatch, erase_requests, verify_erasures
 from workdev_pipeline.governance.reaggregation import Reaggregation, reaggregate_erasures
 from workdev_pipeline.governance.retention import RetentionReport, apply_retention, verify_retention
 from workdev_pipeline.resources.fanout import EnabledWarehouses
@@ -148,15 +149,16 @@ def retention_enforced(postgres: PostgresResource, warehouses: EnabledWarehouses
 # -- erasure -----------------------------------------------------------------------------------------------------
 
 class ErasureConfig(Config):
-    user_id: str = Field(default="", description="The user to erase: their UUID.")
-    user_ids: list[str] = Field(default_factory=list, description="Batch form: many users' UUIDs (one request "
-                                                                  "each; all are validated first).")
+    request_ids: list[int] = Field(default_factory=list, description="The erasure requests to run, by id (file "
+                                   "them with `workdev-pipeline erase --file-only USER_ID`; the seed's GDPR "
+                                   "statement files its own). Empty: every open request. Never a user id.")
 
 
 def erasure_metadata(batch: ErasureBatch, reaggregation: Reaggregation | None = None) -> dict[str, Any]:
     """The requests' figures -- request ids, never user ids or values (the ledger row has the details) -- and the
     aggregation periods recomputed."""
     rows = [{"request_id": r.request_id, "status": r.status, "postgres_events": r.store_rows,
+             "session_events": r.session_rows, "referencing_events": r.reference_rows,
              "dead_letter_rows": r.dead_letter_rows, "profile_rows": r.profile_rows,
              "warehouse_rows": r.warehouse_rows, "days": len(r.affected_days), "hours": len(r.affected_hours),
              "aggregation_rows": r.aggregation_rows, "notes": r.notes} for r in batch.results]
@@ -201,10 +203,12 @@ def erasure_metadata(batch: ErasureBatch, reaggregation: Reaggregation | None = 
     deps=[INCOMING_EVENTS, LAKE_EVENTS],
     group_name="governance",
     kinds={"postgres", "deltalake"},
-    description="GDPR erasure requests (launch the gdpr_erasure job with user_id, or user_ids for a batch): each "
-                "user's events anonymised with the seed's statement in PostgreSQL (user_id, email/phone/address, "
-                "IP address and user agent), their dead-letter messages scrubbed, their profile deleted, the "
-                "warehouse's copies rewritten, then the closed hourly/daily/weekly aggregation periods holding "
+    description="GDPR erasure requests, run by request id (the gdpr_erasure_requests_sensor launches every open "
+                "one; file them with `workdev-pipeline erase --file-only USER_ID` or the seed's statement): each "
+                "user's personal data removed by the catalog's marks at any depth in PostgreSQL (own events, "
+                "logged-out events of their sessions, other users' references replaced by a pseudonym), dead-letter "
+                "messages scrubbed, the profile deleted, the lake's and engines' copies rewritten, then the closed "
+                "hourly/daily/weekly aggregation periods holding "
                 "their events recomputed in the same run (event_aggregations, the warehouse's aggregation files and "
                 "every enabled engine's event_aggregations; metadata aggregation_periods); one ledger row per user "
                 "with rows touched per store, keyed hashes "
@@ -213,13 +217,9 @@ def erasure_metadata(batch: ErasureBatch, reaggregation: Reaggregation | None = 
 )
 def gdpr_erasure(context: AssetExecutionContext, config: ErasureConfig, postgres: PostgresResource,
                  warehouses: EnabledWarehouses) -> MaterializeResult:
-    ids = ([config.user_id] if config.user_id.strip() else []) + list(config.user_ids)
-    if not ids:
-        raise Failure(description="no user to erase: give user_id (one UUID) or user_ids (a list) in the run config")
     url = postgres.url()
     try:
-        batch = erase_users(url, ids, warehouses.governed(url),
-                            requested_by=f"dagster run {context.run.run_id}", run_id=context.run.run_id)
+        batch = erase_requests(url, config.request_ids or None, warehouses.governed(url), run_id=context.run.run_id)
     except GovernanceInputError as exc:
         raise Failure(description=str(exc)) from None
     for result in batch.results:
@@ -245,25 +245,26 @@ def gdpr_erasure(context: AssetExecutionContext, config: ErasureConfig, postgres
     return MaterializeResult(metadata=erasure_metadata(batch, reaggregation))
 
 
-@asset_check(asset=ERASURE_REQUESTS, description="No row of any erased user remains anywhere: not their user id "
-             "(store, user_profiles, dead letter, warehouse), nor an email/phone/address their events carried, nor "
-             "their (IP address, user agent) pair on an event without a user; no erasure work left queued.")
-def erasure_leaves_no_trace(postgres: PostgresResource, warehouses: EnabledWarehouses) -> AssetCheckResult:
+@asset_check(asset=ERASURE_REQUESTS, description="No trace of any erased user anywhere: their id and every value "
+             "the ledger hashed (emails, phones, addresses, names, sessions, devices) looked for in every string of "
+             "PostgreSQL (store, profiles, dead letter), of every store (the lake's files and log, each engine) and "
+             "of Dagster's run storage; no (IP address, user agent) pair of theirs on a row without a user; no "
+             "erasure work left queued. Fails with the places found.")
+def erasure_leaves_no_trace(context: AssetCheckExecutionContext, postgres: PostgresResource,
+                            warehouses: EnabledWarehouses) -> AssetCheckResult:
     url = postgres.url()
     found = verify_erasures(url, warehouses.governed(url))
-    by_request: dict[str, list[dict[str, Any]]] = {}
-    for t in found.traces:
-        by_request.setdefault(f"#{t.request_id}" if t.request_id is not None else "any erasure", []).append(
-            {"store": t.store, "kind": t.kind, "rows": t.rows, "severity": t.severity})
+    places = found.places()
     return AssetCheckResult(
         passed=found.passed,
-        severity=AssetCheckSeverity.ERROR if found.errors else AssetCheckSeverity.WARN,
+        severity=AssetCheckSeverity.ERROR,
+        description=None if found.passed else "found: " + "; ".join(
+            f"{request} in {', '.join(where)}" for request, where in sorted(places.items())[:10]),
         metadata={
             "requests_checked": MetadataValue.int(found.requests),
             "users_checked": MetadataValue.int(found.users),
             "traces": MetadataValue.int(len(found.traces)),
-            "errors": MetadataValue.int(len(found.errors)),
-            "by_request": MetadataValue.json(dict(sorted(by_request.items())[:50])),
+            "places": MetadataValue.json(dict(sorted(places.items())[:50])),
         })
 
 
@@ -275,4 +276,4 @@ retention_job = define_asset_job(
 
 erasure_job = define_asset_job(
     "gdpr_erasure", selection=AssetSelection.assets(ERASURE_REQUESTS),
-    description="Erase users (config: user_id, or user_ids for a batch) and check no trace of them remains.")
+    description="Run erasure requests (config: request_ids; empty: every open one) and check no trace remains.")

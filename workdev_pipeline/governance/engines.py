@@ -26,27 +26,25 @@ run and that the engine had delivered everything before them; not done.)
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
 from pathlib import Path
 
 import psycopg
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from workdev_pipeline.governance.common import PAIR_SEPARATOR
 from workdev_pipeline.governance.policy import RetentionPolicy
+from workdev_pipeline.governance.traces import TraceSearch
 from workdev_pipeline.governance.warehouse import (
-    PERSONAL_DATA_KEYS,
     WarehouseRefresh,
     WarehouseRetention,
-    WarehouseTraces,
+    ip_user_agent_pairs,
+    scan_rows,
 )
 from workdev_pipeline.ingest.schema import WAREHOUSE_SCHEMA
 from workdev_pipeline.lake.delivery import engine_lock
@@ -163,32 +161,12 @@ class EngineGovernedWarehouse:
                  self.engine, run_id, len(ids), len(held), result.rows_appended)
         return result
 
-    def traces(self, key: bytes, hashes: Mapping[str, set[str]], user_types: Collection[str]) -> WarehouseTraces:
-        """Rows of the engine still carrying an erased value (hashed with ``key``), and user-less rows of types
-        that require a user still carrying a personal key -- all read from the engine."""
+    def traces(self, search: TraceSearch, pairs: TraceSearch, user_types: Collection[str]) -> int:
+        """Every row of the engine's table, read from the engine."""
         self._ensure()
-        found = WarehouseTraces(self.consumer)
-
-        add = partial(found.add, key, hashes)
-
-        if user_types:
-            wanted = set().union(*(hashes.get(k, set()) for k in ("user_id", *PERSONAL_DATA_KEYS)))
-            for data, metadata in self.table.anonymised_payloads(sorted(user_types)):
-                payload = json.loads(data) if data else None
-                if isinstance(payload, dict) and any(k in payload for k in PERSONAL_DATA_KEYS):
-                    found.anonymised_with_personal_data += 1
-                if wanted:  # every string of the payload and metadata, whatever its key
-                    found.add_anonymised(key, wanted, data, metadata)
-        if hashes.get("user_id"):
-            for user_id, rows in self.table.user_counts():
-                add("user_id", user_id, rows)
-        if any(hashes.get(k) for k in PERSONAL_DATA_KEYS):
-            for *values, rows in self.table.personal_values():
-                for k, value in zip(PERSONAL_DATA_KEYS, values, strict=True):
-                    add(k, value, rows)
-        if hashes.get("ip_user_agent"):  # the pipeline never loads them; checked all the same
+        place = f"warehouse:{self.consumer}"
+        if pairs:  # the pipeline never loads them; checked all the same
             for ip, agent, rows in self.table.ip_user_agents():
                 if ip is not None and agent is not None:
-                    add("ip_user_agent", ip + PAIR_SEPARATOR + agent, rows)
-        return found
-
+                    pairs.values(place, ip_user_agent_pairs({"ip_address": ip, "user_agent": agent}), rows)
+        return scan_rows(place, self.table.payloads(), search, TraceSearch(b"", {}), user_types)

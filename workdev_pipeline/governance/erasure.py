@@ -1,63 +1,72 @@
-"""GDPR erasure: a user's events anonymised wherever they live, every request in a ledger, and the proof that
-nothing of the user remains.
+"""GDPR erasure: a user's personal data removed wherever it lives, driven by the catalog's marks, every request in
+a ledger, and the proof that nothing of the user remains.
 
-For each user (a batch is one request per user, in order; all ids are validated before anything is done):
+A request is filed first (:func:`file_erasure_requests`: a ledger row with the user only as a keyed hash; the raw
+id waits in ``gdpr_erasure_subjects`` while the request is open), then run by request id
+(:func:`erase_requests`; :func:`erase_users` does both). The seed's GDPR statement run against the
+``platform_events`` view records its users in ``gdpr_erasure_inbox``: every run files requests for them first.
 
-1. a ledger row is opened (``gdpr_erasure_requests``: the user id only as a keyed hash);
-2. each warehouse is searched for rows of the user (what it holds, whatever PostgreSQL says);
-3. in one PostgreSQL transaction: the seed's anonymise statement on the store (``user_id = NULL, event_data -
-   'email' - 'phone' - 'address', metadata - 'ip_address' - 'user_agent'``) returning the values the events carried;
-   the events queued for every warehouse's refresh (``warehouse_event_refresh``: a crash later leaves the work
-   queued, never lost); the dead letter's messages about them scrubbed; the user's profile deleted; the
-   aggregation rows covering them counted; the ledger row filled in: rows per store, the keyed hashes of the
-   values (never the values), the UTC days and hours touched (what the aggregations must recompute);
-4. then each warehouse rewrites the queued events' days (:meth:`GovernedWarehouse.refresh`: their rows dropped
-   and written back as PostgreSQL now holds them, enriched as a rebuild would), and the requests are closed.
+For each request, in one PostgreSQL transaction (:mod:`workdev_pipeline.governance.personal` does the payloads):
 
-Idempotent: a second request finds nothing and says so (``nothing_found``, naming the earlier request), as does
-an unknown user id. Erasures and retention runs take turns (``governance_lock``). The ledger never keeps which
-events were the user's: that link is what anonymisation removes.
+1. the user's own events: every field the catalog marks personal removed at any depth (and every key named like
+   personal data), the user id and the session nulled, the device fingerprint, IP address and user agent removed;
+2. events without a user in the user's sessions or from their device: anonymised the same way;
+3. other users' events naming the user: each reference (``x-user-ref``) replaced by the request's pseudonym, the
+   fields that belong to the referenced user (``x-owner``) removed, the user's identifying values (emails,
+   phones, addresses, names found in 1 and 2) scrubbed from every string;
+4. the dead letter's messages about those events, or quoting those values, scrubbed; the profile deleted; every
+   touched event queued for each store's refresh (``warehouse_event_refresh``); the ledger row filled in: rows
+   per store, the keyed hashes of the values removed (never the values), the days and hours touched.
+
+Then each store rewrites the queued events' days from PostgreSQL (:meth:`GovernedWarehouse.refresh`) and the
+requests are closed (their subjects forgotten). Idempotent: a second request finds nothing and says so
+(``nothing_found``, naming the earlier request). Erasures and retention runs take turns (``governance_lock``).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from workdev_pipeline.governance.common import (
-    PAIR_SEPARATOR,
     GovernanceInputError,
     erasure_key,
     governance_lock,
     keyed_hash,
 )
-from workdev_pipeline.governance.warehouse import PERSONAL_DATA_KEYS, GovernedWarehouse, WarehouseRefresh
+from workdev_pipeline.governance.personal import Removed, erase_own, erase_references, scrub_json
+from workdev_pipeline.governance.traces import TraceSearch
+from workdev_pipeline.governance.warehouse import GovernedWarehouse, WarehouseRefresh, ip_user_agent_pairs
 from workdev_pipeline.sql_files import query
 
 log = logging.getLogger(__name__)
 
-#: Values whose keyed hashes the ledger keeps, per request: the payload keys and metadata the statement removes,
-#: and the (IP address, user agent) pair the check looks for on events without a user.
-VALUE_KINDS = (*PERSONAL_DATA_KEYS, "ip_address", "user_agent", "ip_user_agent")
-#: Kinds the check looks for in every store (``ip_address`` and ``user_agent`` alone are shared by many people).
-TRACE_KINDS = (*PERSONAL_DATA_KEYS, "ip_user_agent")
-#: Kinds looked for in every string of an anonymised event's payload and metadata, whatever the key.
-LEAF_KINDS = ("user_id", *PERSONAL_DATA_KEYS)
+#: Kinds of values whose keyed hashes the ledger keeps (besides the user id): what the catalog marks, the
+#: session ids, and the (IP address, user agent) pairs of the user's events.
+LEDGER_KINDS = ("email", "phone", "address", "name", "ip_address", "user_agent", "device_id", "session",
+                "ip_user_agent")
+#: Kinds the check looks for in every string of every store (the user id too): they identify the person.
+#: ``ip_address`` and ``user_agent`` alone are shared by many people; their pair is looked for on user-less rows.
+TRACE_KINDS = ("user_id", "email", "phone", "address", "name", "device_id", "session")
+#: Who files the requests for the users of the seed's statement run against the view.
+SEED_STATEMENT = "UPDATE platform_events (seed GDPR statement)"
 
 
 class InvalidUserId(GovernanceInputError):
     """A user id given for erasure is not a UUID."""
+
+
+class UnknownRequest(GovernanceInputError):
+    """A request id given for erasure is not in the ledger."""
 
 
 def parse_user_ids(values: Iterable[str]) -> list[str]:
@@ -77,15 +86,6 @@ def parse_user_ids(values: Iterable[str]) -> list[str]:
     return ids
 
 
-def is_routable(ip: str) -> bool:
-    """Whether an address identifies a network on the internet: private, loopback, link-local, documentation
-    and malformed ones are shared by countless devices, so they identify nobody (and are not looked for)."""
-    try:
-        return ipaddress.ip_address(ip.strip()).is_global
-    except ValueError:
-        return False
-
-
 _GOT = ", got "
 _HARMLESS_TAIL = re.compile(r"[a-z]+|\d+")  # "got string", "got 12": a type or a length, no value
 
@@ -101,32 +101,25 @@ def scrub_message(message: str, secrets: Iterable[str]) -> str:
     return message
 
 
-def scrub_json(value: Any, secrets: Iterable[str]) -> Any:
-    """A JSON value with every occurrence of the secrets in its strings replaced by ``[erased]`` (keys kept)."""
-    ordered = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def walk(v: Any) -> Any:
-        if isinstance(v, str):
-            for secret in ordered:
-                v = v.replace(secret, "[erased]")
-            return v
-        if isinstance(v, dict):
-            return {k: walk(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [walk(x) for x in v]
-        return v
-
-    return walk(value)
+def like_patterns(values: Iterable[str]) -> list[str]:
+    """LIKE patterns finding each value inside a JSON document's text (JSON-escaped, wildcards escaped)."""
+    out = []
+    for value in sorted(set(values)):
+        text = json.dumps(value, ensure_ascii=False)[1:-1]
+        out.append("%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    return out
 
 
 @dataclass
 class ErasureResult:
-    """One user's request."""
+    """One request."""
 
     request_id: int
-    user_id: str  # as given: in memory only, never stored
+    user_id: str  # in memory only, never stored, logged or shown
     status: str  # erased | nothing_found | failed | running
     store_rows: int = 0
+    session_rows: int = 0
+    reference_rows: int = 0
     dead_letter_rows: int = 0
     profile_rows: int = 0
     warehouse_rows: dict[str, int] = field(default_factory=dict)
@@ -139,15 +132,17 @@ class ErasureResult:
 
     @property
     def summary(self) -> str:
+        """One line naming the request (never the user)."""
         if self.status == "nothing_found":
             earlier = (f"; already erased by request #{', #'.join(map(str, self.previous_requests))}"
                        if self.previous_requests else "")
-            return (f"request #{self.request_id}: nothing to erase for user {self.user_id} (no events, dead-letter "
-                    f"rows, profile or warehouse rows){earlier}")
+            return (f"request #{self.request_id}: nothing to erase (no events, dead-letter rows, profile or "
+                    f"warehouse rows){earlier}")
         warehouses = ", ".join(f"{c}: {n:,}" for c, n in sorted(self.warehouse_rows.items())) or "lake: 0"
-        return (f"request #{self.request_id}: user {self.user_id} {self.status}: {self.store_rows:,} event(s) "
-                f"anonymised in PostgreSQL, {self.dead_letter_rows:,} dead-letter row(s), {self.profile_rows} "
-                f"profile row(s), {warehouses} row(s) rewritten; {len(self.affected_days)} day(s), "
+        return (f"request #{self.request_id}: {self.status}: {self.store_rows:,} own event(s), "
+                f"{self.session_rows:,} logged-out event(s) of their sessions, {self.reference_rows:,} other "
+                f"user(s)' event(s) naming them, {self.dead_letter_rows:,} dead-letter row(s), {self.profile_rows} "
+                f"profile row(s) in PostgreSQL; {warehouses} row(s) rewritten; {len(self.affected_days)} day(s), "
                 f"{len(self.affected_hours)} hour(s) to re-aggregate")
 
 
@@ -159,16 +154,70 @@ class ErasureBatch:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def _file(conn: psycopg.Connection, key: bytes, user_ids: Sequence[str], requested_by: str) -> list[int]:
+    """Request ids for the users: an open request of the user is reused, else one is filed."""
+    open_by_user = {u: r for r, u, _, _ in conn.execute(query("governance/open_erasures"), {"request_ids": None})}
+    ids = []
+    for user_id in user_ids:
+        if user_id not in open_by_user:
+            open_by_user[user_id] = conn.execute(query("governance/file_erasure"), {
+                "user_hash": keyed_hash(key, user_id), "requested_by": requested_by,
+                "user_id": user_id}).fetchone()[0]
+        ids.append(open_by_user[user_id])
+    return ids
+
+
+def file_erasure_requests(database_url: str, user_ids: Sequence[str], *, requested_by: str = "cli") -> list[int]:
+    """File a request per user (validated first; a user with an open request gets that one) and return the
+    request ids: what runs, their config and tags refer to."""
+    ids = parse_user_ids(user_ids)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return _file(conn, erasure_key(conn), ids, requested_by)
+
+
+def file_statement_requests(conn: psycopg.Connection, key: bytes) -> list[int]:
+    """File requests for the users the seed's statement anonymised through the view (``gdpr_erasure_inbox``)."""
+    users = [r[0] for r in conn.execute(query("governance/inbox_users"))]
+    return _file(conn, key, users, SEED_STATEMENT) if users else []
+
+
+def open_request_ids(database_url: str) -> list[int]:
+    """Requests waiting to run (including those the seed's statement implies, filed now)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        file_statement_requests(conn, erasure_key(conn))
+        return [r[0] for r in conn.execute(query("governance/open_erasures"), {"request_ids": None})]
+
+
 def erase_users(database_url: str, user_ids: Sequence[str], warehouses: Sequence[GovernedWarehouse] = (), *,
                 requested_by: str = "cli", run_id: str | None = None) -> ErasureBatch:
-    """Erase each user of ``user_ids`` from PostgreSQL and every warehouse (see the module's documentation)."""
-    ids = parse_user_ids(user_ids)
+    """File a request per user and run them (see the module's documentation)."""
+    request_ids = file_erasure_requests(database_url, user_ids, requested_by=requested_by)
+    return erase_requests(database_url, request_ids, warehouses, run_id=run_id)
+
+
+def erase_requests(database_url: str, request_ids: Sequence[int] | None, warehouses: Sequence[GovernedWarehouse] = (),
+                   *, run_id: str | None = None) -> ErasureBatch:
+    """Run the given open requests (``None``: every open one, after filing those the seed's statement implies)."""
     batch = ErasureBatch()
     started = time.perf_counter()
     with psycopg.connect(database_url, autocommit=True) as conn, governance_lock(conn):
         key = erasure_key(conn)
-        for user_id in ids:
-            batch.results.append(_erase_in_postgres(conn, key, user_id, warehouses, requested_by, run_id))
+        if request_ids is None:
+            file_statement_requests(conn, key)
+        wanted = None if request_ids is None else [int(r) for r in request_ids]
+        todo = conn.execute(query("governance/open_erasures"), {"request_ids": wanted}).fetchall()
+        if wanted is not None:
+            known = {r[0] for r in conn.execute("SELECT request_id FROM gdpr_erasure_requests "
+                                                "WHERE request_id = ANY(%s)", (wanted,))}
+            missing = sorted(set(wanted) - known)
+            if missing:
+                raise UnknownRequest(f"no erasure request #{', #'.join(map(str, missing))} in the ledger: file one "
+                                     "with `workdev-pipeline erase USER_ID`")
+        for request_id, user_id, pseudonym, postgres_done in todo:
+            if postgres_done:  # a run that failed in a store: PostgreSQL's part stands, the stores' work is queued
+                batch.results.append(ErasureResult(request_id, user_id, "running"))
+                continue
+            batch.results.append(_erase_in_postgres(conn, key, request_id, user_id, pseudonym, warehouses, run_id))
         batch.seconds["postgres"] = time.perf_counter() - started
         running = [r.request_id for r in batch.results if r.status == "running"]
         refreshed: dict[int, dict[str, int]] = {}
@@ -190,6 +239,8 @@ def erase_users(database_url: str, user_ids: Sequence[str], warehouses: Sequence
             raise
         done = {r[0] for r in conn.execute(query("governance/finish_erasures"),
                                            {"request_ids": sorted(set(running) | set(refreshed))}).fetchall()}
+        closed = sorted(done | {r.request_id for r in batch.results if r.status == "nothing_found"})
+        conn.execute(query("governance/close_erasure"), {"request_ids": closed})
     mine = {r.request_id for r in batch.results}
     batch.completed_earlier = sorted(done - mine)
     for result in batch.results:
@@ -201,19 +252,43 @@ def erase_users(database_url: str, user_ids: Sequence[str], warehouses: Sequence
     return batch
 
 
-def _erase_in_postgres(conn: psycopg.Connection, key: bytes, user_id: str, warehouses: Sequence[GovernedWarehouse],
-                       requested_by: str, run_id: str | None) -> ErasureResult:
+def _erase_in_postgres(conn: psycopg.Connection, key: bytes, request_id: int, user_id: str, pseudonym: str,
+                       warehouses: Sequence[GovernedWarehouse], run_id: str | None) -> ErasureResult:
     user_hash = keyed_hash(key, user_id)
     previous = [r[0] for r in conn.execute(query("governance/previous_erasures"), {"user_hash": user_hash})]
-    request_id = conn.execute(query("governance/start_erasure"), {
-        "user_hash": user_hash, "requested_by": requested_by, "run_id": run_id}).fetchone()[0]
+    conn.execute(query("governance/begin_erasure"), {"request_id": request_id, "run_id": run_id})
     result = ErasureResult(request_id, user_id, "running", previous_requests=previous)
     try:
         held = {w.consumer: w.user_rows(user_id) for w in warehouses}
         with conn.transaction():
-            rows = conn.execute(query("governance/anonymise_user"), {"user_id": user_id}).fetchall()
-            result.store_rows = len(rows)
-            events = {(r[0], r[1]): r[2] for r in rows}  # (event_id, timestamp) -> type
+            removed = Removed()
+            own = conn.execute(query("governance/user_events"), {"user_id": user_id}).fetchall()
+            pairs = {p for row in own for p in ip_user_agent_pairs(row[5])}
+            erased = [(row, *erase_own(row[2], row[4], row[5], removed)) for row in own]
+            sessions = {str(row[3]) for row in own if row[3] is not None}
+            anon = conn.execute(query("governance/session_events"), {
+                "session_ids": sorted(sessions), "devices": sorted(removed.values.get("device_id", ())),
+                "exclude": [row[0] for row in own]}).fetchall()
+            pairs |= {p for row in anon for p in ip_user_agent_pairs(row[5])}
+            erased += [(row, *erase_own(row[2], row[4], row[5], removed)) for row in anon]
+            secrets = removed.identifying()
+            rewrites = [(row, *(scrub_json(part, secrets, {user_id: pseudonym}) for part in parts), True)
+                        for row, *parts in erased]
+            others = conn.execute(query("governance/referencing_events"), {
+                "patterns": like_patterns({user_id, *secrets}),
+                "exclude": [row[0] for row, *_ in erased]}).fetchall()
+            for row in others:
+                data, metadata = erase_references(row[2], row[4], row[5], user_id, pseudonym, secrets)
+                if data != row[4] or metadata != row[5]:
+                    rewrites.append((row, data, metadata, False))
+            if rewrites:
+                conn.execute(query("governance/rewrite_events"), {
+                    "event_ids": [r[0][0] for r in rewrites], "timestamps": [r[0][1] for r in rewrites],
+                    "event_data": [Jsonb(r[1]) for r in rewrites], "metadata": [Jsonb(r[2]) for r in rewrites],
+                    "anonymise": [r[3] for r in rewrites]})
+            result.store_rows, result.session_rows = len(own), len(anon)
+            result.reference_rows = len(rewrites) - len(erased)
+            events = {(r[0][0], r[0][1]): r[0][2] for r in rewrites}  # (event_id, timestamp) -> type
             for consumer, found in held.items():
                 queued = dict(events)
                 queued.update({(uuid.UUID(e), ts): t for e, ts, t in found})
@@ -221,24 +296,10 @@ def _erase_in_postgres(conn: psycopg.Connection, key: bytes, user_id: str, wareh
                     "consumer": consumer, "request_id": request_id,
                     "event_ids": [e for e, _ in queued], "timestamps": [ts for _, ts in queued],
                     "event_types": list(queued.values())})
-            values: dict[str, set[str]] = {kind: set() for kind in VALUE_KINDS}
-            for row in rows:  # email, phone, address, ip_address, user_agent as they were
-                for kind, value in zip(VALUE_KINDS[:5], row[3:8], strict=True):
-                    if value:
-                        values[kind].add(value)
-                if row[6] and row[7] and is_routable(row[6]):
-                    values["ip_user_agent"].add(row[6] + PAIR_SEPARATOR + row[7])
-            secrets = {user_id, *(v for vs in values.values() for v in vs)}
-            for row in rows:  # the same values under other keys of the user's own events go too
-                data, metadata = scrub_json(row[8], secrets), scrub_json(row[9], secrets)
-                if data != row[8] or metadata != row[9]:
-                    conn.execute(query("governance/scrub_event"), {"event_id": row[0], "timestamp": row[1],
-                                                                   "event_data": Jsonb(data),
-                                                                   "metadata": Jsonb(metadata)})
-            failures = conn.execute(query("governance/user_failures"),
-                                    {"event_ids": [e for e, _ in events]}).fetchall()
+            failures = conn.execute(query("governance/failures_quoting"), {
+                "event_ids": [e for e, _ in events], "patterns": like_patterns({user_id, *secrets})}).fetchall()
             for event_id, message in failures:
-                scrubbed = scrub_message(message, secrets)
+                scrubbed = scrub_message(message, {user_id, *secrets})
                 if scrubbed != message:
                     conn.execute(query("governance/scrub_failure"), {"event_id": event_id, "error_message": scrubbed})
             result.dead_letter_rows = len(failures)
@@ -250,14 +311,18 @@ def _erase_in_postgres(conn: psycopg.Connection, key: bytes, user_id: str, wareh
             result.affected_event_types = sorted({t for t in events.values()} |
                                                  {t for found in held.values() for _, _, t in found if t})
             result.aggregation_rows = _aggregation_rows(conn, result.affected_event_types, stamps)
-            nothing = not (rows or failures or result.profile_rows or any(held.values()))
+            nothing = not (rewrites or failures or result.profile_rows or any(held.values()))
             result.status = "nothing_found" if nothing else "running"
             if nothing and previous:
                 result.notes.append(f"already erased by request #{', #'.join(map(str, previous))}")
             elif nothing:
                 result.notes.append("unknown user: no events, dead-letter rows, profile or warehouse rows")
+            values = {kind: set(removed.values.get(kind, ())) for kind in LEDGER_KINDS}
+            values["session"] = sessions
+            values["ip_user_agent"] = pairs
             conn.execute(query("governance/record_erasure"), {
                 "request_id": request_id, "status": result.status, "store_rows": result.store_rows,
+                "session_rows": result.session_rows, "reference_rows": result.reference_rows,
                 "dead_letter_rows": result.dead_letter_rows, "profile_rows": result.profile_rows,
                 "value_hashes": Jsonb({k: sorted(keyed_hash(key, v) for v in vs) for k, vs in values.items() if vs}),
                 "affected_days": result.affected_days, "affected_hours": result.affected_hours,
@@ -265,7 +330,7 @@ def _erase_in_postgres(conn: psycopg.Connection, key: bytes, user_id: str, wareh
                 "aggregation_rows": Jsonb(result.aggregation_rows), "notes": result.notes})
     except BaseException as exc:
         conn.execute(query("governance/fail_erasures"), {
-            "request_ids": [request_id], "error": f"{type(exc).__name__}: {exc}"[:2000]})
+            "request_ids": [request_id], "error": scrub_message(f"{type(exc).__name__}: {exc}", [user_id])[:2000]})
         result.status = "failed"
         raise
     return result
@@ -287,21 +352,13 @@ def _aggregation_rows(conn: psycopg.Connection, event_types: list[str], stamps: 
 
 # -- the check ---------------------------------------------------------------------------------------------------
 
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
 
 @dataclass
 class ErasureTrace:
     request_id: int | None  # None: not one request's (an anonymised event that kept personal data)
-    store: str  # postgres | user_profiles | dead_letter | warehouse:<consumer> | refresh_queue:<consumer>
-    kind: str  # user_id | email | phone | address | ip_user_agent | queued | anonymised_with_personal_data
+    store: str  # postgres | user_profiles | dead_letter | warehouse:<consumer> | lake_log | refresh_queue:<consumer>
+    kind: str  # user_id | email | phone | ... | ip_user_agent | queued | anonymised_with_personal_data
     rows: int
-
-    @property
-    def severity(self) -> str:
-        """``warn`` for the (IP address, user agent) pair on an event without a user: most likely the user's own
-        logged-out browsing, which the seed's statement (by user_id) does not reach; ``error`` for the rest."""
-        return "warn" if self.kind == "ip_user_agent" else "error"
 
 
 @dataclass
@@ -314,83 +371,63 @@ class ErasureVerification:
     def passed(self) -> bool:
         return not self.traces
 
-    @property
-    def errors(self) -> list[ErasureTrace]:
-        return [t for t in self.traces if t.severity == "error"]
+    def places(self) -> dict[str, list[str]]:
+        """{request: ["<store>: <kind> (<rows> rows)", ...]}: where each request's traces were found."""
+        out: dict[str, list[str]] = {}
+        for t in self.traces:
+            label = f"#{t.request_id}" if t.request_id is not None else "any erasure"
+            out.setdefault(label, []).append(f"{t.store}: {t.kind} ({t.rows:,} rows)")
+        return out
 
 
-def verify_erasures(database_url: str, warehouses: Sequence[GovernedWarehouse] = ()) -> ErasureVerification:
-    """For every request of the ledger: no row anywhere carries the user's id (the store, user_profiles, the dead
-    letter's messages, every warehouse), nor an email, phone or address the user's events carried, nor -- on an
-    event without a user -- the user's (IP address, user agent) pair; and no work of it is still queued. And,
-    for any erasure: no event without a user whose type requires one (only an erasure makes those) still carries
-    an email, phone, address, IP address or user agent."""
+def verify_erasures(database_url: str, warehouses: Sequence[GovernedWarehouse] = (),
+                    run_storage: Callable[[TraceSearch], None] | None = None) -> ErasureVerification:
+    """For every request of the ledger, look everywhere for the user's id and every value the ledger hashed
+    (:data:`TRACE_KINDS`): every string of PostgreSQL's store and profiles, the dead letter's messages, the
+    ledger's own leftovers, every row of every store (a local lake's files on disk and its log included), and --
+    when ``run_storage`` is given -- Dagster's run storage; and the (IP address, user agent) pairs on rows without
+    a user. Also: no erasure work still queued, no user-less row of a type that requires a user (only an erasure
+    makes those) still carrying personal data by the catalog."""
     found = ErasureVerification()
     with psycopg.connect(database_url, autocommit=True) as conn:
         key = erasure_key(conn)
         ledger = conn.execute(query("governance/erasure_ledger")).fetchall()
         if not ledger:
             return found
-        user_types = {r[0] for r in conn.execute(query("governance/user_required_types"))}
-        for _, rows in conn.execute(query("governance/anonymised_with_personal_data")):
-            found.traces.append(ErasureTrace(None, "postgres", "anonymised_with_personal_data", rows))
-        owners: dict[tuple[str, str], list[int]] = {}  # (kind, hash) -> requests
+        owners: dict[str, list[int]] = {}  # hash -> requests
+        hashes: dict[str, set[str]] = {}
         for request_id, user_hash, _, value_hashes in ledger:
-            owners.setdefault(("user_id", user_hash), []).append(request_id)
-            for kind in TRACE_KINDS:
-                for h in (value_hashes or {}).get(kind, []):
-                    owners.setdefault((kind, h), []).append(request_id)
+            for kind, values in [("user_id", [user_hash] if user_hash else []), *(value_hashes or {}).items()]:
+                for h in values:
+                    owners.setdefault(h, []).append(request_id)
+                    hashes.setdefault(kind, set()).add(h)
         found.requests = len(ledger)
-        found.users = len({h for _, h, _, _ in ledger})
-
-        def trace(store: str, kind: str, h: str, rows: int) -> None:
-            for request_id in owners.get((kind, h), []):
-                found.traces.append(ErasureTrace(request_id, store, kind, rows))
-
-        user_hashes = [h for kind, h in owners if kind == "user_id"]
-        for store, h, rows in conn.execute(query("governance/user_traces"), {"user_hashes": user_hashes}):
-            trace(store, "user_id", h, rows)
-        value_hashes = [h for kind, h in owners if kind != "user_id"]
-        if value_hashes:
-            for kind, h, rows in conn.execute(query("governance/value_traces"), {"hashes": value_hashes}):
-                trace("postgres", kind, h, rows)
-        leaf_hashes = [h for kind, h in owners if kind in LEAF_KINDS]
-        for h, rows in conn.execute(query("governance/anonymised_value_traces"), {"hashes": leaf_hashes}):
-            for kind in LEAF_KINDS:
-                trace("postgres", kind, h, rows)
+        found.users = len({h for _, h, _, _ in ledger if h})
+        search = TraceSearch(key, {k: v for k, v in hashes.items() if k in TRACE_KINDS})
+        pairs = TraceSearch(key, {"ip_user_agent": hashes.get("ip_user_agent", set())})
+        for place, h, rows in conn.execute(query("governance/store_traces"), {"hashes": list(search.kinds)}):
+            search.found[(place, h)] += rows
+        if pairs:
+            for h, rows in conn.execute(query("governance/pair_traces"), {"hashes": list(pairs.kinds)}):
+                pairs.found[("postgres", h)] += rows
         for (message,) in conn.execute(query("governance/failure_messages")):
-            for candidate in {m.lower() for m in _UUID.findall(message)}:
-                trace("dead_letter", "user_id", keyed_hash(key, candidate), 1)
-            for value in _quoted_values(message):
-                for kind in PERSONAL_DATA_KEYS:
-                    trace("dead_letter", kind, keyed_hash(key, value), 1)
+            search.text("dead_letter", message)
+        for place, user_id in conn.execute(query("governance/erasure_leftovers")):
+            search.values(place, [user_id])
+        for event_type, rows in conn.execute(query("governance/anonymised_with_personal_data")):
+            found.traces.append(ErasureTrace(None, "postgres", f"anonymised_with_personal_data:{event_type}", rows))
         for request_id, consumer, rows in conn.execute(query("governance/pending_refresh")):
             if request_id is not None:
                 found.traces.append(ErasureTrace(request_id, f"refresh_queue:{consumer}", "queued", rows))
-    hashes: dict[str, set[str]] = {}
-    for kind, h in owners:
-        hashes.setdefault(kind, set()).add(h)
+        user_types = {r[0] for r in conn.execute(query("governance/user_required_types"))}
     for warehouse in warehouses:
-        held = warehouse.traces(key, hashes, user_types)
-        for h, rows in held.anonymised_values.items():
-            for kind in LEAF_KINDS:
-                trace(f"warehouse:{warehouse.consumer}", kind, h, rows)
-        for kind, rows_by_hash in held.rows.items():
-            for h, rows in rows_by_hash.items():
-                trace(f"warehouse:{warehouse.consumer}", kind, h, rows)
-        if held.anonymised_with_personal_data:
-            found.traces.append(ErasureTrace(None, f"warehouse:{warehouse.consumer}", "anonymised_with_personal_data",
-                                             held.anonymised_with_personal_data))
+        left = warehouse.traces(search, pairs, user_types)
+        if left:
+            found.traces.append(ErasureTrace(None, f"warehouse:{warehouse.consumer}",
+                                             "anonymised_with_personal_data", left))
+    if run_storage is not None:
+        run_storage(search)
+    for trace in [*search.traces(), *pairs.traces()]:
+        for request_id in owners.get(trace.hash, []):
+            found.traces.append(ErasureTrace(request_id, trace.place, trace.kind, trace.rows))
     return found
-
-
-def _quoted_values(message: str) -> list[str]:
-    """The value a validation message ends with, when it is a JSON string (``..., got "x"``)."""
-    _, sep, tail = message.rpartition(_GOT)
-    if not sep:
-        return []
-    try:
-        value: Any = json.loads(tail)
-    except ValueError:
-        return []
-    return [value] if isinstance(value, str) else []

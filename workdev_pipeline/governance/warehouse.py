@@ -6,6 +6,7 @@ in the engine (:mod:`workdev_pipeline.governance.engines`).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import time
@@ -14,16 +15,19 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from workdev_pipeline.governance.common import PAIR_SEPARATOR, keyed_hash
+from workdev_pipeline.governance.common import PAIR_SEPARATOR
+from workdev_pipeline.governance.personal import Removed, erase_own
 from workdev_pipeline.governance.policy import RetentionPolicy
+from workdev_pipeline.governance.traces import TraceSearch
 from workdev_pipeline.ingest.extract import EventReader
 from workdev_pipeline.ingest.faults import crash_point
 from workdev_pipeline.ingest.ingest_times import IngestTimes
@@ -34,10 +38,6 @@ from workdev_pipeline.sql_files import query
 
 #: Hours a retention run's vacuum keeps the files it removed from the lake (time travel); erasure vacuums at once.
 RETENTION_VACUUM_ENV = "WORKDEV_LAKE_RETENTION_VACUUM_HOURS"
-#: The payload keys the seed's anonymise statement removes (``event_data - 'email' - 'phone' - 'address'``).
-PERSONAL_DATA_KEYS = ("email", "phone", "address")
-
-
 @dataclass
 class WarehouseRetention:
     """What retention removed from one warehouse (or would, in a dry run)."""
@@ -61,34 +61,6 @@ class WarehouseRefresh:
     seconds: float = 0.0
 
 
-@dataclass
-class WarehouseTraces:
-    """Rows of one warehouse still carrying a hashed value: {hash: rows} per kind (``user_id``, ``email``, ...)."""
-
-    consumer: str
-    rows: dict[str, dict[str, int]] = field(default_factory=dict)
-    anonymised_with_personal_data: int = 0  # user-less rows of user-requiring types with a personal payload key
-    anonymised_values: dict[str, int] = field(default_factory=dict)  # hash -> such rows with it as a string value
-
-    def add_anonymised(self, key: bytes, wanted: set[str], *texts: str | None) -> None:
-        """Count, for an anonymised row, each string of its JSON ``texts`` (payload, metadata) whose keyed hash is
-        ``wanted``, whatever its key."""
-        for text in texts:
-            for value in json_strings(json.loads(text) if text else None):
-                h = keyed_hash(key, value)
-                if h in wanted:
-                    self.anonymised_values[h] = self.anonymised_values.get(h, 0) + 1
-
-    def add(self, key: bytes, hashes: Mapping[str, set[str]], kind: str, value: str | None, rows: int) -> None:
-        """Count ``rows`` under ``kind`` when ``value``'s keyed hash is one of ``hashes[kind]``."""
-        if value is None:
-            return
-        h = keyed_hash(key, value)
-        if h in hashes.get(kind, ()):
-            self.rows.setdefault(kind, {})
-            self.rows[kind][h] = self.rows[kind].get(h, 0) + rows
-
-
 class GovernedWarehouse(Protocol):
     """One warehouse engine's part in retention and erasure."""
 
@@ -109,10 +81,10 @@ class GovernedWarehouse(Protocol):
         PostgreSQL (their rows dropped, their current rows written back), and dequeue them."""
         ...
 
-    def traces(self, key: bytes, hashes: Mapping[str, set[str]], user_types: Collection[str]) -> WarehouseTraces:
-        """Rows carrying any hashed value of ``hashes`` ({kind: hashes}; kinds ``user_id``, ``email``, ``phone``,
-        ``address``, ``ip_user_agent`` -- the last on rows without a user only), and rows without a user of a type
-        in ``user_types`` (which require one: only an erasure leaves them so) that still carry a personal key."""
+    def traces(self, search: TraceSearch, pairs: TraceSearch, user_types: Collection[str]) -> int:
+        """Feed every string the store holds to ``search`` and the (IP address, user agent) pairs of its rows
+        without a user to ``pairs``; return how many rows without a user of a type in ``user_types`` (which
+        require one: only an erasure leaves them so) still carry personal data by the catalog."""
         ...
 
 
@@ -272,54 +244,64 @@ class LakeGovernedWarehouse:
         result.seconds = time.perf_counter() - started
         return result
 
-    def traces(self, key: bytes, hashes: Mapping[str, set[str]], user_types: Collection[str]) -> WarehouseTraces:
-        found = WarehouseTraces(self.consumer)
-        # a cheap text test first, the JSON parsed only where a personal key may be
-        may_hold = " OR ".join(f"contains(event_data::VARCHAR, '\"{k}\"')" for k in PERSONAL_DATA_KEYS)
-        holds = " OR ".join(f"json_exists(event_data, '$.{k}')" for k in PERSONAL_DATA_KEYS)
-
-        add = partial(found.add, key, hashes)
-
-        if user_types:
-            rows = self._query(f"SELECT count(*) FROM {{events}} WHERE user_id IS NULL AND ({may_hold}) "
-                               f"AND list_contains(?, event_type) AND ({holds})", [sorted(user_types)])
-            found.anonymised_with_personal_data = rows[0][0] if rows else 0
-            wanted = set().union(*(hashes.get(k, set()) for k in ("user_id", *PERSONAL_DATA_KEYS)))
-            if wanted:  # every string of the anonymised rows' payloads and metadata, whatever its key
-                for data, metadata in self._query("SELECT event_data::VARCHAR, metadata::VARCHAR FROM {events} "
-                                                  "WHERE user_id IS NULL AND list_contains(?, event_type)",
-                                                  [sorted(user_types)]):
-                    found.add_anonymised(key, wanted, data, metadata)
-        if hashes.get("user_id"):
-            for user_id, rows in self._query(
-                    "SELECT user_id, count(*) FROM {events} WHERE user_id IS NOT NULL GROUP BY ALL", []):
-                add("user_id", user_id, rows)
-        if any(hashes.get(k) for k in PERSONAL_DATA_KEYS):
-            extract = ", ".join(f"json_extract_string(event_data, '$.{k}')" for k in PERSONAL_DATA_KEYS)
-            for *values, rows in self._query(f"SELECT {extract}, count(*) FROM {{events}} WHERE {may_hold} "
-                                             "GROUP BY ALL", []):
-                for k, value in zip(PERSONAL_DATA_KEYS, values, strict=True):
-                    add(k, value, rows)
-        if hashes.get("ip_user_agent"):  # the pipeline never loads them; checked all the same
-            for ip, ua, rows in self._query(
-                    "SELECT json_extract_string(metadata, '$.ip_address'), json_extract_string(metadata, "
-                    "'$.user_agent'), count(*) FROM {events} WHERE user_id IS NULL AND "
-                    "contains(metadata::VARCHAR, '\"ip_address\"') GROUP BY ALL", []):
-                if ip is not None and ua is not None:
-                    add("ip_user_agent", ip + PAIR_SEPARATOR + ua, rows)
-        return found
+    def traces(self, search: TraceSearch, pairs: TraceSearch, user_types: Collection[str]) -> int:
+        """Every row of every data file on disk (a local lake: those of older versions too, until vacuumed; an
+        object store: the current snapshot's), and the Delta log's files as text."""
+        place = f"warehouse:{self.consumer}"
+        columns = ["event_type", "user_id", "session_id", "event_data", "metadata"]
+        root = self.lake.location.local_path(self.lake.NAME)
+        if root is not None:
+            files = [p for p in sorted(Path(root).rglob("*.parquet")) if "_delta_log" not in p.parts]
+            batches: Iterable[pa.RecordBatch] = (
+                b for f in files for b in pq.ParquetFile(f).iter_batches(columns=columns))
+            for log_file in sorted((Path(root) / "_delta_log").glob("*")):
+                if log_file.is_file():
+                    if log_file.suffix == ".parquet":  # a checkpoint: the log's actions as a table
+                        search.text("lake_log", json.dumps(pq.read_table(log_file).to_pylist(), default=str))
+                    else:
+                        search.text("lake_log", log_file.read_text(errors="replace"))
+        else:
+            snapshot = self.lake.snapshot()
+            batches = snapshot.dataset().to_batches(columns=columns) if snapshot.table is not None else iter(())
+        return scan_rows(place, (tuple(row.values()) for b in batches for row in b.to_pylist()), search, pairs,
+                         user_types)
 
 
-def json_strings(value: Any) -> Iterator[str]:
-    """Every string value in a JSON value (not its keys)."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from json_strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from json_strings(v)
+def scan_rows(place: str, rows: Iterable[tuple[str, str | None, str | None, str | None, str | None]],
+              search: TraceSearch, pairs: TraceSearch, user_types: Collection[str]) -> int:
+    """Feed (event_type, user_id, session_id, event_data, metadata) rows to the searches; count the rows without a
+    user of ``user_types`` that still carry personal data by the catalog."""
+    anonymised_with_personal_data = 0
+    for event_type, user_id, session_id, data, metadata in rows:
+        search.values(place, (user_id, session_id))
+        payload = json.loads(data) if data else None
+        meta = json.loads(metadata) if metadata else None
+        search.document(place, payload)
+        search.document(place, meta)
+        if user_id is None and isinstance(meta, dict):
+            pairs.values(place, ip_user_agent_pairs(meta))
+        if user_id is None and event_type in user_types and erase_own(event_type, payload, meta, Removed()) != (
+                payload, meta):
+            anonymised_with_personal_data += 1
+    return anonymised_with_personal_data
+
+
+def ip_user_agent_pairs(metadata: Any) -> list[str]:
+    """The (IP address, user agent) pair of an event's metadata, as the ledger hashes it (routable IPs only)."""
+    if isinstance(metadata, dict):
+        ip, agent = metadata.get("ip_address"), metadata.get("user_agent")
+        if isinstance(ip, str) and isinstance(agent, str) and is_routable(ip):
+            return [ip + PAIR_SEPARATOR + agent]
+    return []
+
+
+def is_routable(ip: str) -> bool:
+    """Whether an address identifies a network on the internet: private, loopback, link-local, documentation
+    and malformed ones are shared by countless devices, so they identify nobody (and are not looked for)."""
+    try:
+        return ipaddress.ip_address(ip.strip()).is_global
+    except ValueError:
+        return False
 
 
 def retention_predicate(policy: RetentionPolicy, whole_days: Iterable[date], partial_days: Iterable[date]) -> str:

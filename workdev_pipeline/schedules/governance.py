@@ -1,11 +1,31 @@
-"""The retention schedule: replaces the seed's ``cron.schedule('apply-retention', '0 2 * * *', ...)``."""
+"""The retention schedule (replaces the seed's ``cron.schedule('apply-retention', '0 2 * * *', ...)``) and the
+sensor that runs filed erasure requests."""
 
 
 from datetime import UTC, datetime
 
-from dagster import DefaultScheduleStatus, RunConfig, RunRequest, ScheduleEvaluationContext, schedule
+from dagster import (
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunConfig,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SensorEvaluationContext,
+    SkipReason,
+    schedule,
+    sensor,
+)
 
-from workdev_pipeline.assets.governance import RETENTION_OP, RetentionConfig, retention_job
+from workdev_pipeline.assets.governance import (
+    ERASURE_OP,
+    RETENTION_OP,
+    ErasureConfig,
+    RetentionConfig,
+    erasure_job,
+    retention_job,
+)
+from workdev_pipeline.governance.erasure import open_request_ids
+from workdev_pipeline.resources.postgres import PostgresResource
 
 RETENTION_CRON = "0 2 * * *"
 
@@ -22,3 +42,18 @@ def retention_schedule(context: ScheduleEvaluationContext) -> RunRequest:
         run_config=RunConfig(ops={RETENTION_OP: RetentionConfig(as_of=as_of.isoformat())}),
         tags={"workdev/trigger": "retention_schedule", "workdev/as_of": as_of.isoformat()},
     )
+
+
+@sensor(job=erasure_job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
+        description="Every minute: files requests for the users the seed's GDPR statement anonymised through the "
+                    "platform_events view, and launches a gdpr_erasure run for the open requests (by request id: "
+                    "no user id reaches run config or tags).")
+def gdpr_erasure_requests_sensor(context: SensorEvaluationContext,
+                                 postgres: PostgresResource) -> RunRequest | SkipReason:
+    ids = open_request_ids(postgres.url())
+    if not ids:
+        return SkipReason("no open erasure request")
+    label = ",".join(map(str, ids))
+    return RunRequest(run_key=f"erasure-{label}",
+                      run_config=RunConfig(ops={ERASURE_OP: ErasureConfig(request_ids=ids)}),
+                      tags={"workdev/trigger": "gdpr_erasure_requests_sensor", "workdev/erasure_requests": label})

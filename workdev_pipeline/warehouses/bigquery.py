@@ -33,7 +33,7 @@ table by one statement (``sql/warehouse/bigquery/``), and the staging table is d
 
 **Governance in place**: retention is ``expired_by_day.sql`` (the plan) and ``delete_expired.sql`` (one DELETE
 bounded by the days and by a CASE of the policy's cut-offs per event type, all bound parameters); the erasure
-checks read ``user_rows``, ``user_counts``, ``personal_values``, ``anonymised_payloads`` and ``ip_user_agents``.
+checks read ``user_rows``, ``payloads`` and ``ip_user_agents``.
 The emulator reports no DML row counts (``delete_expired`` then returns -1).
 
 **JSON**: a batch load cannot fill a JSON column from Parquet on BigQuery, so event_data/metadata are STRING in
@@ -635,18 +635,9 @@ class BigQueryEventTable(BigQueryTable):
         self._drop_staging(load_id)
         return rows
 
-    def user_counts(self) -> list[tuple[str, int]]:
+    def payloads(self) -> list[tuple[str, str | None, str | None, str | None, str | None]]:
         self._ensure_once()
-        return [(row[0], int(row[1])) for row in self._query(self.statement("user_counts"))]
-
-    def personal_values(self) -> list[tuple[str | None, str | None, str | None, int]]:
-        self._ensure_once()
-        return [(row[0], row[1], row[2], int(row[3])) for row in self._query(self.statement("personal_values"))]
-
-    def anonymised_payloads(self, event_types: Sequence[str]) -> list[tuple[str | None, str | None]]:
-        self._ensure_once()
-        parameters = [bigquery.ArrayQueryParameter("event_types", "STRING", sorted(event_types))]
-        return [(row[0], row[1]) for row in self._query(self.statement("anonymised_payloads"), parameters)]
+        return [tuple(row.values()) for row in self._query(self.statement("payloads"))]
 
     def ip_user_agents(self) -> list[tuple[str | None, str | None, int]]:
         self._ensure_once()

@@ -16,7 +16,7 @@ event_type)``, column encodings; ``create_table.sql`` says why), and every load 
 
 Retention in place is ``expired_by_day.sql`` (the plan) and ``delete_expired.sql`` (one DELETE bounded by the days
 and by a CASE of the policy's cut-offs per event type, bound parameters); the erasure checks read ``user_rows``,
-``user_counts``, ``personal_values``, ``anonymised_payloads`` and ``ip_user_agents``.
+``payloads`` and ``ip_user_agents``.
 
 The files are the lake's (:mod:`workdev_pipeline.lake.delivery`): local paths only. A lake in S3 is copied through
 this machine by the delivery (``uri_schemes`` is empty); a COPY straight from the lake's objects would take a
@@ -34,7 +34,7 @@ prepared statements is capped at :data:`MAX_PREPARED_STATEMENTS` per connection 
 
 **The dialect switch** is :data:`DIALECTS`, the one place where ``"redshift"`` and ``"postgres"`` differ: the
 PostgreSQL stand-in takes its DDL from ``sql/warehouse/redshift/postgres_standin/`` (SUPER -> JSONB, no DISTKEY /
-SORTKEY / ENCODE), and the three statements that read inside JSON (``personal_values``, ``anonymised_payloads``,
+SORTKEY / ENCODE), and the two statements that read inside JSON (``payloads``,
 ``ip_user_agents``: SUPER navigation and ``JSON_SERIALIZE`` -> ``->>`` and ``::text``), and converts JSON
 parameters with ``CAST(%s AS JSONB)`` instead of ``JSON_PARSE(%s)``; every other statement is the same file for
 both.
@@ -475,19 +475,8 @@ class RedshiftEventTable(RedshiftTable):
                  self._table)
         return loaded
 
-    def user_counts(self) -> list[tuple[str, int]]:
-        return [(user_id, int(n)) for user_id, n in self._query(self.statement("user_counts"), ())]
-
-    def personal_values(self) -> list[tuple[str | None, str | None, str | None, int]]:
-        return [(email, phone, address, int(n))
-                for email, phone, address, n in self._query(self.statement("personal_values"), ())]
-
-    def anonymised_payloads(self, event_types: Sequence[str]) -> list[tuple[str | None, str | None]]:
-        types = sorted(event_types)
-        if not types:
-            return []
-        sql = self.statement("anonymised_payloads", event_types=self._placeholders(types))
-        return [(data, metadata) for data, metadata in self._query(sql, types)]
+    def payloads(self) -> list[tuple[str, str | None, str | None, str | None, str | None]]:
+        return [tuple(row) for row in self._query(self.statement("payloads"), ())]
 
     def ip_user_agents(self) -> list[tuple[str | None, str | None, int]]:
         return [(ip, agent, int(n)) for ip, agent, n in self._query(self.statement("ip_user_agents"), ())]

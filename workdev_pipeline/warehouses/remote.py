@@ -120,16 +120,8 @@ class RemoteEventTable(Protocol):
         ids' current rows; none: they are deleted), atomically; other rows untouched. Returns the rows loaded."""
         ...
 
-    def user_counts(self) -> list[tuple[str, int]]:
-        """(user_id, rows) of every user held."""
-        ...
-
-    def personal_values(self) -> list[tuple[str | None, str | None, str | None, int]]:
-        """(event_data's email, phone, address, rows) of the rows whose payload has any of those keys."""
-        ...
-
-    def anonymised_payloads(self, event_types: Sequence[str]) -> list[tuple[str | None, str | None]]:
-        """(event_data, metadata) as JSON text of the rows without a user of one of ``event_types``."""
+    def payloads(self) -> list[tuple[str, str | None, str | None, str | None, str | None]]:
+        """(event_type, user_id, session_id, event_data, metadata) of every row, JSON as text."""
         ...
 
     def ip_user_agents(self) -> list[tuple[str | None, str | None, int]]:
