@@ -452,3 +452,82 @@ def test_without_rows_keeps_every_other_row_in_order() -> None:
     for dropped in ([], [0], [4_999], [7, 8, 2_000], list(range(0, 5_000, 2))):
         mask = pa.array([i in set(dropped) for i in range(5_000)])
         assert without_rows(table, mask).column("n").to_pylist() == [i for i in range(5_000) if i not in set(dropped)]
+
+
+def test_erasure_reaches_nested_fields_sessions_references_and_the_seed_statement(
+        db: str, conn: psycopg.Connection, defs: Definitions, lake: LakeResource, instance: DagsterInstance) -> None:
+    """The issue's scenario: a victim with nested personal fields and a logged-out session, other users naming
+    them, a dead-lettered event quoting their email; after the erasure none of their values is anywhere, others'
+    own data is intact, their references point at one pseudonym; the seed's own statement is completed too."""
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    victim, friend, bystander = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    email, phone = f"victim.{victim.hex[:8]}@example.com", f"+33 1 {victim.int % 10**8:08d}"
+    nested_email = f"contact.{victim.hex[:8]}@example.org"
+    agent = f"Mozilla/5.0 (victim-{victim.hex[:10]})"
+    with AnalyticsClient(db) as anonymous:  # logged out first, then signs in within the same session
+        session = anonymous.init_session(user_agent=agent, ip_address="81.2.69.190", platform="web")
+        anon_ids = [anonymous.track("project.viewed", {"project_id": str(uuid.uuid4())}, timestamp=now - timedelta(
+            hours=5))]
+        anonymous.set_user(victim)
+        own = [anonymous.track("profile.updated", {"changed_fields": ["contact"], "display_name": "Vic Tim",
+                                                   "contact": {"email": nested_email, "phone": phone},
+                                                   "history": [{"email": email}]}, timestamp=now - timedelta(hours=4)),
+               anonymous.track("user.login", {"method": email}, timestamp=now - timedelta(hours=3))]  # dead-lettered
+    with AnalyticsClient(db, user_id=friend) as client:
+        refs = [client.track("profile.viewed", {"profile_user_id": str(victim)}, timestamp=now - timedelta(hours=2)),
+                client.track("message.sent", {"conversation_id": str(uuid.uuid4()), "recipient_user_id": str(victim),
+                                              "recipient_email": email, "length": 12},
+                             timestamp=now - timedelta(hours=2)),
+                client.track("search.performed", {"query": f"who is {nested_email}", "results_count": 1,
+                                                  "search_time_ms": 3}, timestamp=now - timedelta(hours=2))]
+        friend_own = client.track("review.posted", {"reviewee_user_id": str(bystander), "reviewee_type": "client",
+                                                    "rating_overall": 4}, timestamp=now - timedelta(hours=1))
+    assert session.session_id and len(anon_ids + own + refs) == 6
+    assert lake.ingestor(db).sweep().events_failed == 1
+    secrets = (str(victim), email, phone, nested_email, agent, session.device_fingerprint, str(session.session_id))
+    assert all(v in everything_in_postgres(conn) for v in secrets)
+    friend_before = conn.execute("SELECT event_data FROM platform_event_store WHERE event_id = %s",
+                                 (friend_own,)).fetchone()[0]
+
+    result = erase(defs, instance, user_id=str(victim))
+    assert result.success and [e.passed for e in result.get_asset_check_evaluations()] == [True]
+    (request,) = ledger_metadata(result)["requests"].value
+    assert (request["postgres_events"], request["session_events"], request["referencing_events"]) == (2, 1, 3)
+    postgres_text, lake_text = everything_in_postgres(conn), everything_in_lake(lake.events())
+    for value in secrets:
+        assert value not in postgres_text, value
+        assert value not in lake_text, value
+    pseudonym = conn.execute("SELECT pseudonym::text FROM gdpr_erasure_requests").fetchone()[0]
+    viewed, sent, searched = (conn.execute("SELECT event_data, user_id FROM platform_event_store WHERE event_id = %s",
+                                           (e,)).fetchone() for e in refs)
+    assert viewed == ({"profile_user_id": pseudonym}, friend)  # the friend's own event, naming a pseudonym
+    assert sent[0]["recipient_user_id"] == pseudonym and "recipient_email" not in sent[0]
+    assert searched[0]["query"] == "who is [erased]"
+    assert conn.execute("SELECT event_data FROM platform_event_store WHERE event_id = %s",
+                        (friend_own,)).fetchone()[0] == friend_before
+    linkable = conn.execute("SELECT count(*) FROM platform_event_store WHERE event_id = ANY(%s) AND "
+                            "(session_id IS NOT NULL OR user_id IS NOT NULL OR metadata ? 'device_fingerprint')",
+                            (anon_ids + own,)).fetchone()[0]
+    assert linkable == 0  # the erased user's events can no longer be tied to each other
+    assert str(victim) not in json.dumps([r.run_config for r in instance.get_runs()])  # runs name requests only
+    assert all(str(victim) not in json.dumps(r.tags) for r in instance.get_runs())
+
+    # the seed's own GDPR statement, run as written against the view: recorded, then completed everywhere
+    other = uuid.uuid4()
+    other_email = f"other.{other.hex[:8]}@example.com"
+    with AnalyticsClient(db, user_id=other) as client:
+        client.track("profile.updated", {"changed_fields": ["contact"], "contact": {"email": other_email}},
+                     timestamp=now - timedelta(minutes=30))
+    lake.ingestor(db).sweep()
+    conn.execute("UPDATE platform_events SET user_id = NULL, event_data = event_data - 'email' - 'phone' - 'address', "
+                 "metadata = metadata - 'ip_address' - 'user_agent' WHERE user_id = %s", (other,))
+    assert other_email in everything_in_lake(lake.events())  # the statement alone reaches PostgreSQL only
+    completed = defs.resolve_job_def("gdpr_erasure").execute_in_process(
+        instance=instance, run_config={"ops": {ERASURE_OP: {"config": {"request_ids": []}}}})
+    assert completed.success and [e.passed for e in completed.get_asset_check_evaluations()] == [True]
+    for text in (everything_in_postgres(conn), everything_in_lake(lake.events())):
+        assert str(other) not in text and other_email not in text
+    assert conn.execute("SELECT count(*) FROM gdpr_erasure_inbox").fetchone()[0] == 0
+
+    again = erase(defs, instance, user_id=str(victim))  # twice: harmless
+    assert again.success and [e.passed for e in again.get_asset_check_evaluations()] == [True]
