@@ -531,3 +531,32 @@ def test_erasure_reaches_nested_fields_sessions_references_and_the_seed_statemen
 
     again = erase(defs, instance, user_id=str(victim))  # twice: harmless
     assert again.success and [e.passed for e in again.get_asset_check_evaluations()] == [True]
+
+
+def test_the_sensor_files_and_launches_requests_by_id(db: str, conn: psycopg.Connection, defs: Definitions,
+                                                      instance: DagsterInstance, people) -> None:
+    """The seed's statement, then a sensor tick: a request is filed for the user and a run requested that names the
+    request, never the user; with nothing open, the tick skips."""
+    from dagster import build_sensor_context
+
+    target, _ = people
+    sensor = defs.get_sensor_def("gdpr_erasure_requests_sensor")
+
+    def tick():
+        with build_sensor_context(instance=instance, resources={"postgres": PostgresResource(database_url=db)},
+                                  definitions=defs) as context:
+            return sensor(context)
+
+    assert "no open erasure request" in str(tick().skip_message)
+    conn.execute("UPDATE platform_events SET user_id = NULL WHERE user_id = %s", (target.user_id,))
+    request = tick()
+    (request_id,) = conn.execute("SELECT request_id FROM gdpr_erasure_requests WHERE requested_by LIKE "
+                                 "'UPDATE platform_events%'").fetchone()
+    assert request.run_config["ops"] == {ERASURE_OP: {"config": {"request_ids": [request_id]}}}
+    assert request.tags["workdev/erasure_requests"] == str(request_id)
+    assert str(target.user_id) not in json.dumps([request.run_config, request.tags, request.run_key])
+    result = defs.resolve_job_def("gdpr_erasure").execute_in_process(instance=instance, run_config=request.run_config,
+                                                                      tags=request.tags)
+    assert result.success and [e.passed for e in result.get_asset_check_evaluations()] == [True]
+    assert all(v not in everything_in_postgres(conn) for v in target.values)
+    assert "no open erasure request" in str(tick().skip_message)

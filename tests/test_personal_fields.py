@@ -88,3 +88,27 @@ def test_references_become_the_pseudonym_and_the_referenced_users_values_go(base
                                                      "recipient_email")}
     someone_else = {**data, "recipient_user_id": pseudonym}  # a reference to another user is left alone
     assert erase_references("message.sent", someone_else, {}, user, "x", [])[0]["recipient_email"] == email
+
+
+def test_the_docs_table_of_personal_fields_is_the_catalogs() -> None:
+    """docs/gdpr.md lists every type's marked fields exactly as the catalog marks them."""
+    from pathlib import Path
+
+    from workdev_pipeline.catalog import COMMON_PERSONAL_PROPERTIES
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "gdpr.md").read_text()
+    table = text.split("<!-- personal-fields:start")[1].split("<!-- personal-fields:end")[0]
+    documented = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            documented[cells[0].strip("`")] = (cells[1], cells[2])
+    expected = {}
+    for t in EVENT_TYPES:
+        own = [f for f in t.personal_fields if f.path[0] not in COMMON_PERSONAL_PROPERTIES]
+        fields = ", ".join(f"`{f.dotted}` ({f.kind}" + (f", belongs to `{'.'.join(f.owner)}`)" if f.owner else ")")
+                           for f in own)
+        refs = ", ".join(f"`{f.dotted}`" for f in t.user_refs)
+        if fields or refs:
+            expected[t.name] = (fields, refs)
+    assert documented == expected
