@@ -41,12 +41,12 @@ def rows(kind: str, spec: list[tuple[datetime, str, int, str | None]], step: tim
 
 def expected(table: pa.Table) -> list[tuple]:
     return sorted((r["period_start"], r["event_type"], r["event_category"], r["total_events"], r["unique_users"],
-                   r["unique_sessions"], r["amount_sum"]) for r in table.to_pylist())
+                   r["unique_sessions"], r["amount_sum"], r["amount_overflow"]) for r in table.to_pylist())
 
 
 def held(table: RemoteAggregationTable, kind: str, start: datetime, end: datetime) -> list[tuple]:
-    return sorted((p.astimezone(UTC), t, c, int(n), int(u), int(s), None if a is None else Decimal(a))
-                  for p, t, c, n, u, s, a in table.aggregation_rows(kind, start, end))
+    return sorted((p.astimezone(UTC), t, c, int(n), int(u), int(s), None if a is None else Decimal(a), o)
+                  for p, t, c, n, u, s, a, o in table.aggregation_rows(kind, start, end))
 
 
 @pytest.fixture(params=["bigquery", "redshift"])
