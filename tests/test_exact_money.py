@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal, Inexact, localcontext
 
 import psycopg
+import pyarrow as pa
 import pytest
 from dagster import DagsterInstance
 
@@ -142,3 +143,31 @@ def test_exact_sums_and_what_decimal_38_9_holds() -> None:
     assert fits(Decimal("99999999999999999999999999999.999999999")) and fits(Decimal("-1E-9")) and fits(Decimal(0))
     assert fits(Decimal("1.10000000000000"))  # trailing zeros only
     assert not fits(Decimal(10**29)) and not fits(Decimal("1E-10")) and not fits(Decimal("NaN"))
+
+
+def test_an_aggregation_table_of_the_older_schema_gains_amount_overflow(tmp_path) -> None:
+    """A lake whose aggregation table predates amount_overflow: the next write adds the column (schema evolution,
+    one metadata commit); the rows held before read NULL for it; the rewritten range holds the flag."""
+    from deltalake import DeltaTable, write_deltalake
+
+    from workdev_pipeline.lake.aggregations import AGGREGATION_SCHEMA, AggregationLake
+    from workdev_pipeline.lake.location import LakeLocation
+
+    aggregates = AggregationLake(LakeLocation.from_env(str(tmp_path / "lake")))
+    old_schema = pa.schema([f for f in AGGREGATION_SCHEMA if f.name != "amount_overflow"])
+    day = datetime(2026, 3, 14, tzinfo=UTC)
+
+    def row(start: datetime, amount: Decimal | None, **extra: object) -> dict:
+        return {"aggregation_type": "daily", "period_start": start, "period_end": start + timedelta(days=1),
+                "event_type": "project.created", "event_category": "transaction", "total_events": 3,
+                "unique_users": 1, "unique_sessions": 1, "amount_sum": amount, "computed_at": day, **extra}
+
+    DeltaTable.create(aggregates.uri, schema=old_schema, partition_by=["aggregation_type"])
+    write_deltalake(aggregates.uri, pa.Table.from_pylist([row(day, Decimal("5")), row(day + timedelta(days=1),
+                                                                                       Decimal("6"))],
+                                                         schema=old_schema), mode="append")
+    new = pa.Table.from_pylist([row(day, None, amount_overflow=True)], schema=AGGREGATION_SCHEMA)
+    aggregates.replace_periods(DAILY, day, day + timedelta(days=1), new)
+    assert pa.schema(DeltaTable(aggregates.uri).schema().to_arrow()).names == AGGREGATION_SCHEMA.names
+    held = aggregates.read_range(DAILY, day, day + timedelta(days=2)).to_pylist()
+    assert [(r["amount_sum"], r["amount_overflow"]) for r in held] == [(None, True), (Decimal("6"), None)]
