@@ -41,12 +41,12 @@ def rows(kind: str, spec: list[tuple[datetime, str, int, str | None]], step: tim
 
 def expected(table: pa.Table) -> list[tuple]:
     return sorted((r["period_start"], r["event_type"], r["event_category"], r["total_events"], r["unique_users"],
-                   r["unique_sessions"], r["amount_sum"]) for r in table.to_pylist())
+                   r["unique_sessions"], r["amount_sum"], r["amount_overflow"]) for r in table.to_pylist())
 
 
 def held(table: RemoteAggregationTable, kind: str, start: datetime, end: datetime) -> list[tuple]:
-    return sorted((p.astimezone(UTC), t, c, int(n), int(u), int(s), None if a is None else Decimal(a))
-                  for p, t, c, n, u, s, a in table.aggregation_rows(kind, start, end))
+    return sorted((p.astimezone(UTC), t, c, int(n), int(u), int(s), None if a is None else Decimal(a), o)
+                  for p, t, c, n, u, s, a, o in table.aggregation_rows(kind, start, end))
 
 
 @pytest.fixture(params=["bigquery", "redshift"])
@@ -141,3 +141,25 @@ def test_redshift_ddl_of_the_aggregations() -> None:
     assert "ENCODE" not in standin and "NUMERIC(38, 9)" in standin
     names = [line.split()[0] for line in standin.splitlines()[1:-1]]
     assert names == AGGREGATION_SCHEMA.names
+
+
+def test_a_table_older_than_amount_overflow_gains_it_and_holds_amounts_exactly_or_flagged(
+        table: RemoteAggregationTable) -> None:
+    older_schema = pa.schema([f for f in AGGREGATION_SCHEMA if f.name != "amount_overflow"])
+    if isinstance(table, BigQueryAggregationTable):
+        BigQueryAggregationTable(table.client, table.dataset, table="older", schema=older_schema,
+                                 retry_deadline=10).ensure_table()
+        table = BigQueryAggregationTable(table.client, table.dataset, table="older", retry_deadline=10)
+    else:  # the stand-in's table as it was created before the column existed
+        with table._transaction() as cursor:
+            cursor.execute(f"ALTER TABLE {table._table} DROP COLUMN amount_overflow")
+    table.ensure_table()
+    day = timedelta(days=1)
+    widest = "99999999999999999999999999999.999999999"  # DECIMAL(38, 9)'s largest
+    spec = [(T0, "payment.completed", 4, widest), (T0, "milestone.approved", 2, "1180604264618626192558.890000001"),
+            (T0, "project.created", 3, None)]
+    sent = rows("daily", spec, day).set_column(
+        AGGREGATION_SCHEMA.get_field_index("amount_overflow"), "amount_overflow", pa.array([False, False, True]))
+    assert table.replace_aggregations("daily", T0, T0 + day, sent, "t-older") == 3
+    assert held(table, "daily", T0, T0 + day) == expected(sent)
+    assert {r[1]: (r[6], r[7]) for r in held(table, "daily", T0, T0 + day)}["project.created"] == (None, True)

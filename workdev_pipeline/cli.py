@@ -8,6 +8,7 @@ import sys
 import uuid
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -79,7 +80,7 @@ def emit(database_url: str | None, event_type: str, event_data: str, user_id: st
     from workdev_pipeline.client import AnalyticsClient
 
     try:
-        data = json.loads(event_data)
+        data = json.loads(event_data, parse_float=Decimal)  # amounts keep every digit
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
     with AnalyticsClient(_url(database_url), source="cli") as client:

@@ -6,6 +6,7 @@ import os
 
 from dagster import Definitions, EnvVar
 
+from workdev_pipeline.assets.aggregation_checks import aggregation_checks
 from workdev_pipeline.assets.aggregations import aggregation_assets, aggregations_automation
 from workdev_pipeline.assets.checks import (
     no_duplicate_event_ids,
@@ -63,7 +64,7 @@ def build_definitions(resource_defs: dict[str, object] | None = None) -> Definit
         assets=[incoming_events, enriched_events, dead_letter_replay, lake_events, lake_maintenance, realtime_metrics,
                 *aggregation_assets, event_retention, gdpr_erasure, *(a for e in engines for a in e.assets)],
         asset_checks=[reconciles_with_postgres, no_duplicate_event_ids, parquet_schema_matches,
-                      pending_backlog_fresh, retention_enforced, erasure_leaves_no_trace,
+                      pending_backlog_fresh, retention_enforced, erasure_leaves_no_trace, *aggregation_checks,
                       *(c for e in engines for c in e.asset_checks)],
         jobs=[ingest_job, replay_job, check_lake_job, refresh_metrics_job, cleanup_metrics, retention_job,
               erasure_job, lake_maintenance_job,

@@ -6,7 +6,7 @@ only what cannot even be sent: values that are not UUIDs, naive datetimes, paylo
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import random
 import time
@@ -79,7 +79,7 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, Decimal):
-        return float(value)
+        return _decimal_number(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, set | frozenset | tuple):
@@ -87,22 +87,65 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serializable")
 
 
-_strict_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"),
-                                 default=_json_default).encode
+def _decimal_number(value: Decimal) -> orjson.Fragment:
+    """A Decimal as a JSON number with every digit (never through a float); NaN and infinities are refused."""
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a JSON number")
+    return orjson.Fragment(str(value))  # '12345678901234567.89', '1E+30': JSON numbers, exact in jsonb
+
+
+_INT64_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1
+_JSON_KEY_WORDS = {True: "true", False: "false", None: "null"}
+
+
+def _explicit(value: Any) -> Any:
+    """``value`` with what orjson refuses made explicit the way the standard library's encoder would write it:
+    integers past 64 bits as their digits, keys that are int, float, bool or None as strings."""
+    if isinstance(value, Mapping):
+        return {_json_key(k): _explicit(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_explicit(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not _INT64_MIN <= value <= _UINT64_MAX:
+        return orjson.Fragment(int.__repr__(value))
+    return value
+
+
+def _json_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool):
+        return _JSON_KEY_WORDS[key]
+    if isinstance(key, int):
+        return int.__repr__(key)
+    if isinstance(key, float):
+        if not math.isfinite(key):
+            raise ValueError(f"{key} is not a JSON number")
+        return float.__repr__(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+
+
+def _non_finite(value: Any) -> bool:
+    """True when ``value`` holds a NaN or infinite float (which orjson writes as null)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, Mapping):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_non_finite(v) for v in value)
+    return False
 
 
 def _encode_json(value: Any) -> str:
-    """JSON text of ``value``: orjson (about 10x the standard library here, the hot path of bulk emission),
-    with the standard library's strict encoder deciding whatever orjson would accept more loosely."""
+    """JSON text of ``value`` by orjson (about 10x the standard library here, the hot path of bulk emission).
+    Numbers keep every digit: Decimals and integers of any size are written as their digits, never through a
+    float. What orjson refuses (integers past 64 bits, non-string keys) is made explicit and encoded again; what
+    remains unserialisable raises TypeError, NaN and infinities ValueError."""
     try:
         data = orjson.dumps(value, default=_json_default)
-    except TypeError:  # non-string keys, integers past 64 bits, lone surrogates: the strict encoder decides
-        data = None
-    if data is None or b"null" in data:  # orjson writes NaN and Infinity as null; the strict encoder rejects them
-        text = _strict_dumps(value)
-        if not text.isascii():
-            text.encode("utf-8")  # lone surrogates cannot be sent
-        return text
+    except TypeError:
+        data = orjson.dumps(_explicit(value), default=_json_default)
+    if b"null" in data and _non_finite(value):  # orjson writes NaN and Infinity as null
+        raise ValueError("NaN and infinities are not JSON numbers")
     return data.decode()
 
 

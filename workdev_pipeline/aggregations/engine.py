@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -33,6 +34,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from workdev_pipeline.aggregations.amounts import amount_columns
 from workdev_pipeline.aggregations.periods import Granularity, days_covering, utc
 from workdev_pipeline.lake.aggregations import AGGREGATION_SCHEMA, AggregationLake
 from workdev_pipeline.lake.events import EventLake, LakeSnapshot
@@ -69,10 +71,15 @@ class AggregationOutcome:
     top_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
+def amount_fields(conn: psycopg.Connection) -> dict[str, str]:
+    """{event_type: its amount field (a top-level key of event_data)} from ``event_schemas`` (synced from the
+    catalog)."""
+    return dict(conn.execute(query("aggregations/amount_fields")).fetchall())
+
+
 def amount_paths(conn: psycopg.Connection) -> dict[str, str]:
     """{event_type: JSON path of its amount field} from ``event_schemas`` (synced from the catalog)."""
-    rows = conn.execute(query("aggregations/amount_fields")).fetchall()
-    return {event_type: json_path(field_name) for event_type, field_name in rows}
+    return {event_type: json_path(field_name) for event_type, field_name in amount_fields(conn).items()}
 
 
 def json_path(key: str) -> str:
@@ -88,10 +95,11 @@ class Aggregator:
         self.aggregates = aggregates or AggregationLake(events.location)
 
     # -- reading ---------------------------------------------------------------------------------------
-    def compute(self, granularity: Granularity, start: datetime, end: datetime, paths: dict[str, str],
+    def compute(self, granularity: Granularity, start: datetime, end: datetime, fields: dict[str, str],
                 snapshot: LakeSnapshot | None = None) -> tuple[pa.Table, int]:
         """The aggregate rows of the periods in [start, end) (``ROW_SCHEMA``) from ``snapshot`` (the lake's latest
-        by default), and how many event files were read."""
+        by default), and how many event files were read. ``fields``: {event_type: amount field}
+        (:func:`amount_fields`); the amounts are exact (``amounts.py``)."""
         start, end = utc(start), utc(end)
         snapshot = snapshot or self.events.snapshot()
         dataset = snapshot.dataset(days=days_covering(start, end))
@@ -102,9 +110,9 @@ class Aggregator:
             con.register("platform_events", dataset)
             table = con.sql(query("aggregations/aggregate_events"), params={
                 "unit": granularity.unit, "step": granularity.step, "range_start": start, "range_end": end,
-                "amount_types": list(paths), "amount_paths": list(paths.values()),
+                "amount_types": list(fields), "amount_paths": [json_path(f) for f in fields.values()],
             }).to_arrow_table()
-        return _in_schema(table), files
+        return _in_schema(table, fields), files
 
     # -- rebuilding ------------------------------------------------------------------------------------
     def rebuild(self, conn: psycopg.Connection, granularity: Granularity, start: datetime, end: datetime,
@@ -115,13 +123,13 @@ class Aggregator:
         start, end = utc(start), utc(end)
         computed_at = computed_at or datetime.now(UTC)
         outcome = AggregationOutcome(granularity.name, start, end)
-        paths = amount_paths(conn)
+        fields = amount_fields(conn)
         snapshot = self.events.snapshot()
         outcome.events_version = snapshot.version
         top: list[dict[str, Any]] = []
         for chunk_start, chunk_end in granularity.chunks(start, end):
             t0 = time.perf_counter()
-            rows, files_read = self.compute(granularity, chunk_start, chunk_end, paths, snapshot)
+            rows, files_read = self.compute(granularity, chunk_start, chunk_end, fields, snapshot)
             rows = rows.append_column("computed_at", pa.array([computed_at] * rows.num_rows,
                                                               pa.timestamp("us", tz="UTC")))
             outcome.read_seconds += time.perf_counter() - t0
@@ -173,25 +181,30 @@ def _duckdb() -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 #: What a query returns: ``AGGREGATION_SCHEMA`` less ``aggregation_type`` and ``computed_at`` (stamped once per
-#: rebuild).
-ROW_SCHEMA = pa.schema([f for f in AGGREGATION_SCHEMA if f.name not in ("aggregation_type", "computed_at")])
+#: rebuild), plus ``amount_exact``: the exact amount as text, what PostgreSQL's unbounded ``numeric`` gets (the
+#: lake's ``amount_sum`` is NULL when it does not fit DECIMAL(38, 9), see ``amounts.py``).
+ROW_SCHEMA = pa.schema([*(f for f in AGGREGATION_SCHEMA if f.name not in ("aggregation_type", "computed_at")),
+                        pa.field("amount_exact", pa.string())])
 
 
 def _empty_rows() -> pa.Table:
     return pa.Table.from_batches([], ROW_SCHEMA)  # (Schema.empty_table() would import pandas: 0.4 s)
 
 
-def _in_schema(table: pa.Table) -> pa.Table:
-    """DuckDB's rows in ``ROW_SCHEMA``."""
-    return pa.Table.from_arrays([table.column(f.name).cast(f.type) for f in ROW_SCHEMA], schema=ROW_SCHEMA)
+def _in_schema(table: pa.Table, fields: dict[str, str]) -> pa.Table:
+    """DuckDB's rows in ``ROW_SCHEMA``, their amounts made exact."""
+    columns = {f.name: table.column(f.name) for f in ROW_SCHEMA if f.name in table.column_names}
+    columns.update(amount_columns(table, fields))
+    return pa.Table.from_arrays([columns[f.name].cast(f.type) for f in ROW_SCHEMA], schema=ROW_SCHEMA)
 
 
 def _pg_rows(granularity: Granularity, rows: pa.Table) -> Iterator[tuple]:
+    """``copy_rows.sql``'s rows: the exact amount (``numeric``), and whether DECIMAL(38, 9) could not hold it."""
     names = ("period_start", "period_end", "event_type", "event_category", "total_events", "unique_users",
-             "unique_sessions", "amount_sum", "computed_at")
+             "unique_sessions", "amount_exact", "computed_at", "amount_overflow")
     columns = [rows.column(n).to_pylist() for n in names]
-    for values in zip(*columns, strict=True):
-        yield (granularity.name, *values)
+    for *values, exact, computed_at, overflow in zip(*columns, strict=True):
+        yield (granularity.name, *values, None if exact is None else Decimal(exact), computed_at, overflow)
 
 
 def _per_period(rows: pa.Table) -> list[tuple[datetime, int, int]]:

@@ -22,6 +22,7 @@ event makes its day's hours, its day and its week stale, and one pass an hour re
 """
 
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 from dagster import (
@@ -94,7 +95,7 @@ def aggregation_metadata(outcome: AggregationOutcome) -> dict[str, Any]:
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| {r['period_start']:%Y-%m-%d %H:%M} | {r['event_type']} | {r['event_category']} | "
                   f"{r['total_events']:,} | {r['unique_users']:,} | {r['unique_sessions']:,} | "
-                  f"{_money(r['amount_sum'])} |" for r in outcome.top_rows]
+                  f"{_money(r['amount_exact'], r['amount_overflow'])} |" for r in outcome.top_rows]
     return {
         "rows_written": MetadataValue.int(outcome.rows_written),
         "periods": MetadataValue.int(outcome.periods),
@@ -112,8 +113,9 @@ def aggregation_metadata(outcome: AggregationOutcome) -> dict[str, Any]:
     }
 
 
-def _money(amount: Any) -> str:
-    return "" if amount is None else f"{amount:,.2f}"
+def _money(exact: str | None, overflow: bool | None) -> str:
+    """The exact amount (its text), rounded to cents for the preview; marked when the lake cannot hold it."""
+    return "" if exact is None else f"{Decimal(exact):,.2f}" + (" (overflow)" if overflow else "")
 
 
 _WHAT = ("per {period}, event type and category: events, exact unique users and sessions (anonymous events "

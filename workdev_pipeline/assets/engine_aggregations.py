@@ -33,6 +33,7 @@ from dagster import (
     asset_check,
 )
 
+from workdev_pipeline.aggregations.amounts import nanos
 from workdev_pipeline.aggregations.periods import DAILY, HOURLY, WEEKLY, Granularity
 from workdev_pipeline.assets.aggregations import GROUP, SETTLE_CRON, lake_key
 from workdev_pipeline.assets.partitions import closed_daily_partitions, hourly_partitions, weekly_partitions
@@ -63,12 +64,14 @@ def delivery_condition() -> AutomationCondition:
 
 
 def _normalised(rows: list[tuple]) -> list[tuple]:
-    """Rows of PostgreSQL or an engine in one form (UTC datetimes, ints, Decimals with 9 places) to compare."""
-    def amount(value: Any) -> Decimal | None:
-        return None if value is None else Decimal(value).quantize(Decimal("1e-9"))
+    """Rows of PostgreSQL or an engine in one form (UTC datetimes, ints, Decimals with 9 places) to compare. An
+    amount flagged ``amount_overflow`` is what the engine holds for it: NULL (PostgreSQL's exact sum does not fit
+    DECIMAL(38, 9); the lake's ``amount_sums_fit`` check fails on it)."""
+    def amount(value: Any, overflow: bool | None) -> Decimal | None:
+        return None if value is None or overflow else nanos(value)
 
-    return sorted((p.astimezone(UTC), t, c, int(n), int(u), int(s), amount(a))
-                  for p, t, c, n, u, s, a in rows)
+    return sorted((p.astimezone(UTC), t, c, int(n), int(u), int(s), amount(a, o), o)
+                  for p, t, c, n, u, s, a, o in rows)
 
 
 def _window(context: AssetCheckExecutionContext,

@@ -5,7 +5,8 @@ declare draft 2020-12 but use only keywords that mean the same in draft-07, so e
 ``fastjsonschema`` as draft-07 (which generates plain Python code: ~1 µs per event), with a ``uuid`` format
 added. A schema that relies on 2020-12-only semantics (``prefixItems``, ``dependentRequired``,
 ``unevaluatedProperties``, array-form ``items``, ...) is validated with ``jsonschema``'s draft 2020-12
-validator instead: slower, but never silently wrong. JSON text is parsed with ``orjson``.
+validator instead: slower, but never silently wrong. JSON text is parsed with ``orjson`` (the standard library,
+numbers as Decimals, for numbers past a float's range; the text itself is what the lake keeps, never re-serialised).
 
 This is the full schema check: the SQL emit functions only check that ``event_data`` is an object, its size
 and its required keys. ``format`` is asserted (``uuid``, ``date``), not just annotated.
@@ -14,7 +15,9 @@ and its required keys. ``format`` is asserted (``uuid``, ``date``), not just ann
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 import fastjsonschema
@@ -144,6 +147,24 @@ def _describe(error: JsonSchemaValueException) -> str:
     return _ROOT + message[4:] if message.startswith("data") else f"{path}: {message}"
 
 
+def _validate_exactly(check: Check, text: str | bytes, event_type: str, error: Exception) -> str | None:
+    """The error message for JSON text orjson could not read: valid JSON whose numbers a float cannot hold (past
+    1.8e308: jsonb's numerics are unbounded) is read with the standard library, numbers as Decimals, and validated."""
+    try:
+        data = json.loads(text, parse_float=Decimal, parse_constant=_no_constant)
+    except ValueError:
+        return f"event_data of {event_type!r} is not valid JSON: {error}"
+    try:
+        check(data)
+    except JsonSchemaValueException as schema_error:
+        return _describe(schema_error)
+    return None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 # -- the validator ------------------------------------------------------------------------------------------------
 
 class SchemaValidator:
@@ -211,7 +232,7 @@ class SchemaValidator:
             except schema_error as error:
                 append(_describe(error))
             except decode_error as error:
-                append(f"event_data of {type_names[t]!r} is not valid JSON: {error}")
+                append(_validate_exactly(check, text, type_names[t], error))
             else:
                 append(None)
         return pa.array(errors, type=pa.string())

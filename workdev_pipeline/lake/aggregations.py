@@ -27,6 +27,7 @@ import pyarrow.fs as pafs
 from deltalake import WriterProperties, write_deltalake
 from deltalake.fs import DeltaStorageHandler
 
+from workdev_pipeline.aggregations.amounts import LAKE_DECIMAL
 from workdev_pipeline.aggregations.periods import Granularity, utc
 from workdev_pipeline.lake.table import LakeTable
 from workdev_pipeline.warehouses.remote import check_aggregation_rows
@@ -35,7 +36,10 @@ TABLE = "event_aggregations"
 PARTITION_COLUMN = "aggregation_type"
 
 #: One row per aggregation type, period, event type and category: the columns of PostgreSQL's and the remote
-#: engines' ``event_aggregations``.
+#: engines' ``event_aggregations``. ``amount_sum`` is exact when it fits DECIMAL(38, 9), else NULL with
+#: ``amount_overflow`` true (PostgreSQL holds the exact sum; ``workdev_pipeline/aggregations/amounts.py``).
+#: ``amount_overflow`` came last, later: a table created before it gains it (``LakeTable.ensure``), NULL in the rows
+#: it held -- computed before amounts were exact: rebuild those periods.
 AGGREGATION_SCHEMA = pa.schema([
     pa.field("aggregation_type", pa.string(), nullable=False),
     pa.field("period_start", pa.timestamp("us", tz="UTC"), nullable=False),
@@ -45,8 +49,9 @@ AGGREGATION_SCHEMA = pa.schema([
     pa.field("total_events", pa.int64(), nullable=False),
     pa.field("unique_users", pa.int64(), nullable=False),
     pa.field("unique_sessions", pa.int64(), nullable=False),
-    pa.field("amount_sum", pa.decimal128(38, 9)),
+    pa.field("amount_sum", LAKE_DECIMAL),
     pa.field("computed_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("amount_overflow", pa.bool_()),
 ])
 TABLE_CONFIGURATION = {"delta.checkpointInterval": "100"}
 WRITER_PROPERTIES = WriterProperties(compression="ZSTD", compression_level=1)
@@ -160,8 +165,7 @@ class AggregationLake(LakeTable):
         rows = dataset.to_table(filter=(pc.field(PARTITION_COLUMN) == granularity.name)
                                 & (pc.field("period_start") >= pa.scalar(start, stamp))
                                 & (pc.field("period_start") < pa.scalar(end, stamp)))
-        rows = pa.Table.from_arrays([rows.column(f.name).cast(f.type) for f in AGGREGATION_SCHEMA],
-                                    schema=AGGREGATION_SCHEMA)
+        rows = _with_schema(rows)
         return rows.sort_by([("period_start", "ascending"), ("event_type", "ascending"),
                              ("event_category", "ascending")])
 
@@ -178,3 +182,10 @@ class AggregationLake(LakeTable):
             return con.execute(sql, list(parameters or [])).fetchall()
         finally:
             con.close()
+
+
+def _with_schema(rows: pa.Table) -> pa.Table:
+    """Rows read from the table in ``AGGREGATION_SCHEMA``; a column a table not yet evolved lacks is NULL."""
+    return pa.Table.from_arrays([rows.column(f.name).cast(f.type) if f.name in rows.column_names
+                                 else pa.nulls(rows.num_rows, f.type) for f in AGGREGATION_SCHEMA],
+                                schema=AGGREGATION_SCHEMA)

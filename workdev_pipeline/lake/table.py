@@ -1,12 +1,13 @@
 """What every Delta table of the lake shares: its URI under the lake's root, opening it (None before its first
-commit), creating it empty with its schema, partitioning and configuration, its version, and vacuum."""
+commit), creating it empty with its schema, partitioning and configuration (and adding the columns a newer schema
+gained), its version, and vacuum."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
 import pyarrow as pa
-from deltalake import DeltaTable
+from deltalake import DeltaTable, Schema
 from deltalake.exceptions import TableNotFoundError
 
 from workdev_pipeline.lake.location import LakeLocation
@@ -33,11 +34,19 @@ class LakeTable:
             return None
 
     def ensure(self) -> DeltaTable:
-        """The table, created empty (schema, partitioning, configuration) when missing."""
+        """The table, created empty (schema, partitioning, configuration) when missing; a table created with an
+        older ``SCHEMA`` gets the columns it lacks (schema evolution: one metadata commit, the columns added last and
+        nullable, NULL in the rows already held; never drops)."""
         table = self.table()
         if table is None:
             DeltaTable.create(self.uri, schema=self.SCHEMA, partition_by=[self.PARTITION_COLUMN], mode="ignore",
                               configuration=self.CONFIGURATION, storage_options=self.storage_options)
+            table = self.table()
+            assert table is not None
+        held = {f.name for f in table.schema().fields}
+        missing = [f.with_nullable(True) for f in self.SCHEMA if f.name not in held]
+        if missing:
+            table.alter.add_columns(list(Schema.from_arrow(pa.schema(missing)).fields))
             table = self.table()
             assert table is not None
         return table

@@ -157,12 +157,24 @@ def _scalar_type(arrow_type: pa.DataType) -> str:
         (pa.types.is_string, "STRING"), (pa.types.is_large_string, "STRING"), (pa.types.is_integer, "INT64"),
         (pa.types.is_floating, "FLOAT64"), (pa.types.is_boolean, "BOOL"), (pa.types.is_timestamp, "TIMESTAMP"),
         (pa.types.is_date, "DATE"), (pa.types.is_binary, "BYTES"), (pa.types.is_large_binary, "BYTES"),
-        (pa.types.is_decimal, "NUMERIC"),
     )
     for check, name in checks:
         if check(arrow_type):
             return name
+    if pa.types.is_decimal(arrow_type):
+        return _decimal_type(arrow_type)
     raise TypeError(f"no BigQuery type for Arrow type {arrow_type}")
+
+
+def _decimal_type(arrow_type: pa.DataType) -> str:
+    """The BigQuery type holding every value of an Arrow decimal exactly: NUMERIC (29 integer digits, 9 decimals:
+    ``decimal128(38, 9)``, the lake's amounts), BIGNUMERIC (38 and 38) for wider ones; anything else is refused
+    rather than rounded."""
+    precision, scale = arrow_type.precision, arrow_type.scale
+    for name, integer_digits, decimals in (("NUMERIC", 29, 9), ("BIGNUMERIC", 38, 38)):
+        if 0 <= scale <= decimals and precision - scale <= integer_digits:
+            return name
+    raise TypeError(f"no BigQuery type holds Arrow type {arrow_type} exactly")
 
 
 def schema_field(field: pa.Field, *, staging: bool = False) -> bigquery.SchemaField:

@@ -1,6 +1,8 @@
 """The BigQuery engine's ``event_aggregations`` (a :class:`~workdev_pipeline.warehouses.remote.RemoteAggregationTable`):
 ``AGGREGATION_SCHEMA`` as a table partitioned by MONTH of ``period_start`` (a day partition would hold a few
-hundred rows) and clustered by aggregation type and event type.
+hundred rows) and clustered by aggregation type and event type. ``amount_sum`` is NUMERIC (precision 38, scale 9:
+exactly the lake's ``decimal128(38, 9)``), NULL with ``amount_overflow`` true when a sum does not fit (PostgreSQL
+holds it exactly); ``amount_overflow`` is added to a table created before it (``ensure_table``).
 
 A range of periods is replaced as the events' days are (``bigquery.py``): the rows go into a staging table by a
 Parquet load job with a deterministic id, then ``replace_aggregations.sql`` -- one MERGE -- makes the range hold

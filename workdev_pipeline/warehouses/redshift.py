@@ -150,9 +150,9 @@ def statement_text(name: str, dialect: Dialect = "redshift") -> str:
     return "\n".join(lines).strip()
 
 
-def table_column_definitions(dialect: Dialect = "redshift") -> dict[str, str]:
-    """Column name -> its definition line in ``create_table.sql`` (for the columns the schema gains)."""
-    lines = statement_text("create_table", dialect).splitlines()
+def table_column_definitions(dialect: Dialect = "redshift", create: str = "create_table") -> dict[str, str]:
+    """Column name -> its definition line in ``<create>.sql`` (for the columns the schema gains)."""
+    lines = statement_text(create, dialect).splitlines()
     start = next(i for i, line in enumerate(lines) if line.rstrip().endswith("(")) + 1
     definitions: dict[str, str] = {}
     for line in lines[start:]:
@@ -274,6 +274,15 @@ class RedshiftTable:
             with suppress(Exception):  # the socket may already be gone
                 conn.close()
 
+    def _add_missing_columns(self, create: str) -> None:
+        """Add the columns of ``<create>.sql`` the table lacks (created by an older version), last; never drops."""
+        present = {row[0] for row in self._query(self.statement("table_columns"), [self.schema, self.table_name])}
+        for name, definition in table_column_definitions(self.dialect, create).items():
+            if name not in present:  # Redshift adds one column per ALTER TABLE, each in its own transaction
+                log.info("adding column %s to %s", name, self._table)
+                with self._transaction() as cursor:
+                    cursor.execute(self.statement("add_column", column=definition))
+
     def _query(self, sql: str, parameters: Sequence[Any]) -> list[tuple]:
         with self._transaction() as cursor:
             cursor.execute(sql, tuple(parameters))
@@ -352,12 +361,7 @@ class RedshiftEventTable(RedshiftTable):
         with self._transaction() as cursor:
             for sql in self.ddl():
                 cursor.execute(sql)
-        present = {row[0] for row in self._query(self.statement("table_columns"), [self.schema])}
-        for name, definition in table_column_definitions(self.dialect).items():
-            if name not in present:  # Redshift adds one column per ALTER TABLE, each in its own transaction
-                log.info("adding column %s to %s", name, self._table)
-                with self._transaction() as cursor:
-                    cursor.execute(self.statement("add_column", column=definition))
+        self._add_missing_columns("create_table")
 
     def merge_files(self, day: date, paths: Sequence[Source], load_id: str) -> int:
         """Upsert the files' rows (all of ``day``) by event_id: delete+insert through staging, one transaction."""

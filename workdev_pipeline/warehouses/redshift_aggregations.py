@@ -1,6 +1,6 @@
 """The Redshift engine's ``event_aggregations`` (a :class:`~workdev_pipeline.warehouses.remote.RemoteAggregationTable`):
 ``AGGREGATION_SCHEMA`` in the engine's schema (``create_aggregations_table.sql``: DISTSTYLE ALL, sorted by
-aggregation type and period).
+aggregation type and period; amounts NUMERIC(38, 9), NULL with ``amount_overflow`` when a sum does not fit).
 
 A range of periods is replaced in one transaction: its rows deleted (``delete_aggregations.sql``), the new rows
 inserted by multi-row ``INSERT ... VALUES`` with bound parameters -- aggregates are small (a day's hours of the
@@ -43,6 +43,7 @@ class RedshiftAggregationTable(RedshiftTable):
         with self._transaction() as cursor:
             cursor.execute(self.statement("create_schema"))
             cursor.execute(self.statement("create_aggregations_table"))
+        self._add_missing_columns("create_aggregations_table")  # amount_overflow, on a table older than it
 
     def insert_statement(self, rows: int) -> str:
         row = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"

@@ -141,7 +141,7 @@ class RemoteAggregationTable(Protocol):
     transient_errors: tuple[type[BaseException], ...]
 
     def ensure_table(self) -> None:
-        """Create the table when missing."""
+        """Create the table when missing; add the columns ``AGGREGATION_SCHEMA`` gained (never drops)."""
         ...
 
     def replace_aggregations(self, aggregation_type: str, start: datetime, end: datetime, rows: pa.Table,
@@ -152,8 +152,8 @@ class RemoteAggregationTable(Protocol):
         ...
 
     def aggregation_rows(self, aggregation_type: str, start: datetime, end: datetime) -> list[tuple]:
-        """(period_start, event_type, event_category, total_events, unique_users, unique_sessions, amount_sum) of
-        the periods starting in [start, end), sorted (checks: the engine against PostgreSQL)."""
+        """(period_start, event_type, event_category, total_events, unique_users, unique_sessions, amount_sum,
+        amount_overflow) of the periods starting in [start, end), sorted (checks: the engine against PostgreSQL)."""
         ...
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
--- The columns platform_events has now (ensure_table adds the missing ones).
+-- The columns a table has now (ensure_table adds the missing ones).
 SELECT column_name
 FROM information_schema.columns
-WHERE table_schema = %s AND table_name = 'platform_events'
+WHERE table_schema = %s AND table_name = %s

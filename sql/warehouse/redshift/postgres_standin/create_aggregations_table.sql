@@ -10,5 +10,6 @@ CREATE TABLE IF NOT EXISTS {table} (
     unique_users BIGINT NOT NULL,
     unique_sessions BIGINT NOT NULL,
     amount_sum NUMERIC(38, 9),
-    computed_at TIMESTAMPTZ NOT NULL
+    computed_at TIMESTAMPTZ NOT NULL,
+    amount_overflow BOOLEAN
 )
