@@ -12,6 +12,7 @@ import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -476,7 +477,8 @@ def test_erasure_reaches_nested_fields_sessions_references_and_the_seed_statemen
     with AnalyticsClient(db, user_id=friend) as client:
         refs = [client.track("profile.viewed", {"profile_user_id": str(victim)}, timestamp=now - timedelta(hours=2)),
                 client.track("message.sent", {"conversation_id": str(uuid.uuid4()), "recipient_user_id": str(victim),
-                                              "recipient_email": email, "length": 12},
+                                              "recipient_email": email, "length": 12,
+                                              "tip": Decimal("12345678901234567.89")},
                              timestamp=now - timedelta(hours=2)),
                 client.track("search.performed", {"query": f"who is {nested_email}", "results_count": 1,
                                                   "search_time_ms": 3}, timestamp=now - timedelta(hours=2))]
@@ -502,6 +504,8 @@ def test_erasure_reaches_nested_fields_sessions_references_and_the_seed_statemen
                                            (e,)).fetchone() for e in refs)
     assert viewed == ({"profile_user_id": pseudonym}, friend)  # the friend's own event, naming a pseudonym
     assert sent[0]["recipient_user_id"] == pseudonym and "recipient_email" not in sent[0]
+    assert conn.execute("SELECT event_data ->> 'tip' FROM platform_event_store WHERE event_id = %s",
+                        (refs[1],)).fetchone()[0] == "12345678901234567.89"  # rewritten, every digit kept
     assert searched[0]["query"] == "who is [erased]"
     assert conn.execute("SELECT event_data FROM platform_event_store WHERE event_id = %s",
                         (friend_own,)).fetchone()[0] == friend_before

@@ -135,7 +135,7 @@ def _non_finite(value: Any) -> bool:
     return False
 
 
-def _encode_json(value: Any) -> str:
+def encode_json(value: Any) -> str:
     """JSON text of ``value`` by orjson (about 10x the standard library here, the hot path of bulk emission).
     Numbers keep every digit: Decimals and integers of any size are written as their digits, never through a
     float. What orjson refuses (integers past 64 bits, non-string keys) is made explicit and encoded again; what
@@ -155,7 +155,7 @@ def to_json_object(value: Any, name: str, position: int | None = None) -> str:
         raise InvalidPayload(f"{_where(position)}{name} must be a JSON object (a mapping), got {type(value).__name__}",
                              batch_position=position)
     try:
-        text = _encode_json(value)
+        text = encode_json(value)
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         raise InvalidPayload(f"{_where(position)}{name} is not valid JSON: {exc}", batch_position=position) from None
     if "\\u0000" in text:

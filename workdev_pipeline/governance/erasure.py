@@ -33,10 +33,13 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from decimal import Decimal
+from functools import partial
 
 import psycopg
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 
+from workdev_pipeline.events import encode_json
 from workdev_pipeline.governance.common import (
     GovernanceInputError,
     erasure_key,
@@ -57,6 +60,8 @@ LEDGER_KINDS = ("email", "phone", "address", "name", "ip_address", "user_agent",
 #: Kinds the check looks for in every string of every store (the user id too): they identify the person.
 #: ``ip_address`` and ``user_agent`` alone are shared by many people; their pair is looked for on user-less rows.
 TRACE_KINDS = ("user_id", "email", "phone", "address", "name", "device_id", "session")
+#: JSON read from the store with its numbers exact (the standard library keeps big integers; decimals as Decimal).
+_EXACT_JSON = partial(json.loads, parse_float=Decimal)
 #: Who files the requests for the users of the seed's statement run against the view.
 SEED_STATEMENT = "UPDATE platform_events (seed GDPR statement)"
 
@@ -201,6 +206,7 @@ def erase_requests(database_url: str, request_ids: Sequence[int] | None, warehou
     batch = ErasureBatch()
     started = time.perf_counter()
     with psycopg.connect(database_url, autocommit=True) as conn, governance_lock(conn):
+        set_json_loads(_EXACT_JSON, conn)  # payloads are written back: amounts keep every digit
         key = erasure_key(conn)
         if request_ids is None:
             file_statement_requests(conn, key)
@@ -284,7 +290,8 @@ def _erase_in_postgres(conn: psycopg.Connection, key: bytes, request_id: int, us
             if rewrites:
                 conn.execute(query("governance/rewrite_events"), {
                     "event_ids": [r[0][0] for r in rewrites], "timestamps": [r[0][1] for r in rewrites],
-                    "event_data": [Jsonb(r[1]) for r in rewrites], "metadata": [Jsonb(r[2]) for r in rewrites],
+                    "event_data": [encode_json(r[1]) for r in rewrites],
+                    "metadata": [encode_json(r[2]) for r in rewrites],
                     "anonymise": [r[3] for r in rewrites]})
             result.store_rows, result.session_rows = len(own), len(anon)
             result.reference_rows = len(rewrites) - len(erased)
