@@ -71,6 +71,7 @@ def retention_metadata(report: RetentionReport) -> dict[str, Any]:
         "partitions_trimmed": MetadataValue.int(len(report.partitions_trimmed)),
         "dead_letter_rows": MetadataValue.int(report.dead_letter_rows),
         "bookkeeping_rows": MetadataValue.json(report.bookkeeping_rows),
+        "ledger_hashes_expired": MetadataValue.int(report.ledger_hashes_expired),
         "seconds": MetadataValue.float(round(report.seconds.get("total", 0.0), 3)),
         "by_category": MetadataValue.md("\n".join(lines)),
     }
