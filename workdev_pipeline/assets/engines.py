@@ -45,6 +45,7 @@ from workdev_pipeline.assets.checks import no_duplicates, reconcile
 from workdev_pipeline.assets.engine_aggregations import engine_aggregation_definitions
 from workdev_pipeline.assets.ingestion import LAKE_EVENTS
 from workdev_pipeline.assets.partitions import daily_partitions, day_of, partition_exists
+from workdev_pipeline.governance.redaction import redact_message
 from workdev_pipeline.lake.delivery import Delivery, delivered_version
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
@@ -127,7 +128,7 @@ def delivery_metadata(outcome: Delivery) -> dict[str, Any]:
     replaced = set(outcome.days_replaced)
     lines = ["| day | load | rows |", "|---|---|---|"] + [
         f"| {d} | {'replace' if d in replaced else 'merge'} | {n:,} |" for d, n in sorted(outcome.days.items())]
-    lines += [f"- {n}" for n in outcome.notes]
+    lines += [f"- {redact_message(n)}" for n in outcome.notes]
     meta["preview"] = MetadataValue.md("\n".join(lines[:400]))
     return meta
 

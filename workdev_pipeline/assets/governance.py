@@ -30,6 +30,7 @@ from workdev_pipeline.governance.common import GovernanceInputError
 from workdev_pipeline.governance.erasure import ErasureBatch, erase_requests, verify_erasures
 from workdev_pipeline.governance.reaggregation import Reaggregation, reaggregate_erasures
 from workdev_pipeline.governance.retention import RetentionReport, apply_retention, verify_retention
+from workdev_pipeline.governance.run_storage import search_run_storage
 from workdev_pipeline.resources.fanout import EnabledWarehouses
 from workdev_pipeline.resources.postgres import PostgresResource
 
@@ -72,6 +73,7 @@ def retention_metadata(report: RetentionReport) -> dict[str, Any]:
         "partitions_trimmed": MetadataValue.int(len(report.partitions_trimmed)),
         "dead_letter_rows": MetadataValue.int(report.dead_letter_rows),
         "bookkeeping_rows": MetadataValue.json(report.bookkeeping_rows),
+        "ledger_hashes_expired": MetadataValue.int(report.ledger_hashes_expired),
         "seconds": MetadataValue.float(round(report.seconds.get("total", 0.0), 3)),
         "by_category": MetadataValue.md("\n".join(lines)),
     }
@@ -253,7 +255,8 @@ def gdpr_erasure(context: AssetExecutionContext, config: ErasureConfig, postgres
 def erasure_leaves_no_trace(context: AssetCheckExecutionContext, postgres: PostgresResource,
                             warehouses: EnabledWarehouses) -> AssetCheckResult:
     url = postgres.url()
-    found = verify_erasures(url, warehouses.governed(url))
+    found = verify_erasures(url, warehouses.governed(url),
+                            run_storage=lambda search: search_run_storage(context.instance, search))
     places = found.places()
     return AssetCheckResult(
         passed=found.passed,

@@ -27,6 +27,7 @@ from pydantic import Field
 
 from workdev_pipeline.assets.ingestion import LAKE_EVENTS
 from workdev_pipeline.assets.partitions import partition_exists
+from workdev_pipeline.governance.redaction import redact_message
 from workdev_pipeline.lake.delivery import delivered_versions
 from workdev_pipeline.lake.maintenance import (
     DEFAULT_LOCK_TIMEOUT_SECONDS,
@@ -81,7 +82,7 @@ def maintenance_metadata(result: MaintenanceResult, uri: str) -> dict[str, Any]:
     lines += ["", f"Lake version {result.version_before} -> {result.version}; checkpoint at "
               f"{result.checkpoint_version}; log files {result.log_files_before:,} -> {result.log_files_after:,}"
               + ("; z-ordered by user_id" if result.z_ordered else "") + "."]
-    lines += [f"- {n}" for n in result.notes]
+    lines += [f"- {redact_message(n)}" for n in result.notes]
     meta["preview"] = MetadataValue.md("\n".join(lines))
     return meta
 
@@ -110,7 +111,7 @@ def lake_maintenance(context: AssetExecutionContext, config: LakeMaintenanceConf
                           target_size=config.target_file_mb * 2**20, since=since, z_order=config.z_order_user_id,
                           lock_timeout_seconds=config.lock_timeout_seconds or None)
     except LakeBusy as exc:
-        raise Failure(description=str(exc)) from None
+        raise Failure(description=redact_message(str(exc))) from None
     context.log.info(result.summary())
     metadata = maintenance_metadata(result, lake.events().uri)
     try:  # the aggregation table gathers a small file per hourly pass; a concurrent rebuild may win: next run
@@ -118,7 +119,7 @@ def lake_maintenance(context: AssetExecutionContext, config: LakeMaintenanceConf
         metadata["aggregation_files_compacted"] = MetadataValue.json({"removed": removed, "added": added,
                                                                       "vacuumed": vacuumed})
     except DeltaError as exc:
-        context.log.warning(f"aggregation table not compacted this time: {exc}")
+        context.log.warning(f"aggregation table not compacted this time: {redact_message(str(exc))}")
     for day, (before, after) in sorted(result.day_files.items()):
         if partition_exists(day):
             context.log_event(AssetObservation(

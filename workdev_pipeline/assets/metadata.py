@@ -1,5 +1,6 @@
 """Materialization metadata from a load's outcome: counts, bytes, timings, the lake version it committed, a
-markdown preview."""
+markdown preview. Dagster's run storage is out of erasure's reach: dead-letter samples show event ids, types and
+messages with their values redacted (:mod:`workdev_pipeline.governance.redaction`), and so do errors and notes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from dagster import MetadataValue
 
+from workdev_pipeline.governance.redaction import failure_sample, redact_message
 from workdev_pipeline.ingest.ingestor import LoadOutcome
 
 
@@ -31,12 +33,18 @@ def outcome_metadata(outcome: LoadOutcome, engine: str = "lake") -> dict[str, An
     if outcome.redone:
         meta["redone"] = MetadataValue.bool(True)
     if outcome.error:
-        meta["error"] = MetadataValue.text(outcome.error)
+        meta["error"] = MetadataValue.text(redact_message(outcome.error))
     lines = ["| day | rows |", "|---|---|"] + [f"| {d} | {n:,} |" for d, n in sorted(outcome.days.items())]
     if outcome.failure_samples:
         lines += ["", "**Dead-lettered (first 20)**", "", "| event_id | type | reason |", "|---|---|---|"]
-        lines += [f"| {i} | {t} | {m.replace('|', '/')} |" for i, t, m in outcome.failure_samples]
+        lines += ["| " + " | ".join(_cell(c) for c in failure_sample(*sample)) + " |"
+                  for sample in outcome.failure_samples]
     if outcome.notes:
-        lines += [""] + [f"- {n}" for n in outcome.notes]
+        lines += [""] + [f"- {redact_message(n)}" for n in outcome.notes]
     meta["preview"] = MetadataValue.md("\n".join(lines))
     return meta
+
+
+def _cell(text: str) -> str:
+    """Text that stays in its markdown table cell."""
+    return text.replace("|", "/").replace("\n", " ")

@@ -24,6 +24,7 @@ from workdev_pipeline.catalog import (
     PersonalField,
     marked_fields,
 )
+from workdev_pipeline.governance.traces import json_strings
 
 #: Keys removed from an erased event's payload and metadata at any depth, whatever its type declares
 #: (compared case-insensitively, ``-`` read as ``_``), with the kind of data they hold.
@@ -50,7 +51,7 @@ class Removed:
         if value is None:
             return
         if isinstance(value, dict | list):  # a structured value: its strings are what identifies
-            for leaf in _strings(value):
+            for leaf in json_strings(value):
                 self.add(kind, leaf)
             return
         text = value if isinstance(value, str) else json.dumps(value)
@@ -188,13 +189,3 @@ def _remove_named(value: Any, removed: Removed) -> Any:
         return [_remove_named(v, removed) for v in value]
     return value
 
-
-def _strings(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)

@@ -14,8 +14,10 @@ Then each store removes its expired rows itself (:meth:`GovernedWarehouse.apply_
 cut-offs, so they never disagree. The lake does so while PostgreSQL deletes (one runs in the database server, the
 other here: a first run over years of history takes the longer of the two, not their sum), and lets go of its
 consumer's lock only once PostgreSQL has committed -- so no sweep or day rebuild can bring an expired event
-back from the store in between, as when PostgreSQL went first. A dry run goes through the same steps and only
-counts. Every run is recorded in ``retention_runs``; runs and erasures take turns (``governance_lock``).
+back from the store in between, as when PostgreSQL went first. Last, the erasure ledger's requests finished
+longer ago than its retention lose their keyed hashes (:mod:`workdev_pipeline.governance.ledger`). A dry run goes
+through the same steps and only counts. Every run is recorded in ``retention_runs``; runs and erasures take turns
+(``governance_lock``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from workdev_pipeline.governance.common import governance_lock, parse_instant
+from workdev_pipeline.governance.ledger import expire_ledger_hashes, ledger_retention_days
 from workdev_pipeline.governance.policy import RetentionPolicy, load_policy
 from workdev_pipeline.governance.warehouse import GovernedWarehouse, LakeGovernedWarehouse, WarehouseRetention
 from workdev_pipeline.sql_files import query
@@ -57,6 +60,7 @@ class RetentionReport:
     dead_letter_rows: int = 0
     bookkeeping_rows: dict[str, int] = field(default_factory=dict)
     warehouses: list[WarehouseRetention] = field(default_factory=list)
+    ledger_hashes_expired: int = 0  # erasure requests whose keyed hashes went (dry: would go)
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -70,9 +74,12 @@ class RetentionReport:
 
 def apply_retention(database_url: str, warehouses: Sequence[GovernedWarehouse] = (), *,
                     as_of: str | datetime | None = None, dry_run: bool = False, run_id: str | None = None,
-                    lock_timeout: str = "2s", detach_attempts: int = 3) -> RetentionReport:
-    """Apply (or, ``dry_run``, count) the retention policy as of ``as_of`` (default now; never the future)."""
+                    lock_timeout: str = "2s", detach_attempts: int = 3,
+                    ledger_days: int | None = None) -> RetentionReport:
+    """Apply (or, ``dry_run``, count) the retention policy as of ``as_of`` (default now; never the future), and
+    the erasure ledger's (``ledger_days``, default ``WORKDEV_ERASURE_LEDGER_RETENTION_DAYS`` or 1096)."""
     instant = parse_instant(as_of)
+    ledger_days = ledger_retention_days(ledger_days)
     with psycopg.connect(database_url, autocommit=True) as conn, governance_lock(conn):
         policy = load_policy(conn, instant)
         report = RetentionReport(instant, dry_run, policy)
@@ -98,6 +105,7 @@ def apply_retention(database_url: str, warehouses: Sequence[GovernedWarehouse] =
                     continue
                 report.warehouses.append(warehouse.apply_retention(policy, dry_run=dry_run, run_id=run_id))
                 report.seconds[f"warehouse:{warehouse.consumer}"] = report.warehouses[-1].seconds
+            report.ledger_hashes_expired = expire_ledger_hashes(conn, instant, ledger_days, dry_run=dry_run)
             report.seconds["total"] = time.perf_counter() - started
             conn.execute(query("governance/finish_retention_run"), _run_row(report))
         except BaseException as exc:
@@ -238,6 +246,7 @@ def _run_row(report: RetentionReport) -> dict[str, Any]:
         "bookkeeping_rows": Jsonb(report.bookkeeping_rows),
         "warehouse_days": Jsonb({w.consumer: {"removed": len(w.days_removed), "rewritten": len(w.days_rewritten)}
                                  for w in report.warehouses}),
+        "ledger_hashes_expired": report.ledger_hashes_expired,
     }
 
 

@@ -1,22 +1,66 @@
 """The search behind erasure's proof: every string a store holds, hashed with the ledger's key and compared with
-the hashes the ledger keeps. Candidates are whole values (columns, every string of a JSON document) and, inside
-any text, what is shaped like a UUID, an email address or a quoted string."""
+the hashes the ledger keeps. The candidates of a string (:func:`candidates`) are the string itself, each quoted
+part (``"..."`` JSON, ``'...'`` a Python repr: a value quoted in a message), each cell of a markdown table
+(previews), and each substring shaped like a UUID (lowercased too: the ledger hashes canonical ids), an email
+address or an IP address."""
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from workdev_pipeline.governance.common import keyed_hash
+from workdev_pipeline.governance.redaction import EMAIL_PATTERN, IPV4_PATTERN, IPV6_PATTERN, UUID_PATTERN
 
-#: UUIDs and email addresses inside text (a log line, a message, a string value holding more than one thing).
-SHAPED = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-                    r"|[^\s\"'\\<>(),;:\[\]{}|]+@[^\s\"'\\<>(),;:\[\]{}|]+\.[A-Za-z]{2,}")
-_QUOTED = re.compile(r'"((?:[^"\\]|\\.){4,2000})"')
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\'', re.DOTALL)
+
+
+def candidates(text: str) -> set[str]:
+    """The values looked for in one stored string (see the module's documentation)."""
+    found = {text, text.strip()}
+    for match in _QUOTED.finditer(text):
+        quoted = match.group(1) if match.group(1) is not None else match.group(2)
+        found.add(quoted)
+        if match.group(1) is not None and "\\" in quoted:
+            with contextlib.suppress(ValueError):
+                found.add(json.loads(match.group(0)))
+    if "|" in text:
+        found.update(cell.strip() for cell in text.split("|"))
+    for uuid_text in UUID_PATTERN.findall(text):
+        found.update((uuid_text, uuid_text.lower()))
+    if "@" in text:
+        found.update(EMAIL_PATTERN.findall(text))
+    for pattern in (IPV4_PATTERN, IPV6_PATTERN):
+        for ip in pattern.findall(text):
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                continue
+            found.add(ip)
+    found.discard("")
+    return found
+
+
+def json_strings(value: Any, *, keys: bool = False) -> Iterator[str]:
+    """Every string of a JSON value, at any depth (object keys too when ``keys``)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                if keys:
+                    yield key
+                stack.append(sub)
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 @dataclass(frozen=True)
@@ -58,33 +102,34 @@ class TraceSearch:
                 self._count(place, {value}, rows)
 
     def document(self, place: str, document: Any, rows: int = 1) -> None:
-        """A JSON document (text or parsed): each string in it, and the UUIDs and addresses inside them."""
+        """A JSON document (text or parsed): the candidates of each string in it."""
         if isinstance(document, str | bytes):
             try:
                 document = json.loads(document)
             except ValueError:
                 self.text(place, document if isinstance(document, str) else document.decode("utf-8", "replace"))
                 return
-        candidates: set[str] = set()
-        for leaf in _strings(document):
-            candidates.add(leaf)
-            if len(leaf) > 36:
-                candidates.update(SHAPED.findall(leaf))
-        self._count(place, candidates, rows)
+        for h in self.hashes_in(json_strings(document)):
+            self.found[(place, h)] += rows
 
     def text(self, place: str, text: str, rows: int = 1) -> None:
-        """Free text (a log file, a message): UUIDs, addresses and quoted strings in it."""
-        candidates = set(SHAPED.findall(text))
-        for quoted in _QUOTED.findall(text):
-            try:
-                candidates.add(json.loads(f'"{quoted}"'))
-            except ValueError:
-                candidates.add(quoted)
-        self._count(place, candidates, rows)
+        """Free text (a log file, a message): its candidates."""
+        for h in self.hashes_in([text]):
+            self.found[(place, h)] += rows
 
-    def _count(self, place: str, candidates: Iterable[str], rows: int) -> None:
-        for candidate in candidates:
-            h = self._match(candidate)
+    def hashes_in(self, texts: Iterable[str]) -> set[str]:
+        """The wanted hashes among the candidates of ``texts``."""
+        hits = set()
+        for text in texts:
+            for candidate in candidates(text):
+                h = self._match(candidate)
+                if h is not None:
+                    hits.add(h)
+        return hits
+
+    def _count(self, place: str, values: Iterable[str], rows: int) -> None:
+        for value in values:
+            h = self._match(value)
             if h is not None:
                 self.found[(place, h)] += rows
 
@@ -92,13 +137,3 @@ class TraceSearch:
         return [Trace(place, kind, h, rows) for (place, h), rows in sorted(self.found.items())
                 for kind in self.kinds[h]]
 
-
-def _strings(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)

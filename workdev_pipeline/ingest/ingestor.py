@@ -37,6 +37,7 @@ from deltalake.exceptions import DeltaError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from workdev_pipeline.enrichment import GeoLocator, SchemaValidator
+from workdev_pipeline.governance.redaction import redact_message
 from workdev_pipeline.ingest.extract import BATCH_BYTES, EventReader
 from workdev_pipeline.ingest.faults import crash_point
 from workdev_pipeline.ingest.ingest_times import IngestTimes
@@ -277,7 +278,7 @@ class Ingestor:
                 self._sync_status(conn, None, f"sweep-{sweep_id}", run_id, "failed", failed, 0, failed, 0,
                                   datetime.now(UTC), message)
             outcome.events_failed = failed
-        log.error("sweep %s failed: %s", outcome.sweep_id, message)
+        log.error("sweep %s failed: %s", outcome.sweep_id, redact_message(message))  # stderr: the run's compute log
         return outcome
 
     # -- day rebuilds ------------------------------------------------------------------------------
