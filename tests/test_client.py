@@ -21,7 +21,11 @@ from workdev_pipeline.errors import (
     UserRequired,
 )
 
-NOW = datetime.now(UTC)
+
+@pytest.fixture
+def now() -> datetime:
+    """The clock, read when the test runs."""
+    return datetime.now(UTC)
 
 
 def count(conn: psycopg.Connection, where: str = "true", params: tuple = ()) -> int:
@@ -63,7 +67,7 @@ def test_init_session_and_the_typed_helpers_store_what_the_seed_tracks(client: A
     assert rows["search.performed"][6]["results_count"] == 15
 
 
-def test_track_errors_are_specific(client: AnalyticsClient, conn: psycopg.Connection) -> None:
+def test_track_errors_are_specific(client: AnalyticsClient, conn: psycopg.Connection, now: datetime) -> None:
     with pytest.raises(UnknownEventType, match=r"unknown event type 'project\.exploded'"):
         client.track("project.exploded", {})
     with pytest.raises(MissingRequiredKeys, match="lacks required keys: project_type"):
@@ -81,7 +85,7 @@ def test_track_errors_are_specific(client: AnalyticsClient, conn: psycopg.Connec
     with pytest.raises(InvalidField, match="timestamp must be timezone-aware"):
         client.track("user.login", {"method": "x"}, timestamp=datetime(2026, 1, 1))
     with pytest.raises(TimestampOutOfRange, match="in the future"):
-        client.track("user.login", {"method": "x"}, timestamp=NOW + timedelta(days=3))
+        client.track("user.login", {"method": "x"}, timestamp=now + timedelta(days=3))
     client.set_user(None)
     with pytest.raises(UserRequired):
         client.track_user_login("github")
@@ -113,25 +117,25 @@ def test_emit_many_is_all_or_nothing_and_names_the_bad_event(client: AnalyticsCl
 
 
 def test_emit_many_with_supplied_ids_never_writes_an_event_twice(client: AnalyticsClient,
-                                                                 conn: psycopg.Connection) -> None:
+                                                                 conn: psycopg.Connection, now: datetime) -> None:
     ids = [uuid.uuid4() for _ in range(3_000)]
     events = [{"event_id": i, "event_type": "user.logout", "user_id": uuid.uuid4(),
-               "timestamp": NOW - timedelta(minutes=5)} for i in ids]
+               "timestamp": now - timedelta(minutes=5)} for i in ids]
     first = client.emit_many(events, batch_size=1_000)
     assert (first.inserted, first.duplicates) == (3_000, 0)
     # a producer's retry: the same events, some re-stamped (a retry whose timestamp moved), plus new ones,
     # plus a duplicate inside the batch itself
     new = [{"event_id": uuid.uuid4(), "event_type": "user.logout", "user_id": uuid.uuid4()} for _ in range(500)]
-    retry = [{**e, "timestamp": NOW} if n % 2 else e for n, e in enumerate(events)] + new + new[:1]
+    retry = [{**e, "timestamp": now} if n % 2 else e for n, e in enumerate(events)] + new + new[:1]
     second = client.emit_many(retry, batch_size=1_000)
     assert (second.inserted, second.duplicates) == (500, 3_001)
     assert count(conn) == 3_500
     assert conn.execute("SELECT count(DISTINCT event_id) FROM platform_event_store").fetchone()[0] == 3_500
 
 
-def test_query_events_filters_pages_and_counts(client: AnalyticsClient) -> None:
+def test_query_events_filters_pages_and_counts(client: AnalyticsClient, now: datetime) -> None:
     alice, bob = uuid.uuid4(), uuid.uuid4()
-    base = NOW - timedelta(days=2)
+    base = now - timedelta(days=2)
     events = [{"event_type": t, "user_id": u, "event_data": d, "timestamp": base + timedelta(minutes=i),
                "metadata": {"ip_address": "8.8.8.8", "user_agent": "curl/8", "platform": "web"}}
               for i, (t, u, d) in enumerate(
@@ -140,47 +144,48 @@ def test_query_events_filters_pages_and_counts(client: AnalyticsClient) -> None:
                   + [("search.performed", None, {"query": "x", "results_count": 1, "search_time_ms": 3})] * 10)]
     client.emit_many(events)
 
-    everything = client.query_events(start_date=base, end_date=NOW, limit=1000)
+    everything = client.query_events(start_date=base, end_date=now, limit=1000)
     assert everything.total == 60 and len(everything.events) == 60
     stamps = [e["timestamp"] for e in everything.events]
     assert stamps == sorted(stamps, reverse=True)
     assert all("ip_address" not in e["metadata"] and "user_agent" not in e["metadata"] for e in everything.events)
     assert everything.events[0]["metadata"] == {"platform": "web"}
 
-    logins = client.query_events(start_date=base, end_date=NOW, event_types=["user.login"], limit=7, offset=28)
+    logins = client.query_events(start_date=base, end_date=now, event_types=["user.login"], limit=7, offset=28)
     assert (logins.total, len(logins.events)) == (30, 2)
-    by_bob = client.query_events(start_date=base.isoformat(), end_date=NOW.isoformat(), user_id=str(bob))
+    by_bob = client.query_events(start_date=base.isoformat(), end_date=now.isoformat(), user_id=str(bob))
     assert by_bob.total == 20 and {e["user_id"] for e in by_bob.events} == {bob}
     window = client.query_events(start_date=base + timedelta(minutes=10), end_date=base + timedelta(minutes=20))
     assert window.total == 10
-    days = client.query_events(start_date=base.date(), end_date=NOW.date())  # a date end includes its whole day
+    days = client.query_events(start_date=base.date(), end_date=now.date())  # a date end includes its whole day
     assert days.total == 60
-    past_the_end = client.query_events(start_date=base, end_date=NOW, offset=500)
+    past_the_end = client.query_events(start_date=base, end_date=now, offset=500)
     assert (past_the_end.total, past_the_end.events) == (60, [])
 
 
 @pytest.mark.parametrize("hostile", ["'; DROP TABLE platform_event_store; --", "user.login' OR '1'='1", "%", "\\"])
-def test_hostile_filter_strings_are_data(client: AnalyticsClient, conn: psycopg.Connection, hostile: str) -> None:
+def test_hostile_filter_strings_are_data(client: AnalyticsClient, conn: psycopg.Connection, hostile: str,
+                                         now: datetime) -> None:
     client.track_user_login("github")
-    page = client.query_events(start_date=NOW - timedelta(days=1), end_date=NOW + timedelta(minutes=1),
+    page = client.query_events(start_date=now - timedelta(days=1), end_date=now + timedelta(minutes=1),
                                event_types=[hostile])
     assert (page.total, page.events) == (0, [])
-    assert client.query_aggregations(aggregation_type="daily", start_date=NOW.date(), end_date=NOW.date(),
+    assert client.query_aggregations(aggregation_type="daily", start_date=now.date(), end_date=now.date(),
                                      event_types=[hostile]).rows == []
     assert count(conn) == 1
 
 
-def test_query_limits_are_enforced(client: AnalyticsClient) -> None:
+def test_query_limits_are_enforced(client: AnalyticsClient, now: datetime) -> None:
     with pytest.raises(QueryLimitExceeded, match="longer than 93 days"):
         client.query_events(start_date="2025-01-01", end_date="2025-12-31")
-    with pytest.raises(QueryLimitExceeded, match="limit must be between 1 and 1000, got 5000"):
-        client.query_events(start_date=NOW - timedelta(days=1), end_date=NOW, limit=5000)
-    with pytest.raises(QueryLimitExceeded, match="offset must be between 0 and 100000"):
-        client.query_events(start_date=NOW - timedelta(days=1), end_date=NOW, offset=-1)
+    with pytest.raises(QueryLimitExceeded, match="limit must be an integer between 1 and 1000, got 5000"):
+        client.query_events(start_date=now - timedelta(days=1), end_date=now, limit=5000)
+    with pytest.raises(QueryLimitExceeded, match="offset must be an integer between 0 and 100000"):
+        client.query_events(start_date=now - timedelta(days=1), end_date=now, offset=-1)
     with pytest.raises(QueryLimitExceeded, match="is not after start"):
-        client.query_events(start_date=NOW, end_date=NOW - timedelta(days=1))
+        client.query_events(start_date=now, end_date=now - timedelta(days=1))
     with pytest.raises(InvalidField, match="not an ISO-8601"):
-        client.query_events(start_date="last tuesday", end_date=NOW)
+        client.query_events(start_date="last tuesday", end_date=now)
     with pytest.raises(QueryLimitExceeded, match="aggregation_type must be hourly, daily or weekly"):
         client.query_aggregations(aggregation_type="yearly", start_date="2026-01-01", end_date="2026-01-02")
     with pytest.raises(QueryLimitExceeded, match="unknown event category 'finance'"):
@@ -189,8 +194,8 @@ def test_query_limits_are_enforced(client: AnalyticsClient) -> None:
 
 
 def test_query_aggregations_returns_rows_and_exact_range_totals(client: AnalyticsClient,
-                                                                conn: psycopg.Connection) -> None:
-    day1 = (NOW - timedelta(days=3)).replace(hour=10, minute=0, second=0, microsecond=0)
+                                                                conn: psycopg.Connection, now: datetime) -> None:
+    day1 = (now - timedelta(days=3)).replace(hour=10, minute=0, second=0, microsecond=0)
     day2 = day1 + timedelta(days=1)
     users = [uuid.uuid4() for _ in range(5)]
     # users 0-2 pay on day 1, users 2-4 on day 2: 3 + 3 per day, but 5 distinct over both days
@@ -217,10 +222,10 @@ def test_query_aggregations_returns_rows_and_exact_range_totals(client: Analytic
 
 
 def test_dashboard_metrics_match_direct_counts_and_respect_the_ttl(client: AnalyticsClient,
-                                                                   conn: psycopg.Connection) -> None:
-    if NOW.hour == 0 and NOW.minute < 15:
+                                                                   conn: psycopg.Connection, now: datetime) -> None:
+    if now.hour == 0 and now.minute < 15:
         pytest.skip("'today' and 'the last hour' straddle midnight UTC right now")
-    recent = NOW - timedelta(minutes=10)
+    recent = now - timedelta(minutes=10)
     people = [uuid.uuid4() for _ in range(4)]
     client.emit_many(
         [{"event_type": "project.created", "user_id": people[0], "timestamp": recent,
@@ -231,10 +236,10 @@ def test_dashboard_metrics_match_direct_counts_and_respect_the_ttl(client: Analy
             "event_data": {"amount": a, "currency": "USD"}} for a in (100, 250.5)]
         + [{"event_type": "search.performed", "timestamp": recent,
             "event_data": {"query": "q", "results_count": 1, "search_time_ms": ms}} for ms in (100, 300)]
-        + [{"event_type": "user.login", "user_id": people[3], "timestamp": NOW - timedelta(hours=3),
+        + [{"event_type": "user.login", "user_id": people[3], "timestamp": now - timedelta(hours=3),
             "event_data": {"method": "github"}}])
     metrics = client.get_dashboard_metrics()
-    today = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     direct = conn.execute(
         "SELECT count(DISTINCT user_id) FILTER (WHERE \"timestamp\" >= now() - interval '1 hour'),"
         " count(*) FILTER (WHERE event_type = 'user.login' AND \"timestamp\" >= %s)"
@@ -260,9 +265,9 @@ def test_dashboard_metrics_match_direct_counts_and_respect_the_ttl(client: Analy
         _ = metrics.nonsense
 
 
-def test_query_dates_accept_dates_strings_and_datetimes_only(client: AnalyticsClient) -> None:
+def test_query_dates_accept_dates_strings_and_datetimes_only(client: AnalyticsClient, now: datetime) -> None:
     assert client.query_events(start_date=date.today(), end_date=date.today()).total == 0
     with pytest.raises(InvalidField, match="timezone-aware"):
-        client.query_events(start_date=datetime(2026, 1, 1), end_date=NOW)
+        client.query_events(start_date=datetime(2026, 1, 1), end_date=now)
     with pytest.raises(InvalidField, match="pass a date, not a datetime"):
-        client.query_aggregations(aggregation_type="daily", start_date=NOW, end_date=NOW.date())
+        client.query_aggregations(aggregation_type="daily", start_date=now, end_date=now.date())
