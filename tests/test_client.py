@@ -8,12 +8,15 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from psycopg_pool import ConnectionPool
 
+from workdev_pipeline import limits
 from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.errors import (
     InvalidField,
     InvalidPayload,
     MissingRequiredKeys,
+    PayloadTooDeep,
     PayloadTooLarge,
     QueryLimitExceeded,
     TimestampOutOfRange,
@@ -271,3 +274,171 @@ def test_query_dates_accept_dates_strings_and_datetimes_only(client: AnalyticsCl
         client.query_events(start_date=datetime(2026, 1, 1), end_date=now)
     with pytest.raises(InvalidField, match="pass a date, not a datetime"):
         client.query_aggregations(aggregation_type="daily", start_date=now, end_date=now.date())
+
+
+# -- bounded input ---------------------------------------------------------------------------------------------
+
+
+def nested(levels: int) -> dict:
+    """A payload ``levels`` deep (itself level 1), objects and lists alternating below."""
+    inner: object = 1
+    for level in range(levels - 1):
+        inner = [inner] if level % 2 else {"k": inner}
+    return {"method": "github", "deep": inner}
+
+
+def test_payloads_deeper_than_32_levels_are_refused_at_every_client_entry_point(client: AnalyticsClient,
+                                                                                conn: psycopg.Connection) -> None:
+    assert client.track("user.login", nested(32), metadata=nested(32))
+    for levels in (33, 300, 1_000):  # 33: the database refuses it; 1,000: the client, before the encoder recurses
+        for field in ("event_data", "metadata"):
+            payload = {"event_data": nested(levels)} if field == "event_data" else {"metadata": nested(levels)}
+            with pytest.raises(PayloadTooDeep, match=f"^{field} is nested deeper than 32 levels$") as caught:
+                client.track("user.login", payload.get("event_data", {"method": "x"}), metadata=payload.get("metadata"))
+            assert isinstance(caught.value, InvalidPayload) and caught.value.sqlstate == "WD011"
+            good = {"event_type": "user.login", "user_id": uuid.uuid4(), "event_data": {"method": "x"}}
+            with pytest.raises(PayloadTooDeep, match=f"^event #2 of the batch: {field} is nested deeper") as caught:
+                client.emit_many([good, good | {"event_id": uuid.uuid4()}, good | payload, good], batch_size=2)
+            assert caught.value.batch_position == 2
+    assert count(conn) == 1
+
+
+BAD_PAGES = [(0, 0), (-1, 0), (1001, 0), (2**31, 0), (None, 0), (10, -1), (10, 100_001), (10, 2**31),
+             (10, None), (-(2**40), 0)]
+
+
+@pytest.mark.parametrize(("limit", "offset"), BAD_PAGES)
+def test_out_of_range_pages_are_refused_by_the_client_before_calling_and_by_sql_alike(
+        db: str, conn: psycopg.Connection, limit: int | None, offset: int | None, now: datetime) -> None:
+    window = {"start_date": now - timedelta(hours=1), "end_date": now}
+    unopened = ConnectionPool(db, open=False)  # the client never connects: a call would raise PoolClosed
+    with AnalyticsClient(pool=unopened) as offline, pytest.raises(QueryLimitExceeded) as by_client:
+        offline.query_events(**window, limit=limit, offset=offset)
+    with pytest.raises(psycopg.Error) as by_sql:
+        conn.execute("SELECT * FROM query_platform_events(%s, %s, NULL, NULL, %s, %s)",
+                     (window["start_date"], window["end_date"], limit, offset))
+    assert by_sql.value.sqlstate == "WD010"
+    assert str(by_client.value) == by_sql.value.diag.message_primary
+    assert str(by_client.value).startswith("limit must be" if offset == 0 else "offset must be")
+
+
+@pytest.mark.parametrize("value", [2**63, 1.5, "10", True])
+def test_what_sql_could_not_even_receive_is_refused_by_the_client(client: AnalyticsClient, value: object,
+                                                                  now: datetime) -> None:
+    with pytest.raises(QueryLimitExceeded, match=r"^limit must be an integer between 1 and 1000, got "):
+        client.query_events(start_date=now - timedelta(hours=1), end_date=now, limit=value)  # type: ignore[arg-type]
+
+
+def test_the_clients_limits_are_the_databases(conn: psycopg.Connection) -> None:
+    row = conn.execute("SELECT * FROM event_query_limits()").fetchone()
+    assert row == (limits.MAX_PAYLOAD_DEPTH, limits.MAX_PAGE_SIZE, limits.MAX_OFFSET, limits.MAX_RANGE_DAYS,
+                   limits.MAX_AGGREGATION_ROWS, limits.MAX_AGGREGATION_DAYS)
+
+
+def insert_rows(conn: psycopg.Connection, aggregation_type: str, first: datetime, periods: int) -> None:
+    """event_aggregations rows for every event type over ``periods`` periods from ``first``, 2 events each."""
+    step = {"hourly": "1 hour", "daily": "1 day"}[aggregation_type]
+    conn.execute(
+        "INSERT INTO event_aggregations (aggregation_type, period_start, period_end, event_type, event_category,"
+        " total_events, unique_users, unique_sessions)"
+        " SELECT %s, p, p + %s::interval, s.event_type, s.event_category, 2, 1, 1"
+        " FROM generate_series(%s::timestamptz, %s::timestamptz + (%s - 1) * %s::interval, %s::interval) p,"
+        " event_schemas s", (aggregation_type, step, first, first, periods, step, step))
+
+
+def test_a_year_of_daily_rows_is_fine_and_rows_returned_set_the_limit(client: AnalyticsClient,
+                                                                      conn: psycopg.Connection, now: datetime) -> None:
+    today = now.date()
+    year_ago = today - timedelta(days=365)
+    insert_rows(conn, "daily", datetime.combine(year_ago, datetime.min.time(), tzinfo=UTC), 365)
+    year = client.query_aggregations(aggregation_type="daily", start_date=year_ago, end_date=today)
+    assert len(year.rows) == 365 * 32 == 11_680
+    assert year.total_events == sum(r["total_events"] for r in year.rows) == 2 * 11_680
+
+    first_hour = datetime.combine(today - timedelta(days=70), datetime.min.time(), tzinfo=UTC)
+    insert_rows(conn, "hourly", first_hour, 66 * 24)  # 50,688 rows
+    message = r"^the range holds more than 50000 aggregation rows: narrow it"
+    with pytest.raises(QueryLimitExceeded, match=message):
+        client.query_aggregations(aggregation_type="hourly", start_date=first_hour.date(), end_date=today)
+    for function in ("query_event_aggregations", "event_aggregation_totals"):
+        with pytest.raises(psycopg.Error, match=message) as caught:
+            conn.execute(f"SELECT * FROM {function}('hourly', %s, %s)", (first_hour.date(), today))
+        assert caught.value.sqlstate == "WD010"
+    narrowed = client.query_aggregations(aggregation_type="hourly", start_date=first_hour.date(), end_date=today,
+                                         event_category="transaction")
+    assert narrowed.total_events == sum(r["total_events"] for r in narrowed.rows) > 0
+    with pytest.raises(QueryLimitExceeded, match="is longer than 1100 days"):
+        client.query_aggregations(aggregation_type="weekly", start_date=today - timedelta(days=1100), end_date=today)
+
+
+def test_totals_count_what_the_rows_count_even_with_a_dead_lettered_event(client: AnalyticsClient,
+                                                                         conn: psycopg.Connection,
+                                                                         now: datetime) -> None:
+    yesterday = (now - timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
+    day = yesterday.replace(hour=0)
+    users = [uuid.uuid4() for _ in range(4)]
+    paid = client.emit_many([{"event_type": "payment.completed", "user_id": u, "timestamp": yesterday,
+                              "event_data": {"amount": 10, "currency": "USD"}} for u in users[:3]]).event_ids
+    client.emit_many([{"event_type": "payment.completed", "user_id": users[3],  # today: no row yet
+                       "event_data": {"amount": 10, "currency": "USD"}}])
+    conn.execute("INSERT INTO event_failures (event_id, event_timestamp, event_type, error_kind, error_message)"
+                 " VALUES (%s, %s, 'payment.completed', 'validation', 'bad')", (paid[2], yesterday))
+    # the row as the aggregation computes it from the lake, which the dead-lettered event never reached
+    conn.execute("INSERT INTO event_aggregations (aggregation_type, period_start, period_end, event_type,"
+                 " event_category, total_events, unique_users, unique_sessions, amount_sum)"
+                 " VALUES ('daily', %s, %s, 'payment.completed', 'transaction', 2, 2, 0, 20)",
+                 (day, day + timedelta(days=1)))
+    result = client.query_aggregations(aggregation_type="daily", start_date=day.date(), end_date=now.date())
+    assert [r["total_events"] for r in result.rows] == [2]
+    assert (result.total_events, result.unique_users) == (2, 2)
+
+
+def test_an_odd_stored_event_never_breaks_another_users_query(db: str, conn: psycopg.Connection, login_role,
+                                                               now: datetime) -> None:
+    odd_user, other = uuid.uuid4(), uuid.uuid4()
+    deep = "1"
+    for _ in range(1_000):
+        deep = f'{{"a": {deep}}}'
+    # bypassing emission, as only a superuser could: nested 1,000 levels, in event_data and in metadata
+    for data, metadata in ((deep, "{}"), ('{"method": "x"}', deep)):
+        conn.execute("INSERT INTO platform_event_store (event_id, event_type, event_category, user_id, event_data,"
+                     " metadata, \"timestamp\") VALUES (gen_random_uuid(), 'user.login', 'user_activity', %s,"
+                     " %s::jsonb, %s::jsonb, now())", (odd_user, data, metadata))
+    with AnalyticsClient(db, user_id=other) as emitter:
+        emitter.track_user_login("github")
+    window = {"start_date": now - timedelta(hours=1), "end_date": now + timedelta(hours=1)}
+
+    with AnalyticsClient(db) as admin:
+        page = admin.query_events(**window)
+    assert page.total == 3
+    by_user = {(e["user_id"], e["event_data"] is None): e for e in page.events}
+    assert by_user[(other, False)]["payload_error"] is None
+    odd = sorted((e["payload_error"], e["event_data"], e["metadata"]) for e in page.events if e["user_id"] == odd_user)
+    assert odd == [("event_data is nested deeper than 32 levels: not returned", None, {}),
+                   ("metadata is nested deeper than 32 levels: not returned", {"method": "x"}, None)]
+
+    with AnalyticsClient(login_role("workdev_app"), acting_user_id=other) as app:
+        mine = app.query_events(**window)
+        assert (mine.total, mine.events[0]["event_data"], mine.events[0]["payload_error"]) == (
+            1, {"method": "github", "mfa_used": False}, None)
+        assert app.acting_as(odd_user).query_events(**window).total == 2
+    with psycopg.connect(login_role("workdev_analyst")) as analyst:
+        assert analyst.execute("SELECT count(*), count(payload_error) FROM analyst_events").fetchone() == (3, 2)
+
+
+def test_the_client_decodes_each_payload_defensively(db: str, conn: psycopg.Connection, now: datetime) -> None:
+    """Were a server to return an odd payload after all (here: the depth guard replaced), only its row says so."""
+    conn.execute("CREATE OR REPLACE FUNCTION readable_payload(p_value jsonb, p_key bytea) RETURNS jsonb"
+                 " LANGUAGE sql IMMUTABLE AS 'SELECT p_value'")
+    deep = "1"
+    for _ in range(2_000):
+        deep = f"[{deep}]"
+    conn.execute("INSERT INTO platform_event_store (event_id, event_type, event_category, event_data, metadata,"
+                 " \"timestamp\") VALUES (gen_random_uuid(), 'user.login', 'user_activity',"
+                 " jsonb_build_object('d', %s::jsonb), '{}', now())", (deep,))
+    with AnalyticsClient(db, user_id=uuid.uuid4()) as client:
+        client.track_user_login("github")
+        page = client.query_events(start_date=now - timedelta(hours=1), end_date=now + timedelta(hours=1))
+    fine, odd = sorted(page.events, key=lambda e: e["event_data"] is None)
+    assert fine["event_data"] == {"method": "github", "mfa_used": False} and fine["payload_error"] is None
+    assert odd["event_data"] is None and "event_data could not be decoded: " in odd["payload_error"]

@@ -21,7 +21,7 @@ import psycopg
 from psycopg.types.json import set_json_dumps
 
 from workdev_pipeline.errors import InvalidField, InvalidPayload, PayloadTooDeep
-from workdev_pipeline.payloads import depth_message, too_deep
+from workdev_pipeline.payloads import depth_message
 
 _STAGING_COLUMNS = ("batch_id", "ord", "event_id", "id_supplied", "event_type", "user_id", "entity_type",
                     "entity_id", "event_data", "metadata", "source", "timestamp", "session_id")
@@ -92,21 +92,13 @@ _strict_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators
                                  default=_json_default).encode
 
 
-class _NestedTooDeep(Exception):
-    pass
-
-
 def _encode_json(value: Any) -> str:
     """JSON text of ``value``: orjson (about 10x the standard library here, the hot path of bulk emission),
-    with the standard library's strict encoder deciding whatever orjson would accept more loosely. A value
-    orjson refuses is measured first: one nested past the depth limit never reaches the recursive encoder (the
-    database checks the depth of what is sent)."""
+    with the standard library's strict encoder deciding whatever orjson would accept more loosely."""
     try:
         data = orjson.dumps(value, default=_json_default)
-    except TypeError:  # non-string keys, integers past 64 bits, lone surrogates, past 255 levels: strict decides
+    except TypeError:  # non-string keys, integers past 64 bits, lone surrogates: the strict encoder decides
         data = None
-        if too_deep(value):
-            raise _NestedTooDeep from None
     if data is None or b"null" in data:  # orjson writes NaN and Infinity as null; the strict encoder rejects them
         text = _strict_dumps(value)
         if not text.isascii():
@@ -122,7 +114,7 @@ def to_json_object(value: Any, name: str, position: int | None = None) -> str:
                              batch_position=position)
     try:
         text = _encode_json(value)
-    except (_NestedTooDeep, RecursionError):
+    except RecursionError:  # nested far past the depth limit (the database checks the depth of what is sent)
         raise PayloadTooDeep(f"{_where(position)}{depth_message(name)}", batch_position=position) from None
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         raise InvalidPayload(f"{_where(position)}{name} is not valid JSON: {exc}", batch_position=position) from None
