@@ -108,3 +108,13 @@ def test_a_bad_lake_uri_is_one_error_line(db: str, tmp_path: Path) -> None:
         assert len(lines) == 1 and lines[0].startswith("error: ") and "ftp://x" in lines[0], result.stderr
         assert "Traceback" not in result.stderr and not result.stdout
     assert not (tmp_path / "lake").exists()  # no fallback to the default lake
+
+
+def test_a_too_deep_payload_is_one_error_line(db: str) -> None:
+    for levels in (33, 1_000):  # refused by the database; by the command before the client recurses
+        data = '{"method": "github", "deep": ' + "[" * (levels - 1) + "]" * (levels - 1) + "}"
+        bad = run("emit", "user.login", "--user-id", str(uuid.uuid4()), "--data", data, url=db)
+        assert bad.returncode == 2, bad.stderr
+        assert bad.stderr == "error: event_data is nested deeper than 32 levels\n"
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM platform_event_store").fetchone()[0] == 0

@@ -8,12 +8,15 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from psycopg_pool import ConnectionPool
 
+from workdev_pipeline import limits
 from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.errors import (
     InvalidField,
     InvalidPayload,
     MissingRequiredKeys,
+    PayloadTooDeep,
     PayloadTooLarge,
     QueryLimitExceeded,
     TimestampOutOfRange,
@@ -21,7 +24,11 @@ from workdev_pipeline.errors import (
     UserRequired,
 )
 
-NOW = datetime.now(UTC)
+
+@pytest.fixture
+def now() -> datetime:
+    """The clock, read when the test runs."""
+    return datetime.now(UTC)
 
 
 def count(conn: psycopg.Connection, where: str = "true", params: tuple = ()) -> int:
@@ -63,7 +70,7 @@ def test_init_session_and_the_typed_helpers_store_what_the_seed_tracks(client: A
     assert rows["search.performed"][6]["results_count"] == 15
 
 
-def test_track_errors_are_specific(client: AnalyticsClient, conn: psycopg.Connection) -> None:
+def test_track_errors_are_specific(client: AnalyticsClient, conn: psycopg.Connection, now: datetime) -> None:
     with pytest.raises(UnknownEventType, match=r"unknown event type 'project\.exploded'"):
         client.track("project.exploded", {})
     with pytest.raises(MissingRequiredKeys, match="lacks required keys: project_type"):
@@ -81,7 +88,7 @@ def test_track_errors_are_specific(client: AnalyticsClient, conn: psycopg.Connec
     with pytest.raises(InvalidField, match="timestamp must be timezone-aware"):
         client.track("user.login", {"method": "x"}, timestamp=datetime(2026, 1, 1))
     with pytest.raises(TimestampOutOfRange, match="in the future"):
-        client.track("user.login", {"method": "x"}, timestamp=NOW + timedelta(days=3))
+        client.track("user.login", {"method": "x"}, timestamp=now + timedelta(days=3))
     client.set_user(None)
     with pytest.raises(UserRequired):
         client.track_user_login("github")
@@ -113,25 +120,25 @@ def test_emit_many_is_all_or_nothing_and_names_the_bad_event(client: AnalyticsCl
 
 
 def test_emit_many_with_supplied_ids_never_writes_an_event_twice(client: AnalyticsClient,
-                                                                 conn: psycopg.Connection) -> None:
+                                                                 conn: psycopg.Connection, now: datetime) -> None:
     ids = [uuid.uuid4() for _ in range(3_000)]
     events = [{"event_id": i, "event_type": "user.logout", "user_id": uuid.uuid4(),
-               "timestamp": NOW - timedelta(minutes=5)} for i in ids]
+               "timestamp": now - timedelta(minutes=5)} for i in ids]
     first = client.emit_many(events, batch_size=1_000)
     assert (first.inserted, first.duplicates) == (3_000, 0)
     # a producer's retry: the same events, some re-stamped (a retry whose timestamp moved), plus new ones,
     # plus a duplicate inside the batch itself
     new = [{"event_id": uuid.uuid4(), "event_type": "user.logout", "user_id": uuid.uuid4()} for _ in range(500)]
-    retry = [{**e, "timestamp": NOW} if n % 2 else e for n, e in enumerate(events)] + new + new[:1]
+    retry = [{**e, "timestamp": now} if n % 2 else e for n, e in enumerate(events)] + new + new[:1]
     second = client.emit_many(retry, batch_size=1_000)
     assert (second.inserted, second.duplicates) == (500, 3_001)
     assert count(conn) == 3_500
     assert conn.execute("SELECT count(DISTINCT event_id) FROM platform_event_store").fetchone()[0] == 3_500
 
 
-def test_query_events_filters_pages_and_counts(client: AnalyticsClient) -> None:
+def test_query_events_filters_pages_and_counts(client: AnalyticsClient, now: datetime) -> None:
     alice, bob = uuid.uuid4(), uuid.uuid4()
-    base = NOW - timedelta(days=2)
+    base = now - timedelta(days=2)
     events = [{"event_type": t, "user_id": u, "event_data": d, "timestamp": base + timedelta(minutes=i),
                "metadata": {"ip_address": "8.8.8.8", "user_agent": "curl/8", "platform": "web"}}
               for i, (t, u, d) in enumerate(
@@ -140,47 +147,48 @@ def test_query_events_filters_pages_and_counts(client: AnalyticsClient) -> None:
                   + [("search.performed", None, {"query": "x", "results_count": 1, "search_time_ms": 3})] * 10)]
     client.emit_many(events)
 
-    everything = client.query_events(start_date=base, end_date=NOW, limit=1000)
+    everything = client.query_events(start_date=base, end_date=now, limit=1000)
     assert everything.total == 60 and len(everything.events) == 60
     stamps = [e["timestamp"] for e in everything.events]
     assert stamps == sorted(stamps, reverse=True)
     assert all("ip_address" not in e["metadata"] and "user_agent" not in e["metadata"] for e in everything.events)
     assert everything.events[0]["metadata"] == {"platform": "web"}
 
-    logins = client.query_events(start_date=base, end_date=NOW, event_types=["user.login"], limit=7, offset=28)
+    logins = client.query_events(start_date=base, end_date=now, event_types=["user.login"], limit=7, offset=28)
     assert (logins.total, len(logins.events)) == (30, 2)
-    by_bob = client.query_events(start_date=base.isoformat(), end_date=NOW.isoformat(), user_id=str(bob))
+    by_bob = client.query_events(start_date=base.isoformat(), end_date=now.isoformat(), user_id=str(bob))
     assert by_bob.total == 20 and {e["user_id"] for e in by_bob.events} == {bob}
     window = client.query_events(start_date=base + timedelta(minutes=10), end_date=base + timedelta(minutes=20))
     assert window.total == 10
-    days = client.query_events(start_date=base.date(), end_date=NOW.date())  # a date end includes its whole day
+    days = client.query_events(start_date=base.date(), end_date=now.date())  # a date end includes its whole day
     assert days.total == 60
-    past_the_end = client.query_events(start_date=base, end_date=NOW, offset=500)
+    past_the_end = client.query_events(start_date=base, end_date=now, offset=500)
     assert (past_the_end.total, past_the_end.events) == (60, [])
 
 
 @pytest.mark.parametrize("hostile", ["'; DROP TABLE platform_event_store; --", "user.login' OR '1'='1", "%", "\\"])
-def test_hostile_filter_strings_are_data(client: AnalyticsClient, conn: psycopg.Connection, hostile: str) -> None:
+def test_hostile_filter_strings_are_data(client: AnalyticsClient, conn: psycopg.Connection, hostile: str,
+                                         now: datetime) -> None:
     client.track_user_login("github")
-    page = client.query_events(start_date=NOW - timedelta(days=1), end_date=NOW + timedelta(minutes=1),
+    page = client.query_events(start_date=now - timedelta(days=1), end_date=now + timedelta(minutes=1),
                                event_types=[hostile])
     assert (page.total, page.events) == (0, [])
-    assert client.query_aggregations(aggregation_type="daily", start_date=NOW.date(), end_date=NOW.date(),
+    assert client.query_aggregations(aggregation_type="daily", start_date=now.date(), end_date=now.date(),
                                      event_types=[hostile]).rows == []
     assert count(conn) == 1
 
 
-def test_query_limits_are_enforced(client: AnalyticsClient) -> None:
+def test_query_limits_are_enforced(client: AnalyticsClient, now: datetime) -> None:
     with pytest.raises(QueryLimitExceeded, match="longer than 93 days"):
         client.query_events(start_date="2025-01-01", end_date="2025-12-31")
-    with pytest.raises(QueryLimitExceeded, match="limit must be between 1 and 1000, got 5000"):
-        client.query_events(start_date=NOW - timedelta(days=1), end_date=NOW, limit=5000)
-    with pytest.raises(QueryLimitExceeded, match="offset must be between 0 and 100000"):
-        client.query_events(start_date=NOW - timedelta(days=1), end_date=NOW, offset=-1)
+    with pytest.raises(QueryLimitExceeded, match="limit must be an integer between 1 and 1000, got 5000"):
+        client.query_events(start_date=now - timedelta(days=1), end_date=now, limit=5000)
+    with pytest.raises(QueryLimitExceeded, match="offset must be an integer between 0 and 100000"):
+        client.query_events(start_date=now - timedelta(days=1), end_date=now, offset=-1)
     with pytest.raises(QueryLimitExceeded, match="is not after start"):
-        client.query_events(start_date=NOW, end_date=NOW - timedelta(days=1))
+        client.query_events(start_date=now, end_date=now - timedelta(days=1))
     with pytest.raises(InvalidField, match="not an ISO-8601"):
-        client.query_events(start_date="last tuesday", end_date=NOW)
+        client.query_events(start_date="last tuesday", end_date=now)
     with pytest.raises(QueryLimitExceeded, match="aggregation_type must be hourly, daily or weekly"):
         client.query_aggregations(aggregation_type="yearly", start_date="2026-01-01", end_date="2026-01-02")
     with pytest.raises(QueryLimitExceeded, match="unknown event category 'finance'"):
@@ -189,8 +197,8 @@ def test_query_limits_are_enforced(client: AnalyticsClient) -> None:
 
 
 def test_query_aggregations_returns_rows_and_exact_range_totals(client: AnalyticsClient,
-                                                                conn: psycopg.Connection) -> None:
-    day1 = (NOW - timedelta(days=3)).replace(hour=10, minute=0, second=0, microsecond=0)
+                                                                conn: psycopg.Connection, now: datetime) -> None:
+    day1 = (now - timedelta(days=3)).replace(hour=10, minute=0, second=0, microsecond=0)
     day2 = day1 + timedelta(days=1)
     users = [uuid.uuid4() for _ in range(5)]
     # users 0-2 pay on day 1, users 2-4 on day 2: 3 + 3 per day, but 5 distinct over both days
@@ -217,10 +225,10 @@ def test_query_aggregations_returns_rows_and_exact_range_totals(client: Analytic
 
 
 def test_dashboard_metrics_match_direct_counts_and_respect_the_ttl(client: AnalyticsClient,
-                                                                   conn: psycopg.Connection) -> None:
-    if NOW.hour == 0 and NOW.minute < 15:
+                                                                   conn: psycopg.Connection, now: datetime) -> None:
+    if now.hour == 0 and now.minute < 15:
         pytest.skip("'today' and 'the last hour' straddle midnight UTC right now")
-    recent = NOW - timedelta(minutes=10)
+    recent = now - timedelta(minutes=10)
     people = [uuid.uuid4() for _ in range(4)]
     client.emit_many(
         [{"event_type": "project.created", "user_id": people[0], "timestamp": recent,
@@ -231,10 +239,10 @@ def test_dashboard_metrics_match_direct_counts_and_respect_the_ttl(client: Analy
             "event_data": {"amount": a, "currency": "USD"}} for a in (100, 250.5)]
         + [{"event_type": "search.performed", "timestamp": recent,
             "event_data": {"query": "q", "results_count": 1, "search_time_ms": ms}} for ms in (100, 300)]
-        + [{"event_type": "user.login", "user_id": people[3], "timestamp": NOW - timedelta(hours=3),
+        + [{"event_type": "user.login", "user_id": people[3], "timestamp": now - timedelta(hours=3),
             "event_data": {"method": "github"}}])
     metrics = client.get_dashboard_metrics()
-    today = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     direct = conn.execute(
         "SELECT count(DISTINCT user_id) FILTER (WHERE \"timestamp\" >= now() - interval '1 hour'),"
         " count(*) FILTER (WHERE event_type = 'user.login' AND \"timestamp\" >= %s)"
@@ -260,9 +268,177 @@ def test_dashboard_metrics_match_direct_counts_and_respect_the_ttl(client: Analy
         _ = metrics.nonsense
 
 
-def test_query_dates_accept_dates_strings_and_datetimes_only(client: AnalyticsClient) -> None:
+def test_query_dates_accept_dates_strings_and_datetimes_only(client: AnalyticsClient, now: datetime) -> None:
     assert client.query_events(start_date=date.today(), end_date=date.today()).total == 0
     with pytest.raises(InvalidField, match="timezone-aware"):
-        client.query_events(start_date=datetime(2026, 1, 1), end_date=NOW)
+        client.query_events(start_date=datetime(2026, 1, 1), end_date=now)
     with pytest.raises(InvalidField, match="pass a date, not a datetime"):
-        client.query_aggregations(aggregation_type="daily", start_date=NOW, end_date=NOW.date())
+        client.query_aggregations(aggregation_type="daily", start_date=now, end_date=now.date())
+
+
+# -- bounded input ---------------------------------------------------------------------------------------------
+
+
+def nested(levels: int) -> dict:
+    """A payload ``levels`` deep (itself level 1), objects and lists alternating below."""
+    inner: object = 1
+    for level in range(levels - 1):
+        inner = [inner] if level % 2 else {"k": inner}
+    return {"method": "github", "deep": inner}
+
+
+def test_payloads_deeper_than_32_levels_are_refused_at_every_client_entry_point(client: AnalyticsClient,
+                                                                                conn: psycopg.Connection) -> None:
+    assert client.track("user.login", nested(32), metadata=nested(32))
+    for levels in (33, 300, 1_000):  # 33: the database refuses it; 1,000: the client, before the encoder recurses
+        for field in ("event_data", "metadata"):
+            payload = {"event_data": nested(levels)} if field == "event_data" else {"metadata": nested(levels)}
+            with pytest.raises(PayloadTooDeep, match=f"^{field} is nested deeper than 32 levels$") as caught:
+                client.track("user.login", payload.get("event_data", {"method": "x"}), metadata=payload.get("metadata"))
+            assert isinstance(caught.value, InvalidPayload) and caught.value.sqlstate == "WD011"
+            good = {"event_type": "user.login", "user_id": uuid.uuid4(), "event_data": {"method": "x"}}
+            with pytest.raises(PayloadTooDeep, match=f"^event #2 of the batch: {field} is nested deeper") as caught:
+                client.emit_many([good, good | {"event_id": uuid.uuid4()}, good | payload, good], batch_size=2)
+            assert caught.value.batch_position == 2
+    assert count(conn) == 1
+
+
+BAD_PAGES = [(0, 0), (-1, 0), (1001, 0), (2**31, 0), (None, 0), (10, -1), (10, 100_001), (10, 2**31),
+             (10, None), (-(2**40), 0)]
+
+
+@pytest.mark.parametrize(("limit", "offset"), BAD_PAGES)
+def test_out_of_range_pages_are_refused_by_the_client_before_calling_and_by_sql_alike(
+        db: str, conn: psycopg.Connection, limit: int | None, offset: int | None, now: datetime) -> None:
+    window = {"start_date": now - timedelta(hours=1), "end_date": now}
+    unopened = ConnectionPool(db, open=False)  # the client never connects: a call would raise PoolClosed
+    with AnalyticsClient(pool=unopened) as offline, pytest.raises(QueryLimitExceeded) as by_client:
+        offline.query_events(**window, limit=limit, offset=offset)
+    with pytest.raises(psycopg.Error) as by_sql:
+        conn.execute("SELECT * FROM query_platform_events(%s, %s, NULL, NULL, %s, %s)",
+                     (window["start_date"], window["end_date"], limit, offset))
+    assert by_sql.value.sqlstate == "WD010"
+    assert str(by_client.value) == by_sql.value.diag.message_primary
+    assert str(by_client.value).startswith("limit must be" if offset == 0 else "offset must be")
+
+
+@pytest.mark.parametrize("value", [2**63, 1.5, "10", True])
+def test_what_sql_could_not_even_receive_is_refused_by_the_client(client: AnalyticsClient, value: object,
+                                                                  now: datetime) -> None:
+    with pytest.raises(QueryLimitExceeded, match=r"^limit must be an integer between 1 and 1000, got "):
+        client.query_events(start_date=now - timedelta(hours=1), end_date=now, limit=value)  # type: ignore[arg-type]
+
+
+def test_the_clients_limits_are_the_databases(conn: psycopg.Connection) -> None:
+    row = conn.execute("SELECT * FROM event_query_limits()").fetchone()
+    assert row == (limits.MAX_PAYLOAD_DEPTH, limits.MAX_PAGE_SIZE, limits.MAX_OFFSET, limits.MAX_RANGE_DAYS,
+                   limits.MAX_AGGREGATION_ROWS, limits.MAX_AGGREGATION_DAYS)
+
+
+def insert_rows(conn: psycopg.Connection, aggregation_type: str, first: datetime, periods: int) -> None:
+    """event_aggregations rows for every event type over ``periods`` periods from ``first``, 2 events each."""
+    step = {"hourly": "1 hour", "daily": "1 day"}[aggregation_type]
+    conn.execute(
+        "INSERT INTO event_aggregations (aggregation_type, period_start, period_end, event_type, event_category,"
+        " total_events, unique_users, unique_sessions)"
+        " SELECT %s, p, p + %s::interval, s.event_type, s.event_category, 2, 1, 1"
+        " FROM generate_series(%s::timestamptz, %s::timestamptz + (%s - 1) * %s::interval, %s::interval) p,"
+        " event_schemas s", (aggregation_type, step, first, first, periods, step, step))
+
+
+def test_a_year_of_daily_rows_is_fine_and_rows_returned_set_the_limit(client: AnalyticsClient,
+                                                                      conn: psycopg.Connection, now: datetime) -> None:
+    today = now.date()
+    year_ago = today - timedelta(days=365)
+    insert_rows(conn, "daily", datetime.combine(year_ago, datetime.min.time(), tzinfo=UTC), 365)
+    year = client.query_aggregations(aggregation_type="daily", start_date=year_ago, end_date=today)
+    assert len(year.rows) == 365 * 32 == 11_680
+    assert year.total_events == sum(r["total_events"] for r in year.rows) == 2 * 11_680
+
+    first_hour = datetime.combine(today - timedelta(days=70), datetime.min.time(), tzinfo=UTC)
+    insert_rows(conn, "hourly", first_hour, 66 * 24)  # 50,688 rows
+    message = r"^the range holds more than 50000 aggregation rows: narrow it"
+    with pytest.raises(QueryLimitExceeded, match=message):
+        client.query_aggregations(aggregation_type="hourly", start_date=first_hour.date(), end_date=today)
+    for function in ("query_event_aggregations", "event_aggregation_totals"):
+        with pytest.raises(psycopg.Error, match=message) as caught:
+            conn.execute(f"SELECT * FROM {function}('hourly', %s, %s)", (first_hour.date(), today))
+        assert caught.value.sqlstate == "WD010"
+    narrowed = client.query_aggregations(aggregation_type="hourly", start_date=first_hour.date(), end_date=today,
+                                         event_category="transaction")
+    assert narrowed.total_events == sum(r["total_events"] for r in narrowed.rows) > 0
+    with pytest.raises(QueryLimitExceeded, match="is longer than 1100 days"):
+        client.query_aggregations(aggregation_type="weekly", start_date=today - timedelta(days=1100), end_date=today)
+
+
+def test_totals_count_what_the_rows_count_even_with_a_dead_lettered_event(client: AnalyticsClient,
+                                                                         conn: psycopg.Connection,
+                                                                         now: datetime) -> None:
+    yesterday = (now - timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
+    day = yesterday.replace(hour=0)
+    users = [uuid.uuid4() for _ in range(4)]
+    paid = client.emit_many([{"event_type": "payment.completed", "user_id": u, "timestamp": yesterday,
+                              "event_data": {"amount": 10, "currency": "USD"}} for u in users[:3]]).event_ids
+    client.emit_many([{"event_type": "payment.completed", "user_id": users[3],  # today: no row yet
+                       "event_data": {"amount": 10, "currency": "USD"}}])
+    conn.execute("INSERT INTO event_failures (event_id, event_timestamp, event_type, error_kind, error_message)"
+                 " VALUES (%s, %s, 'payment.completed', 'validation', 'bad')", (paid[2], yesterday))
+    # the row as the aggregation computes it from the lake, which the dead-lettered event never reached
+    conn.execute("INSERT INTO event_aggregations (aggregation_type, period_start, period_end, event_type,"
+                 " event_category, total_events, unique_users, unique_sessions, amount_sum)"
+                 " VALUES ('daily', %s, %s, 'payment.completed', 'transaction', 2, 2, 0, 20)",
+                 (day, day + timedelta(days=1)))
+    result = client.query_aggregations(aggregation_type="daily", start_date=day.date(), end_date=now.date())
+    assert [r["total_events"] for r in result.rows] == [2]
+    assert (result.total_events, result.unique_users) == (2, 2)
+
+
+def test_an_odd_stored_event_never_breaks_another_users_query(db: str, conn: psycopg.Connection, login_role,
+                                                               now: datetime) -> None:
+    odd_user, other = uuid.uuid4(), uuid.uuid4()
+    deep = "1"
+    for _ in range(1_000):
+        deep = f'{{"a": {deep}}}'
+    # bypassing emission, as only a superuser could: nested 1,000 levels, in event_data and in metadata
+    for data, metadata in ((deep, "{}"), ('{"method": "x"}', deep)):
+        conn.execute("INSERT INTO platform_event_store (event_id, event_type, event_category, user_id, event_data,"
+                     " metadata, \"timestamp\") VALUES (gen_random_uuid(), 'user.login', 'user_activity', %s,"
+                     " %s::jsonb, %s::jsonb, now())", (odd_user, data, metadata))
+    with AnalyticsClient(db, user_id=other) as emitter:
+        emitter.track_user_login("github")
+    window = {"start_date": now - timedelta(hours=1), "end_date": now + timedelta(hours=1)}
+
+    with AnalyticsClient(db) as admin:
+        page = admin.query_events(**window)
+    assert page.total == 3
+    by_user = {(e["user_id"], e["event_data"] is None): e for e in page.events}
+    assert by_user[(other, False)]["payload_error"] is None
+    odd = sorted((e["payload_error"], e["event_data"], e["metadata"]) for e in page.events if e["user_id"] == odd_user)
+    assert odd == [("event_data is nested deeper than 32 levels: not returned", None, {}),
+                   ("metadata is nested deeper than 32 levels: not returned", {"method": "x"}, None)]
+
+    with AnalyticsClient(login_role("workdev_app"), acting_user_id=other) as app:
+        mine = app.query_events(**window)
+        assert (mine.total, mine.events[0]["event_data"], mine.events[0]["payload_error"]) == (
+            1, {"method": "github", "mfa_used": False}, None)
+        assert app.acting_as(odd_user).query_events(**window).total == 2
+    with psycopg.connect(login_role("workdev_analyst")) as analyst:
+        assert analyst.execute("SELECT count(*), count(payload_error) FROM analyst_events").fetchone() == (3, 2)
+
+
+def test_the_client_decodes_each_payload_defensively(db: str, conn: psycopg.Connection, now: datetime) -> None:
+    """Were a server to return an odd payload after all (here: the depth guard replaced), only its row says so."""
+    conn.execute("CREATE OR REPLACE FUNCTION readable_payload(p_value jsonb, p_key bytea) RETURNS jsonb"
+                 " LANGUAGE sql IMMUTABLE AS 'SELECT p_value'")
+    deep = "1"
+    for _ in range(2_000):
+        deep = f"[{deep}]"
+    conn.execute("INSERT INTO platform_event_store (event_id, event_type, event_category, event_data, metadata,"
+                 " \"timestamp\") VALUES (gen_random_uuid(), 'user.login', 'user_activity',"
+                 " jsonb_build_object('d', %s::jsonb), '{}', now())", (deep,))
+    with AnalyticsClient(db, user_id=uuid.uuid4()) as client:
+        client.track_user_login("github")
+        page = client.query_events(start_date=now - timedelta(hours=1), end_date=now + timedelta(hours=1))
+    fine, odd = sorted(page.events, key=lambda e: e["event_data"] is None)
+    assert fine["event_data"] == {"method": "github", "mfa_used": False} and fine["payload_error"] is None
+    assert odd["event_data"] is None and "event_data could not be decoded: " in odd["payload_error"]

@@ -134,3 +134,38 @@ def test_events_outside_partitions_land_in_default_and_move_when_a_partition_is_
     assert conn.execute("SELECT ensure_event_partitions(%s, %s)", (old, old)).fetchone() == (0,)
     with pytest.raises(psycopg.Error, match="invalid partition range"):
         conn.execute("SELECT ensure_event_partitions(now(), now() - interval '1 day')")
+
+
+def nested(levels: int) -> str:
+    """JSON text of a payload ``levels`` deep (the payload itself is level 1; objects and arrays alternate below)."""
+    inner = "1"
+    for level in range(levels - 1):
+        inner = f"[{inner}]" if level % 2 else f'{{"k": {inner}}}'
+    return f'{{"method": "github", "deep": {inner}}}'
+
+
+@pytest.mark.parametrize("field", ["event_data", "metadata"])
+def test_payloads_nested_deeper_than_32_levels_are_rejected(conn: psycopg.Connection, field: str) -> None:
+    def send(levels: int) -> uuid.UUID:
+        data, metadata = (nested(levels), "{}") if field == "event_data" else ('{"method": "github"}', nested(levels))
+        return conn.execute("SELECT emit_platform_event('user.login', gen_random_uuid(), p_event_data => %s::jsonb,"
+                            " p_metadata => %s::jsonb)", (data, metadata)).fetchone()[0]
+
+    assert send(32)
+    for levels in (33, 1_000):
+        with pytest.raises(psycopg.Error, match=f"^{field} is nested deeper than 32 levels") as caught:
+            send(levels)
+        assert caught.value.sqlstate == "WD011"
+    assert stored(conn) == 1
+
+
+def test_a_staged_batch_with_a_too_deep_payload_is_rejected_whole(conn: psycopg.Connection) -> None:
+    batch = uuid.uuid4()
+    for ord_, data in enumerate([nested(32), nested(40)]):
+        conn.execute("INSERT INTO event_ingest_staging (batch_id, ord, event_id, id_supplied, event_type, user_id,"
+                     " event_data) VALUES (%s, %s, gen_random_uuid(), false, 'user.login', gen_random_uuid(),"
+                     " %s::jsonb)", (batch, ord_, data))
+    with pytest.raises(psycopg.Error, match="event #1 of the batch: event_data is nested deeper than 32") as caught:
+        conn.execute("SELECT emit_staged_events(%s, false)", (batch,))
+    assert (caught.value.sqlstate, caught.value.diag.message_detail) == ("WD011", "batch_position=1")
+    assert stored(conn) == 0

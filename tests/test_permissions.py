@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
 from workdev_pipeline.client import AnalyticsClient
+from workdev_pipeline.errors import AccessDenied
 
-NOW = datetime.now(UTC)
 FORBIDDEN_FOR_APP = [
     "SELECT * FROM platform_event_store",
     "SELECT * FROM platform_events",
@@ -51,28 +52,34 @@ def test_the_application_role_cannot_read_or_change_events_directly(app_url: str
 
 
 def test_the_application_role_emits_and_reads_through_the_functions(app_url: str, conn: psycopg.Connection) -> None:
-    user = uuid.uuid4()
-    with AnalyticsClient(app_url, user_id=user) as app:
+    user, now = uuid.uuid4(), datetime.now(UTC)
+    with AnalyticsClient(app_url, user_id=user, acting_user_id=user) as app:
         app.init_session(user_agent="Mozilla/5.0", ip_address="8.8.8.8")
         one = app.track_user_login("github", True)
         many = app.emit_many([{"event_type": "user.logout", "user_id": user} for _ in range(50)]).event_ids
-        page = app.query_events(start_date=NOW - timedelta(hours=1), end_date=NOW + timedelta(hours=1), user_id=user)
+        page = app.query_events(start_date=now - timedelta(hours=1), end_date=now + timedelta(hours=1), user_id=user)
         assert page.total == 51 and one in {e["event_id"] for e in page.events}
         assert app.get_dashboard_metrics().logins_today >= 1
-        assert app.query_aggregations(aggregation_type="hourly", start_date=NOW.date(), end_date=NOW.date()).rows == []
+        assert app.query_aggregations(aggregation_type="hourly", start_date=now.date(), end_date=now.date()).rows == []
     assert conn.execute("SELECT count(*) FROM platform_event_store WHERE event_id = ANY(%s)",
                         ([one, *many],)).fetchone()[0] == 51
     with psycopg.connect(app_url) as app_conn:  # the catalog's public columns are readable, for type pickers
         assert app_conn.execute("SELECT count(*) FROM event_schemas WHERE active").fetchone()[0] > 0
 
 
-def test_the_analyst_reads_everything_and_changes_nothing(login_role, client: AnalyticsClient) -> None:
+def test_the_analyst_reads_pseudonymised_events_and_changes_nothing(login_role, client: AnalyticsClient) -> None:
     client.track_user_login("github")
     with psycopg.connect(login_role("workdev_analyst"), autocommit=True) as conn:
-        assert conn.execute("SELECT count(*) FROM platform_events").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM analyst_events").fetchone()[0] == 1
         conn.execute("SELECT * FROM warehouse_sync_status")
+        conn.execute("SELECT event_id, error_kind, retry_count FROM event_failures")
         for statement in ("DELETE FROM platform_events", "UPDATE event_aggregations SET total_events = 0",
-                          "SELECT emit_platform_event('user.login', gen_random_uuid())"):
+                          "SELECT emit_platform_event('user.login', gen_random_uuid())",
+                          # raw events, raw user ids, the pseudonyms' key, dead-letter messages
+                          "SELECT count(*) FROM platform_events", "SELECT count(*) FROM platform_event_store",
+                          "SELECT count(*) FROM pipeline_event_rows", "SELECT count(*) FROM user_attributes",
+                          "SELECT key FROM pseudonym_keys", "SELECT error_message FROM event_failures",
+                          "SELECT * FROM event_failures"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
 
@@ -89,3 +96,107 @@ def test_the_pipeline_role_keeps_its_books_and_anonymises(login_role, client: An
         assert conn.execute("UPDATE platform_events SET user_id = NULL WHERE user_id = %s", (user,)).rowcount == 1
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("UPDATE event_schemas SET active = false")
+
+
+# -- per-user access and pseudonyms ----------------------------------------------------------------------------
+
+QUERY = "SELECT * FROM query_platform_events(now() - interval '1 hour', now() + interval '1 hour', %s, %s, %s, %s)"
+COUNT = "SELECT count_platform_events(now() - interval '1 hour', now() + interval '1 hour', NULL, %s)"
+
+
+@pytest.fixture
+def two_users(client: AnalyticsClient) -> tuple[uuid.UUID, uuid.UUID]:
+    """Alice with 3 events, Bob with 2, all with a network identity in their metadata."""
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    client.init_session(user_agent="Mozilla/5.0 (secret-agent)", ip_address="203.0.113.9")
+    for user, n in ((alice, 3), (bob, 2)):
+        client.set_user(user)
+        for _ in range(n):
+            client.track_user_login("github")
+    return alice, bob
+
+
+def test_the_application_role_reads_only_the_signed_in_users_events(app_url: str, two_users) -> None:
+    alice, bob = two_users
+    now = datetime.now(UTC)
+    window = {"start_date": now - timedelta(hours=1), "end_date": now + timedelta(hours=1)}
+    with AnalyticsClient(app_url, acting_user_id=alice) as app:
+        page = app.query_events(**window)
+        assert (page.total, {e["user_id"] for e in page.events}) == (3, {alice})
+        assert app.query_events(**window, user_id=alice).total == 3
+        with pytest.raises(AccessDenied, match=f"the signed-in user {alice} may not read the events of user {bob}"):
+            app.query_events(**window, user_id=bob)
+        as_bob = app.acting_as(bob).query_events(**window)
+        assert (as_bob.total, {e["user_id"] for e in as_bob.events}) == (2, {bob})
+        with pytest.raises(AccessDenied, match="no signed-in user"):  # nothing of Bob's lingers on the pool
+            app.acting_as(None).query_events(**window)
+        assert all(e["metadata"] == {"device_fingerprint": e["metadata"]["device_fingerprint"]} for e in page.events)
+
+    with psycopg.connect(app_url, autocommit=True) as conn:  # the SQL functions themselves, as the role
+        for statement, params in ((QUERY, (None, None, 100, 0)), (COUNT, (None,))):
+            with pytest.raises(psycopg.Error, match="no signed-in user") as caught:
+                conn.execute(statement, params)
+            assert caught.value.sqlstate == "WD012"
+        conn.execute("SELECT set_config('workdev.user_id', %s, false)", (str(bob),))
+        assert {r[3] for r in conn.execute(QUERY, (None, None, 100, 0))} == {bob}
+        assert conn.execute(COUNT, (None,)).fetchone()[0] == 2
+        with pytest.raises(psycopg.Error, match="may not read the events of user") as caught:
+            conn.execute(COUNT, (alice,))
+        assert caught.value.sqlstate == "WD012"
+        conn.execute("SET workdev.user_id = 'not-a-uuid'")
+        with pytest.raises(psycopg.Error, match=r"workdev\.user_id 'not-a-uuid' is not a UUID"):
+            conn.execute(COUNT, (None,))
+
+
+def test_set_role_to_the_application_role_is_the_application_role(conn: psycopg.Connection, two_users) -> None:
+    alice, _ = two_users
+    assert conn.execute(COUNT, (None,)).fetchone()[0] == 5  # the superuser reads everything
+    conn.execute("SET ROLE workdev_app")
+    with pytest.raises(psycopg.Error, match="no signed-in user"):
+        conn.execute(COUNT, (None,))
+    conn.execute("SELECT set_config('workdev.user_id', %s, false)", (str(alice),))
+    assert conn.execute(COUNT, (None,)).fetchone()[0] == 3
+    conn.execute("RESET ROLE")
+
+
+def test_the_pipeline_and_the_admin_read_every_users_events(login_role, db: str, two_users) -> None:
+    alice, bob = two_users
+    now = datetime.now(UTC)
+    for url in (login_role("workdev_pipeline"), db):
+        with AnalyticsClient(url) as reader:
+            page = reader.query_events(start_date=now - timedelta(hours=1), end_date=now + timedelta(hours=1))
+            assert (page.total, {e["user_id"] for e in page.events}) == (5, {alice, bob})
+            assert all("ip_address" not in e["metadata"] for e in page.events)
+
+
+def test_the_analyst_sees_keyed_pseudonyms_and_no_personal_data(login_role, client: AnalyticsClient,
+                                                                two_users) -> None:
+    alice, bob = two_users
+    client.set_user(bob)
+    viewed = client.track_profile_viewed(alice)
+    client.track("message.sent", {"conversation_id": str(uuid.uuid4()), "recipient_user_id": str(alice).upper(),
+                                  "email": "alice@example.com", "contact": {"Phone_Number": "+44 20 7946 0000"}})
+    with psycopg.connect(login_role("workdev_analyst"), autocommit=True) as conn:
+        rows = conn.execute("SELECT event_id, event_type, user_id, entity_id, event_data, metadata "
+                            "FROM analyst_events").fetchall()
+        text = str(rows)
+        for secret in (str(alice), str(bob), "alice@example.com", "7946", "203.0.113.9", "secret-agent"):
+            assert secret.lower() not in text.lower()
+        by_type: dict[str, list] = {}
+        for row in rows:
+            by_type.setdefault(row[1], []).append(row)
+        logins = by_type["user.login"]
+        assert len({r[2] for r in logins}) == 2  # a pseudonym per user, stable across their events
+        pseudonym_of = {n: p for p, n in Counter(r[2] for r in logins).items()}  # alice has 3 logins, bob 2
+        assert by_type["profile.viewed"][0][0] == viewed
+        assert by_type["profile.viewed"][0][3] == str(pseudonym_of[3])  # the viewed profile is alice's
+        message = by_type["message.sent"][0]
+        assert message[2] == pseudonym_of[2]
+        assert message[4]["recipient_user_id"] == str(pseudonym_of[3])
+        assert "email" not in message[4] and message[4]["contact"] == {}
+
+        # the query functions give analysts the same view, and filter by pseudonym
+        via_function = conn.execute(QUERY, (["user.login"], pseudonym_of[3], 100, 0)).fetchall()
+        assert len(via_function) == 3 and {r[3] for r in via_function} == {pseudonym_of[3]}
+        assert all(r[7] == {"device_fingerprint": r[7]["device_fingerprint"]} for r in via_function)
+        assert conn.execute(COUNT, (alice,)).fetchone()[0] == 0  # a raw user id matches nothing

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import click
 
-from workdev_pipeline.errors import WorkdevError
+from workdev_pipeline.errors import PayloadTooDeep, WorkdevError
 from workdev_pipeline.lake_cli import lake_group
+from workdev_pipeline.payloads import depth_message
 
 
 def _url(database_url: str | None) -> str:
@@ -83,6 +84,8 @@ def emit(database_url: str | None, event_type: str, event_data: str, user_id: st
         data = json.loads(event_data, parse_float=Decimal)  # amounts keep every digit
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
+    except RecursionError:  # nested far past the limit the database would refuse anyway
+        raise PayloadTooDeep(depth_message("event_data")) from None
     with AnalyticsClient(_url(database_url), source="cli") as client:
         click.echo(client.track(event_type, data, user_id=user_id, entity_type=entity_type, entity_id=entity_id,
                                 event_id=event_id))

@@ -2,9 +2,10 @@
 
 Application code emits events through it (one at a time via the ``emit_platform_event`` SQL function, or
 in bulk via COPY with :meth:`AnalyticsClient.emit_many`) and reads its dashboards and aggregations
-through the bounded query functions. It needs nothing beyond the ``workdev_app`` role.
+through the bounded query functions. It needs nothing beyond the ``workdev_app`` role, which reads only the
+events of the signed-in user the client names (``acting_user_id``; see docs/architecture.md, "Roles").
 
-    with AnalyticsClient(url, user_id=user_id) as analytics:
+    with AnalyticsClient(url, user_id=user_id, acting_user_id=user_id) as analytics:
         analytics.init_session(user_agent=request_ua, ip_address=request_ip)
         analytics.track_project_created(project_id, {"title": "E-commerce Platform", "budget": 5000,
                                                      "project_type": "fixed"})
@@ -27,6 +28,8 @@ from psycopg_pool import ConnectionPool
 
 from workdev_pipeline.errors import EventRejected, InvalidField, InvalidPayload, from_database_error
 from workdev_pipeline.events import EventRow, StagingCopy, new_event_id, to_uuid
+from workdev_pipeline.limits import check_page
+from workdev_pipeline.payloads import UnreadablePayload, lenient_loads
 
 DEFAULT_BATCH_SIZE = 10_000
 
@@ -55,7 +58,11 @@ class EmitResult:
 
 @dataclass(frozen=True)
 class EventPage:
-    """One page of :meth:`AnalyticsClient.query_events`; ``total`` counts every match, not just the page."""
+    """One page of :meth:`AnalyticsClient.query_events`; ``total`` counts every match, not just the page.
+
+    Every event carries ``payload_error``: None, or why its ``event_data``/``metadata`` is None (a stored
+    payload nested past the depth limit, or one that could not be decoded) -- that event only.
+    """
 
     events: list[dict[str, Any]]
     total: int
@@ -90,7 +97,9 @@ class AnalyticsClient:
     """Emit and query WorkDev platform events.
 
     ``conninfo`` is a PostgreSQL URL; alternatively pass an existing ``pool``. ``user_id`` and ``source``
-    are the defaults stamped on every event this client emits.
+    are the defaults stamped on every event this client emits. ``acting_user_id`` is the signed-in user its
+    reads are made for (``workdev.user_id``): the application role must name one and then reads only that
+    user's events; other roles read everything they may when it is None.
     """
 
     def __init__(
@@ -101,6 +110,7 @@ class AnalyticsClient:
         user_id: uuid.UUID | str | None = None,
         source: str = "web",
         max_connections: int = 4,
+        acting_user_id: uuid.UUID | str | None = None,
     ) -> None:
         if pool is None and conninfo is None:
             raise ValueError("AnalyticsClient needs a conninfo URL or a pool")
@@ -108,9 +118,17 @@ class AnalyticsClient:
         self._pool = pool or ConnectionPool(conninfo, min_size=1, max_size=max_connections, open=True,
                                             kwargs={"autocommit": True})
         self.user_id = to_uuid(user_id, "user_id")
+        self.acting_user_id = to_uuid(acting_user_id, "acting_user_id")
         self.source = source
         self.session: SessionInfo | None = None
         self._session_metadata: dict[str, Any] = {}
+
+    def acting_as(self, user_id: uuid.UUID | str | None) -> AnalyticsClient:
+        """A client on the same pool whose reads are made for the signed-in ``user_id`` (one per request, say);
+        closing it leaves the pool open."""
+        other = AnalyticsClient(pool=self._pool, user_id=self.user_id, source=self.source, acting_user_id=user_id)
+        other.session, other._session_metadata = self.session, dict(self._session_metadata)
+        return other
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -266,14 +284,18 @@ class AnalyticsClient:
         offset: int = 0,
     ) -> EventPage:
         """Events in [start_date, end_date) (a plain date as the end includes that whole day), newest
-        first, with the total number of matches. At most 93 days, 1,000 a page."""
+        first, with the total number of matches. At most 93 days, 1,000 a page, offsets up to 100,000
+        (``workdev_pipeline.limits``). Read for the client's ``acting_user_id`` when it has one."""
+        check_page(limit, offset)
         start, end = _instant(start_date, "start_date"), _instant(end_date, "end_date", end_of_day=True)
         types = list(event_types) if event_types is not None else None
         uid = to_uuid(user_id, "user_id")
         with self._pool.connection() as conn, conn.transaction():
+            self._run(conn, "SELECT set_config('workdev.user_id', %s, true)",
+                      (str(self.acting_user_id) if self.acting_user_id else "",))
             cur = self._run(conn, "SELECT * FROM query_platform_events(%s, %s, %s, %s, %s, %s)",
-                            (start, end, types, uid, limit, offset), dict_rows=True)
-            events = cur.fetchall()
+                            (start, end, types, uid, limit, offset), dict_rows=True, lenient_json=True)
+            events = [_checked_payloads(e) for e in cur.fetchall()]
             total = self._run(conn, "SELECT count_platform_events(%s, %s, %s, %s)",
                               (start, end, types, uid)).fetchone()[0]
         return EventPage(events, total, limit, offset)
@@ -298,23 +320,29 @@ class AnalyticsClient:
         event_category: str | None = None,
         event_types: Sequence[str] | None = None,
     ) -> AggregationResult:
-        """Pre-computed hourly/daily/weekly rows for the days [start_date, end_date], with exact totals."""
+        """Pre-computed hourly/daily/weekly rows of the periods starting in the days [start_date, end_date]
+        (at most 1,100 days and 50,000 rows), with totals over exactly those rows: ``total_events`` is the sum
+        of theirs, unique users and sessions exact over the events they count."""
         start, end = _day(start_date, "start_date"), _day(end_date, "end_date")
         types = list(event_types) if event_types is not None else None
+        params = (aggregation_type, start, end, event_category, types)
         with self._pool.connection() as conn, conn.transaction():
-            rows = self._run(conn, "SELECT * FROM query_event_aggregations(%s, %s, %s, %s, %s)",
-                             (aggregation_type, start, end, event_category, types), dict_rows=True).fetchall()
-            totals = self._run(conn, "SELECT * FROM event_range_totals(%s, %s, %s, %s)",
-                               (start, end, event_category, types)).fetchone()
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # rows and totals of one snapshot
+            rows = self._run(conn, "SELECT * FROM query_event_aggregations(%s, %s, %s, %s, %s)", params,
+                             dict_rows=True).fetchall()
+            totals = self._run(conn, "SELECT * FROM event_aggregation_totals(%s, %s, %s, %s, %s)", params).fetchone()
         return AggregationResult(rows, *totals)
 
     # -- internals ---------------------------------------------------------------------------------
     @staticmethod
     def _run(conn: psycopg.Connection, query: str, params: Sequence[Any] = (), *,
-             dict_rows: bool = False) -> psycopg.Cursor:
+             dict_rows: bool = False, lenient_json: bool = False) -> psycopg.Cursor:
         from psycopg.rows import dict_row
+        from psycopg.types.json import set_json_loads
 
         cur = conn.cursor(row_factory=dict_row) if dict_rows else conn.cursor()
+        if lenient_json:  # one undecodable stored payload must not fail everyone's read
+            set_json_loads(lenient_loads, context=cur)
         try:
             return cur.execute(query, params)
         except psycopg.Error as exc:
@@ -365,6 +393,18 @@ class AnalyticsClient:
 
 _EVENT_FIELDS = frozenset({"event_type", "event_data", "user_id", "entity_type", "entity_id", "metadata",
                            "source", "session_id", "timestamp", "event_id"})
+
+
+def _checked_payloads(event: dict[str, Any]) -> dict[str, Any]:
+    """An event row with any payload that could not be decoded set to None and named in ``payload_error``."""
+    problems = [event["payload_error"]] if event.get("payload_error") else []
+    for key in ("event_data", "metadata"):
+        value = event.get(key)
+        if isinstance(value, UnreadablePayload):
+            problems.append(f"{key} could not be decoded: {value.reason}")
+            event[key] = None
+    event["payload_error"] = "; ".join(problems) or None
+    return event
 
 
 def _translate(exc: psycopg.Error) -> Exception:

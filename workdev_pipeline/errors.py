@@ -40,6 +40,12 @@ class InvalidPayload(EventRejected):
     sqlstate = "WD003"
 
 
+class PayloadTooDeep(InvalidPayload):
+    """event_data or metadata nests deeper than ``workdev_pipeline.limits.MAX_PAYLOAD_DEPTH`` (32) levels."""
+
+    sqlstate = "WD011"
+
+
 class PayloadTooLarge(EventRejected):
     sqlstate = "WD004"
 
@@ -68,14 +74,21 @@ class QueryLimitExceeded(WorkdevError, ValueError):
     sqlstate = "WD010"
 
 
+class AccessDenied(WorkdevError, PermissionError):
+    """A read the calling role may not make: the application role without a signed-in user
+    (``workdev.user_id``), or asking for another user's events."""
+
+    sqlstate = "WD012"
+
+
 class MigrationError(WorkdevError):
     """The database schema cannot be brought up to date safely."""
 
 
 EVENT_ERRORS: dict[str, type[EventRejected]] = {
     cls.sqlstate: cls
-    for cls in (UnknownEventType, InactiveEventType, InvalidPayload, PayloadTooLarge, MissingRequiredKeys,
-                UserRequired, TimestampOutOfRange, InvalidField)
+    for cls in (UnknownEventType, InactiveEventType, InvalidPayload, PayloadTooDeep, PayloadTooLarge,
+                MissingRequiredKeys, UserRequired, TimestampOutOfRange, InvalidField)
 }
 
 _POSITION = re.compile(r"batch_position=(\d+)")
@@ -88,6 +101,8 @@ def from_database_error(exc: Exception) -> WorkdevError | None:
     message = (getattr(diag, "message_primary", None) or str(exc)).strip()
     if sqlstate == QueryLimitExceeded.sqlstate:
         return QueryLimitExceeded(message)
+    if sqlstate == AccessDenied.sqlstate:
+        return AccessDenied(message)
     cls = EVENT_ERRORS.get(sqlstate or "")
     if cls is None:
         return None

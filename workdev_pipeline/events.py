@@ -20,7 +20,8 @@ import orjson
 import psycopg
 from psycopg.types.json import set_json_dumps
 
-from workdev_pipeline.errors import InvalidField, InvalidPayload
+from workdev_pipeline.errors import InvalidField, InvalidPayload, PayloadTooDeep
+from workdev_pipeline.payloads import depth_message
 
 _STAGING_COLUMNS = ("batch_id", "ord", "event_id", "id_supplied", "event_type", "user_id", "entity_type",
                     "entity_id", "event_data", "metadata", "source", "timestamp", "session_id")
@@ -156,6 +157,8 @@ def to_json_object(value: Any, name: str, position: int | None = None) -> str:
                              batch_position=position)
     try:
         text = encode_json(value)
+    except RecursionError:  # nested far past the depth limit (the database checks the depth of what is sent)
+        raise PayloadTooDeep(f"{_where(position)}{depth_message(name)}", batch_position=position) from None
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         raise InvalidPayload(f"{_where(position)}{name} is not valid JSON: {exc}", batch_position=position) from None
     if "\\u0000" in text:
