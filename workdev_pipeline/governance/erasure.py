@@ -272,17 +272,21 @@ def _erase_in_postgres(conn: psycopg.Connection, key: bytes, request_id: int, us
             pairs = {p for row in own for p in ip_user_agent_pairs(row[5])}
             erased = [(row, *erase_own(row[2], row[4], row[5], removed)) for row in own]
             sessions = {str(row[3]) for row in own if row[3] is not None}
-            anon = conn.execute(query("governance/session_events"), {
+            own_secrets = removed.identifying()
+            related = conn.execute(query("governance/related_events"), {
                 "session_ids": sorted(sessions), "devices": sorted(removed.values.get("device_id", ())),
-                "exclude": [row[0] for row in own]}).fetchall()
+                "patterns": like_patterns({user_id, *own_secrets}), "exclude": [row[0] for row in own]}).fetchall()
+            anon = [row[:6] for row in related if row[6]]
+            others = [row[:6] for row in related if not row[6]]
             pairs |= {p for row in anon for p in ip_user_agent_pairs(row[5])}
             erased += [(row, *erase_own(row[2], row[4], row[5], removed)) for row in anon]
             secrets = removed.identifying()
+            if secrets - own_secrets:  # values first seen on logged-out events: a second look for them
+                seen = {row[0] for row in related} | {row[0] for row in own}
+                others += conn.execute(query("governance/referencing_events"), {
+                    "patterns": like_patterns(secrets - own_secrets), "exclude": sorted(seen)}).fetchall()
             rewrites = [(row, *(scrub_json(part, secrets, {user_id: pseudonym}) for part in parts), True)
                         for row, *parts in erased]
-            others = conn.execute(query("governance/referencing_events"), {
-                "patterns": like_patterns({user_id, *secrets}),
-                "exclude": [row[0] for row, *_ in erased]}).fetchall()
             for row in others:
                 data, metadata = erase_references(row[2], row[4], row[5], user_id, pseudonym, secrets)
                 if data != row[4] or metadata != row[5]:
