@@ -414,15 +414,25 @@ def test_new_host_governance_leaves_every_other_users_rows_in_the_lake_and_both_
     governed = stores.governed(db)
     assert [w.consumer for w in governed] == ["lake", "bigquery", "redshift"]
 
-    before = lake_rows(events)
+    loaded = lake_rows(events)
     user_id = next(str(e["user_id"]) for e in history.events
-                   if e["user_id"] and str(e["event_id"]) in before and not _expired(e, history.as_of))
-    user_events = {str(e["event_id"]) for e in history.events if str(e["user_id"]) == user_id} & set(before)
+                   if e["user_id"] and str(e["event_id"]) in loaded and not _expired(e, history.as_of))
+    user_events = {str(e["event_id"]) for e in history.events if str(e["user_id"]) == user_id} & set(loaded)
+    with AnalyticsClient(db, user_id=uuid.uuid4()) as friend:  # another user's events naming the user
+        stamp = datetime.now(UTC) - timedelta(hours=1)
+        references = {str(friend.track("profile.viewed", {"profile_user_id": user_id}, timestamp=stamp)),
+                      str(friend.track("message.sent", {"conversation_id": str(uuid.uuid4()),
+                                                        "recipient_user_id": user_id, "recipient_email":
+                                                        f"r.{user_id[:8]}@example.com"}, timestamp=stamp))}
+    sweep(db, events)
+    for setup in engines:
+        setup.resource.deliver(db, events)
+    before = lake_rows(events)
     assert all(s.resource.user_row_count(user_id) == len(user_events) for s in engines)
     erased = erase_users(db, [user_id], governed, requested_by="test")
-    assert erased.results[0].status == "erased"
-    assert erased.results[0].warehouse_rows == {"lake": len(user_events), "bigquery": len(user_events),
-                                                "redshift": len(user_events)}
+    assert erased.results[0].status == "erased" and erased.results[0].reference_rows == 2
+    touched = len(user_events) + len(references)
+    assert erased.results[0].warehouse_rows == {"lake": touched, "bigquery": touched, "redshift": touched}
     report = apply_retention(db, stores.governed(db), as_of=history.as_of)
     assert {w.consumer for w in report.warehouses} == {"lake", "bigquery", "redshift"}
     lake_report = report.warehouse("lake")
@@ -431,10 +441,12 @@ def test_new_host_governance_leaves_every_other_users_rows_in_the_lake_and_both_
 
     after = lake_rows(events)
     kept = history.kept_ids(loaded_only=True)
-    assert set(after) == kept  # expired gone, every kept event still there
+    assert set(after) == kept | references  # expired gone, every kept event still there
     for event_id, (event_type, row_user, data) in after.items():
         if event_id in user_events:
             assert row_user is None
+        elif event_id in references:  # the friend's, naming a pseudonym now, the recipient's email gone
+            assert row_user == before[event_id][1] and user_id not in data and "@example.com" not in data
         else:
             assert (event_type, row_user, data) == before[event_id]  # every other user's row as it was
     for setup in engines:

@@ -299,7 +299,7 @@ def test_batch_unknown_users_and_bad_ids(db: str, conn: psycopg.Connection, defs
 
 
 def test_cli_erase(db: str, conn: psycopg.Connection, lake: LakeResource, people) -> None:
-    target, _ = people
+    target, other = people
     env = {**os.environ, "WORKDEV_DATABASE_URL": db, "WORKDEV_LAKE_URI": lake.uri}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -322,6 +322,16 @@ def test_cli_erase(db: str, conn: psycopg.Connection, lake: LakeResource, people
     bad = cli("erase", "12345")
     assert bad.returncode == 2 and "error: '12345' is not a valid user id" in bad.stderr
     assert "Traceback" not in bad.stderr
+    # the seed's statement as written, then `erase --file-only` / `erase --pending`
+    conn.execute("UPDATE platform_events SET user_id = NULL, event_data = event_data - 'email' WHERE user_id = %s",
+                 (other.user_id,))
+    filed = cli("erase", "--file-only", str(uuid.uuid4()))
+    assert filed.returncode == 0 and filed.stdout.startswith("filed request(s) #"), filed.stderr
+    pending = cli("erase", "--pending")
+    assert pending.returncode == 0, pending.stderr
+    assert pending.stdout.count("nothing to erase") == 1 and pending.stdout.count(": erased:") == 1
+    assert all(v not in everything_in_lake(lake.events()) for v in other.values)
+    assert cli("erase", "--pending", str(other.user_id)).returncode == 2
 
 
 def test_the_check_catches_what_is_left(db: str, conn: psycopg.Connection, defs: Definitions,

@@ -140,10 +140,13 @@ def encode_json(value: Any) -> str:
     """JSON text of ``value`` by orjson (about 10x the standard library here, the hot path of bulk emission).
     Numbers keep every digit: Decimals and integers of any size are written as their digits, never through a
     float. What orjson refuses (integers past 64 bits, non-string keys) is made explicit and encoded again; what
-    remains unserialisable raises TypeError, NaN and infinities ValueError."""
+    remains unserialisable raises TypeError, NaN and infinities ValueError, nesting past orjson's limit (255
+    levels) RecursionError."""
     try:
         data = orjson.dumps(value, default=_json_default)
-    except TypeError:
+    except TypeError as exc:
+        if "Recursion limit" in str(exc):
+            raise RecursionError(str(exc)) from None
         data = orjson.dumps(_explicit(value), default=_json_default)
     if b"null" in data and _non_finite(value):  # orjson writes NaN and Infinity as null
         raise ValueError("NaN and infinities are not JSON numbers")
