@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from workdev_pipeline.catalog import (
     PersonalField,
     marked_fields,
 )
+from workdev_pipeline.events import encode_json
 from workdev_pipeline.governance.traces import json_strings
 
 #: Keys removed from an erased event's payload and metadata at any depth, whatever its type declares
@@ -54,13 +54,9 @@ class Removed:
             for leaf in json_strings(value):
                 self.add(kind, leaf)
             return
-        text = value if isinstance(value, str) else json.dumps(value)
+        text = value if isinstance(value, str) else encode_json(value)  # a number keeps its digits
         if text:
             self.values.setdefault(kind, set()).add(text)
-
-    def update(self, other: Removed) -> None:
-        for kind, values in other.values.items():
-            self.values.setdefault(kind, set()).update(values)
 
     def identifying(self) -> set[str]:
         """The values that identify the person wherever they occur (emails, phones, addresses, names)."""
@@ -83,11 +79,10 @@ def user_refs(event_type: str) -> tuple[PersonalField, ...]:
     return known.user_refs if known is not None else ()
 
 
-def erase_own(event_type: str, data: Any, metadata: Any, removed: Removed,
-              secrets: Iterable[str] = ()) -> tuple[Any, Any]:
+def erase_own(event_type: str, data: Any, metadata: Any, removed: Removed) -> tuple[Any, Any]:
     """The payload and metadata of an erased event: marked fields and personal key names removed at any depth
     (a required one keeps its key, its value replaced by ``[erased]``, so the event stays valid), what they held
-    added to ``removed``, then ``secrets`` scrubbed from the strings that remain."""
+    added to ``removed``, then the identifying values removed so far scrubbed from the strings that remain."""
     required = _required(event_type)
     for f in personal_fields(event_type):
         if f.path in required and isinstance(data, dict) and f.path[0] in data:
@@ -99,7 +94,7 @@ def erase_own(event_type: str, data: Any, metadata: Any, removed: Removed,
     for f in METADATA_PERSONAL_FIELDS:
         metadata = _remove(metadata, f.path, f.kind, removed)
     metadata = _remove_named(metadata, removed)
-    scrub = _scrubber({}, set(secrets) | removed.identifying())
+    scrub = _scrubber({}, removed.identifying())
     return scrub(data), scrub(metadata)
 
 
