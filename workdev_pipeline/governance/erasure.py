@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -47,6 +46,7 @@ from workdev_pipeline.governance.common import (
     keyed_hash,
 )
 from workdev_pipeline.governance.personal import Removed, erase_own, erase_references, scrub_json
+from workdev_pipeline.governance.redaction import without_quoted_value
 from workdev_pipeline.governance.traces import TraceSearch
 from workdev_pipeline.governance.warehouse import GovernedWarehouse, WarehouseRefresh, ip_user_agent_pairs
 from workdev_pipeline.sql_files import query
@@ -91,16 +91,10 @@ def parse_user_ids(values: Iterable[str]) -> list[str]:
     return ids
 
 
-_GOT = ", got "
-_HARMLESS_TAIL = re.compile(r"[a-z]+|\d+")  # "got string", "got 12": a type or a length, no value
-
-
 def scrub_message(message: str, secrets: Iterable[str]) -> str:
     """A dead-letter message without the values it quoted: the offending value a validation message ends with
     (``..., got "alice@example.com"``) and every occurrence of the user's id and personal values."""
-    head, sep, tail = message.rpartition(_GOT)
-    if sep and not _HARMLESS_TAIL.fullmatch(tail):
-        message = head + sep + "[erased]"
+    message = without_quoted_value(message, "[erased]")
     for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
         message = message.replace(secret, "[erased]")
     return message
@@ -213,8 +207,7 @@ def erase_requests(database_url: str, request_ids: Sequence[int] | None, warehou
         wanted = None if request_ids is None else [int(r) for r in request_ids]
         todo = conn.execute(query("governance/open_erasures"), {"request_ids": wanted}).fetchall()
         if wanted is not None:
-            known = {r[0] for r in conn.execute("SELECT request_id FROM gdpr_erasure_requests "
-                                                "WHERE request_id = ANY(%s)", (wanted,))}
+            known = {r[0] for r in conn.execute(query("governance/known_requests"), {"request_ids": wanted})}
             missing = sorted(set(wanted) - known)
             if missing:
                 raise UnknownRequest(f"no erasure request #{', #'.join(map(str, missing))} in the ledger: file one "

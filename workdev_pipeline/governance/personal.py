@@ -2,7 +2,7 @@
 
 - :func:`erase_own`: an event of the erased user (or an event without a user in one of their sessions): every
   field the catalog marks personal removed, at any depth, and every key named like personal data
-  (:data:`PERSONAL_KEY_NAMES`, case-insensitively, at any depth) whatever the schema says; returns what it removed.
+  (:func:`key_kind`, the readers' rule, at any depth) whatever the schema says; returns what it removed.
 - :func:`erase_references`: another user's event: each reference to the erased user (``x-user-ref``) replaced by
   the request's pseudonym, fields the catalog says belong to the referenced user (``x-owner``) removed, and every
   string holding one of the erased user's identifying values scrubbed.
@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,13 +27,27 @@ from workdev_pipeline.catalog import (
 from workdev_pipeline.events import encode_json
 from workdev_pipeline.governance.traces import json_strings
 
-#: Keys removed from an erased event's payload and metadata at any depth, whatever its type declares
-#: (compared case-insensitively, ``-`` read as ``_``), with the kind of data they hold.
-PERSONAL_KEY_NAMES: Mapping[str, str] = {
-    "email": "email", "phone": "phone", "address": "address",
-    "ip_address": "ip_address", "ip": "ip_address", "x_forwarded_for": "ip_address", "client_ip": "ip_address",
-    "user_agent": "user_agent", "device_fingerprint": "device_id",
-}
+#: The readers' rule for keys naming personal data (``is_network_key()`` / ``is_personal_key()`` in
+#: ``0014_bounded_input_and_access.sql``: the key lowercased, everything but letters and digits dropped), applied by
+#: erasure too, at any depth, whatever the type declares; a device fingerprint besides.
+_NETWORK_KEY = re.compile(r"(ipaddr|useragent|forwarded|remoteaddr)|^(x|client|remote|real|xreal|user|source|src|"
+                          r"peer|origin|cfconnecting|trueclient|xclient|public|private|device|last|login)?"
+                          r"(ip|ips|ipv4|ipv6)$|^ua$")
+_PERSONAL_KEY = re.compile(r"(email|phone|address$)")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+
+
+def key_kind(key: str) -> str | None:
+    """The kind of personal data a key names (by the readers' rule), or None."""
+    k = _NOT_ALNUM.sub("", key.lower())
+    if _NETWORK_KEY.search(k):
+        return "user_agent" if "useragent" in k or k == "ua" else "ip_address"
+    if k == "devicefingerprint":
+        return "device_id"
+    found = _PERSONAL_KEY.search(k)
+    return found.group(1) if found is not None else None
+
+
 #: What replaces an erased value inside a string that is kept.
 ERASED = "[erased]"
 #: Values shorter than this are not scrubbed from other strings (too likely to occur by chance).
@@ -165,16 +180,12 @@ def _remove(value: Any, path: tuple[str, ...], kind: str, removed: Removed) -> A
     return {**value, head: _remove(value[head], rest, kind, removed)}
 
 
-def _name_kind(key: str) -> str | None:
-    return PERSONAL_KEY_NAMES.get(key.lower().replace("-", "_"))
-
-
 def _remove_named(value: Any, removed: Removed) -> Any:
     """``value`` without any key named like personal data, at any depth."""
     if isinstance(value, dict):
         kept = {}
         for k, v in value.items():
-            kind = _name_kind(k)
+            kind = key_kind(k)
             if kind is None:
                 kept[k] = _remove_named(v, removed)
             else:

@@ -99,13 +99,20 @@ def redact_message(message: str | None, *, keep: Collection[str] = ()) -> str:
     if enrichment:
         return enrichment.group(1) + (": " + REDACTED if enrichment.group(0) != enrichment.group(1) else "")
     if _VALIDATION.match(message):
-        head, sep, tail = message.rpartition(_GOT)
-        if sep and not _harmless_tail(head, tail):
-            message = head + sep + REDACTED
+        message = without_quoted_value(message)
     else:
         names = catalog_names()
         message = _QUOTED.sub(lambda m: m.group(0) if m.group(0)[1:-1] in names else REDACTED, message)
     return redact_patterns(message, keep=keep)
+
+
+def without_quoted_value(message: str, replacement: str = REDACTED) -> str:
+    """A validation message without the value it ends with (``..., got "alice@example.com"``); a JSON type name
+    or the length of a length rule stays."""
+    head, sep, tail = message.rpartition(_GOT)
+    if sep and not _harmless_tail(head, tail):
+        return head + sep + replacement
+    return message
 
 
 def _harmless_tail(head: str, tail: str) -> bool:
