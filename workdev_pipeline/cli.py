@@ -17,6 +17,12 @@ from workdev_pipeline.errors import PayloadTooDeep, WorkdevError
 from workdev_pipeline.lake_cli import lake_group
 from workdev_pipeline.payloads import depth_message
 
+WORKSPACE_YAML = """load_from:
+  - python_module:
+      module_name: workdev_pipeline.definitions
+      location_name: workdev_pipeline
+"""
+
 
 def _url(database_url: str | None) -> str:
     """The URL given, else the configured or embedded database."""
@@ -255,10 +261,11 @@ def dev(database_url: str | None, host: str, port: int) -> None:
     if not instance.exists():  # the run queue: a backfill never starves the live sweeps
         shutil.copyfile(SQL_DIR.parent / "deploy" / "dagster-dev.yaml", instance)
     env["DAGSTER_HOME"] = str(dagster_home)
-    dagster = Path(sys.executable).with_name("dagster")
+    workspace = dagster_home / "workspace.yaml"  # the code location, named workdev_pipeline wherever this runs
+    workspace.write_text(WORKSPACE_YAML)
+    dg = Path(sys.executable).with_name("dg")
     click.echo(f"Dagster UI at http://{host}:{port} (DAGSTER_HOME={dagster_home}); Ctrl-C stops it")
-    os.execve(dagster, [str(dagster), "dev", "-m", "workdev_pipeline.definitions", "-h", host, "-p", str(port)],
-              env)
+    os.execve(dg, [str(dg), "dev", "-w", str(workspace), "-h", host, "-p", str(port)], env)
 
 
 @contextmanager

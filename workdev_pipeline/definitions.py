@@ -1,9 +1,11 @@
-"""The Dagster code location: ``Definitions`` for ``dagster dev`` and ``dagster definitions validate``."""
+"""The code location ``workdev_pipeline``: ``Definitions`` built when Dagster loads it (``dg dev``, ``dg check defs``,
+``dg list defs``, the deploy's webserver and daemon), not at import: the enabled engines are read then."""
 
 from __future__ import annotations
 
 import os
 
+import dagster as dg
 from dagster import Definitions, EnvVar
 
 from workdev_pipeline.assets.aggregation_checks import aggregation_checks
@@ -76,4 +78,7 @@ def build_definitions(resource_defs: dict[str, object] | None = None) -> Definit
     )
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> Definitions:
+    """The definitions of the environment the code location is loaded in."""
+    return build_definitions()
