@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_definitions_object_loads() -> None:
-    assert isinstance(defs, Definitions)
+    assert isinstance(defs(), Definitions)
 
 
 def test_dagster_definitions_validate_passes() -> None:
