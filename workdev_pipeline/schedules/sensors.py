@@ -9,11 +9,9 @@ from dagster import (
     AssetKey,
     AssetObservation,
     AssetSelection,
-    DagsterRunStatus,
     DefaultSensorStatus,
     MetadataValue,
     RunRequest,
-    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -24,19 +22,19 @@ from dagster import (
 from workdev_pipeline.assets.ingestion import ENRICHED_EVENTS, INCOMING_EVENTS, LAKE_EVENTS
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
+from workdev_pipeline.schedules.run_queue import OPERATOR_PRIORITY, SWEEP_PRIORITY, in_flight, priority_tags
 from workdev_pipeline.sql_files import query
 
 ingest_job = define_asset_job("ingest_events", selection=[ENRICHED_EVENTS],
                               description="One sweep: pending events -> validated, enriched day partitions.")
 replay_job = define_asset_job("replay_failed_events", selection=[AssetKey(["pipeline", "dead_letter_replay"])],
-                              description="Send the dead letter back through once the cause is fixed.")
+                              description="Send the dead letter back through once the cause is fixed.",
+                              tags=priority_tags(OPERATOR_PRIORITY))
 
 check_lake_job = define_asset_job(
     "check_lake_days", selection=AssetSelection.checks_for_assets(LAKE_EVENTS),
     description="Run the lake's partition checks for chosen days without rewriting them.")
 
-_IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-              DagsterRunStatus.STARTED]
 
 
 @sensor(job=ingest_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
@@ -60,10 +58,9 @@ def sweep_requests(context: SensorEvaluationContext, pending: int, job_name: str
     new cursor (it counts the requests: run keys stay unique)."""
     cursor = json.loads(context.cursor) if context.cursor else {"requests": 0}
     run_requests = []
-    if pending:
-        in_flight = context.instance.get_runs_count(RunsFilter(job_name=job_name, statuses=_IN_FLIGHT))
-        if not in_flight:
-            cursor["requests"] += 1
-            run_requests.append(RunRequest(run_key=f"sweep-{cursor['requests']}", tags={
-                "workdev/trigger": trigger, "workdev/pending": str(pending), "workdev/engine": engine}))
+    if pending and not in_flight(context.instance, job_name):
+        cursor["requests"] += 1
+        run_requests.append(RunRequest(run_key=f"sweep-{cursor['requests']}", tags={
+            **priority_tags(SWEEP_PRIORITY), "workdev/trigger": trigger, "workdev/pending": str(pending),
+            "workdev/engine": engine}))
     return run_requests, json.dumps(cursor)
