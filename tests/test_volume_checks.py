@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
@@ -209,6 +210,19 @@ def test_an_hour_against_its_weeks() -> None:
     # too short a history: nothing judged
     short = assess_hour(hour, {hour - WEEK: {"a": 50}, hour - 2 * WEEK: {"a": 50}, hour: {}})
     assert not short.judged and short.flagged(Verdict.SILENT) == []
-    # thresholds come from the catalog, the defaults for a type it does not know
-    assert thresholds_of("user.login") == EVENT_TYPES_BY_NAME["user.login"].volume_thresholds
+    # per-type thresholds: a higher silent floor for "a" forgives its 0
+    forgiving = VolumeThresholds(silent_min_median=100)
+    lenient = assess_hour(hour, {**weeks, hour: {"a": 0}}, thresholds=lambda t: forgiving if t == "a" else
+                          DEFAULT_VOLUME_THRESHOLDS)
+    assert [t.event_type for t in lenient.flagged(Verdict.SILENT)] == ["b"]
+
+
+def test_thresholds_come_from_the_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert EVENT_TYPES_BY_NAME["user.login"].volume is None  # none set: the documented defaults
+    assert thresholds_of("user.login") == DEFAULT_VOLUME_THRESHOLDS == VolumeThresholds(4.0, 0.25, 10.0)
     assert thresholds_of("not.a.type") == DEFAULT_VOLUME_THRESHOLDS
+    login, wide = EVENT_TYPES_BY_NAME["user.login"], VolumeThresholds(deviations=8, tolerance=1.0)
+    monkeypatch.setitem(EVENT_TYPES_BY_NAME, "user.login", replace(login, volume=wide))
+    assert thresholds_of("user.login") == wide
+    # thresholds are the check's, not the event's: changing them does not re-version the type in event_schemas
+    assert replace(login, volume=wide).version == login.version
