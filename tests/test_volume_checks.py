@@ -221,6 +221,14 @@ def test_thresholds_come_from_the_catalog(monkeypatch: pytest.MonkeyPatch) -> No
     assert EVENT_TYPES_BY_NAME["user.login"].volume is None  # none set: the documented defaults
     assert thresholds_of("user.login") == DEFAULT_VOLUME_THRESHOLDS == VolumeThresholds(4.0, 0.25, 10.0)
     assert thresholds_of("not.a.type") == DEFAULT_VOLUME_THRESHOLDS
+    # a type the catalog deactivated (refused at emission) is expected to fall silent: reported, not judged
+    hour = datetime(2026, 11, 23, 14, tzinfo=UTC)
+    weeks = {hour - i * WEEK: {"user.logout": 50} for i in range(1, 5)}
+    assert [t.event_type for t in assess_hour(hour, weeks).flagged(Verdict.SILENT)] == ["user.logout"]
+    monkeypatch.setitem(EVENT_TYPES_BY_NAME, "user.logout", replace(EVENT_TYPES_BY_NAME["user.logout"], active=False))
+    assert thresholds_of("user.logout") is None
+    [retired] = assess_hour(hour, weeks).types
+    assert (retired.observed, retired.base.median, retired.verdict) == (0, 50, Verdict.NORMAL)
     login, wide = EVENT_TYPES_BY_NAME["user.login"], VolumeThresholds(deviations=8, tolerance=1.0)
     monkeypatch.setitem(EVENT_TYPES_BY_NAME, "user.login", replace(login, volume=wide))
     assert thresholds_of("user.login") == wide

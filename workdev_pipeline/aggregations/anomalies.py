@@ -112,16 +112,20 @@ def history_hours(hour: datetime, weeks: int = HISTORY_WEEKS) -> list[datetime]:
     return [hour - i * WEEK for i in range(weeks, 0, -1)]
 
 
-def thresholds_of(event_type: str) -> VolumeThresholds:
-    """The catalog's thresholds of ``event_type`` (the defaults for a type not in the catalog)."""
+def thresholds_of(event_type: str) -> VolumeThresholds | None:
+    """The catalog's thresholds of ``event_type`` (the defaults for a type not in the catalog); None for a type the
+    catalog deactivated (no longer accepted: its silence is expected, it is not judged)."""
     known = EVENT_TYPES_BY_NAME.get(event_type)
-    return known.volume_thresholds if known else DEFAULT_VOLUME_THRESHOLDS
+    if known is None:
+        return DEFAULT_VOLUME_THRESHOLDS
+    return known.volume_thresholds if known.active else None
 
 
 def assess_hour(hour: datetime, counts: Counts, weeks: int = HISTORY_WEEKS, min_weeks: int = MIN_HISTORY_WEEKS,
-                thresholds: Callable[[str], VolumeThresholds] = thresholds_of) -> HourVolumes:
+                thresholds: Callable[[str], VolumeThresholds | None] = thresholds_of) -> HourVolumes:
     """Each type's count in ``hour`` against the same hour in the previous ``weeks`` weeks that have rows in
-    ``counts`` (which holds ``hour`` and those hours; ``hour`` absent: every type had 0 events)."""
+    ``counts`` (which holds ``hour`` and those hours; ``hour`` absent: every type had 0 events); a type whose
+    ``thresholds`` are None is reported, never judged."""
     past = [counts[h] for h in history_hours(hour, weeks) if counts.get(h)]
     now = counts.get(utc(hour), {})
     judged = len(past) >= min_weeks
@@ -129,7 +133,8 @@ def assess_hour(hour: datetime, counts: Counts, weeks: int = HISTORY_WEEKS, min_
     for event_type in sorted({t for week in (*past, now) for t in week}):
         history = tuple(int(week.get(event_type, 0)) for week in past)
         observed = int(now.get(event_type, 0))
-        base = baseline(history, thresholds(event_type)) if history else None
-        verdict = classify(observed, base, thresholds(event_type)) if judged and base else Verdict.NORMAL
+        limits = thresholds(event_type)
+        base = baseline(history, limits or DEFAULT_VOLUME_THRESHOLDS) if history else None
+        verdict = classify(observed, base, limits) if judged and base and limits else Verdict.NORMAL
         types.append(TypeVolume(event_type, observed, history, base, verdict))
     return HourVolumes(utc(hour), len(past), tuple(types), min_weeks)
