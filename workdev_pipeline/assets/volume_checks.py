@@ -27,7 +27,14 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
-from workdev_pipeline.aggregations.anomalies import HISTORY_WEEKS, HourVolumes, Verdict, assess_hour, history_hours
+from workdev_pipeline.aggregations.anomalies import (
+    HISTORY_WEEKS,
+    MIN_HISTORY_WEEKS,
+    HourVolumes,
+    Verdict,
+    assess_hour,
+    history_hours,
+)
 from workdev_pipeline.aggregations.periods import HOURLY
 from workdev_pipeline.assets.aggregations import lake_key
 from workdev_pipeline.assets.partitions import hourly_partitions
@@ -54,9 +61,9 @@ def evaluation_metadata(volumes: HourVolumes) -> dict[str, Any]:
 
 
 def outcome(volumes: HourVolumes) -> tuple[bool, AssetCheckSeverity, str]:
-    """Passed, severity and a one-line description of the hour's verdicts."""
+    """Passed, severity (a pass keeps Dagster's default, ERROR) and a one-line description of the hour's verdicts."""
     if not volumes.judged:
-        return True, AssetCheckSeverity.WARN, (
+        return True, AssetCheckSeverity.ERROR, (
             f"not judged: {volumes.history_weeks} week(s) of history, {volumes.min_weeks} needed")
     silent, odd = volumes.flagged(Verdict.SILENT), volumes.flagged(Verdict.SPIKE, Verdict.DROP)
     described = "; ".join(f"{t.event_type} {t.verdict.value}: {t.observed} events, expected "
@@ -65,7 +72,7 @@ def outcome(volumes: HourVolumes) -> tuple[bool, AssetCheckSeverity, str]:
         return False, AssetCheckSeverity.ERROR, described
     if odd:
         return False, AssetCheckSeverity.WARN, described
-    return True, AssetCheckSeverity.WARN, (f"{len(volumes.types)} type(s) within their range of the last "
+    return True, AssetCheckSeverity.ERROR, (f"{len(volumes.types)} type(s) within their range of the last "
                                            f"{volumes.history_weeks} week(s)")
 
 
@@ -73,7 +80,8 @@ def outcome(volumes: HourVolumes) -> tuple[bool, AssetCheckSeverity, str]:
              description="Each event type's count in the hour against the same hour of the week in the previous "
                          f"{HISTORY_WEEKS} weeks (median ± max(k·σ, tolerance·median), σ from the MAD; thresholds "
                          "per type in the catalog): ERROR when a type went silent, WARN on a spike or a drop; passes "
-                         "unjudged with fewer than 3 weeks of history. See docs/architecture.md#volume-checks.")
+                         f"unjudged with fewer than {MIN_HISTORY_WEEKS} weeks of history. See "
+                         "docs/architecture.md#volume-checks.")
 def volumes_within_history(context: AssetCheckExecutionContext, lake: LakeResource) -> Iterator[Any]:
     hours = [hourly_partitions.time_window_for_partition_key(k).start for k in context.partition_keys]
     counts = lake.aggregations().type_counts(HOURLY, [p for h in hours for p in (*history_hours(h), h)])
