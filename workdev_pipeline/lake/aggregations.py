@@ -27,10 +27,10 @@ import pyarrow.fs as pafs
 from deltalake import WriterProperties, write_deltalake
 from deltalake.fs import DeltaStorageHandler
 
+from workdev_pipeline import sql_files
 from workdev_pipeline.aggregations.amounts import LAKE_DECIMAL
 from workdev_pipeline.aggregations.periods import Granularity, utc
 from workdev_pipeline.lake.table import LakeTable
-from workdev_pipeline.sql_files import query
 from workdev_pipeline.warehouses.remote import check_aggregation_rows
 
 TABLE = "event_aggregations"
@@ -193,7 +193,7 @@ class AggregationLake(LakeTable):
         """{period_start: {event_type: events}} of the ``granularity`` periods starting at ``periods`` (one version;
         a period without rows is absent)."""
         counts: dict[datetime, dict[str, int]] = {}
-        rows = self.query(query("aggregations/type_counts"), {
+        rows = self.query(sql_files.query("aggregations/type_counts"), {
             "aggregation_type": granularity.name, "periods": sorted({utc(p) for p in periods})},
             granularity=granularity)
         for period_start, event_type, events in rows:
