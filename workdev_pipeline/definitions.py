@@ -29,6 +29,7 @@ from workdev_pipeline.assets.ingestion import dead_letter_replay, enriched_event
 from workdev_pipeline.assets.lake import lake_events
 from workdev_pipeline.assets.maintenance import lake_maintenance, lake_maintenance_job
 from workdev_pipeline.assets.metrics import realtime_metrics
+from workdev_pipeline.assets.volume_checks import volumes_within_history
 from workdev_pipeline.engine_settings import remote_engine_resources
 from workdev_pipeline.resources.fanout import EnabledWarehouses
 from workdev_pipeline.resources.lake import LakeResource
@@ -67,6 +68,7 @@ def build_definitions(resource_defs: dict[str, object] | None = None) -> Definit
                 *aggregation_assets, event_retention, gdpr_erasure, *(a for e in engines for a in e.assets)],
         asset_checks=[reconciles_with_postgres, no_duplicate_event_ids, parquet_schema_matches,
                       pending_backlog_fresh, retention_enforced, erasure_leaves_no_trace, *aggregation_checks,
+                      volumes_within_history,
                       *(c for e in engines for c in e.asset_checks)],
         jobs=[ingest_job, replay_job, check_lake_job, refresh_metrics_job, cleanup_metrics, retention_job,
               erasure_job, lake_maintenance_job,
