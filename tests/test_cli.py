@@ -215,3 +215,41 @@ def test_the_embedded_server_crashed_or_unable_to_start() -> None:
     finally:
         stop_embedded(home)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_held_lake_lock_is_one_line_exit_1(db: str, tmp_path: Path) -> None:
+    from tests.ingest_helpers import demo
+    from workdev_pipeline.ingest.ingestor import Ingestor
+
+    demo(db, 20, days=1)
+    lake_dir = tmp_path / "lake"
+    with Ingestor(db, EventLake(LakeLocation.from_env(str(lake_dir)))).locked() as held:  # a rebuild, say
+        assert held is not None
+        line = _one_error_line(run("sweep", "--lake-uri", str(lake_dir), url=db), 1)
+    assert "holds the lake's lock" in line and "run the command again" in line
+    assert run("sweep", "--lake-uri", str(lake_dir), url=db).returncode == 0  # released: the sweep goes through
+
+
+def test_the_rules_name_what_to_do_for_faults_hard_to_cause_here() -> None:
+    """A full or read-only disk (raised by Python or reported by delta-rs), PostgreSQL shutting down."""
+    import errno
+
+    from deltalake.exceptions import DeltaError
+    from psycopg import errors as pg_errors
+
+    from workdev_pipeline.cli_errors import explain
+
+    cases = [(OSError(errno.ENOSPC, "No space left on device", "/srv/lake/x.parquet"), "no space left"),
+             (OSError(errno.EROFS, "Read-only file system", "/srv/lake"), "read-only"),
+             (DeltaError("Generic LocalFileSystem error: Unable to copy file: No space left on device (os error 28)"),
+              "no space left"),
+             (pg_errors.AdminShutdown("terminating connection due to administrator command"), "restarting"),
+             (pg_errors.CannotConnectNow("the database system is starting up"), "restarting")]
+    for exc, said in cases:
+        wrapped = RuntimeError("a library's wrapper")
+        wrapped.__cause__ = exc
+        for raised in (exc, wrapped):
+            failure = explain(raised)
+            assert failure is not None and failure.status == 1 and said in failure.line, (exc, failure)
+            assert "\n" not in failure.line
+    assert explain(ZeroDivisionError()) is None  # a bug keeps its traceback
