@@ -1,7 +1,9 @@
 """Fixtures: a real PostgreSQL, a migrated template database, and a throw-away database per test.
 
 The server is ``WORKDEV_TEST_ADMIN_URL`` when set; else the local one at 127.0.0.1:5432 when it answers;
-else an embedded server (the project's embedded default) under ``.workdev-test/``.
+else an embedded server (the project's embedded default) under ``.workdev-test/``. ``WORKDEV_TEST_PG_TIMEZONE``
+(the non-UTC lane of ``.ci/run``: ``Asia/Kolkata``) becomes the ``TimeZone`` of every database the tests create, as a
+server configured in that zone would give every session.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 
 LOCAL_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_TIMEZONE_ENV = "WORKDEV_TEST_PG_TIMEZONE"
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -60,6 +63,10 @@ def create_database(admin: str, name: str, template: str | None = None) -> str:
         if template:
             query = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
         conn.execute(query)
+        zone = os.environ.get(PG_TIMEZONE_ENV, "").strip()
+        if zone:  # per database: CREATE DATABASE ... TEMPLATE does not copy the template's settings
+            conn.execute(sql.SQL("ALTER DATABASE {} SET timezone TO {}").format(sql.Identifier(name),
+                                                                                sql.Literal(zone)))
     return database_url_for(admin, name)
 
 

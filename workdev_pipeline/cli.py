@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import uuid
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from workdev_pipeline.errors import PayloadTooDeep, WorkdevError
+from workdev_pipeline.cli_errors import ReportingGroup, explain
+from workdev_pipeline.errors import OperationFailed, PayloadTooDeep
 from workdev_pipeline.lake_cli import lake_group
 from workdev_pipeline.payloads import depth_message
 
@@ -37,9 +39,13 @@ _db_option = click.option(
 )
 
 
-@click.group()
-def main() -> None:
+@click.group(cls=ReportingGroup)
+@click.option("-v", "--verbose", is_flag=True, help="Log retries, warnings and progress details to stderr.")
+def main(verbose: bool) -> None:
     """WorkDev event pipeline: the Postgres event store, demo traffic and the Dagster pipeline."""
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                            force=True)
 
 
 @main.command()
@@ -170,7 +176,8 @@ def _report(outcome) -> None:
     for note in outcome.notes:
         click.echo(f"  {note}")
     if outcome.error:
-        click.echo(f"error: {outcome.error}", err=True)
+        raise OperationFailed(f"{outcome.kind} failed: {outcome.error}; fix the cause, then run it again "
+                              f"(`workdev-pipeline replay` sends dead-lettered events back)")
 
 
 _lake_option = click.option(
@@ -184,9 +191,9 @@ _lake_option = click.option(
 def sweep(database_url: str | None, lake_uri: str | None) -> None:
     """Load the pending events into the lake now (what the sensor's runs do): one Delta commit."""
     outcome = _ingestor(database_url, lake_uri).sweep(run_id="cli")
+    if outcome.status == "busy":
+        raise OperationFailed("another sweep or rebuild holds the lake's lock: run the command again once it ends")
     _report(outcome)
-    if outcome.status == "failed":
-        sys.exit(1)
 
 
 @main.command()
@@ -358,17 +365,19 @@ main.add_command(lake_group)
 
 
 def run() -> None:
-    """Entry point that turns our own errors into one clear line and exit status 2."""
+    """Entry point: a failure is one ``error: …`` line on stderr, exit status 2 for bad input and 1 for a failed
+    operation (the rules: :mod:`workdev_pipeline.cli_errors`); only a bug shows a traceback."""
+    logging.captureWarnings(True)  # libraries' warnings and our retry logs: only with --verbose
+    logging.getLogger().addHandler(logging.NullHandler())
     try:
         main(standalone_mode=False)
-    except click.exceptions.Abort:
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("error: interrupted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except WorkdevError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    except click.ClickException as exc:  # a usage error, or a CommandFailed of ReportingGroup
+        failure = explain(exc)
+        click.echo(failure.line, err=True)
+        sys.exit(failure.status)
 
 
 if __name__ == "__main__":
