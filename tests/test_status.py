@@ -10,13 +10,16 @@ import psycopg
 import pytest
 from click.testing import CliRunner, Result
 from dagster import DagsterInstance, build_sensor_context
+from psycopg.conninfo import conninfo_to_dict
 
 from tests.ingest_helpers import demo, sweep_in_subprocess, wait_until_lock_released
+from tests.redshift_standin import RedshiftStandin, redshift_standin  # noqa: F401 (a fixture)
 from workdev_pipeline.assets.status import PIPELINE_STATUS
 from workdev_pipeline.cli import main
 from workdev_pipeline.ingest.ingestor import LOCK_STATEMENT
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
+from workdev_pipeline.resources.redshift import RedshiftWarehouseResource
 from workdev_pipeline.schedules.status import status_sensor
 from workdev_pipeline.status import (
     BlockingTransaction,
@@ -41,11 +44,11 @@ def status(db: str, lake: LakeResource, **env: str) -> Result:
                               env={**NO_ENGINES, **env}, catch_exceptions=False)
 
 
-def observe(db: str, lake: LakeResource, instance: DagsterInstance) -> dict:
-    """One tick of the status sensor, its observation recorded in ``instance`` as the daemon does; the metadata the
-    instance holds."""
-    resources = {"postgres": PostgresResource(database_url=db), "lake": lake}
-    result = status_sensor().evaluate_tick(build_sensor_context(instance=instance, resources=resources))
+def observe(db: str, lake: LakeResource, instance: DagsterInstance, **engines: object) -> dict:
+    """One tick of the status sensor (with the ``engines``' resources), its observation recorded in ``instance`` as
+    the daemon does; the metadata the instance holds."""
+    resources = {"postgres": PostgresResource(database_url=db), "lake": lake, **engines}
+    result = status_sensor(list(engines)).evaluate_tick(build_sensor_context(instance=instance, resources=resources))
     assert not result.run_requests
     for event in result.asset_events:
         instance.report_runless_asset_event(event)
@@ -131,6 +134,39 @@ def test_an_unreachable_engine_fails(db: str, lake: LakeResource) -> None:
     assert unprobed.exit_code == 0 and "redshift" in unprobed.output, unprobed.output
     late = status(db, lake, WORKDEV_MAX_DELIVERY_LAG_SECONDS="0", **redshift)
     assert "ERROR delivery redshift: holds nothing, the lake is at 1" in late.output
+
+
+def test_an_engine_delivered_and_then_behind(db: str, lake: LakeResource, instance: DagsterInstance,
+                                             redshift_standin: RedshiftStandin) -> None:  # noqa: F811
+    params = conninfo_to_dict(db)
+    user, database = str(params.get("user") or "postgres"), str(params["dbname"])
+    redshift = RedshiftWarehouseResource(host=redshift_standin.host, port=redshift_standin.port, database=database,
+                                         user=user, ssl=False, dialect="postgres", db_schema="redshift_wh")
+    env = {"REDSHIFT_ENABLED": "true", "REDSHIFT_HOST": redshift_standin.host,
+           "REDSHIFT_PORT": str(redshift_standin.port), "REDSHIFT_DATABASE": database, "REDSHIFT_USER": user,
+           "REDSHIFT_SSL": "false", "REDSHIFT_SCHEMA": "redshift_wh", "REDSHIFT_DIALECT": "postgres"}
+    demo(db, 100)
+    lake.ingestor(db).sweep()
+    fresh = status(db, lake, **env)
+    assert fresh.exit_code == 0 and "never delivered; 2 behind for" in fresh.output and "; reachable" in fresh.output
+    assert redshift.deliver(db, lake.events()).rows == 100
+    delivered = status(db, lake, **env)
+    assert delivered.exit_code == 0, delivered.output
+    assert "redshift         lake version 1, " in delivered.output and "(100 rows); reachable" in delivered.output
+
+    demo(db, 30, seed=9)
+    lake.ingestor(db).sweep()  # the lake at version 2, redshift still at 1
+    behind = status(db, lake, WORKDEV_MAX_DELIVERY_LAG_SECONDS="0", **env)
+    assert behind.exit_code == 1, behind.output
+    assert "; 1 behind for" in behind.output
+    assert "ERROR delivery redshift: holds lake version 1, the lake is at 2" in behind.output
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WORKDEV_MAX_DELIVERY_LAG_SECONDS", "0")
+        observed = observe(db, lake, instance, redshift=redshift)
+    assert observed["redshift_delivered_lake_version"] == 1 and observed["lake_version"] == 2
+    assert observed["redshift_lake_versions_behind"] == 1 and observed["redshift_seconds_behind_lake"] > 0
+    assert observed["redshift_reachable"] == 1 and observed["verdict"] == "failing"
+    assert "deliver --engine redshift" in observed["diagnosis"]
 
 
 def test_a_blocked_lake_dead_letters_and_replay_heals(db: str, lake: LakeResource,
