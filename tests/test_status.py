@@ -16,6 +16,7 @@ from tests.ingest_helpers import demo, sweep_in_subprocess, wait_until_lock_rele
 from tests.redshift_standin import RedshiftStandin, redshift_standin  # noqa: F401 (a fixture)
 from workdev_pipeline.assets.status import PIPELINE_STATUS
 from workdev_pipeline.cli import main
+from workdev_pipeline.errors import WorkdevError
 from workdev_pipeline.ingest.ingestor import LOCK_STATEMENT
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
@@ -210,6 +211,17 @@ def test_a_killed_sweep_is_stuck_until_the_next_sweep(db: str, lake: LakeResourc
         assert "sweep 1 claimed" in running.output and ", running" in running.output
     assert lake.ingestor(db).sweep().events_loaded == 80
     assert status(db, lake, WORKDEV_STUCK_SWEEP_SECONDS="0").exit_code == 0
+
+
+def test_a_bad_limit_is_one_error_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKDEV_STUCK_SWEEP_SECONDS", "2m")
+    with pytest.raises(WorkdevError, match="WORKDEV_STUCK_SWEEP_SECONDS must be a number of seconds >= 0, got '2m'"):
+        Limits.from_env()
+    monkeypatch.setenv("WORKDEV_STUCK_SWEEP_SECONDS", "-1")
+    with pytest.raises(WorkdevError, match="got '-1'"):
+        Limits.from_env()
+    monkeypatch.setenv("WORKDEV_STUCK_SWEEP_SECONDS", "0")
+    assert Limits.from_env().stuck_sweep_seconds == 0
 
 
 def _status(**parts: object) -> PipelineStatus:

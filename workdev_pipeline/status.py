@@ -22,6 +22,7 @@ from typing import Literal
 
 import psycopg
 
+from workdev_pipeline.errors import WorkdevError
 from workdev_pipeline.governance.redaction import redact_message
 from workdev_pipeline.lake.events import EventLake
 from workdev_pipeline.sql_files import query
@@ -43,7 +44,14 @@ class Limits:
     @classmethod
     def from_env(cls) -> Limits:
         def seconds(name: str, default: float) -> float:
-            return float(os.environ.get(name, "").strip() or default)
+            text = os.environ.get(name, "").strip()
+            try:
+                value = float(text) if text else default
+            except ValueError:
+                value = -1.0
+            if not value >= 0:
+                raise WorkdevError(f"{name} must be a number of seconds >= 0, got {text!r}")
+            return value
 
         return cls(seconds("WORKDEV_MAX_PENDING_AGE_SECONDS", cls.pending_age_seconds),
                    seconds("WORKDEV_STUCK_SWEEP_SECONDS", cls.stuck_sweep_seconds),
