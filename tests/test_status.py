@@ -3,6 +3,7 @@ pipeline: real PostgreSQL, a real lake, the real sensor recorded in a Dagster in
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
@@ -43,6 +44,11 @@ def status(db: str, lake: LakeResource, **env: str) -> Result:
     """``workdev-pipeline status`` on the test's database and lake (``env``: limits, engines)."""
     return CliRunner().invoke(main, ["status", "--database-url", db, "--lake-uri", lake.uri],
                               env={**NO_ENGINES, **env}, catch_exceptions=False)
+
+
+def flat(result: Result) -> str:
+    """The output with runs of whitespace as one space (the table's columns are as wide as their widest cell)."""
+    return " ".join(result.output.split())
 
 
 def observe(db: str, lake: LakeResource, instance: DagsterInstance, **engines: object) -> dict:
@@ -94,7 +100,7 @@ def test_a_transaction_held_open_makes_the_backlog_lag(db: str, lake: LakeResour
         assert lagging.exit_code == 1, lagging.output
         assert lagging.output.startswith("pipeline status: failing (1 error(s), 0 warning(s))")
         assert "ERROR backlog lake: 150 event(s) pending" in lagging.output
-        assert f"blocker      pid {pid}" in lagging.output
+        assert f"blocker pid {pid} transaction open" in flat(lagging)
         assert f"do: transaction of process {pid} (idle in transaction)" in lagging.output
         assert f"pg_terminate_backend({pid})" in lagging.output
         assert status(db, lake).exit_code == 0  # within the default limit (5 minutes) it is no problem yet
@@ -125,7 +131,7 @@ def test_an_unreachable_engine_fails(db: str, lake: LakeResource) -> None:
                 "REDSHIFT_DIALECT": "postgres"}
     result = status(db, lake, **redshift)
     assert result.exit_code == 1, result.output
-    assert "redshift         never delivered; 2 behind" in result.output and "UNREACHABLE" in result.output
+    assert "redshift never delivered; 2 behind" in flat(result) and "UNREACHABLE" in result.output
     assert "ERROR engine redshift: unreachable (" in result.output
     assert "do: check the REDSHIFT_* settings, credentials and network; then " \
            "`workdev-pipeline deliver --engine redshift`" in result.output
@@ -153,7 +159,7 @@ def test_an_engine_delivered_and_then_behind(db: str, lake: LakeResource, instan
     assert redshift.deliver(db, lake.events()).rows == 100
     delivered = status(db, lake, **env)
     assert delivered.exit_code == 0, delivered.output
-    assert "redshift         lake version 1, " in delivered.output and "(100 rows); reachable" in delivered.output
+    assert "redshift lake version 1, " in flat(delivered) and "(100 rows); reachable" in delivered.output
 
     demo(db, 30, seed=9)
     lake.ingestor(db).sweep()  # the lake at version 2, redshift still at 1
@@ -179,7 +185,7 @@ def test_a_blocked_lake_dead_letters_and_replay_heals(db: str, lake: LakeResourc
     assert lake.ingestor(db).sweep().status == "failed"
     result = status(db, lake)
     assert result.exit_code == 1, result.output
-    assert "dead letter  lake             transient 120" in result.output
+    assert "dead letter lake transient 120" in flat(result)
     assert "ERROR load lake: the last load failed" in result.output
     assert "ERROR dead letter lake: 120 event(s) failed transiently" in result.output
     assert "do: once the cause is fixed (see the last load): `workdev-pipeline replay`" in result.output
@@ -188,9 +194,16 @@ def test_a_blocked_lake_dead_letters_and_replay_heals(db: str, lake: LakeResourc
     assert observed["verdict"] == "failing"
 
     root.unlink()
-    assert lake.ingestor(db).replay().status == "loaded"
-    healed = status(db, lake)
-    assert healed.exit_code == 0 and "dead letter  -                empty" in healed.output, healed.output
+    # a replay killed after resolving the failures: their days wait in the rebuild queue
+    assert sweep_in_subprocess(db, Path(lake.uri), crash_at="after_resolve", operation="replay").returncode != 0
+    wait_until_lock_released(db)
+    queued = status(db, lake, WORKDEV_MAX_PENDING_AGE_SECONDS="0")
+    assert "dead letter - empty" in flat(queued) and re.search(r"rebuild queue lake [1-9]\d* day\(s\)", flat(queued))
+    assert "WARNING queue rebuild lake: " in queued.output and " day(s) queued for a rebuild" in queued.output
+    assert "do: every sweep drains it first: `workdev-pipeline sweep`" in queued.output
+    assert lake.ingestor(db).sweep().status in ("idle", "loaded")
+    healed = status(db, lake, WORKDEV_MAX_PENDING_AGE_SECONDS="0")
+    assert healed.exit_code == 0 and healed.output.startswith("pipeline status: healthy"), healed.output
 
 
 def test_a_killed_sweep_is_stuck_until_the_next_sweep(db: str, lake: LakeResource) -> None:
