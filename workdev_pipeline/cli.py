@@ -252,6 +252,25 @@ def deliver(database_url: str | None, lake_uri: str | None, engines: tuple[str, 
 
 @main.command()
 @_db_option
+@_lake_option
+@click.option("--no-probe", is_flag=True, help="Do not contact the enabled engines (BigQuery, Redshift).")
+def status(database_url: str | None, lake_uri: str | None, no_probe: bool) -> None:
+    """The pipeline's health: backlog, sweeps, dead letter, loads, deliveries, queues -- and what to do about each
+    problem. Exit status 0 unless a problem of error severity is found (then 1)."""
+    from workdev_pipeline.engine_settings import remote_engine_resources
+    from workdev_pipeline.status import Limits, diagnose, read_status, render
+
+    probes = {name: None if no_probe else (lambda r=r: r.process_config_and_initialize().ping())
+              for name, r in remote_engine_resources().items()}  # configured inside: a missing setting is reported
+    found = read_status(_url(database_url), _lake(lake_uri).events(), probes)
+    problems = diagnose(found, Limits.from_env())
+    click.echo(render(found, problems))
+    if any(p.severity == "error" for p in problems):
+        sys.exit(1)
+
+
+@main.command()
+@_db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Where the UI listens.")
 @click.option("--port", default=3000, show_default=True)
 def dev(database_url: str | None, host: str, port: int) -> None:

@@ -2,7 +2,6 @@
 event twice, and files of the declared schema; and the pending backlog is fresh."""
 
 
-import os
 from datetime import UTC, date, datetime, time, timedelta
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
@@ -13,9 +12,10 @@ from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.resources.warehouse import Warehouse
 from workdev_pipeline.sql_files import query
+from workdev_pipeline.status import Limits
 
-#: The pending backlog's oldest event may wait this long before the freshness check fails.
-MAX_PENDING_AGE_SECONDS = float(os.environ.get("WORKDEV_MAX_PENDING_AGE_SECONDS", "300"))
+#: The pending backlog's oldest event may wait this long before the freshness check fails (as for `status`).
+MAX_PENDING_AGE_SECONDS = Limits.from_env().pending_age_seconds
 
 
 def _days(context: AssetCheckExecutionContext) -> list[date]:
