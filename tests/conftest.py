@@ -139,7 +139,7 @@ def login_role(admin_url: str, db: str) -> Iterator[callable]:
 
 @pytest.fixture
 def lake(tmp_path: Path) -> LakeResource:
-    return LakeResource(uri=str(tmp_path / "lake"), backoff_seconds=0.01)
+    return LakeResource(uri=str(tmp_path / "lake"), retry_seconds=1.0, backoff_seconds=0.01)
 
 
 @pytest.fixture
