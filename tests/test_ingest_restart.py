@@ -47,9 +47,8 @@ class _RestartingIngestor(Ingestor):
         return Restarting()
 
 
-def test_postgres_restart_mid_sweep_is_retried_and_exactly_once(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
+def test_postgres_restart_mid_sweep_is_retried_and_exactly_once(server_home: Path, tmp_path: Path) -> None:
+    home = server_home
     url = embedded_database_url(home=home)
     try:
         migrate(url)
@@ -74,9 +73,8 @@ def test_postgres_restart_mid_sweep_is_retried_and_exactly_once(tmp_path: Path) 
 class OwnServer:
     """The embedded server in a home of the test's own (never the shared one), and the CLI run against it."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.home = tmp_path / "home"
-        self.home.mkdir()
+    def __init__(self, home: Path, tmp_path: Path) -> None:
+        self.home = home
         self.pgdata = self.home / "pgdata"
         self.lake = tmp_path / "lake"
         self.logs = tmp_path
@@ -116,8 +114,8 @@ class OwnServer:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[OwnServer]:
-    own = OwnServer(tmp_path)
+def server(server_home: Path, tmp_path: Path) -> Iterator[OwnServer]:
+    own = OwnServer(server_home, tmp_path)
     try:
         migrate(own.url)
         yield own
