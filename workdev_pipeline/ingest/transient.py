@@ -27,7 +27,7 @@ DEFAULT_RETRY_SECONDS = 60.0
 #: the longest single wait between two attempts (the backoff doubles up to it)
 MAX_WAIT_SECONDS = 5.0
 
-_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+_OS_ERROR = re.compile(r"\(os error (\d+)\)|Os \{ code: (\d+)")
 _DATABASE_ERRORS = (psycopg.OperationalError, adbc_driver_manager.OperationalError,
                     adbc_driver_manager.InternalError)
 
@@ -64,7 +64,7 @@ def error_kind(exc: BaseException) -> str:
     code = exc.errno if isinstance(exc, OSError) else None
     if code is None and isinstance(exc, DeltaError):
         match = _OS_ERROR.search(str(exc))
-        code = int(match.group(1)) if match else None
+        code = int(match.group(1) or match.group(2)) if match else None
     if code is not None and code in errno.errorcode:
         return f"lake file system: {os.strerror(code)}"
     return "lake unavailable"
