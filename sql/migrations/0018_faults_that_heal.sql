@@ -49,15 +49,19 @@ SELECT
     e.session_id,
     CASE
         WHEN f.event_id IS NOT NULL AND f.resolved_at IS NULL THEN 'failed'
-        WHEN (f.resolved_at IS NOT NULL OR e.tx_id < w.watermark) AND q.event_date IS NULL AND r.event_id IS NULL
+        WHEN (f.resolved_at IS NOT NULL OR e.tx_id < w.watermark)
+             AND (rq.days IS NULL OR NOT (e."timestamp" AT TIME ZONE 'UTC')::date = ANY (rq.days))
+             AND (NOT rq.refreshing OR NOT EXISTS (SELECT 1 FROM warehouse_event_refresh r
+                                                   WHERE r.event_id = e.event_id AND r.consumer = ANY (w.consumers)))
             THEN 'processed'
         ELSE 'pending'
     END AS processing_status,
     CASE
         WHEN f.event_id IS NOT NULL THEN f.retry_count
-        ELSE coalesce((SELECT s.retries FROM ingestion_sweeps s
-                       WHERE s.retries > 0 AND s.tx_low <= e.tx_id AND s.tx_high > e.tx_id
-                       ORDER BY s.tx_high LIMIT 1), 0)
+        WHEN e.tx_id >= rs.tx_low AND e.tx_id < rs.tx_high  -- only events in the span of retried sweeps look one up
+            THEN coalesce((SELECT max(s.retries) FROM ingestion_sweeps s
+                           WHERE s.retries > 0 AND s.tx_low <= e.tx_id AND s.tx_high > e.tx_id), 0)
+        ELSE 0
     END AS retry_count,
     CASE
         WHEN f.event_id IS NOT NULL THEN CASE WHEN f.resolved_at IS NULL THEN f.error_message END
@@ -69,7 +73,9 @@ SELECT
     END AS error_message,
     e.created_at,
     CASE
-        WHEN q.event_date IS NOT NULL OR r.event_id IS NOT NULL THEN NULL
+        WHEN (e."timestamp" AT TIME ZONE 'UTC')::date = ANY (rq.days) OR (rq.refreshing AND EXISTS (
+            SELECT 1 FROM warehouse_event_refresh r WHERE r.event_id = e.event_id AND r.consumer = ANY (w.consumers)))
+            THEN NULL
         WHEN f.resolved_at IS NOT NULL THEN f.resolved_at
         WHEN f.event_id IS NULL AND e.tx_id < w.watermark THEN (
             SELECT s.finished_at
@@ -80,11 +86,13 @@ SELECT
     END AS processed_at,
     e.tx_id
 FROM platform_event_store e
-CROSS JOIN (SELECT min(tx_watermark) AS watermark FROM pipeline_watermarks WHERE enabled) w
-LEFT JOIN event_failures f ON f.event_id = e.event_id
-LEFT JOIN (SELECT DISTINCT event_date FROM warehouse_rebuild_queue
-           WHERE consumer IN (SELECT consumer FROM pipeline_watermarks WHERE enabled)) q
-       ON q.event_date = (e."timestamp" AT TIME ZONE 'UTC')::date
-LEFT JOIN (SELECT DISTINCT event_id FROM warehouse_event_refresh
-           WHERE consumer IN (SELECT consumer FROM pipeline_watermarks WHERE enabled)) r
-       ON r.event_id = e.event_id;
+CROSS JOIN (SELECT min(tx_watermark) AS watermark, array_agg(consumer) AS consumers
+            FROM pipeline_watermarks WHERE enabled) w
+-- what waits for a repair, read once: days queued for a rebuild, whether any event waits for a refresh
+CROSS JOIN (SELECT (SELECT array_agg(DISTINCT q.event_date) FROM warehouse_rebuild_queue q
+                    WHERE q.consumer IN (SELECT consumer FROM pipeline_watermarks WHERE enabled)) AS days,
+                   EXISTS (SELECT 1 FROM warehouse_event_refresh r
+                           WHERE r.consumer IN (SELECT consumer FROM pipeline_watermarks WHERE enabled)) AS refreshing
+           ) rq
+CROSS JOIN (SELECT min(tx_low) AS tx_low, max(tx_high) AS tx_high FROM ingestion_sweeps WHERE retries > 0) rs
+LEFT JOIN event_failures f ON f.event_id = e.event_id;
