@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +75,18 @@ def create_database(admin: str, name: str, template: str | None = None) -> str:
 def drop_database(admin: str, name: str) -> None:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def server_home() -> Iterator[Path]:
+    """A WORKDEV_HOME for an embedded server of the test's own, outside pytest's temporary root: run as root, the
+    server runs as another user, which must traverse the path -- and any other pytest session on this machine resets
+    /tmp/pytest-of-root to 0700 when it starts."""
+    home = Path(tempfile.mkdtemp(prefix="workdev-test-home-"))
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -146,7 +160,7 @@ def login_role(admin_url: str, db: str) -> Iterator[callable]:
 
 @pytest.fixture
 def lake(tmp_path: Path) -> LakeResource:
-    return LakeResource(uri=str(tmp_path / "lake"), backoff_seconds=0.01)
+    return LakeResource(uri=str(tmp_path / "lake"), retry_seconds=1.0, backoff_seconds=0.01)
 
 
 @pytest.fixture
