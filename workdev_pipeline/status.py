@@ -67,6 +67,8 @@ class ConsumerLag:
     pending: int
     oldest_pending_seconds: float | None
     last_sweep_seconds: float | None  # None: never swept
+    failed_runs: int = 0  # sweeps failed transiently since the last good one (their events stay pending)
+    last_error_kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,13 @@ def diagnose(status: PipelineStatus, limits: Limits) -> list[Problem]:
                                 "check WORKDEV_LAKE_URI and the object store's credentials and network"))
     for lag in status.consumers:
         age = lag.oldest_pending_seconds
-        if lag.pending and age is not None and age > limits.pending_age_seconds:
+        if lag.failed_runs and lag.pending:
+            problems.append(Problem("error", f"backlog {lag.consumer}",
+                                    f"{lag.pending:,} event(s) pending because {lag.failed_runs} sweep(s) failed "
+                                    f"transiently ({lag.last_error_kind or 'unknown fault'})",
+                                    "fix the cause; the ingest sensor retries with backoff, or sweep now with "
+                                    "`workdev-pipeline sweep`"))
+        elif lag.pending and age is not None and age > limits.pending_age_seconds:
             if status.blocker is not None:
                 b = status.blocker
                 advice = (f"transaction of process {b.pid} ({b.state or 'unknown state'}) open for "
@@ -255,10 +263,9 @@ def diagnose(status: PipelineStatus, limits: Limits) -> list[Problem]:
     for load in status.last_loads:
         if load.status == "failed":
             problems.append(Problem("error", f"load {load.warehouse}",
-                                    f"the last load failed {duration(load.seconds_ago)} ago "
-                                    f"({load.events_failed:,} event(s) sent to the dead letter)",
-                                    "`workdev-pipeline sweep` shows the error; once fixed, "
-                                    "`workdev-pipeline replay`"))
+                                    f"the last load failed {duration(load.seconds_ago)} ago",
+                                    "`workdev-pipeline sweep` shows the error; its events stay pending and the "
+                                    "next good sweep loads them"))
     for engine in status.engines:
         if not engine.enabled:
             continue
@@ -311,6 +318,7 @@ def figures(status: PipelineStatus, problems: list[Problem]) -> dict[str, int | 
     for lag in status.consumers:
         out[f"{lag.consumer}_pending_events"] = lag.pending
         out[f"{lag.consumer}_oldest_pending_seconds"] = round(lag.oldest_pending_seconds or 0.0, 3)
+        out[f"{lag.consumer}_failed_sweeps"] = lag.failed_runs
         if lag.last_sweep_seconds is not None:
             out[f"{lag.consumer}_seconds_since_last_sweep"] = round(lag.last_sweep_seconds, 3)
     out["sweeps_running"] = len(status.running_sweeps)
