@@ -19,6 +19,7 @@ from tests.lake_helpers import events
 from workdev_pipeline.lake.day_files import STAGING_DIR
 from workdev_pipeline.lake.events import EventLake
 from workdev_pipeline.lake.location import LakeLocation
+from workdev_pipeline.lake.maintenance import maintain
 
 REPO = Path(__file__).resolve().parent.parent
 FIRST = date(2026, 1, 1)
@@ -117,7 +118,8 @@ EventLake(LakeLocation.from_env(sys.argv[1]), write_budget_bytes=int(sys.argv[3]
 """
 
 
-def test_files_of_a_killed_write_are_removed_by_the_next_write(root: Path) -> None:
+@pytest.mark.parametrize("next_operation", ["write", "maintenance"])
+def test_files_of_a_killed_write_are_removed_by_the_next_operation(root: Path, next_operation: str) -> None:
     lake = EventLake(LakeLocation.from_env(str(root)), write_budget_bytes=BUDGET)
     lake.append([events(FIRST, 10)], app_id="lake", version=1)
     committed = data_files(root)
@@ -126,10 +128,14 @@ def test_files_of_a_killed_write_are_removed_by_the_next_write(root: Path) -> No
     assert killed.returncode == -9, killed.stderr
     assert data_files(root) - committed and staging_lists(root)  # what the killed write left
 
-    commit = lake.append([events(FIRST, 5, start=100)], app_id="lake", version=2)
+    if next_operation == "write":
+        lake.append([events(FIRST, 5, start=100)], app_id="lake", version=2)
+    else:
+        assert "uncommitted write" in " ".join(maintain(lake).notes)
     assert data_files(root) == logged_files(lake)
     assert not staging_lists(root)
-    assert commit.rows == 5 and lake.snapshot().query("SELECT count(*) FROM platform_events")[0][0] == 15
+    expected = 15 if next_operation == "write" else 10
+    assert lake.snapshot().query("SELECT count(*) FROM platform_events")[0][0] == expected
 
 
 def test_a_staging_list_left_after_its_commit_keeps_the_committed_files(root: Path) -> None:

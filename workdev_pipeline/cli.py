@@ -351,7 +351,8 @@ main.add_command(lake_group)
 
 
 def run() -> None:
-    """Entry point that turns our own errors into one clear line and exit status 2."""
+    """Entry point that turns our own errors into one clear line and exit status 2 (bad input), or the error's own
+    ``exit_code`` (1: an operation that failed, e.g. refused on a damaged lake day)."""
     try:
         main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -361,7 +362,7 @@ def run() -> None:
         sys.exit(exc.exit_code)
     except WorkdevError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(getattr(exc, "exit_code", 2))
 
 
 if __name__ == "__main__":
