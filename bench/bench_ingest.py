@@ -24,13 +24,16 @@ Creates a throw-away database, migrates it and measures, with the engine the Dag
   (a snapshot read by DuckDB) under a steady 2,000 events/s (a producer process: ``emit_many`` of 200 events every
   100 ms, each stamped with the time of its call), swept the way the ingest sensor does it: a tick every 30 s, a
   run (a fresh process doing one sweep, plus an allowance for Dagster's run start-up) when events are pending;
+* ``shape_sweep_peak_rss_mib`` / ``before_shape_sweep_peak_rss_mib``: peak RSS of one sweep of each backlog shape
+  in ``SHAPES`` (1,000,000 events over 7 days; 3,000,000 over 360 days, a history import), by this tree and by the
+  code before the write budget (``--shapes-before``, default 7be23c0: delta-rs held one Parquet writer per day);
 * ``load_average``: ``os.getloadavg()`` at the start, after each phase and at the end (the machine is shared).
 
 Bulk figures are medians of interleaved rounds (the machine is noisy). Prints one JSON line per figure on
 stdout; progress goes to stderr. Usage::
 
     .venv/bin/python bench/bench_ingest.py [--events N] [--rounds N] [--previous REV|none] [--latency-seconds S]
-        [--no-profile] [--admin-url URL]
+        [--no-profile] [--shapes-before REV|none] [--skip sweep|rebuild|shapes|latency] [--admin-url URL]
 """
 
 from __future__ import annotations
@@ -521,7 +524,8 @@ def measure_sweep(url: str, engines: Sequence[Engine], events: int, rounds: int,
 # -- phase 5: peak memory by the backlog's shape -----------------------------------------------------------
 
 
-def measure_shapes(url: str, engines: Sequence[Engine], shapes: Sequence[tuple[int, float]]) -> list[dict[str, Any]]:
+def measure_shapes(url: str, engines: Sequence[Engine],
+                   shapes: Sequence[tuple[int, float]]) -> list[dict[str, Any]]:
     """One sweep per engine of each backlog shape (events, days), each in a fresh process: its peak RSS."""
     figures: list[dict[str, Any]] = []
     roots = [e.root for e in engines]
