@@ -36,7 +36,7 @@ from deltalake.fs import DeltaStorageHandler
 from workdev_pipeline.ingest.extract import read_ahead
 from workdev_pipeline.ingest.schema import WAREHOUSE_SCHEMA
 from workdev_pipeline.lake.day_files import DEFAULT_BUDGET_BYTES, DayFileWriter, clean_staging
-from workdev_pipeline.lake.location import LakeLocation
+from workdev_pipeline.lake.location import LakeConfigurationError, LakeLocation
 from workdev_pipeline.lake.table import LakeTable
 
 TABLE = "platform_events"
@@ -104,6 +104,20 @@ class CommitActions:
     operations: list[str] = field(default_factory=list)
 
 
+def write_budget_from_env() -> int:
+    """``WORKDEV_LAKE_WRITE_BUDGET_MIB`` in bytes (the default when unset)."""
+    raw = os.environ.get(WRITE_BUDGET_ENV, "").strip()
+    if not raw:
+        return DEFAULT_BUDGET_BYTES
+    try:
+        mib = float(raw)
+    except ValueError:
+        mib = 0.0
+    if not mib > 0:
+        raise LakeConfigurationError(f"{WRITE_BUDGET_ENV} must be a positive number of MiB, not {raw!r}")
+    return int(mib * 1024 * 1024)
+
+
 def to_lake(table: pa.Table) -> pa.Table:
     """Warehouse rows (``WAREHOUSE_SCHEMA``) as lake rows: JSON as text, ``event_date`` from ``timestamp`` (UTC);
     lake rows (read back from the lake) as they are."""
@@ -140,9 +154,7 @@ class EventLake(LakeTable):
 
     def __init__(self, location: LakeLocation, *, write_budget_bytes: int | None = None) -> None:
         super().__init__(location)
-        budget = os.environ.get(WRITE_BUDGET_ENV)
-        self.write_budget_bytes = write_budget_bytes or (int(float(budget) * 1024 * 1024) if budget
-                                                         else DEFAULT_BUDGET_BYTES)
+        self.write_budget_bytes = write_budget_bytes or write_budget_from_env()
 
     def committed_version(self, app_id: str) -> int | None:
         """The last application-transaction version ``app_id`` committed (a sweep id), None if none."""
