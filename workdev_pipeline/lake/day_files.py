@@ -134,8 +134,8 @@ class DayFileWriter:
         """The write failed: delete its files and staging list (what cannot be deleted now goes at the next
         write's :func:`clean_staging`)."""
         self._pending.clear()
-        if self._staged:
-            _delete(self.fs, [*self._staged, self.staging_list])
+        if self._staged and not _delete(self.fs, self._staged)[1]:  # the list stays while a file does
+            _delete(self.fs, [self.staging_list])
 
 
 def clean_staging(fs: pafs.FileSystem, committed_paths: Callable[[int | None], set[str] | None]) -> int:
@@ -161,10 +161,12 @@ def clean_staging(fs: pafs.FileSystem, committed_paths: Callable[[int | None], s
         files = list(staged.get("files") or [])
         committed = committed_paths(staged.get("version_before")) if files else set()
         leftovers = [] if committed is None or committed & set(files) else files
-        removed += _delete(fs, leftovers)
-        _delete(fs, [_relative(info.path)])
-        if leftovers:
-            log.warning("removed %d data file(s) of an uncommitted lake write (%s)", len(leftovers), info.path)
+        deleted, failed = _delete(fs, leftovers)
+        removed += deleted
+        if not failed:  # the list stays while a file does: the next write tries again
+            _delete(fs, [_relative(info.path)])
+        if deleted:
+            log.warning("removed %d data file(s) of an uncommitted lake write (%s)", deleted, info.path)
     return removed
 
 
@@ -172,10 +174,10 @@ def _relative(path: str) -> str:
     return path if path.startswith(STAGING_DIR) else path[path.index(STAGING_DIR):]
 
 
-def _delete(fs: pafs.FileSystem, paths: list[str]) -> int:
-    """Delete ``paths`` (missing ones are fine); returns how many were deleted. Errors are logged, not raised: a
-    cleanup that cannot finish now is finished by the next write."""
-    deleted = 0
+def _delete(fs: pafs.FileSystem, paths: list[str]) -> tuple[int, int]:
+    """Delete ``paths`` (missing ones are fine); returns how many were deleted and how many could not be. Errors
+    are logged, not raised: a cleanup that cannot finish now is finished by the next write."""
+    deleted = failed = 0
     for path in paths:
         try:
             fs.delete_file(path)
@@ -183,8 +185,9 @@ def _delete(fs: pafs.FileSystem, paths: list[str]) -> int:
         except FileNotFoundError:
             continue
         except OSError as exc:
+            failed += 1
             log.warning("could not delete staged lake file %s: %s", path, exc)
-    return deleted
+    return deleted, failed
 
 
 def file_stats(table: pa.Table, columns: tuple[str, ...]) -> str:
