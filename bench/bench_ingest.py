@@ -33,7 +33,8 @@ Bulk figures are medians of interleaved rounds (the machine is noisy). Prints on
 stdout; progress goes to stderr. Usage::
 
     .venv/bin/python bench/bench_ingest.py [--events N] [--rounds N] [--previous REV|none] [--latency-seconds S]
-        [--no-profile] [--shapes-before REV|none] [--skip sweep|rebuild|shapes|latency] [--admin-url URL]
+        [--no-profile] [--shapes-before REV|none] [--shapes-budget MIB] [--skip sweep|rebuild|shapes|latency]
+        [--admin-url URL]
 """
 
 from __future__ import annotations
@@ -537,13 +538,17 @@ def measure_shapes(url: str, engines: Sequence[Engine],
             reset_ingestion(url, roots)
             child = run_child(url, engine, "sweep", timeout=7200)
             check_sweep(engine, child, events, verify_rows=engine.name == "lake")
-            log(f"shapes: {describe(engine.name, 'sweep', child)}, {len(child.outcome['days'])} days")
+            files = event_lake(engine.root).snapshot().files().num_rows
+            budget = (engine.env or {}).get("WORKDEV_LAKE_WRITE_BUDGET_MIB")
+            log(f"shapes: {describe(engine.name, 'sweep', child)}, {len(child.outcome['days'])} days, {files} files"
+                + (f", budget {budget} MiB" if budget else ""))
             peak = child.peak_rss_mib
             figures.append({
                 "figure": f"{'' if engine.name == 'lake' else 'before_'}shape_sweep_peak_rss_mib",
                 "value": round(peak, 1), "unit": "MiB", "events": events, "days": len(child.outcome["days"]),
                 "seconds": round(child.run.seconds, 2), "events_per_s": round(child.run.rate, 1),
-                "bytes_written": child.outcome["bytes_written"], "load_average": load_average(),
+                "bytes_written": child.outcome["bytes_written"], "data_files": files, "load_average": load_average(),
+                **({"write_budget_mib": float(budget)} if budget else {}),
                 "backlog": f"demo --users {USERS} --events {events} --days {days:g} --seed {SEED}",
                 "code": "this tree" if engine.name == "lake" else f"{engine.cwd} (before the write budget)",
                 "bar": RSS_BAR_MIB, "meets_bar": peak <= RSS_BAR_MIB})
@@ -842,6 +847,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--shapes-before", default=BEFORE_BUDGET_REV,
                         help=f"git revision of the code before the write budget, swept beside this tree in the "
                              f"shapes phase (default {BEFORE_BUDGET_REV}; 'none' skips it)")
+    parser.add_argument("--shapes-budget", dest="shapes_budgets", action="append", type=float, default=[],
+                        help="in the shapes phase, sweep with this WORKDEV_LAKE_WRITE_BUDGET_MIB (repeatable; "
+                             "default: the environment's)")
     parser.add_argument("--skip", action="append", choices=("sweep", "rebuild", "latency", "shapes"), default=[],
                         help="skip a phase (repeatable)")
     parser.add_argument("--admin-url", help="superuser URL (default: $WORKDEV_BENCH_ADMIN_URL, else local)")
@@ -889,7 +897,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     emit_figure(figure)
                 loads["after_rebuild"] = load_average()
             if "shapes" not in args.skip:
-                shaped = [lake]
+                shaped = [Engine("lake", SCRIPT, REPO, work / f"lake-{b:g}",
+                                 {**os.environ, "WORKDEV_LAKE_WRITE_BUDGET_MIB": f"{b:g}"})
+                          for b in args.shapes_budgets] or [lake]
                 if args.shapes_before.lower() != "none":
                     before = previous_engine(args.shapes_before, before_tree, work / "before")
                     shaped.append(before)
