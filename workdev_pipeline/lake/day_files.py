@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 STAGING_DIR = "_staging"
 #: What one write may hold in memory, all days together (Arrow bytes of rows waiting for their day's next file).
-DEFAULT_BUDGET_BYTES = 256 * 1024 * 1024
+DEFAULT_BUDGET_BYTES = 128 * 1024 * 1024
 ROW_GROUP_ROWS = 128 * 1024
 
 

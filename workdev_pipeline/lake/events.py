@@ -145,7 +145,7 @@ def days_predicate(days: Iterable[date]) -> str:
 
 class EventLake(LakeTable):
     """The events table of the lake at ``location``; a write holds at most ``write_budget_bytes`` of rows in
-    memory (``WORKDEV_LAKE_WRITE_BUDGET_MIB``, default 256 MiB), whatever the number of days it spans."""
+    memory (``WORKDEV_LAKE_WRITE_BUDGET_MIB``, default 128 MiB), whatever the number of days it spans."""
 
     NAME = TABLE
     SCHEMA = LAKE_SCHEMA
