@@ -10,6 +10,7 @@ import os
 import secrets
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -66,6 +67,12 @@ def create_database(admin: str, name: str, template: str | None = None) -> str:
 def drop_database(admin: str, name: str) -> None:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def now() -> datetime:
+    """The clock, read when the test runs (never at import: a long session would carry a stale one)."""
+    return datetime.now(UTC)
 
 
 @pytest.fixture(scope="session")
