@@ -20,6 +20,7 @@ import pytest
 from tests.dagster_dev_server import DevServer, days_back, wait_for_backfill
 
 pytest_plugins = ["tests.dagster_dev_server"]
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("WORKDEV_CHROMIUM", "/usr/bin/chromium")

@@ -181,6 +181,7 @@ def test_systemd_units_start_the_procfile_services(tmp_path: Path) -> None:
         assert not problems, result.stderr
 
 
+@pytest.mark.slow
 def test_services_keep_runs_and_sensor_state_across_a_restart(db: str, storage_db: str, tmp_path: Path) -> None:
     demo(db, 600, users=60, days=1.0, seed=31)  # pending events: the ingest sensor requests a sweep
     port = free_port()

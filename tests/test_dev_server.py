@@ -12,12 +12,14 @@ import urllib.request
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests.dagster_dev_server import free_port
 from tests.ingest_helpers import demo, lake_ids, loadable_ids
 from tests.waiting import wait_until
 from workdev_pipeline.lake import EventLake, LakeLocation
 
+pytestmark = pytest.mark.slow
 TIMEOUT = 300.0  # seconds for each wait, generous on a shared 2-core machine
 
 

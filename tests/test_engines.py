@@ -295,6 +295,7 @@ def _deliver_in_subprocess(db: str, engine: EngineSetup, lake_root: Path, home: 
                           timeout=300, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_killed_between_the_engine_load_and_its_bookkeeping_then_rerun_is_exactly_once(
         db: str, engine: EngineSetup, lake: LakeResource, tmp_path: Path) -> None:
     events = lake.events()

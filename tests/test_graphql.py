@@ -5,6 +5,7 @@ of the lake table, polls both to completion, and the lake holds what PostgreSQL 
 from __future__ import annotations
 
 import psycopg
+import pytest
 from dagster import DagsterRunStatus
 
 from tests.dagster_dev_server import (
@@ -17,6 +18,7 @@ from tests.dagster_dev_server import (
 from tests.ingest_helpers import demo, lake_ids, loadable_ids
 
 pytest_plugins = ["tests.dagster_dev_server"]
+pytestmark = pytest.mark.slow
 
 
 def test_the_ingest_job_launched_over_graphql_loads_new_events(dagster_dev: DevServer) -> None:
