@@ -20,7 +20,8 @@ import pytest
 from tests.dagster_dev_server import DevServer, days_back, wait_for_backfill
 
 pytest_plugins = ["tests.dagster_dev_server"]
-pytestmark = pytest.mark.slow
+#: slow; and on the same xdist worker as the GraphQL tests, which share its server (``--dist loadgroup``)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dagster_dev")]
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("WORKDEV_CHROMIUM", "/usr/bin/chromium")

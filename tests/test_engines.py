@@ -389,6 +389,7 @@ def test_a_log_cleaned_up_past_the_delivered_version_gives_a_full_delivery(
     assert engine.resource.deliver(db, events).status == "idle"
 
 
+@pytest.mark.slow
 def test_new_host_governance_leaves_every_other_users_rows_in_the_lake_and_both_engines(
         request: pytest.FixtureRequest, db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A fresh, empty WORKDEV_HOME; the lake where WORKDEV_LAKE_URI points (as a shared store would be): an erasure

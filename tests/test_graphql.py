@@ -18,7 +18,8 @@ from tests.dagster_dev_server import (
 from tests.ingest_helpers import demo, lake_ids, loadable_ids
 
 pytest_plugins = ["tests.dagster_dev_server"]
-pytestmark = pytest.mark.slow
+#: slow; and on the same xdist worker as the browser test, which shares its server (``--dist loadgroup``)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dagster_dev")]
 
 
 def test_the_ingest_job_launched_over_graphql_loads_new_events(dagster_dev: DevServer) -> None:
