@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,11 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import WaitTimedOut, wait_until
+
 REPO = Path(__file__).resolve().parent.parent
 VENV = REPO / ".venv-bqemulator"
 SETUP = REPO / "scripts" / "setup_bqemulator.sh"
 PROJECT = "workdev-test"
-START_TIMEOUT = 60.0
+START_TIMEOUT = 180.0
 
 
 def free_port() -> int:
@@ -80,7 +81,7 @@ def _answers(endpoint: str, project: str) -> bool:
 
 
 def start_bqemulator(tmp_path: Path, project: str = PROJECT) -> BigQueryEmulator:
-    """Start an ephemeral emulator on free ports; raises RuntimeError (with its log) when it does not answer."""
+    """Start an ephemeral emulator on free ports; raises ``WaitTimedOut`` (with its log) when it does not answer."""
     launcher = ensure_installed()
     rest_port, grpc_port = free_port(), free_port()
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -93,15 +94,14 @@ def start_bqemulator(tmp_path: Path, project: str = PROJECT) -> BigQueryEmulator
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    cwd=tmp_path, env=env, start_new_session=True)
     emulator = BigQueryEmulator(process, f"http://127.0.0.1:{rest_port}", project, log_path)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if not emulator.alive():
-            raise RuntimeError(f"bqemulator exited ({process.returncode}):\n{emulator.log_tail()}")
-        if _answers(emulator.endpoint, project):
-            return emulator
-        time.sleep(0.2)
-    emulator.stop()
-    raise RuntimeError(f"bqemulator did not answer within {START_TIMEOUT:.0f} s:\n{emulator.log_tail()}")
+    try:
+        wait_until(lambda: _answers(emulator.endpoint, project), "bqemulator's REST API to answer",
+                   timeout=START_TIMEOUT, interval=0.2, context=emulator.log_tail,
+                   gone=lambda: None if emulator.alive() else f"bqemulator exited ({process.returncode})")
+    except WaitTimedOut:
+        emulator.stop()
+        raise
+    return emulator
 
 
 @pytest.fixture(scope="session")

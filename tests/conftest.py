@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -87,6 +88,12 @@ def server_home() -> Iterator[Path]:
         yield home
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def now() -> datetime:
+    """The clock, read when the test runs (never at import: a long session would carry a stale one)."""
+    return datetime.now(UTC)
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -32,6 +30,7 @@ from dagster_graphql import DagsterGraphQLClient
 
 from tests.conftest import create_database, drop_database
 from tests.ingest_helpers import days_in_postgres, demo, lake_ids, loadable_ids
+from tests.waiting import wait_until
 from workdev_pipeline.lake.events import days_predicate
 from workdev_pipeline.resources.lake import LakeResource
 
@@ -39,7 +38,9 @@ REPO = Path(__file__).resolve().parent.parent
 LAKE_EVENTS_PATH = ["lake", "platform_events"]
 #: Demo traffic: the past DEMO_DAYS days, so the days before today are whole days of events.
 DEMO_DAYS, DEMO_EVENTS, DEMO_USERS = 7.0, 7_000, 300
-STARTUP_TIMEOUT = 240.0  # seconds: webserver up and the code location loaded, on a shared 2-core machine
+#: seconds, generous on a shared 2-core machine (a wait returns as soon as its condition holds)
+STARTUP_TIMEOUT = 300.0  # webserver up and the code location loaded
+RUN_TIMEOUT = 600.0  # a run or a backfill finished
 STOP_TIMEOUT = 60.0
 
 
@@ -108,24 +109,16 @@ BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED",
 RUN_DONE = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
-def wait_for_code_location(base_url: str, timeout: float = STARTUP_TIMEOUT) -> str:
+def wait_for_code_location(base_url: str, timeout: float = STARTUP_TIMEOUT,
+                           context: Callable[[], str] | None = None) -> str:
     """Wait until the webserver has loaded the code location; returns its name."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            data = graphql(base_url, LOCATIONS, timeout=10)
-            entries = data["workspaceOrError"].get("locationEntries") or []
-            last = entries
-            loaded = [e for e in entries if e["loadStatus"] == "LOADED"]
-            if loaded:
-                location = loaded[0]["locationOrLoadError"]
-                assert location["__typename"] == "RepositoryLocation", f"the code location failed: {location}"
-                return location["name"]
-        except (OSError, urllib.error.URLError, KeyError, json.JSONDecodeError) as exc:
-            last = exc
-        time.sleep(1)
-    raise AssertionError(f"the code location did not load within {timeout:.0f} s: {last}")
+    entries = wait_until(lambda: graphql(base_url, LOCATIONS, timeout=10)["workspaceOrError"]["locationEntries"],
+                         "the webserver to load the code location", timeout=timeout, context=context,
+                         until=lambda found: any(e["loadStatus"] == "LOADED" for e in found or []),
+                         ignore=(OSError, KeyError, json.JSONDecodeError))
+    location = next(e for e in entries if e["loadStatus"] == "LOADED")["locationOrLoadError"]
+    assert location["__typename"] == "RepositoryLocation", f"the code location failed: {location}"
+    return location["name"]
 
 
 def instigators(base_url: str) -> dict[str, tuple[str, str, str]]:
@@ -161,31 +154,27 @@ def launch_asset_backfill(base_url: str, asset_path: Sequence[str], first: date,
     return result["backfillId"]
 
 
-def wait_for_backfill(base_url: str, backfill_id: str, timeout: float = 240.0) -> dict:
+def wait_for_backfill(base_url: str, backfill_id: str, timeout: float = RUN_TIMEOUT,
+                      context: Callable[[], str] | None = None) -> dict:
     """Poll ``partitionBackfillOrError`` until the backfill is done (and its runs have finished)."""
-    deadline = time.monotonic() + timeout
-    backfill: dict = {}
-    while time.monotonic() < deadline:
-        backfill = graphql(base_url, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+    def done(backfill: dict) -> bool:
         assert backfill["__typename"] == "PartitionBackfill", backfill
-        if backfill["status"] in BACKFILL_DONE and all(r["status"] in RUN_DONE for r in backfill["runs"]):
-            return backfill
-        time.sleep(2)
-    raise AssertionError(f"backfill {backfill_id} not done within {timeout:.0f} s: {backfill}")
+        return backfill["status"] in BACKFILL_DONE and all(r["status"] in RUN_DONE for r in backfill["runs"])
+
+    return wait_until(lambda: graphql(base_url, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"],
+                      f"backfill {backfill_id} to finish", until=done, timeout=timeout, interval=2, context=context)
 
 
-def wait_for_run(base_url: str, run_id: str, timeout: float = 240.0) -> str:
+def wait_for_run(base_url: str, run_id: str, timeout: float = RUN_TIMEOUT,
+                 context: Callable[[], str] | None = None) -> str:
     """Poll ``runOrError`` until the run is finished; returns its status."""
-    deadline = time.monotonic() + timeout
-    status = None
-    while time.monotonic() < deadline:
+    def status() -> str:
         run = graphql(base_url, RUN_STATUS, {"id": run_id})["runOrError"]
         assert run["__typename"] == "Run", run
-        status = run["status"]
-        if status in RUN_DONE:
-            return status
-        time.sleep(2)
-    raise AssertionError(f"run {run_id} not finished within {timeout:.0f} s (last status {status})")
+        return run["status"]
+
+    return wait_until(status, f"run {run_id} to finish", until=lambda s: s in RUN_DONE, timeout=timeout,
+                      interval=2, context=context)
 
 
 # -- the server --------------------------------------------------------------------------------------------
@@ -211,28 +200,26 @@ class DevServer:
     def client(self) -> DagsterGraphQLClient:
         return DagsterGraphQLClient("127.0.0.1", port_number=self.port, timeout=120)
 
-    def run_job(self, job_name: str, timeout: float = 240.0, **kwargs: Any) -> tuple[str, DagsterRunStatus]:
+    def run_job(self, job_name: str, timeout: float = RUN_TIMEOUT, **kwargs: Any) -> tuple[str, DagsterRunStatus]:
         """Launch a job through ``DagsterGraphQLClient`` and poll it until it has finished."""
         client = self.client()
         run_id = client.submit_job_execution(job_name, repository_location_name=self.location_name, **kwargs)
-        deadline = time.monotonic() + timeout
-        while (status := client.get_run_status(run_id)) not in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE,
-                                                                  DagsterRunStatus.CANCELED):
-            assert time.monotonic() < deadline, f"run {run_id} of {job_name} still {status} after {timeout:.0f} s"
-            time.sleep(2)
+        status = wait_until(lambda: client.get_run_status(run_id), f"run {run_id} of {job_name} to finish",
+                            until=lambda s: s in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE,
+                                                  DagsterRunStatus.CANCELED),
+                            timeout=timeout, interval=2, context=self.log_tail)
         return run_id, status
 
-    def wait_until_swept(self, timeout: float = 120.0) -> None:
+    def wait_until_swept(self, timeout: float = 300.0) -> None:
         """Until the lake holds exactly the loadable events of PostgreSQL."""
-        deadline = time.monotonic() + timeout
-        while True:
+        def compared() -> dict[str, object]:
             with psycopg.connect(self.database_url) as conn:
                 expected = sorted(loadable_ids(conn))
             held = sorted(lake_ids(self.lake.events()))
-            if held == expected:
-                return
-            assert time.monotonic() < deadline, f"the lake holds {len(held)} events, PostgreSQL {len(expected)}"
-            time.sleep(2)
+            return {"lake": len(held), "postgres": len(expected), "same": held == expected}
+
+        wait_until(compared, "the lake to hold PostgreSQL's loadable events", until=lambda c: c["same"],
+                   timeout=timeout, interval=2, context=self.log_tail)
 
     def log_tail(self, chars: int = 4_000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
@@ -254,6 +241,11 @@ class DevServer:
         assert events.version() == before + 1 and not any(self.lake_day_counts(days).values())
         assert not any(events.snapshot().day_files(d) for d in days)
         return events.version()
+
+
+def _answers(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status == 200
 
 
 def dev_environment(database_url: str, root: Path) -> dict[str, str]:
@@ -286,18 +278,10 @@ def start_dagster_dev(database_url: str, root: Path, *, timeout: float = STARTUP
                        LakeResource(uri=env["WORKDEV_LAKE_URI"], backoff_seconds=0.01),
                        dagster_home, log_path)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{server.url}/server_info", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"dagster dev did not come up:\n{server.log_tail()}")
-            time.sleep(1)
-        server.location_name = wait_for_code_location(server.url, max(deadline - time.monotonic(), 30.0))
+        wait_until(lambda: _answers(f"{server.url}/server_info"), "dagster dev's webserver to answer", timeout=timeout,
+                   ignore=(OSError,), context=server.log_tail,
+                   gone=lambda: None if process.poll() is None else f"dagster dev exited ({process.returncode})")
+        server.location_name = wait_for_code_location(server.url, timeout, context=server.log_tail)
         if keep_running is not None:
             stop_instigators(server.url, keep_running)
     except BaseException:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 
+from tests.waiting import wait_until
 from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.demo_loader import load_demo
 from workdev_pipeline.lake.events import EventLake
@@ -78,16 +79,11 @@ def sweep_in_subprocess(url: str, lake_root: Path, *, crash_at: str | None = Non
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
 
 
-def wait_until_lock_released(url: str, timeout: float = 15.0) -> None:
+def wait_until_lock_released(url: str, timeout: float = 120.0) -> None:
     """A killed process's session (and its advisory lock) goes when PostgreSQL notices the closed socket:
     usually at once, but not synchronously with the kill."""
-    import time
-
-    deadline = time.monotonic() + timeout
     with psycopg.connect(url, autocommit=True) as conn:
-        while conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                           "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                           ).fetchone()[0]:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the killed run's advisory lock was not released")
-            time.sleep(0.05)
+        wait_until(lambda: conn.execute(
+            "SELECT pid, objid, mode, granted FROM pg_locks WHERE locktype = 'advisory' "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").fetchall(),
+            "the killed run's advisory locks released", timeout=timeout, until=lambda held: not held, interval=0.05)

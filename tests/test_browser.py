@@ -20,6 +20,8 @@ import pytest
 from tests.dagster_dev_server import DevServer, days_back, wait_for_backfill
 
 pytest_plugins = ["tests.dagster_dev_server"]
+#: slow; and on the same xdist worker as the GraphQL tests, which share its server (``--dist loadgroup``)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dagster_dev")]
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("WORKDEV_CHROMIUM", "/usr/bin/chromium")
@@ -121,7 +123,7 @@ def test_backfill_three_days_from_the_ui(dagster_dev: DevServer, page) -> None:
         backfill_id = re.search(r"Created backfill (\w+)", toast.first.inner_text()).group(1)
 
         # -- the daemon runs it: success, shown on the backfill's page -----------------------------------
-        backfill = wait_for_backfill(server.url, backfill_id, timeout=300)
+        backfill = wait_for_backfill(server.url, backfill_id, context=server.log_tail)
         assert backfill["status"] == "COMPLETED_SUCCESS", backfill
         assert sorted(backfill["partitionNames"]) == [d.isoformat() for d in days]
         assert backfill["runs"] and all(r["status"] == "SUCCESS" for r in backfill["runs"]), backfill["runs"]

@@ -31,12 +31,6 @@ from workdev_pipeline.errors import (
 from workdev_pipeline.events import EventRow, StagingCopy
 
 
-@pytest.fixture
-def now() -> datetime:
-    """The clock, read when the test runs."""
-    return datetime.now(UTC)
-
-
 def count(conn: psycopg.Connection, where: str = "true", params: tuple = ()) -> int:
     return conn.execute(f"SELECT count(*) FROM platform_event_store WHERE {where}", params).fetchone()[0]
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 
 from workdev_pipeline import catalog
 from workdev_pipeline.demo_loader import load_demo
 
-NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 
-
-def test_demo_traffic_is_stored_once_with_its_users(db: str, conn: psycopg.Connection) -> None:
-    report = load_demo(db, users=300, events=6_000, days=3, seed=7, now=NOW, batch_size=2_500)
+def test_demo_traffic_is_stored_once_with_its_users(db: str, conn: psycopg.Connection, now: datetime) -> None:
+    now = now.replace(microsecond=0) - timedelta(minutes=1)
+    report = load_demo(db, users=300, events=6_000, days=3, seed=7, now=now, batch_size=2_500)
     assert (report.users, report.events_emitted, report.events_inserted) == (300, 6_000, 6_000)
     assert conn.execute("SELECT count(*) FROM user_profiles").fetchone()[0] == 300
     rows = conn.execute(
@@ -22,7 +21,7 @@ def test_demo_traffic_is_stored_once_with_its_users(db: str, conn: psycopg.Conne
         " FROM platform_event_store").fetchone()
     total, types, first, last, users, strangers = rows
     assert total == 6_000 and types >= len(catalog.EVENT_TYPES) - 4
-    assert NOW - timedelta(days=3) <= first and last <= NOW
+    assert now - timedelta(days=3) <= first and last <= now
     assert 1 < users <= 300 and strangers == 0
     categories = dict(conn.execute("SELECT event_category, count(*) FROM platform_event_store GROUP BY 1").fetchall())
     assert set(categories) == set(catalog.CATEGORIES)
@@ -30,6 +29,6 @@ def test_demo_traffic_is_stored_once_with_its_users(db: str, conn: psycopg.Conne
     # nothing fell outside the monthly partitions
     assert conn.execute("SELECT count(*) FROM platform_event_store_default").fetchone()[0] == 0
 
-    again = load_demo(db, users=300, events=6_000, days=3, seed=7, now=NOW, batch_size=2_500)
+    again = load_demo(db, users=300, events=6_000, days=3, seed=7, now=now, batch_size=2_500)
     assert again.events_inserted == 0
     assert conn.execute("SELECT count(*) FROM platform_event_store").fetchone()[0] == 6_000

@@ -14,8 +14,9 @@ import re
 import shutil
 import signal
 import subprocess
-import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 import pytest
@@ -26,12 +27,15 @@ from psycopg.conninfo import conninfo_to_dict
 
 from tests.dagster_dev_server import free_port, graphql, wait_for_code_location
 from tests.ingest_helpers import demo, lake_ids, loadable_ids
+from tests.waiting import wait_until
 from workdev_pipeline.lake import EventLake, LakeLocation
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
 STOP_TIMEOUT = 60.0  # seconds a service may take to exit on SIGTERM
+WAIT_TIMEOUT = 300.0  # seconds, generous: a wait returns as soon as its condition holds
 SENSOR = "ingest_sensor"
+T = TypeVar("T")
 
 SENSOR_STATE = """
 query Sensor($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) { __typename
@@ -112,15 +116,10 @@ def cursor_requests(ticks: list[dict]) -> int:
     return json.loads(cursors[0])["requests"] if cursors else 0
 
 
-def wait_for(predicate, what: str, timeout: float, logs: Path, interval: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} within {timeout:.0f} s\n{tail(logs)}")
-        time.sleep(interval)
+def wait_for(probe: Callable[[], T], what: str, logs: Path, until: Callable[[T], object] = bool,
+             timeout: float = WAIT_TIMEOUT) -> T:
+    """Until ``until(probe())``; a failure shows the last value seen and the services' logs."""
+    return wait_until(probe, what, until=until, timeout=timeout, interval=2, context=lambda: tail(logs))
 
 
 def test_dagster_yaml_is_the_production_instance(storage_db: str, tmp_path: Path) -> None:
@@ -182,6 +181,7 @@ def test_systemd_units_start_the_procfile_services(tmp_path: Path) -> None:
         assert not problems, result.stderr
 
 
+@pytest.mark.slow
 def test_services_keep_runs_and_sensor_state_across_a_restart(db: str, storage_db: str, tmp_path: Path) -> None:
     demo(db, 600, users=60, days=1.0, seed=31)  # pending events: the ingest sensor requests a sweep
     port = free_port()
@@ -194,24 +194,24 @@ def test_services_keep_runs_and_sensor_state_across_a_restart(db: str, storage_d
     launcher = None
     try:
         # -- first start, as the Procfile runs them ------------------------------------------------------
-        location = wait_for_code_location(base_url, timeout=240)
+        location = wait_for_code_location(base_url, context=lambda: tail(logs))
         assert location == "workdev_pipeline"
         # the daemon's sensor ticks, requests a sweep (its cursor counts requests) and the sweep loads everything
-        wait_for(lambda: cursor_requests(sensor_state(base_url, location)[1]) >= 1,
-                 "the ingest sensor did not request a sweep", 180, logs)
+        wait_for(lambda: cursor_requests(sensor_state(base_url, location)[1]), "the ingest sensor to request a sweep",
+                 logs, until=lambda requests: requests >= 1)
         files = EventLake(LakeLocation.from_env(str(tmp_path / "lake")))
         with psycopg.connect(db) as conn:
             expected = sorted(loadable_ids(conn))
-        wait_for(lambda: sorted(lake_ids(files)) == expected, "the sensor's sweep did not load the events",
-                 180, logs)
+        wait_for(lambda: sorted(lake_ids(files)), "the sensor's sweep to load the events", logs,
+                 until=lambda held: held == expected)
 
         # a run launched over GraphQL, recorded in PostgreSQL
         client = DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=120)
         run_id = client.submit_job_execution("ingest_events", repository_location_name=location,
                                              tags={"workdev/trigger": "test_deploy"})
-        wait_for(lambda: client.get_run_status(run_id) in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE),
-                 f"run {run_id} did not finish", 240, logs)
-        assert client.get_run_status(run_id) == DagsterRunStatus.SUCCESS
+        status = wait_for(lambda: client.get_run_status(run_id), f"run {run_id} to finish", logs,
+                          until=lambda s: s in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE))
+        assert status == DagsterRunStatus.SUCCESS, tail(logs)
         with psycopg.connect(storage_db) as conn:
             runs = dict(conn.execute("SELECT run_id, status FROM runs").fetchall())
             ticks_in_pg = conn.execute("SELECT count(*) FROM job_ticks").fetchone()[0]
@@ -229,7 +229,7 @@ def test_services_keep_runs_and_sensor_state_across_a_restart(db: str, storage_d
 
         # -- restart, through deploy/run-services.sh ------------------------------------------------------
         launcher = start(["bash", str(DEPLOY / "run-services.sh")], env, logs / "run-services.log")
-        assert wait_for_code_location(base_url, timeout=240) == location
+        assert wait_for_code_location(base_url, context=lambda: tail(logs)) == location
         with psycopg.connect(storage_db) as conn:  # every run is still there (those in flight may have moved on)
             after = dict(conn.execute("SELECT run_id, status FROM runs").fetchall())
         assert set(after) >= set(runs) and after[run_id] == "SUCCESS"
@@ -241,8 +241,8 @@ def test_services_keep_runs_and_sensor_state_across_a_restart(db: str, storage_d
         assert cursor_requests(ticks_after) == requests_before  # and so did the cursor
         # the restarted daemon ticks again, carrying on from the stored cursor (new events: a new request)
         demo(db, 100, users=20, days=0.2, seed=32)
-        wait_for(lambda: cursor_requests(sensor_state(base_url, location)[1]) == requests_before + 1,
-                 "the restarted sensor did not continue from its cursor", 180, logs)
+        wait_for(lambda: cursor_requests(sensor_state(base_url, location)[1]),
+                 "the restarted sensor to continue from its cursor", logs, until=lambda n: n == requests_before + 1)
         assert terminate(launcher, "run-services.sh", logs) == 0
     finally:
         for process in [*services.values(), *([launcher] if launcher else [])]:

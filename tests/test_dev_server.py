@@ -1,59 +1,69 @@
 """The README's run command, for real: ``workdev-pipeline dev`` starts Dagster's webserver and daemon, and the
-daemon's ingest sensor loads the pending events into the lake with no one clicking anything."""
+daemon's ingest sensor loads the pending events into the lake with no one clicking anything. The server's output
+goes to ``workdev-dev.log`` in the test's tmp dir (kept by pytest), its tail shown when the test fails."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import psycopg
+import pytest
 
+from tests.dagster_dev_server import free_port
 from tests.ingest_helpers import demo, lake_ids, loadable_ids
+from tests.waiting import wait_until
 from workdev_pipeline.lake import EventLake, LakeLocation
 
+pytestmark = pytest.mark.slow
+TIMEOUT = 300.0  # seconds for each wait, generous on a shared 2-core machine
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
+def _answers(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status == 200
 
 
 def test_dev_serves_the_ui_and_the_sensor_loads_events(db: str, tmp_path: Path) -> None:
     demo(db, 2_000)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "WORKDEV_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dagster"),
-           "WORKDEV_LAKE_URI": str(tmp_path / "lake")}
+           "WORKDEV_LAKE_URI": str(tmp_path / "lake"), "PYTHONUNBUFFERED": "1"}
     cli = Path(sys.executable).with_name("workdev-pipeline")
-    server = subprocess.Popen([str(cli), "dev", "--database-url", db, "--port", str(port)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    log_path = tmp_path / "workdev-dev.log"
+    with log_path.open("wb") as log:  # a file, never a pipe nobody reads (a full pipe blocks the server)
+        server = subprocess.Popen([str(cli), "dev", "--database-url", db, "--port", str(port)], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log_tail() -> str:
+        return f"--- {log_path} (tail)\n{log_path.read_text(errors='replace')[-4_000:]}"
+
+    def exited() -> str | None:
+        return None if server.poll() is None else f"workdev-pipeline dev exited ({server.returncode})"
+
     files = EventLake(LakeLocation.from_env(str(tmp_path / "lake")))
     try:
-        deadline = time.monotonic() + 120
-        while True:  # the UI answers on loopback
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as response:
-                    assert response.status == 200
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "the webserver did not come up"
-                time.sleep(1)
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/server_info"), "the UI to answer on loopback",
+                   timeout=TIMEOUT, ignore=(OSError,), gone=exited, context=log_tail)
         # the instance it wrote: the run queue (the sweep run below goes through it)
-        assert "QueuedRunCoordinator" in (tmp_path / "dagster" / "dagster.yaml").read_text()
+        assert "QueuedRunCoordinator" in (tmp_path / "dagster" / "dagster.yaml").read_text(), log_tail()
         with psycopg.connect(db) as conn:
-            expected = loadable_ids(conn)
-        while sorted(lake_ids(files)) != sorted(expected):  # the sensor requests a sweep run by itself
-            assert server.poll() is None and time.monotonic() < deadline, "the sensor did not load the events"
-            time.sleep(2)
+            expected = sorted(loadable_ids(conn))
+        # the sensor requests a sweep run by itself
+        def compared() -> dict[str, object]:
+            held = sorted(lake_ids(files))
+            return {"lake": len(held), "postgres": len(expected), "same": held == expected}
+
+        wait_until(compared, "the sensor's sweep to load the events", until=lambda c: c["same"], timeout=TIMEOUT,
+                   interval=2, gone=exited, context=log_tail)
     finally:
         os.killpg(server.pid, signal.SIGINT)
         try:
-            server.wait(30)
+            server.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(10)

@@ -295,6 +295,7 @@ def _deliver_in_subprocess(db: str, engine: EngineSetup, lake_root: Path, home: 
                           timeout=300, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_killed_between_the_engine_load_and_its_bookkeeping_then_rerun_is_exactly_once(
         db: str, engine: EngineSetup, lake: LakeResource, tmp_path: Path) -> None:
     events = lake.events()
@@ -388,6 +389,7 @@ def test_a_log_cleaned_up_past_the_delivered_version_gives_a_full_delivery(
     assert engine.resource.deliver(db, events).status == "idle"
 
 
+@pytest.mark.slow
 def test_new_host_governance_leaves_every_other_users_rows_in_the_lake_and_both_engines(
         request: pytest.FixtureRequest, db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A fresh, empty WORKDEV_HOME; the lake where WORKDEV_LAKE_URI points (as a shared store would be): an erasure

@@ -298,6 +298,7 @@ def test_batch_unknown_users_and_bad_ids(db: str, conn: psycopg.Connection, defs
         parse_user_ids([])
 
 
+@pytest.mark.slow
 def test_cli_erase(db: str, conn: psycopg.Connection, lake: LakeResource, people) -> None:
     target, other = people
     env = {**os.environ, "WORKDEV_DATABASE_URL": db, "WORKDEV_LAKE_URI": lake.uri}
@@ -443,6 +444,7 @@ def test_the_pipeline_role_can_erase(db: str, conn: psycopg.Connection, login_ro
     assert not any(v in everything_in_postgres(conn) for v in target.values)
 
 
+@pytest.mark.slow
 def test_a_new_host_with_an_empty_home_erases_and_applies_retention_without_losing_anyone(
         db: str, conn: psycopg.Connection, lake: LakeResource, people, tmp_path: Path) -> None:
     """The lake lives elsewhere (WORKDEV_LAKE_URI, as a shared store would); the host running the erasure and the

@@ -5,6 +5,7 @@ of the lake table, polls both to completion, and the lake holds what PostgreSQL 
 from __future__ import annotations
 
 import psycopg
+import pytest
 from dagster import DagsterRunStatus
 
 from tests.dagster_dev_server import (
@@ -17,6 +18,8 @@ from tests.dagster_dev_server import (
 from tests.ingest_helpers import demo, lake_ids, loadable_ids
 
 pytest_plugins = ["tests.dagster_dev_server"]
+#: slow; and on the same xdist worker as the browser test, which shares its server (``--dist loadgroup``)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dagster_dev")]
 
 
 def test_the_ingest_job_launched_over_graphql_loads_new_events(dagster_dev: DevServer) -> None:
@@ -31,7 +34,7 @@ def test_the_ingest_job_launched_over_graphql_loads_new_events(dagster_dev: DevS
     run_id, status = server.run_job("ingest_events", tags={"workdev/trigger": "test_graphql"})
     assert status == DagsterRunStatus.SUCCESS, server.log_tail()
     # the ingest sensor may have requested its own sweep meanwhile: either run loads the new events, once
-    server.wait_until_swept(timeout=120)
+    server.wait_until_swept()
     assert sorted(lake_ids(server.lake.events())) == sorted(expected)
     run = server.client()._execute("query R($id: ID!) { runOrError(runId: $id) { ... on Run { jobName "
                                    "tags { key value } assetMaterializations { assetKey { path } } } } }",
@@ -53,7 +56,7 @@ def test_a_partition_backfill_over_graphql_rebuilds_the_days(dagster_dev: DevSer
                                 "partitions": {"range": {"start": days[0].isoformat(), "end": days[-1].isoformat()}}}],
         "title": "test_graphql backfill"}})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    backfill = wait_for_backfill(server.url, launched["backfillId"], timeout=300)
+    backfill = wait_for_backfill(server.url, launched["backfillId"], context=server.log_tail)
 
     assert backfill["status"] == "COMPLETED_SUCCESS", backfill
     assert backfill["isAssetBackfill"] and sorted(backfill["partitionNames"]) == [d.isoformat() for d in days]

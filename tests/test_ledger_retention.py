@@ -3,7 +3,7 @@ ago than the retention loses its keyed hashes and keeps its audit trail; recent,
 requests keep theirs; a dry run only counts."""
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 import pytest
@@ -16,16 +16,16 @@ from workdev_pipeline.governance.erasure import verify_erasures
 from workdev_pipeline.governance.ledger import LEDGER_RETENTION_ENV, ledger_retention_days
 from workdev_pipeline.governance.retention import apply_retention
 
-NOW = datetime.now(UTC).replace(microsecond=0)
 AUDIT = "status, store_rows, dead_letter_rows, profile_rows, warehouse_rows, affected_days, requested_at, finished_at"
 
 
-def request(conn: psycopg.Connection, status: str, age_days: float | None, *, queued: bool = False) -> int:
+def request(conn: psycopg.Connection, now: datetime, status: str, age_days: float | None, *,
+            queued: bool = False) -> int:
     """A ledger row as an erasure leaves it: hashes of a user id and an email, rows and days; finished
-    ``age_days`` ago (None: not finished)."""
+    ``age_days`` before ``now`` (None: not finished)."""
     key = erasure_key(conn)
-    finished = None if age_days is None else NOW - timedelta(days=age_days)
-    requested = (finished or NOW - timedelta(days=2000)) - timedelta(minutes=1)
+    finished = None if age_days is None else now - timedelta(days=age_days)
+    requested = (finished or now - timedelta(days=2000)) - timedelta(minutes=1)
     request_id = conn.execute(
         "INSERT INTO gdpr_erasure_requests (user_hash, requested_by, status, requested_at, finished_at, store_rows, "
         "dead_letter_rows, warehouse_rows, value_hashes, affected_days) VALUES (%s, 'test', %s, %s, %s, 12, 1, %s, "
@@ -46,22 +46,23 @@ def ledger(conn: psycopg.Connection) -> dict[int, tuple]:
 
 
 def test_old_finished_requests_lose_their_hashes_and_keep_their_audit_trail(db: str, conn: psycopg.Connection,
+                                                                            now: datetime,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(LEDGER_RETENTION_ENV, raising=False)
-    old = request(conn, "erased", 1200)
-    old_nothing = request(conn, "nothing_found", 1100)
-    recent = request(conn, "erased", 1000)
-    running = request(conn, "running", None)  # started 2,000 days ago, never finished
-    failed = request(conn, "failed", None)
-    queued = request(conn, "erased", 1500, queued=True)  # its warehouse work is still queued
+    old = request(conn, now, "erased", 1200)
+    old_nothing = request(conn, now, "nothing_found", 1100)
+    recent = request(conn, now, "erased", 1000)
+    running = request(conn, now, "running", None)  # started 2,000 days ago, never finished
+    failed = request(conn, now, "failed", None)
+    queued = request(conn, now, "erased", 1500, queued=True)  # its warehouse work is still queued
     before = ledger(conn)
     assert all(row[:3] == (True, True, False) for row in before.values())
 
-    dry = apply_retention(db, as_of=NOW, dry_run=True)
+    dry = apply_retention(db, as_of=now, dry_run=True)
     assert dry.ledger_hashes_expired == 2
     assert ledger(conn) == before
 
-    report = apply_retention(db, as_of=NOW)
+    report = apply_retention(db, as_of=now)
     assert report.ledger_hashes_expired == 2
     after = ledger(conn)
     for request_id in (old, old_nothing):
@@ -76,15 +77,15 @@ def test_old_finished_requests_lose_their_hashes_and_keep_their_audit_trail(db: 
     assert found.requests == 4 and found.users == 4
     assert [(t.request_id, t.kind) for t in found.traces] == [(queued, "queued")]  # its work is still queued
 
-    assert apply_retention(db, as_of=NOW).ledger_hashes_expired == 0  # done once
+    assert apply_retention(db, as_of=now).ledger_hashes_expired == 0  # done once
     monkeypatch.setenv(LEDGER_RETENTION_ENV, "365")
-    assert apply_retention(db, as_of=NOW).ledger_hashes_expired == 1  # the recent one, now past a shorter retention
+    assert apply_retention(db, as_of=now).ledger_hashes_expired == 1  # the recent one, now past a shorter retention
     assert ledger(conn)[recent][:3] == (False, False, True)
     assert ledger(conn)[running] == before[running] and ledger(conn)[queued] == before[queued]
 
 
-def test_hashes_go_only_from_finished_requests(conn: psycopg.Connection) -> None:
-    running = request(conn, "running", None)
+def test_hashes_go_only_from_finished_requests(conn: psycopg.Connection, now: datetime) -> None:
+    running = request(conn, now, "running", None)
     with pytest.raises(psycopg.errors.CheckViolation):
         conn.execute("UPDATE gdpr_erasure_requests SET user_hash = NULL WHERE request_id = %s", (running,))
     with pytest.raises(psycopg.errors.CheckViolation):
@@ -93,10 +94,11 @@ def test_hashes_go_only_from_finished_requests(conn: psycopg.Connection) -> None
 
 
 def test_the_retention_asset_reports_the_ledger_requests_expired(db: str, conn: psycopg.Connection,
-                                                                 defs: Definitions, instance: DagsterInstance) -> None:
-    request(conn, "erased", 2000)
-    request(conn, "erased", 10)
-    as_of = (datetime.now(UTC) - timedelta(minutes=1)).replace(microsecond=0)
+                                                                 defs: Definitions, instance: DagsterInstance,
+                                                                 now: datetime) -> None:
+    request(conn, now, "erased", 2000)
+    request(conn, now, "erased", 10)
+    as_of = now - timedelta(minutes=1)
     result = defs.resolve_job_def("apply_retention").execute_in_process(instance=instance, run_config={
         "ops": {RETENTION_OP: {"config": {"as_of": as_of.isoformat()}}}})
     assert result.success

@@ -155,6 +155,7 @@ storable_values = st.recursive(
 readable_values = st.dictionaries(st.sampled_from(["note", "extra", "client", "device"]), storable_values, max_size=3)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(event_data=readable_values, data_places=placements, metadata=readable_values, meta_places=placements)
 def test_no_reader_but_the_pipeline_sees_a_network_identity(readers: tuple[str, str], client: AnalyticsClient,

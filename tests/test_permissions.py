@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 import pytest
@@ -51,8 +51,9 @@ def test_the_application_role_cannot_read_or_change_events_directly(app_url: str
         conn.execute(statement)
 
 
-def test_the_application_role_emits_and_reads_through_the_functions(app_url: str, conn: psycopg.Connection) -> None:
-    user, now = uuid.uuid4(), datetime.now(UTC)
+def test_the_application_role_emits_and_reads_through_the_functions(app_url: str, conn: psycopg.Connection,
+                                                                    now: datetime) -> None:
+    user = uuid.uuid4()
     with AnalyticsClient(app_url, user_id=user, acting_user_id=user) as app:
         app.init_session(user_agent="Mozilla/5.0", ip_address="8.8.8.8")
         one = app.track_user_login("github", True)
@@ -116,9 +117,8 @@ def two_users(client: AnalyticsClient) -> tuple[uuid.UUID, uuid.UUID]:
     return alice, bob
 
 
-def test_the_application_role_reads_only_the_signed_in_users_events(app_url: str, two_users) -> None:
+def test_the_application_role_reads_only_the_signed_in_users_events(app_url: str, two_users, now: datetime) -> None:
     alice, bob = two_users
-    now = datetime.now(UTC)
     window = {"start_date": now - timedelta(hours=1), "end_date": now + timedelta(hours=1)}
     with AnalyticsClient(app_url, acting_user_id=alice) as app:
         page = app.query_events(**window)
@@ -159,9 +159,8 @@ def test_set_role_to_the_application_role_is_the_application_role(conn: psycopg.
     conn.execute("RESET ROLE")
 
 
-def test_the_pipeline_and_the_admin_read_every_users_events(login_role, db: str, two_users) -> None:
+def test_the_pipeline_and_the_admin_read_every_users_events(login_role, db: str, two_users, now: datetime) -> None:
     alice, bob = two_users
-    now = datetime.now(UTC)
     for url in (login_role("workdev_pipeline"), db):
         with AnalyticsClient(url) as reader:
             page = reader.query_events(start_date=now - timedelta(hours=1), end_date=now + timedelta(hours=1))

@@ -292,6 +292,7 @@ def test_schedule_runs_daily_at_two_utc_as_of_its_tick(db: str, defs: Definition
     assert {r[0] for r in conn.execute("SELECT event_id::text FROM platform_event_store")} == history.kept_ids()
 
 
+@pytest.mark.slow
 def test_cli_retention_dry_run_then_for_real(db: str, conn: psycopg.Connection,
                                              lake: LakeResource) -> None:
     as_of = dagster_now()
