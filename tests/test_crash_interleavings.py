@@ -26,14 +26,14 @@ from workdev_pipeline.governance.retention import apply_retention
 from workdev_pipeline.governance.warehouse import governed_warehouses
 from workdev_pipeline.resources.lake import LakeResource
 
+pytestmark = pytest.mark.slow  # sweeps killed in processes of their own
+
 #: Runs one sweep and SIGKILLs itself at argv[3]: "published" (the Delta commit is in the log, nothing else done)
 #: or "writing" (its second batch: files staged, nothing committed).
 KILLED_SWEEP = """
 import os, signal, sys
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.lake import EventLake, LakeLocation
-
-pytestmark = pytest.mark.slow  # sweeps killed in processes of their own
 
 url, root, point = sys.argv[1:4]
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
