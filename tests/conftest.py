@@ -1,13 +1,17 @@
 """Fixtures: a real PostgreSQL, a migrated template database, and a throw-away database per test.
 
 The server is ``WORKDEV_TEST_ADMIN_URL`` when set; else the local one at 127.0.0.1:5432 when it answers;
-else an embedded server (the project's embedded default) under ``.workdev-test/``.
+else an embedded server (the project's embedded default) under ``.workdev-test/``. ``WORKDEV_TEST_PG_TIMEZONE``
+(the non-UTC lane of ``.ci/run``: ``Asia/Kolkata``) becomes the ``TimeZone`` of every database the tests create, as a
+server configured in that zone would give every session.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,6 +29,7 @@ from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 
 LOCAL_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_TIMEZONE_ENV = "WORKDEV_TEST_PG_TIMEZONE"
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -61,6 +66,10 @@ def create_database(admin: str, name: str, template: str | None = None) -> str:
         if template:
             query = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
         conn.execute(query)
+        zone = os.environ.get(PG_TIMEZONE_ENV, "").strip()
+        if zone:  # per database: CREATE DATABASE ... TEMPLATE does not copy the template's settings
+            conn.execute(sql.SQL("ALTER DATABASE {} SET timezone TO {}").format(sql.Identifier(name),
+                                                                                sql.Literal(zone)))
     return database_url_for(admin, name)
 
 
@@ -73,6 +82,18 @@ def drop_database(admin: str, name: str) -> None:
 def now() -> datetime:
     """The clock, read when the test runs (never at import: a long session would carry a stale one)."""
     return datetime.now(UTC)
+
+
+@pytest.fixture
+def server_home() -> Iterator[Path]:
+    """A WORKDEV_HOME for an embedded server of the test's own, outside pytest's temporary root: run as root, the
+    server runs as another user, which must traverse the path -- and any other pytest session on this machine resets
+    /tmp/pytest-of-root to 0700 when it starts."""
+    home = Path(tempfile.mkdtemp(prefix="workdev-test-home-"))
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -146,7 +167,7 @@ def login_role(admin_url: str, db: str) -> Iterator[callable]:
 
 @pytest.fixture
 def lake(tmp_path: Path) -> LakeResource:
-    return LakeResource(uri=str(tmp_path / "lake"), backoff_seconds=0.01)
+    return LakeResource(uri=str(tmp_path / "lake"), retry_seconds=1.0, backoff_seconds=0.01)
 
 
 @pytest.fixture

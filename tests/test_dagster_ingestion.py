@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
+import psutil
 import psycopg
 from dagster import (
     AssetCheckKey,
@@ -18,7 +22,17 @@ from dagster import (
 )
 from dagster._core.storage.dagster_run import DagsterRun
 
-from tests.ingest_helpers import days_in_postgres, demo, lake_ids, loadable_ids
+from tests.ingest_helpers import (
+    REPO,
+    accept_any_budget,
+    days_in_postgres,
+    demo,
+    emit_bad_budgets,
+    lake_ids,
+    loadable_ids,
+    wait_until_lock_released,
+)
+from tests.waiting import wait_until
 from workdev_pipeline.assets.checks import (
     pending_backlog_fresh,
 )
@@ -141,28 +155,94 @@ def test_partition_checks_pass_then_catch_a_duplicated_commit(db: str, defs: Def
     assert Counter(lake_ids(events)).most_common(1)[0][1] == 2
 
 
-def test_backlog_check_and_replay_job(db: str, defs: Definitions, lake: LakeResource,
-                                      instance: DagsterInstance) -> None:
+def test_a_failed_sweep_run_leaves_events_pending_the_sensor_backs_off_then_the_next_run_heals(
+        db: str, defs: Definitions, lake: LakeResource, instance: DagsterInstance) -> None:
     demo(db, 300)
     backlog = AssetSelection.checks(AssetCheckKey(INCOMING_EVENTS, "pending_backlog_fresh"))
-    result = materialize([incoming_events, pending_backlog_fresh], selection=backlog, instance=instance,
-                         resources=resources(db, lake))
-    evaluation = result.get_asset_check_evaluations()[0]
-    assert evaluation.passed and evaluation.metadata["pending"].value == 300
 
+    def check():
+        return materialize([incoming_events, pending_backlog_fresh], selection=backlog, instance=instance,
+                           resources=resources(db, lake)).get_asset_check_evaluations()[0]
+
+    assert check().passed and check().metadata["pending"].value == 300
     root = Path(lake.location().root)
     root.parent.mkdir(parents=True, exist_ok=True)
     root.write_text("blocked")  # the lake's location cannot be written
     failed = run_job(defs, "ingest_events", instance, raise_on_error=False)
     assert not failed.success
-    result = materialize([incoming_events, pending_backlog_fresh], selection=backlog, instance=instance,
-                         resources=resources(db, lake))
-    assert not result.get_asset_check_evaluations()[0].passed  # the dead letter is not empty
+    failure = next(e for e in failed.all_events if e.is_step_failure).step_failure_data.user_failure_data
+    assert "its events stay pending" in failure.description and failure.metadata["error_kind"].text.startswith("lake")
+    verdict = check()  # red: pending because of the failed sweep, and the dead letter empty
+    assert not verdict.passed and verdict.metadata["dead_letter"].value == 0
+    assert verdict.metadata["pending"].value == 300 and verdict.metadata["failed_sweep_runs"].value == 1
+    assert "pending because the last sweep failed transiently: lake" in verdict.description
 
-    root.unlink()  # the cause is fixed
-    replay = run_job(defs, "replay_failed_events", instance)
-    assert replay.success
+    # the sensor keeps requesting, with backoff: not right after the failure...
+    context = build_sensor_context(instance=instance, resources=resources(db, lake))
+    held = ingest_sensor(context)
+    assert not held.run_requests and held.asset_events[0].metadata["next_sweep_in_seconds"].value > 0
+    with psycopg.connect(db, autocommit=True) as conn:  # ...but once the backoff (30 s after one failure) is over
+        conn.execute("UPDATE pipeline_watermarks SET last_failed_at = now() - interval '31 seconds'")
+    again = ingest_sensor(build_sensor_context(instance=instance, resources=resources(db, lake), cursor=held.cursor))
+    assert len(again.run_requests) == 1
+
+    root.unlink()  # the fault is over: the requested run delivers every event once, nothing to replay
+    assert run_job(defs, "ingest_events", instance, tags=again.run_requests[0].tags).success
     with psycopg.connect(db) as conn:
         assert sorted(lake_ids(lake.events())) == sorted(loadable_ids(conn))
-        failed_now = "SELECT count(*) FROM platform_events WHERE processing_status = 'failed'"
-        assert conn.execute(failed_now).fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM platform_events WHERE processing_status <> 'processed' "
+                            "AND processing_status <> 'failed'").fetchone()[0] == 0
+    assert check().metadata["failed_sweep_runs"].value == 0
+
+
+def test_replay_job(db: str, defs: Definitions, lake: LakeResource, instance: DagsterInstance) -> None:
+    demo(db, 300)
+    bad = emit_bad_budgets(db, 5)
+    assert run_job(defs, "ingest_events", instance).success
+    with psycopg.connect(db, autocommit=True) as conn:
+        accept_any_budget(conn)
+    assert run_job(defs, "replay_failed_events", instance).success
+    with psycopg.connect(db) as conn:
+        assert set(map(str, bad)) <= set(lake_ids(lake.events()))
+        assert sorted(lake_ids(lake.events())) == sorted(loadable_ids(conn))
+        assert conn.execute("SELECT count(*) FROM platform_events WHERE event_id = ANY(%s) "
+                            "AND processing_status = 'processed'", (bad,)).fetchone()[0] == 5
+
+
+def test_a_killed_run_takes_its_sweep_along(db: str, tmp_path: Path) -> None:
+    """The run's worker SIGKILLed mid-sweep: no step process lives on to finish the sweep (and report success in a
+    run marked failed); the sweep stays claimed and the next run redoes it exactly once."""
+    demo(db, 100_000, users=2_000)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "PYTHONPATH": str(REPO),
+           "DAGSTER_HOME": str(home), "WORKDEV_DATABASE_URL": db, "WORKDEV_LAKE_URI": str(tmp_path / "lake")}
+    dagster = Path(sys.executable).with_name("dagster")
+    with open(tmp_path / "run.log", "w") as log:
+        worker = subprocess.Popen([str(dagster), "job", "execute", "-m", "workdev_pipeline.definitions",
+                                   "-j", "ingest_events"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    tree: list[psutil.Process] = []
+    try:
+        with psycopg.connect(db, autocommit=True) as conn:
+            wait_until(lambda: conn.execute("SELECT count(*) FROM ingestion_sweeps WHERE status = 'running'"
+                                            ).fetchone()[0], "a sweep to be running", timeout=300, interval=0.01,
+                       gone=lambda: None if worker.poll() is None else f"the run's worker exited ({worker.returncode})",
+                       context=lambda: (tmp_path / "run.log").read_text()[-3000:])
+        tree = psutil.Process(worker.pid).children(recursive=True)
+        worker.kill()
+        worker.wait(60)
+        _, alive = psutil.wait_procs(tree, timeout=120)  # an orphaned step would sweep on until it is done
+        assert not alive, [p.cmdline() for p in alive]
+        wait_until_lock_released(db)
+        with psycopg.connect(db) as conn:
+            assert conn.execute("SELECT status FROM ingestion_sweeps").fetchall() == [("running",)]
+    finally:  # only what this test started, by pid
+        for process in [worker, *tree]:
+            if process.poll() is None if isinstance(process, subprocess.Popen) else process.is_running():
+                process.kill()
+    lake = LakeResource(uri=str(tmp_path / "lake"))
+    redo = lake.ingestor(db).sweep()
+    assert redo.status == "loaded" and redo.events_loaded + redo.events_failed == 100_000
+    with psycopg.connect(db) as conn:
+        held = lake_ids(lake.events())
+        assert max(Counter(held).values()) == 1 and set(held) == loadable_ids(conn)

@@ -26,16 +26,17 @@ from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.resources.redshift import RedshiftWarehouseResource
 
 REPO = Path(__file__).resolve().parent.parent
-GROUPS = {"ingestion", "lake", "aggregations", "governance", "metrics", "warehouse"}
+GROUPS = {"ingestion", "lake", "aggregations", "governance", "metrics", "warehouse", "operations"}
 AGGREGATIONS = [f"{store}/event_aggregations_{g}" for store in ("lake", "postgres") for g in ("hourly", "daily",
                                                                                               "weekly")]
 ASSETS = {"postgres/platform_events", "pipeline/enriched_events", "pipeline/dead_letter_replay", "lake/platform_events",
           "lake/maintenance", "postgres/platform_metrics_realtime", "postgres/retention_runs",
-          "postgres/gdpr_erasure_requests", *AGGREGATIONS}
+          "postgres/gdpr_erasure_requests", "pipeline/status", *AGGREGATIONS}
 CHECKS = {("lake/platform_events", "reconciles_with_postgres"), ("lake/platform_events", "no_duplicate_event_ids"),
           ("lake/platform_events", "parquet_schema_matches"), ("postgres/platform_events", "pending_backlog_fresh"),
           ("postgres/retention_runs", "retention_enforced"),
           ("postgres/gdpr_erasure_requests", "erasure_leaves_no_trace"),
+          ("lake/event_aggregations_hourly", "volumes_within_history"),
           *((f"lake/event_aggregations_{g}", "amount_sums_fit") for g in ("hourly", "daily", "weekly"))}
 #: job -> (the assets it materializes, the checks it runs)
 JOBS = {
@@ -49,9 +50,10 @@ JOBS = {
                      {("postgres/gdpr_erasure_requests", "erasure_leaves_no_trace")}),
     "lake_maintenance": ({"lake/maintenance"}, set()),
 }
-#: sensor -> (the job it requests, None for the automation sensor; its minimum interval in seconds)
+#: sensor -> (the job it requests, None for those requesting none: automation, status observations; its minimum
+#: interval in seconds)
 SENSORS = {"ingest_sensor": ("ingest_events", 30), "gdpr_erasure_requests_sensor": ("gdpr_erasure", 60),
-           "aggregations_automation": (None, 30)}
+           "aggregations_automation": (None, 30), "pipeline_status_sensor": (None, 60)}
 #: schedule -> (cron, the job it runs); all in UTC
 SCHEDULES = {"refresh_metrics_every_minute": ("* * * * *", "refresh_metrics"),
              "cleanup_metrics_every_15_minutes": ("*/15 * * * *", "cleanup_metrics"),
@@ -122,8 +124,8 @@ def test_the_code_location_has_every_definition_and_each_job_selects_what_it_run
 
 
 def test_the_module_level_definitions_are_the_same_set() -> None:
-    """``defs``, built from the environment (no engine enabled in the tests), is that code location."""
-    assert described(defs) == (ASSETS, CHECKS, JOBS, SENSORS, SCHEDULES)
+    """``defs()``, built from the environment (no engine enabled in the tests), is that code location."""
+    assert described(defs()) == (ASSETS, CHECKS, JOBS, SENSORS, SCHEDULES)
 
 
 @pytest.mark.parametrize("engines", [("bigquery",), ("redshift",), ("bigquery", "redshift")])

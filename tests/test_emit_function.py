@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
+
+from tests.waiting import wait_until
 
 EMIT = "SELECT emit_platform_event(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 LOGIN = {"method": "github", "mfa_used": True}
@@ -114,6 +117,43 @@ def test_resending_a_supplied_event_id_writes_once(conn: psycopg.Connection) -> 
     assert stored(conn) == 1
 
 
+def test_a_resend_is_the_same_event_within_7_days_either_side(conn: psycopg.Connection) -> None:
+    """event_id_dedup_window(): a stored event at t is a re-send's twin when t' - 7 days <= t < t' + 7 days."""
+    event_id = uuid.uuid4()
+    stored_at = datetime.now(UTC) - timedelta(days=20)
+    emit(conn, "user.login", uuid.uuid4(), LOGIN, event_id=event_id, timestamp=stored_at)
+    for delta in (timedelta(days=7), timedelta(days=-7) + timedelta(microseconds=1), timedelta(days=3)):
+        assert emit(conn, "user.login", uuid.uuid4(), LOGIN, event_id=event_id, timestamp=stored_at + delta) == event_id
+    assert stored(conn) == 1
+    # 7 days or more before it (or more than 7 days after it) is another event with the same id
+    emit(conn, "user.login", uuid.uuid4(), LOGIN, event_id=event_id, timestamp=stored_at - timedelta(days=7))
+    emit(conn, "user.login", uuid.uuid4(), LOGIN, event_id=event_id, timestamp=stored_at + timedelta(days=8))
+    assert stored(conn) == 3
+
+
+def test_a_second_open_transaction_sending_the_same_id_waits_for_the_first_then_returns_it(db: str) -> None:
+    """Same id, same UTC day, other timestamps: the unique (event_id, day) index makes the second send wait for
+    the first transaction -- which then either committed (nothing written) or rolled back (written)."""
+    day = datetime.combine(datetime.now(UTC).date() - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    with psycopg.connect(db) as first, psycopg.connect(db, options="-c statement_timeout=120s") as second, \
+            psycopg.connect(db, autocommit=True) as observer, ThreadPoolExecutor(1) as pool:
+        for outcome in ("commit", "rollback"):
+            event_id = uuid.uuid4()
+            emit(first, "user.login", uuid.uuid4(), LOGIN, event_id=event_id, timestamp=day + timedelta(hours=1))
+            resend = pool.submit(emit, second, "user.login", uuid.uuid4(), LOGIN, event_id=event_id,
+                                 timestamp=day + timedelta(hours=2))
+            wait_until(lambda: observer.execute("SELECT pg_blocking_pids(%s)",
+                                                (second.info.backend_pid,)).fetchone()[0],
+                       "the second send to wait for the first", until=lambda pids: pids == [first.info.backend_pid],
+                       timeout=120, interval=0.02)
+            getattr(first, outcome)()
+            assert resend.result() == event_id
+            second.commit()
+            rows = observer.execute("SELECT \"timestamp\" FROM platform_event_store WHERE event_id = %s",
+                                    (event_id,)).fetchall()
+            assert rows == [(day + timedelta(hours=1 if outcome == "commit" else 2),)]
+
+
 def test_sql_metacharacters_are_data(conn: psycopg.Connection) -> None:
     hostile = "'); DROP TABLE platform_event_store; --"
     event_id = emit(conn, "search.performed", None, {"query": hostile, "results_count": 0, "search_time_ms": 1},
@@ -131,6 +171,16 @@ def test_events_outside_partitions_land_in_default_and_move_when_a_partition_is_
     assert conn.execute(where, (event_id,)).fetchone() == ("platform_event_store_default",)
     assert conn.execute("SELECT ensure_event_partitions(%s, %s)", (old, old)).fetchone() == (1,)
     assert conn.execute(where, (event_id,)).fetchone() == (f"platform_event_store_{old:%Y_%m}",)
+    # every partition made, and the default one, has the unique (event_id, UTC day) key re-sends rely on
+    keys = conn.execute(
+        "SELECT c.relname, x.indexdef FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "LEFT JOIN pg_indexes x ON x.tablename = c.relname AND x.indexname = c.relname || '_event_day_key' "
+        "WHERE i.inhparent = 'platform_event_store'::regclass").fetchall()
+    day_key = "btree (event_id, (((\"timestamp\" AT TIME ZONE 'UTC'::text))::date))"
+    found = {(name, d.startswith("CREATE UNIQUE"), d.partition(" USING ")[2]) for name, d in keys if d}
+    assert len(keys) >= 6 and found == {(name, True, day_key) for name, _ in keys}
+    emit(conn, "user.login", uuid.uuid4(), LOGIN, event_id=event_id, timestamp=old + timedelta(days=1))
+    assert conn.execute("SELECT count(*) FROM platform_event_store WHERE event_id = %s", (event_id,)).fetchone() == (1,)
     assert conn.execute("SELECT ensure_event_partitions(%s, %s)", (old, old)).fetchone() == (0,)
     with pytest.raises(psycopg.Error, match="invalid partition range"):
         conn.execute("SELECT ensure_event_partitions(now(), now() - interval '1 day')")

@@ -6,26 +6,36 @@ import json
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pyarrow.parquet as pq
 import pytest
+from dagster import AssetCheckKey, AssetCheckSeverity, AssetSelection, DagsterInstance, materialize
 
+from tests.faults import LakeMount, lake_mount
 from tests.ingest_helpers import (
+    accept_any_budget,
     days_in_postgres,
     demo,
+    emit_bad_budgets,
     lake_days,
     lake_ids,
     loadable_ids,
     sweep_in_subprocess,
     wait_until_lock_released,
 )
-from tests.seed_queries import EVENT_PROCESSING_METRICS
+from tests.seed_queries import EVENT_PROCESSING_METRICS, FAILED_EVENTS
+from workdev_pipeline.assets.checks import pending_backlog_fresh
+from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, incoming_events
 from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.ingest.ingestor import Ingestor
+from workdev_pipeline.ingest.transient import TRANSIENT_ERRORS
 from workdev_pipeline.lake import EventLake, LakeLocation
+from workdev_pipeline.resources.lake import LakeResource
+from workdev_pipeline.resources.postgres import PostgresResource
 
 
 @pytest.fixture
@@ -236,45 +246,163 @@ def test_sweep_killed_after_its_commit_then_a_rebuild_of_its_days_keeps_every_ev
     assert_exactly_once(conn, files)
 
 
-def test_transient_failure_retries_with_backoff_then_dead_letters_then_replays(
+def test_transient_failure_leaves_events_pending_then_the_next_sweep_delivers_them(
         db: str, conn: psycopg.Connection, files: EventLake) -> None:
     demo(db, 1_000)
-    waits: list[float] = []
-    ingestor = Ingestor(db, files, backoff_seconds=0.5, sleep=waits.append)
+    ingestor = Ingestor(db, files, retry_seconds=0.3, backoff_seconds=0.05)
     lake_root(files).parent.mkdir(parents=True, exist_ok=True)
     lake_root(files).write_text("not a directory")  # the lake's location cannot be written
-    outcome = ingestor.sweep()
-    assert outcome.status == "failed" and outcome.events_failed == 1_000
-    assert len(waits) == 3 and all(0 <= w <= 30 for w in waits)  # three retries, exponential with jitter
-    failed = conn.execute("SELECT count(*), min(retry_count), max(retry_count), min(error_message) "
-                          "FROM platform_events WHERE processing_status = 'failed'").fetchone()
-    assert failed[:3] == (1_000, 3, 3) and "transient failure after 3 retries" in failed[3]
+    first = ingestor.sweep()
+    assert first.status == "failed" and first.events_failed == 0 and first.retries >= 1
+    assert first.error_kind.startswith("lake"), first.error_kind
+    # nothing dead-lettered: every event pending, its retry_count the failed attempts so far, the reason given
+    assert conn.execute(FAILED_EVENTS).fetchall() == []
+    assert conn.execute("SELECT count(*) FROM event_failures").fetchone()[0] == 0
+    attempts = first.retries + 1
+    statuses = {s: (c, float(r)) for s, c, r in conn.execute(EVENT_PROCESSING_METRICS)}
+    assert statuses == {"pending": (1_000, attempts)}
+    messages = [r[0] for r in conn.execute("SELECT DISTINCT error_message FROM platform_events")]
+    assert len(messages) == 1 and messages[0].startswith("transient failure (lake"), messages
     assert conn.execute("SELECT count(*) FROM warehouse_sync_status WHERE status = 'failed'").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM ingestion_sweeps WHERE status = 'running'").fetchone()[0] == 1
     assert files.table() is None
 
-    lake_root(files).unlink()  # the cause is fixed
-    replayed = ingestor.replay()
-    assert replayed.events_loaded == 1_000 and replayed.events_failed == 0
-    not_processed = "SELECT count(*) FROM platform_events WHERE processing_status <> 'processed'"
-    assert conn.execute(not_processed).fetchone()[0] == 0
+    second = ingestor.sweep()  # the cause is not fixed yet: still pending, the attempts add up
+    attempts += second.retries + 1
+    assert second.status == "failed" and second.sweep_id == first.sweep_id
+    assert conn.execute("SELECT failed_runs FROM pipeline_watermarks WHERE consumer = 'lake'").fetchone()[0] == 2
+    assert {s: c for s, c, _ in conn.execute(EVENT_PROCESSING_METRICS)} == {"pending": 1_000}
+
+    lake_root(files).unlink()  # the cause is fixed: the next sweep resumes on its own, the same range once
+    healed = ingestor.sweep()
+    assert healed.status == "loaded" and healed.sweep_id == first.sweep_id
+    assert healed.events_loaded + healed.events_failed == 1_000
     assert_exactly_once(conn, files)
+    statuses = {s: (c, float(r)) for s, c, r in conn.execute(EVENT_PROCESSING_METRICS)}
+    assert statuses["processed"] == (healed.events_loaded, attempts)  # retry_count: the attempts it took
+    assert "pending" not in statuses
+    assert conn.execute("SELECT failed_runs, last_error_kind FROM pipeline_watermarks WHERE consumer = 'lake'"
+                        ).fetchone() == (0, None)
 
 
 def test_replay_killed_after_resolving_is_finished_by_the_next_run(db: str, conn: psycopg.Connection,
-                                                                   files: EventLake) -> None:
+                                                                   files: EventLake, ingestor: Ingestor) -> None:
     demo(db, 600)
-    ingestor = Ingestor(db, files, backoff_seconds=0.0, sleep=lambda s: None)
-    lake_root(files).parent.mkdir(parents=True, exist_ok=True)
-    lake_root(files).write_text("blocked")
-    assert ingestor.sweep().status == "failed"
-    lake_root(files).unlink()
+    bad = emit_bad_budgets(db, 20)
+    assert ingestor.sweep().events_failed >= 20
+    accept_any_budget(conn)  # the cause is fixed: the dead-lettered events pass now
     killed = sweep_in_subprocess(db, lake_root(files), crash_at="after_resolve", operation="replay")
     assert killed.returncode == -9, killed.stderr
     wait_until_lock_released(db)
     assert conn.execute("SELECT count(*) FROM warehouse_rebuild_queue").fetchone()[0] >= 1
-    ingestor.sweep()  # drains the queue of days to rebuild
+    pending = {r[0] for r in conn.execute("SELECT event_id FROM platform_events WHERE processing_status = 'pending'")}
+    assert set(bad) <= pending  # resolved, but not in the lake yet: pending, never processed
+    Ingestor(db, files).sweep()  # drains the queue of days to rebuild (a new run: it reads the fixed schema)
     assert conn.execute("SELECT count(*) FROM warehouse_rebuild_queue").fetchone()[0] == 0
     assert_exactly_once(conn, files)
+    assert set(map(str, bad)) <= set(lake_ids(files))
+
+
+class _FaultAfterFirstBatch(Ingestor):
+    """Brings ``fault`` about once, when the sweep holds its first batch: its range claimed, the lake being written."""
+
+    def __init__(self, *args, fault: Callable[[], None], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fault: Callable[[], None] | None = fault
+
+    def transformer(self, conn):
+        real = super().transformer(conn)
+        outer = self
+
+        class Faulting:
+            def transform(self, batch, ingested_at):
+                if outer.fault is not None:
+                    fault, outer.fault = outer.fault, None
+                    fault()
+                return real.transform(batch, ingested_at)
+
+        return Faulting()
+
+
+@pytest.fixture
+def mounted(files: EventLake) -> Iterator[LakeMount]:
+    """The test's lake on a tmpfs of its own (read-only or full on demand: real EROFS / ENOSPC, even for root)."""
+    with lake_mount(lake_root(files)) as mount:
+        yield mount
+
+
+def backlog_check(db: str, files: EventLake):
+    """The backlog check's evaluation, run through Dagster."""
+    result = materialize([incoming_events, pending_backlog_fresh], instance=DagsterInstance.ephemeral(),
+                         selection=AssetSelection.checks(AssetCheckKey(INCOMING_EVENTS, "pending_backlog_fresh")),
+                         resources={"postgres": PostgresResource(database_url=db),
+                                    "lake": LakeResource(uri=str(lake_root(files)))})
+    return result.get_asset_check_evaluations()[0]
+
+
+def test_read_only_lake_during_a_sweep_dead_letters_nothing_and_the_next_sweep_delivers_every_event_once(
+        db: str, conn: psycopg.Connection, files: EventLake, mounted: LakeMount) -> None:
+    """20,000 events; the lake's file system turns read-only mid-sweep and stays so past the retry budget."""
+    demo(db, 1_000)
+    Ingestor(db, files).sweep()  # the lake holds the first events
+    dead_letter = conn.execute("SELECT count(*) FROM event_failures").fetchone()[0]
+    demo(db, 20_000, seed=9)
+    ingestor = _FaultAfterFirstBatch(db, files, retry_seconds=1.0, backoff_seconds=0.05, batch_bytes=256 * 1024,
+                                     fault=mounted.read_only)
+    failed = ingestor.sweep()
+    assert ingestor.fault is None and failed.status == "failed", failed
+    assert failed.error_kind == "lake file system: Read-only file system", failed.error
+    assert conn.execute("SELECT count(*) FROM event_failures").fetchone()[0] == dead_letter  # nothing dead-lettered
+    statuses = {s: c for s, c, _ in conn.execute(EVENT_PROCESSING_METRICS)}
+    assert statuses["pending"] == 20_000
+    check = backlog_check(db, files)
+    assert not check.passed and check.severity == AssetCheckSeverity.ERROR
+    assert ("pending because the last sweep failed transiently: lake file system: Read-only file system"
+            in check.description), check.description
+    assert check.metadata["dead_letter"].value == dead_letter and check.metadata["pending"].value == 20_000
+
+    mounted.healthy()  # the fault is over: the next sweep (a new run) delivers everything, once
+    healed = Ingestor(db, files).sweep()
+    assert healed.status == "loaded" and healed.sweep_id == failed.sweep_id
+    assert healed.events_loaded + healed.events_failed == 20_000
+    assert_exactly_once(conn, files)
+    assert "pending" not in {s for s, _, _ in conn.execute(EVENT_PROCESSING_METRICS)}
+    assert backlog_check(db, files).passed is (dead_letter + healed.events_failed == 0)
+
+
+def test_a_failed_replay_shows_its_days_pending_until_they_are_rebuilt(
+        db: str, conn: psycopg.Connection, files: EventLake, mounted: LakeMount) -> None:
+    """The seed's monitoring never says processed for an event the lake does not hold: a replay whose rebuild fails
+    (the lake's disk full) leaves the resolved events' days queued, and their events pending, until rebuilt."""
+    demo(db, 2_000, days=3)
+    bad = emit_bad_budgets(db, 30)
+    assert Ingestor(db, files).sweep().events_failed >= 30
+    accept_any_budget(conn)  # the cause is fixed...
+    mounted.full()  # ...but the lake's disk is full
+    with pytest.raises(TRANSIENT_ERRORS):
+        Ingestor(db, files, retry_seconds=0.5, backoff_seconds=0.05).replay()
+    queued = [r[0] for r in conn.execute("SELECT event_date FROM warehouse_rebuild_queue")]
+    assert queued, "the replay queued its days before failing"
+    assert not set(map(str, bad)) & set(lake_ids(files))  # the lake does not hold them
+    on_queued_days = conn.execute(
+        "SELECT count(*) FROM platform_event_store e WHERE (e.\"timestamp\" AT TIME ZONE 'UTC')::date = ANY(%s) "
+        "AND NOT EXISTS (SELECT 1 FROM event_failures f WHERE f.event_id = e.event_id AND f.resolved_at IS NULL)",
+        (queued,)).fetchone()[0]
+    statuses = {s: c for s, c, _ in conn.execute(EVENT_PROCESSING_METRICS)}
+    assert statuses["pending"] == on_queued_days
+    assert statuses["processed"] == len(lake_ids(files)) - sum(lake_days(files).get(d.isoformat(), 0) for d in queued)
+    pending = {r[0] for r in conn.execute("SELECT event_id FROM platform_events WHERE processing_status = 'pending'")}
+    assert set(bad) <= pending
+    check = backlog_check(db, files)
+    assert not check.passed and check.severity == AssetCheckSeverity.ERROR
+    assert f"{len(queued)} day(s) wait for a rebuild" in check.description, check.description
+
+    mounted.healthy()
+    Ingestor(db, files).sweep()  # what the sensor requests while days wait: it drains the queue
+    assert conn.execute("SELECT count(*) FROM warehouse_rebuild_queue").fetchone()[0] == 0
+    assert_exactly_once(conn, files)
+    assert set(map(str, bad)) <= set(lake_ids(files))
+    assert "pending" not in {s for s, _, _ in conn.execute(EVENT_PROCESSING_METRICS)}
 
 
 class _ConnectionKillingIngestor(Ingestor):

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
-from dagster import DagsterInstance, Definitions, build_schedule_context
+import yaml
+from dagster import DagsterInstance, DagsterRunStatus, Definitions, build_schedule_context, instance_for_test
 
 from tests.ingest_helpers import demo
 from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.schedules.metrics import cleanup_metrics_schedule, refresh_metrics_schedule
+from workdev_pipeline.schedules.run_queue import (
+    LANE_TAG,
+    METRICS_LANE,
+    METRICS_PRIORITY,
+    PRIORITY_TAG,
+    SWEEP_PRIORITY,
+)
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_refresh_writes_what_a_direct_count_says_and_the_client_serves_it(db: str, defs: Definitions,
@@ -55,7 +66,9 @@ def test_refresh_rejects_a_bad_ttl(db: str, defs: Definitions) -> None:
 
 def test_schedules_fire_every_minute_and_every_quarter_hour_in_utc() -> None:
     at = datetime(2026, 3, 29, 1, 7, tzinfo=UTC)  # a European DST night: UTC does not care
-    refresh = refresh_metrics_schedule.evaluate_tick(build_schedule_context(scheduled_execution_time=at))
+    with instance_for_test() as instance:  # the schedule looks at the instance's runs
+        refresh = refresh_metrics_schedule.evaluate_tick(
+            build_schedule_context(instance=instance, scheduled_execution_time=at))
     assert len(refresh.run_requests) == 1
     assert refresh_metrics_schedule.execution_timezone == cleanup_metrics_schedule.execution_timezone == "UTC"
     assert cleanup_metrics_schedule.cron_schedule == "*/15 * * * *"
@@ -65,3 +78,30 @@ def test_schedules_fire_every_minute_and_every_quarter_hour_in_utc() -> None:
     fired = cron_string_iterator(at.timestamp() - 1, cleanup_metrics_schedule.cron_schedule, "UTC")
     first = [next(fired) for _ in range(4)]
     assert [t.minute for t in first] == [15, 30, 45, 0] and all(t.tzinfo is not None for t in first)
+
+
+def test_the_refresh_never_piles_up_and_queues_behind_sweeps(defs: Definitions) -> None:
+    """A tick while a refresh is queued is skipped; the refresh runs carry a priority below the sweeps' and a lane
+    the instance files limit to one run."""
+    job = defs.resolve_job_def("refresh_metrics")
+    at = datetime(2026, 3, 29, 1, 7, tzinfo=UTC)
+    with instance_for_test() as instance:
+        first = refresh_metrics_schedule.evaluate_tick(
+            build_schedule_context(instance=instance, scheduled_execution_time=at))
+        assert len(first.run_requests) == 1
+        queued = instance.create_run_for_job(job, status=DagsterRunStatus.NOT_STARTED)  # launched, not yet started
+        skipped = refresh_metrics_schedule.evaluate_tick(
+            build_schedule_context(instance=instance, scheduled_execution_time=at))
+        assert not skipped.run_requests and "still queued or running" in skipped.skip_message
+        instance.report_run_canceled(queued)
+        again = refresh_metrics_schedule.evaluate_tick(
+            build_schedule_context(instance=instance, scheduled_execution_time=at))
+        assert len(again.run_requests) == 1
+    assert int(job.tags[PRIORITY_TAG]) < SWEEP_PRIORITY and int(job.tags[PRIORITY_TAG]) < 0
+    assert job.tags[LANE_TAG] == METRICS_LANE
+    for instance_file in ("deploy/dagster.yaml", "deploy/dagster-dev.yaml"):
+        limits = yaml.safe_load((REPO / instance_file).read_text())["run_coordinator"]["config"][
+            "tag_concurrency_limits"]
+        assert {"key": LANE_TAG, "value": METRICS_LANE, "limit": 1} in limits, instance_file
+    for name in ("apply_retention", "gdpr_erasure", "replay_failed_events"):
+        assert METRICS_PRIORITY < int(defs.resolve_job_def(name).tags[PRIORITY_TAG]) < SWEEP_PRIORITY, name

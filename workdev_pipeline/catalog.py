@@ -1,4 +1,5 @@
-"""The event catalog: every WorkDev event type, its category, retention and event_data schema.
+"""The event catalog: every WorkDev event type, its category, retention, event_data schema and hourly volume
+thresholds.
 
 This module is the one source of truth for event types. ``workdev-pipeline migrate`` seeds it into
 the ``event_schemas`` table, which is what the SQL emit functions and the pipeline read; nothing else
@@ -41,6 +42,32 @@ CATEGORIES: dict[str, Category] = {c.name: c for c in (TRANSACTION, INTERACTION,
 
 
 @dataclass(frozen=True)
+class VolumeThresholds:
+    """How far a type's count in a closed hour may stray from the same hour of the week in the previous weeks
+    before the ``volumes_within_history`` check flags it (``workdev_pipeline/aggregations/anomalies.py``).
+
+    The expected range is ``median ± max(deviations × σ, tolerance × median)`` (floored at 0), where ``σ`` is
+    the robust deviation ``1.4826 × MAD`` of the history, never below the Poisson noise ``√median``. Above it:
+    a spike (WARN); below it: a drop (WARN); 0 events where the median is at least ``silent_min_median``: the
+    type went silent (ERROR)."""
+
+    #: the half-width of the expected range in robust standard deviations
+    deviations: float = 4.0
+    #: the half-width at least, as a fraction of the median (steady, busy types do not flag small swings)
+    tolerance: float = 0.25
+    #: the median hourly count from which 0 events is "silent" (an ERROR) rather than noise
+    silent_min_median: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.deviations <= 0 or self.tolerance < 0 or self.silent_min_median < 0:
+            raise ValueError(f"invalid volume thresholds {self}")
+
+
+#: The thresholds of a type that sets none (``EventType.volume`` None).
+DEFAULT_VOLUME_THRESHOLDS = VolumeThresholds()
+
+
+@dataclass(frozen=True)
 class EventType:
     """One registered event type."""
 
@@ -54,6 +81,12 @@ class EventType:
     amount_field: str | None = None
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     active: bool = True
+    #: the hourly volume check's thresholds for this type; None: ``DEFAULT_VOLUME_THRESHOLDS``
+    volume: VolumeThresholds | None = None
+
+    @property
+    def volume_thresholds(self) -> VolumeThresholds:
+        return self.volume or DEFAULT_VOLUME_THRESHOLDS
 
     @property
     def json_schema(self) -> JSONSchema:

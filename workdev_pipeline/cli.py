@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import uuid
@@ -13,9 +14,16 @@ from pathlib import Path
 
 import click
 
-from workdev_pipeline.errors import PayloadTooDeep, WorkdevError
+from workdev_pipeline.cli_errors import ReportingGroup, explain
+from workdev_pipeline.errors import OperationFailed, PayloadTooDeep
 from workdev_pipeline.lake_cli import lake_group
 from workdev_pipeline.payloads import depth_message
+
+WORKSPACE_YAML = """load_from:
+  - python_module:
+      module_name: workdev_pipeline.definitions
+      location_name: workdev_pipeline
+"""
 
 
 def _url(database_url: str | None) -> str:
@@ -31,9 +39,13 @@ _db_option = click.option(
 )
 
 
-@click.group()
-def main() -> None:
+@click.group(cls=ReportingGroup)
+@click.option("-v", "--verbose", is_flag=True, help="Log retries, warnings and progress details to stderr.")
+def main(verbose: bool) -> None:
     """WorkDev event pipeline: the Postgres event store, demo traffic and the Dagster pipeline."""
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                            force=True)
 
 
 @main.command()
@@ -164,7 +176,8 @@ def _report(outcome) -> None:
     for note in outcome.notes:
         click.echo(f"  {note}")
     if outcome.error:
-        click.echo(f"error: {outcome.error}", err=True)
+        raise OperationFailed(f"{outcome.kind} failed: {outcome.error}; fix the cause, then run it again "
+                              f"(`workdev-pipeline replay` sends dead-lettered events back)")
 
 
 _lake_option = click.option(
@@ -176,11 +189,16 @@ _lake_option = click.option(
 @_db_option
 @_lake_option
 def sweep(database_url: str | None, lake_uri: str | None) -> None:
-    """Load the pending events into the lake now (what the sensor's runs do): one Delta commit."""
+    """Load the pending events into the lake now (what the sensor's runs do): one Delta commit. A transient fault
+    (database restarting, lake storage read-only or full) is retried for WORKDEV_RETRY_SECONDS (60); past that, one
+    line and exit status 1, the events left pending for the next sweep."""
+    logging.getLogger("workdev_pipeline").addHandler(logging.NullHandler())  # the retries' warnings: not here
     outcome = _ingestor(database_url, lake_uri).sweep(run_id="cli")
-    _report(outcome)
+    if outcome.status == "busy":
+        raise OperationFailed("another sweep or rebuild holds the lake's lock: run the command again once it ends")
     if outcome.status == "failed":
-        sys.exit(1)
+        raise OperationFailed(f"sweep failed: {outcome.error}; its events stay pending, the next sweep resumes them")
+    _report(outcome)
 
 
 @main.command()
@@ -239,6 +257,25 @@ def deliver(database_url: str | None, lake_uri: str | None, engines: tuple[str, 
 
 @main.command()
 @_db_option
+@_lake_option
+@click.option("--no-probe", is_flag=True, help="Do not contact the enabled engines (BigQuery, Redshift).")
+def status(database_url: str | None, lake_uri: str | None, no_probe: bool) -> None:
+    """The pipeline's health: backlog, sweeps, dead letter, loads, deliveries, queues -- and what to do about each
+    problem. Exit status 0 unless a problem of error severity is found (then 1)."""
+    from workdev_pipeline.engine_settings import remote_engine_resources
+    from workdev_pipeline.status import Limits, diagnose, read_status, render
+
+    probes = {name: None if no_probe else (lambda r=r: r.process_config_and_initialize().ping())
+              for name, r in remote_engine_resources().items()}  # configured inside: a missing setting is reported
+    found = read_status(_url(database_url), _lake(lake_uri).events(), probes)
+    problems = diagnose(found, Limits.from_env())
+    click.echo(render(found, problems))
+    if any(p.severity == "error" for p in problems):
+        sys.exit(1)
+
+
+@main.command()
+@_db_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Where the UI listens.")
 @click.option("--port", default=3000, show_default=True)
 def dev(database_url: str | None, host: str, port: int) -> None:
@@ -255,10 +292,11 @@ def dev(database_url: str | None, host: str, port: int) -> None:
     if not instance.exists():  # the run queue: a backfill never starves the live sweeps
         shutil.copyfile(SQL_DIR.parent / "deploy" / "dagster-dev.yaml", instance)
     env["DAGSTER_HOME"] = str(dagster_home)
-    dagster = Path(sys.executable).with_name("dagster")
+    workspace = dagster_home / "workspace.yaml"  # the code location, named workdev_pipeline wherever this runs
+    workspace.write_text(WORKSPACE_YAML)
+    dg = Path(sys.executable).with_name("dg")
     click.echo(f"Dagster UI at http://{host}:{port} (DAGSTER_HOME={dagster_home}); Ctrl-C stops it")
-    os.execve(dagster, [str(dagster), "dev", "-m", "workdev_pipeline.definitions", "-h", host, "-p", str(port)],
-              env)
+    os.execve(dg, [str(dg), "dev", "-w", str(workspace), "-h", host, "-p", str(port)], env)
 
 
 @contextmanager
@@ -351,17 +389,19 @@ main.add_command(lake_group)
 
 
 def run() -> None:
-    """Entry point that turns our own errors into one clear line and exit status 2."""
+    """Entry point: a failure is one ``error: …`` line on stderr, exit status 2 for bad input and 1 for a failed
+    operation (the rules: :mod:`workdev_pipeline.cli_errors`); only a bug shows a traceback."""
+    logging.captureWarnings(True)  # libraries' warnings and our retry logs: only with --verbose
+    logging.getLogger().addHandler(logging.NullHandler())
     try:
         main(standalone_mode=False)
-    except click.exceptions.Abort:
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("error: interrupted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except WorkdevError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    except click.ClickException as exc:  # a usage error, or a CommandFailed of ReportingGroup
+        failure = explain(exc)
+        click.echo(failure.line, err=True)
+        sys.exit(failure.status)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ class EmitResult:
 
     @property
     def duplicates(self) -> int:
-        """Events skipped because their producer-supplied event_id was already stored."""
+        """Events skipped: their producer-supplied event_id was already stored (within ±7 days) or came
+        earlier in the same batch."""
         return len(self.event_ids) - self.inserted
 
 
@@ -215,7 +216,8 @@ class AnalyticsClient:
         ``entity_id``, ``metadata``, ``source``, ``session_id``, ``timestamp``, ``event_id``, taken as given
         (the client's user and session are not applied: a bulk producer says whose each event is). Validation
         is the SQL function's, so a batch is exactly as strict as :meth:`track`; the first bad event
-        raises (with its ``batch_position``) and nothing of the call is written.
+        raises (with its ``batch_position``) and nothing of the call is written. Supplied ids are idempotent
+        without any lock (docs/architecture.md, "Idempotent re-sends").
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")

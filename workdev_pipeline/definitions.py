@@ -1,9 +1,11 @@
-"""The Dagster code location: ``Definitions`` for ``dagster dev`` and ``dagster definitions validate``."""
+"""The code location ``workdev_pipeline``: ``Definitions`` built when Dagster loads it (``dg dev``, ``dg check defs``,
+``dg list defs``, the deploy's webserver and daemon), not at import: the enabled engines are read then."""
 
 from __future__ import annotations
 
 import os
 
+import dagster as dg
 from dagster import Definitions, EnvVar
 
 from workdev_pipeline.assets.aggregation_checks import aggregation_checks
@@ -27,6 +29,8 @@ from workdev_pipeline.assets.ingestion import dead_letter_replay, enriched_event
 from workdev_pipeline.assets.lake import lake_events
 from workdev_pipeline.assets.maintenance import lake_maintenance, lake_maintenance_job
 from workdev_pipeline.assets.metrics import realtime_metrics
+from workdev_pipeline.assets.status import pipeline_status
+from workdev_pipeline.assets.volume_checks import volumes_within_history
 from workdev_pipeline.engine_settings import remote_engine_resources
 from workdev_pipeline.resources.fanout import EnabledWarehouses
 from workdev_pipeline.resources.lake import LakeResource
@@ -40,6 +44,7 @@ from workdev_pipeline.schedules.metrics import (
     refresh_metrics_schedule,
 )
 from workdev_pipeline.schedules.sensors import check_lake_job, ingest_job, ingest_sensor, replay_job
+from workdev_pipeline.schedules.status import status_sensor
 from workdev_pipeline.settings import DATABASE_URL_ENV
 
 
@@ -62,18 +67,24 @@ def build_definitions(resource_defs: dict[str, object] | None = None) -> Definit
     engines = [engine_definitions(name) for name in REMOTE_ENGINES if name in resource_defs]
     return Definitions(
         assets=[incoming_events, enriched_events, dead_letter_replay, lake_events, lake_maintenance, realtime_metrics,
-                *aggregation_assets, event_retention, gdpr_erasure, *(a for e in engines for a in e.assets)],
+                *aggregation_assets, event_retention, gdpr_erasure, pipeline_status,
+                *(a for e in engines for a in e.assets)],
         asset_checks=[reconciles_with_postgres, no_duplicate_event_ids, parquet_schema_matches,
                       pending_backlog_fresh, retention_enforced, erasure_leaves_no_trace, *aggregation_checks,
+                      volumes_within_history,
                       *(c for e in engines for c in e.asset_checks)],
         jobs=[ingest_job, replay_job, check_lake_job, refresh_metrics_job, cleanup_metrics, retention_job,
               erasure_job, lake_maintenance_job,
               *(j for e in engines for j in e.jobs)],
         schedules=[refresh_metrics_schedule, cleanup_metrics_schedule, retention_schedule, lake_maintenance_schedule],
         sensors=[ingest_sensor, aggregations_automation, gdpr_erasure_requests_sensor,
+                 status_sensor([e.engine for e in engines]),
                  *(s for e in engines for s in e.sensors)],
         resources=resource_defs,
     )
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> Definitions:
+    """The definitions of the environment the code location is loaded in."""
+    return build_definitions()

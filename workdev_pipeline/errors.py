@@ -10,7 +10,12 @@ import re
 
 
 class WorkdevError(Exception):
-    """Base of every error this package raises on purpose."""
+    """Base of every error this package raises on purpose: bad input unless it is an :class:`OperationFailed`."""
+
+
+class OperationFailed(WorkdevError):
+    """An operation could not complete for a reason outside its input (a busy lock, a server that does not start);
+    the command line exits 1 for these, 2 for the other errors of this package."""
 
 
 class EventRejected(WorkdevError, ValueError):
@@ -81,7 +86,7 @@ class AccessDenied(WorkdevError, PermissionError):
     sqlstate = "WD012"
 
 
-class MigrationError(WorkdevError):
+class MigrationError(OperationFailed):
     """The database schema cannot be brought up to date safely."""
 
 

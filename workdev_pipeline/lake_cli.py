@@ -1,26 +1,16 @@
 """``workdev-pipeline lake …``: the lake's own commands -- importing an old Parquet warehouse, maintenance.
 
-Registered in :mod:`workdev_pipeline.cli` with ``main.add_command(lake_group)``. Bad input (a missing directory, no
-day directories, an unusable lake location) is one ``error: …`` line and exit status 2.
+Registered in :mod:`workdev_pipeline.cli` with ``main.add_command(lake_group)``, whose entry point reports every
+failure as one ``error: …`` line (:mod:`workdev_pipeline.cli_errors`).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import IO
 
 import click
 
-from workdev_pipeline.errors import WorkdevError
-
-
-class LakeCommandError(click.ClickException):
-    """One ``error: …`` line on stderr and exit status 2 (as ``workdev-pipeline`` reports its own errors)."""
-
-    exit_code = 2
-
-    def show(self, file: IO | None = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True, file=file)
+from workdev_pipeline.cli_errors import ReportingGroup
 
 
 def _database_url(database_url: str | None, no_lock: bool) -> str | None:
@@ -55,7 +45,7 @@ _consumer_option = click.option("--consumer", default="lake", show_default=True,
                                 help="The lake's consumer name (its writer lock is keyed by it).")
 
 
-@click.group("lake")
+@click.group("lake", cls=ReportingGroup)
 def lake_group() -> None:
     """The lake (Delta tables at WORKDEV_LAKE_URI): import an old warehouse, maintain the events table."""
 
@@ -75,12 +65,9 @@ def import_command(directory: str, database_url: str | None, no_lock: bool, lake
     lake: each batch of days one predicate overwrite of exactly those days (re-running gives the same table)."""
     from workdev_pipeline.lake.migration import find_days, import_warehouse
 
-    try:
-        find_days(directory)  # bad input is reported before any connection or lake is touched
-        result = import_warehouse(directory, _lake(lake_uri), database_url=_database_url(database_url, no_lock),
-                                  consumer=consumer, days_per_commit=days_per_commit, only_missing=only_missing)
-    except WorkdevError as exc:  # bad input, an unusable lake location, a busy lock
-        raise LakeCommandError(str(exc)) from None
+    find_days(directory)  # bad input is reported before any connection or lake is touched
+    result = import_warehouse(directory, _lake(lake_uri), database_url=_database_url(database_url, no_lock),
+                              consumer=consumer, days_per_commit=days_per_commit, only_missing=only_missing)
     click.echo(result.summary())
     for note in result.notes:
         click.echo(f"  {note}")
@@ -106,12 +93,9 @@ def maintain_command(database_url: str | None, no_lock: bool, lake_uri: str | No
     from workdev_pipeline.lake.maintenance import maintain
 
     since = (datetime.now(UTC) - timedelta(days=since_days)).date() if since_days else None
-    try:
-        result = maintain(_lake(lake_uri), vacuum_retention_hours=vacuum_retention_hours,
-                          database_url=_database_url(database_url, no_lock), consumer=consumer,
-                          target_size=target_file_mb * 1024 * 1024, since=since, z_order=z_order)
-    except WorkdevError as exc:  # bad input, an unusable lake location, a busy lock
-        raise LakeCommandError(str(exc)) from None
+    result = maintain(_lake(lake_uri), vacuum_retention_hours=vacuum_retention_hours,
+                      database_url=_database_url(database_url, no_lock), consumer=consumer,
+                      target_size=target_file_mb * 1024 * 1024, since=since, z_order=z_order)
     click.echo(result.summary())
     for note in result.notes:
         click.echo(f"  {note}")

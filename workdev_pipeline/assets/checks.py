@@ -1,21 +1,22 @@
 """Asset checks: per day partition, the lake (or an engine) holds exactly PostgreSQL's processed events (by type), no
-event twice, and files of the declared schema; and the pending backlog is fresh."""
+event twice, and files of the declared schema; and the pending backlog is fresh (and why it is not)."""
 
 
-import os
 from datetime import UTC, date, datetime, time, timedelta
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
 from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, LAKE_EVENTS
 from workdev_pipeline.assets.partitions import daily_partitions, day_of
+from workdev_pipeline.ingest.backlog import Backlog
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.resources.warehouse import Warehouse
 from workdev_pipeline.sql_files import query
+from workdev_pipeline.status import Limits
 
-#: The pending backlog's oldest event may wait this long before the freshness check fails.
-MAX_PENDING_AGE_SECONDS = float(os.environ.get("WORKDEV_MAX_PENDING_AGE_SECONDS", "300"))
+#: The pending backlog's oldest event may wait this long before the freshness check fails (as for `status`).
+MAX_PENDING_AGE_SECONDS = Limits.from_env().pending_age_seconds
 
 
 def _days(context: AssetCheckExecutionContext) -> list[date]:
@@ -79,16 +80,26 @@ def parquet_schema_matches(context: AssetCheckExecutionContext,
     return AssetCheckResult(passed=not problems, metadata={"problems": MetadataValue.json(problems[:10])})
 
 
-@asset_check(asset=INCOMING_EVENTS, description=f"The oldest pending event waits less than "
-             f"{MAX_PENDING_AGE_SECONDS:.0f} s (WORKDEV_MAX_PENDING_AGE_SECONDS) and nothing sits in the dead letter.")
+@asset_check(asset=INCOMING_EVENTS, description=f"Nothing owed to the lake for long: the oldest pending event waits "
+             f"less than {MAX_PENDING_AGE_SECONDS:.0f} s (WORKDEV_MAX_PENDING_AGE_SECONDS), no event is pending "
+             f"because the last sweep failed, no day waits for a rebuild, and the dead letter is empty (a warning).")
 def pending_backlog_fresh(postgres: PostgresResource, lake: LakeResource) -> AssetCheckResult:
     with postgres.connection() as conn:
-        pending, oldest, failed = conn.execute(query("ingest/pending_backlog"),
-                                               {"consumer": lake.consumer}).fetchone()
-    oldest = oldest or 0.0
-    fresh = oldest <= MAX_PENDING_AGE_SECONDS
-    return AssetCheckResult(
-        passed=fresh and failed == 0,
-        severity=AssetCheckSeverity.ERROR if not fresh else AssetCheckSeverity.WARN,
-        metadata={"pending": MetadataValue.int(pending), "oldest_pending_seconds": MetadataValue.float(oldest),
-                  "dead_letter": MetadataValue.int(failed)})
+        backlog = Backlog.read(conn, lake.consumer)
+    fresh = backlog.oldest_pending_seconds <= MAX_PENDING_AGE_SECONDS
+    healthy = fresh and not backlog.failing and not (backlog.repair_days or backlog.repair_events)
+    reasons = backlog.reasons()
+    if not fresh:
+        reasons.insert(0, f"the oldest pending event waits {backlog.oldest_pending_seconds:,.0f} s")
+    metadata = {"pending": MetadataValue.int(backlog.pending),
+                "oldest_pending_seconds": MetadataValue.float(backlog.oldest_pending_seconds),
+                "dead_letter": MetadataValue.int(backlog.failed),
+                "waiting_for_repair": MetadataValue.int(backlog.repair_events),
+                "days_queued_for_rebuild": MetadataValue.int(backlog.repair_days),
+                "failed_sweep_runs": MetadataValue.int(backlog.failed_runs if backlog.failing else 0),
+                "why": MetadataValue.text("; ".join(reasons) or "nothing owed")}
+    if backlog.failing:
+        metadata["last_error_kind"] = MetadataValue.text(backlog.last_error_kind or "")
+    return AssetCheckResult(passed=healthy and backlog.failed == 0,
+                            severity=AssetCheckSeverity.ERROR if not healthy else AssetCheckSeverity.WARN,
+                            description="; ".join(reasons) or None, metadata=metadata)

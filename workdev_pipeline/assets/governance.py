@@ -33,6 +33,7 @@ from workdev_pipeline.governance.retention import RetentionReport, apply_retenti
 from workdev_pipeline.governance.run_storage import search_run_storage
 from workdev_pipeline.resources.fanout import EnabledWarehouses
 from workdev_pipeline.resources.postgres import PostgresResource
+from workdev_pipeline.schedules.run_queue import OPERATOR_PRIORITY, priority_tags
 
 RETENTION_RUNS = AssetKey(["postgres", "retention_runs"])
 ERASURE_REQUESTS = AssetKey(["postgres", "gdpr_erasure_requests"])
@@ -275,8 +276,10 @@ def erasure_leaves_no_trace(context: AssetCheckExecutionContext, postgres: Postg
 
 retention_job = define_asset_job(
     "apply_retention", selection=AssetSelection.assets(RETENTION_RUNS),
-    description="Apply the retention policy (config dry_run: report only) and check nothing expired remains.")
+    description="Apply the retention policy (config dry_run: report only) and check nothing expired remains.",
+    tags=priority_tags(OPERATOR_PRIORITY))
 
 erasure_job = define_asset_job(
     "gdpr_erasure", selection=AssetSelection.assets(ERASURE_REQUESTS),
-    description="Run erasure requests (config: request_ids; empty: every open one) and check no trace remains.")
+    description="Run erasure requests (config: request_ids; empty: every open one) and check no trace remains.",
+    tags=priority_tags(OPERATOR_PRIORITY))

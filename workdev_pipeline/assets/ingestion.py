@@ -54,15 +54,18 @@ def _report_day_partitions(context: AssetExecutionContext, outcome: LoadOutcome,
                 "(commit-order safe, by transaction id), checks each against its type's JSON schema, adds user "
                 "role and tenure, device (ua-parser) and geo location (offline database), and appends them to "
                 "the lake (lake/platform_events) in one Delta commit carrying the sweep id, exactly once. Invalid "
-                "events go to the dead letter (event_failures) and never block the batch.",
+                "events go to the dead letter (event_failures) and never block the batch; a transient fault (the "
+                "database restarting, the lake's storage read-only or full) is retried for WORKDEV_RETRY_SECONDS, "
+                "then the run fails with its events still pending, for the next sweep.",
 )
 def enriched_events(context: AssetExecutionContext, postgres: PostgresResource, lake: LakeResource
                     ) -> MaterializeResult:
     outcome = lake.ingestor(postgres.url()).sweep(run_id=context.run.run_id)
     context.log.info(f"sweep {outcome.status}: {outcome.events_loaded} loaded, {outcome.events_failed} failed in "
                      f"{outcome.seconds:.2f} s")
-    if outcome.status == "failed":
-        raise Failure(description=f"sweep {outcome.sweep_id} failed; its events are in the dead letter for replay",
+    if outcome.status == "failed":  # transient: nothing dead-lettered, the sensor requests the next sweep (backoff)
+        raise Failure(description=f"sweep failed transiently ({outcome.error_kind}) after {outcome.retries + 1} "
+                                  f"attempt(s); its events stay pending and the next sweep resumes them",
                       metadata=outcome_metadata(outcome))
     _report_day_partitions(context, outcome, "append")
     return MaterializeResult(metadata=outcome_metadata(outcome))

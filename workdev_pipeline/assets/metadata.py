@@ -34,6 +34,8 @@ def outcome_metadata(outcome: LoadOutcome, engine: str = "lake") -> dict[str, An
         meta["redone"] = MetadataValue.bool(True)
     if outcome.error:
         meta["error"] = MetadataValue.text(redact_message(outcome.error))
+    if outcome.error_kind:
+        meta["error_kind"] = MetadataValue.text(outcome.error_kind)
     lines = ["| day | rows |", "|---|---|"] + [f"| {d} | {n:,} |" for d, n in sorted(outcome.days.items())]
     if outcome.failure_samples:
         lines += ["", "**Dead-lettered (first 20)**", "", "| event_id | type | reason |", "|---|---|---|"]

@@ -14,27 +14,28 @@
 
 Every write of the lake happens under the consumer's lock, after any sweep a killed run left unfinished has been
 finished (a rebuild never overwrites a day whose sweep is committed but not yet counted by the watermark).
-Transient failures (lost connections, an unreachable object store) retry with exponential backoff and jitter, at
-most ``retries`` times; a sweep that still fails sends its events to the dead letter (``retry_count``), from where a
-replay brings them back once the cause is fixed.
+Transient failures (the database restarting, the network, the lake's storage read-only or full) retry with
+exponential backoff and jitter for up to ``retry_seconds`` (``WORKDEV_RETRY_SECONDS``, 60 s: longer than a PostgreSQL
+crash recovery). A sweep that still fails leaves its events pending and its range claimed (nothing is dead-lettered:
+the dead letter is for events bad themselves), records the failed attempts (the events' ``retry_count``) and why
+(``pipeline_watermarks.last_error_kind``), and returns ``failed``; the next sweep redoes the range exactly once.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 
-import adbc_driver_manager
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake.exceptions import DeltaError
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from workdev_pipeline.enrichment import GeoLocator, SchemaValidator
 from workdev_pipeline.governance.redaction import redact_message
@@ -42,13 +43,19 @@ from workdev_pipeline.ingest.extract import BATCH_BYTES, EventReader
 from workdev_pipeline.ingest.faults import crash_point
 from workdev_pipeline.ingest.ingest_times import IngestTimes
 from workdev_pipeline.ingest.transform import EventTransformer, Failures
+from workdev_pipeline.ingest.transient import (
+    MAX_WAIT_SECONDS,
+    TRANSIENT_ERRORS,
+    FaultBudget,
+    configured_retry_seconds,
+    error_kind,
+    one_line,
+)
 from workdev_pipeline.lake.events import EventLake
 from workdev_pipeline.sql_files import query
 
 log = logging.getLogger(__name__)
 
-TRANSIENT_ERRORS = (OSError, psycopg.OperationalError, adbc_driver_manager.OperationalError,
-                    adbc_driver_manager.InternalError, DeltaError)
 LOCK_STATEMENT = "SELECT {}(hashtext('workdev.ingest'), hashtext(%s))"
 
 
@@ -69,6 +76,7 @@ class LoadOutcome:
     redone: bool = False
     retries: int = 0
     error: str | None = None
+    error_kind: str | None = None  # a failed sweep's fault: database unavailable, network, lake file system: ...
     notes: list[str] = field(default_factory=list)
     failure_samples: list[tuple[str, str, str]] = field(default_factory=list)  # (event_id, type, message)
 
@@ -81,27 +89,44 @@ class Ingestor:
     """Moves events of the PostgreSQL store into the lake for one consumer."""
 
     def __init__(self, database_url: str, lake: EventLake, *, consumer: str = "lake",
-                 geoip_database: str | None = None, retries: int = 3, backoff_seconds: float = 0.5,
-                 batch_bytes: int = BATCH_BYTES, sleep: Callable[[float], None] = time.sleep) -> None:
+                 geoip_database: str | None = None, retry_seconds: float | None = None,
+                 backoff_seconds: float = 0.5, batch_bytes: int = BATCH_BYTES) -> None:
         self.url = database_url
         self.lake = lake
         self.consumer = consumer
         self.transient_errors = TRANSIENT_ERRORS
-        self.retries = retries
+        #: how long a transient failure is retried (None: WORKDEV_RETRY_SECONDS, default 60 s)
+        self.retry_seconds = configured_retry_seconds() if retry_seconds is None else retry_seconds
         self.backoff_seconds = backoff_seconds
         self.batch_bytes = batch_bytes
-        self._sleep = sleep
         self._locator = GeoLocator(geoip_database)
         self._transformer: EventTransformer | None = None
+        self._claimed: int | None = None  # the sweep the current attempt works on
+        self._failed_attempts: Counter[int] = Counter()  # per sweep id, in this sweep() call
 
     # -- public operations ---------------------------------------------------------------------------
     def sweep(self, run_id: str | None = None) -> LoadOutcome:
-        """Load everything committed since the last sweep (or finish a killed one)."""
+        """Load everything committed since the last sweep (or finish a killed or failed one). A transient fault that
+        outlasts the retry budget gives a ``failed`` outcome (nothing dead-lettered, the events stay pending)."""
         started = time.perf_counter()
+        self._failed_attempts = Counter()
+        attempts = 0
+
+        def attempt() -> LoadOutcome:
+            nonlocal attempts
+            attempts += 1
+            self._claimed = None
+            try:
+                return self._sweep_once(run_id)
+            except self.transient_errors:
+                if self._claimed is not None:
+                    self._failed_attempts[self._claimed] += 1
+                raise
+
         try:
-            outcome = self._retrying(lambda: self._sweep_once(run_id))
+            outcome = self._retrying(attempt)
         except self.transient_errors as exc:
-            outcome = self._fail_sweep(run_id, exc)
+            outcome = self._record_failure(run_id, exc, attempts, time.perf_counter() - started)
         outcome.seconds = time.perf_counter() - started
         return outcome
 
@@ -185,6 +210,7 @@ class Ingestor:
                     if tx_high > tx_low:  # transactions that wrote no events: just move past them
                         conn.execute(query("ingest/advance_watermark"),
                                      {"consumer": self.consumer, "tx_high": tx_high})
+                    conn.execute(query("ingest/clear_consumer_failure"), {"consumer": self.consumer})
                     outcome.status = "idle"
                     return outcome
                 sweep_id, claimed_at = conn.execute(query("ingest/claim_sweep"), {
@@ -211,6 +237,7 @@ class Ingestor:
         redo) -- then record its failures, finish it and advance the watermark, in one transaction."""
         sweep_id, tx_low, tx_high, claimed_at = running
         outcome.sweep_id, outcome.tx_range = sweep_id, (tx_low, tx_high)
+        self._claimed = sweep_id
         committed = (self.lake.committed_version(self.consumer) or 0) >= sweep_id
         if committed:
             outcome.redone = True
@@ -239,13 +266,16 @@ class Ingestor:
         with conn.transaction():
             self.record_failures(conn, failures)
             conn.execute(query("ingest/finish_sweep"), {"sweep_id": sweep_id, "events": sum(counted.values()),
-                                                        "events_failed": len(failures)})
+                                                        "events_failed": len(failures),
+                                                        "retries": self._failed_attempts[sweep_id]})
             conn.execute(query("ingest/advance_watermark"), {"consumer": self.consumer, "tx_high": tx_high})
+            conn.execute(query("ingest/clear_consumer_failure"), {"consumer": self.consumer})
             for day, rows in sorted(counted.items()):
                 self._sync_status(conn, day, f"sweep-{sweep_id}", run_id, "succeeded", rows, rows, 0, 0, started_at)
             if failures and not counted:
                 self._sync_status(conn, None, f"sweep-{sweep_id}", run_id, "succeeded", len(failures), 0,
                                   len(failures), 0, started_at)
+        self._failed_attempts.pop(sweep_id, None)  # counted by the sweep now
 
     @staticmethod
     def _transformed(transformer: EventTransformer, batch: pa.RecordBatch, ingested_at: datetime | IngestTimes,
@@ -255,29 +285,29 @@ class Ingestor:
         crash_point("mid_write")
         return table
 
-    def _fail_sweep(self, run_id: str | None, exc: BaseException) -> LoadOutcome:
-        """The sweep kept failing: its events go to the dead letter and the sweep is finished -- unless the lake
-        holds its commit, in which case it is left for the next run to finish (nothing may be counted twice)."""
-        message = f"transient failure after {self.retries} retries: {type(exc).__name__}: {exc}"[:2000]
-        outcome = LoadOutcome("failed", "sweep", error=message, retries=self.retries)
-        with self.locked() as conn:
-            running = conn.execute(query("ingest/running_sweep"), {"consumer": self.consumer}).fetchone()
-            if running is None:
-                raise exc
-            sweep_id, tx_low, tx_high, _ = running
-            outcome.sweep_id, outcome.tx_range = sweep_id, (tx_low, tx_high)
-            if (self.lake.committed_version(self.consumer) or 0) >= sweep_id:
-                raise exc
-            with conn.transaction():
-                failed = conn.execute(query("ingest/fail_sweep_range"), {
-                    "consumer": self.consumer, "message": message, "retry_count": self.retries,
-                    "tx_low": tx_low, "tx_high": tx_high}).rowcount
-                conn.execute(query("ingest/finish_sweep"), {"sweep_id": sweep_id, "events": 0,
-                                                            "events_failed": failed})
-                conn.execute(query("ingest/advance_watermark"), {"consumer": self.consumer, "tx_high": tx_high})
-                self._sync_status(conn, None, f"sweep-{sweep_id}", run_id, "failed", failed, 0, failed, 0,
-                                  datetime.now(UTC), message)
-            outcome.events_failed = failed
+    def _record_failure(self, run_id: str | None, exc: BaseException, attempts: int,
+                        seconds: float) -> LoadOutcome:
+        """The sweep kept failing for a transient reason: nothing is released or dead-lettered (a claimed sweep stays
+        claimed, the next run redoes it exactly once); its failed attempts and the reason are recorded -- when the
+        database answers -- and a ``failed`` row goes to ``warehouse_sync_status``."""
+        kind = error_kind(exc)
+        message = (f"transient failure ({kind}) after {attempts} attempt(s) in {seconds:.1f} s: "
+                   f"{one_line(exc)}")[:2000]
+        outcome = LoadOutcome("failed", "sweep", error=message, error_kind=kind, retries=attempts - 1)
+        try:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn, conn.transaction():
+                running = conn.execute(query("ingest/running_sweep"), {"consumer": self.consumer}).fetchone()
+                if running is not None:
+                    outcome.sweep_id, outcome.tx_range = running[0], (running[1], running[2])
+                for sweep_id, failed in sorted(self._failed_attempts.items()):
+                    conn.execute(query("ingest/record_sweep_failure"), {"sweep_id": sweep_id, "retries": failed})
+                conn.execute(query("ingest/record_consumer_failure"), {
+                    "consumer": self.consumer, "error_kind": kind, "error": message})
+                self._sync_status(conn, None, f"sweep-{outcome.sweep_id or 'unclaimed'}", run_id, "failed", 0, 0, 0,
+                                  0, datetime.now(UTC) - timedelta(seconds=seconds), message)
+        except self.transient_errors as again:
+            outcome.notes.append(f"the failure could not be recorded: {error_kind(again)}")
+        self._failed_attempts.clear()
         log.error("sweep %s failed: %s", outcome.sweep_id, redact_message(message))  # stderr: the run's compute log
         return outcome
 
@@ -331,11 +361,14 @@ class Ingestor:
 
     # -- plumbing ----------------------------------------------------------------------------------
     def _retrying(self, action: Callable[[], LoadOutcome]) -> LoadOutcome:
-        retrying = Retrying(stop=stop_after_attempt(self.retries + 1), reraise=True, sleep=self._sleep,
-                            wait=wait_random_exponential(multiplier=self.backoff_seconds, max=30),
+        """``action`` retried on transient errors with exponential backoff and jitter, within ``retry_seconds``."""
+        retrying = Retrying(stop=FaultBudget(self.retry_seconds), reraise=True,
+                            wait=wait_exponential_jitter(multiplier=self.backoff_seconds, max=MAX_WAIT_SECONDS,
+                                                         jitter=self.backoff_seconds),
                             retry=retry_if_exception_type(self.transient_errors),
                             before_sleep=lambda state: log.warning(
-                                "attempt %d failed (%s); retrying", state.attempt_number, state.outcome.exception()))
+                                "attempt %d failed (%s); retrying in %.1f s", state.attempt_number,
+                                error_kind(state.outcome.exception()), state.upcoming_sleep))
         result = retrying(action)
         retries = retrying.statistics.get("attempt_number", 1) - 1
         if retries and isinstance(result, LoadOutcome):

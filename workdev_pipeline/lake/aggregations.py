@@ -15,7 +15,7 @@ reader at :attr:`AggregationLake.uri` (DuckDB's ``delta_scan``, Polars, Spark, T
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -27,6 +27,7 @@ import pyarrow.fs as pafs
 from deltalake import WriterProperties, write_deltalake
 from deltalake.fs import DeltaStorageHandler
 
+from workdev_pipeline import sql_files
 from workdev_pipeline.aggregations.amounts import LAKE_DECIMAL
 from workdev_pipeline.aggregations.periods import Granularity, utc
 from workdev_pipeline.lake.table import LakeTable
@@ -169,19 +170,35 @@ class AggregationLake(LakeTable):
         return rows.sort_by([("period_start", "ascending"), ("event_type", "ascending"),
                              ("event_category", "ascending")])
 
-    def register(self, con: duckdb.DuckDBPyConnection, name: str = TABLE, version: int | None = None) -> None:
-        """Make ``name`` a DuckDB view of one version of the table (the latest by default)."""
-        con.register(name, self.dataset(version=version))
+    def register(self, con: duckdb.DuckDBPyConnection, name: str = TABLE, version: int | None = None,
+                 granularity: Granularity | None = None) -> None:
+        """Make ``name`` a DuckDB view of one version of the table (the latest by default; only the files of
+        ``granularity`` when given)."""
+        con.register(name, self.dataset(granularity, version))
 
-    def query(self, sql: str, parameters: Sequence | None = None, name: str = TABLE) -> list[tuple]:
-        """DuckDB ``sql`` where ``name`` is the table's latest version (UTC session time zone)."""
+    def query(self, sql: str, parameters: Sequence | Mapping[str, object] | None = None, name: str = TABLE,
+              granularity: Granularity | None = None) -> list[tuple]:
+        """DuckDB ``sql`` where ``name`` is the table's latest version (of ``granularity`` only when given; UTC
+        session time zone); ``parameters`` positional (``?``) or named (``$name``)."""
         con = duckdb.connect()
         try:
             con.execute("SET TimeZone = 'UTC'")
-            self.register(con, name)
-            return con.execute(sql, list(parameters or [])).fetchall()
+            self.register(con, name, granularity=granularity)
+            return con.execute(sql, parameters if isinstance(parameters, Mapping) else list(parameters or [])) \
+                .fetchall()
         finally:
             con.close()
+
+    def type_counts(self, granularity: Granularity, periods: Sequence[datetime]) -> dict[datetime, dict[str, int]]:
+        """{period_start: {event_type: events}} of the ``granularity`` periods starting at ``periods`` (one version;
+        a period without rows is absent)."""
+        counts: dict[datetime, dict[str, int]] = {}
+        rows = self.query(sql_files.query("aggregations/type_counts"), {
+            "aggregation_type": granularity.name, "periods": sorted({utc(p) for p in periods})},
+            granularity=granularity)
+        for period_start, event_type, events in rows:
+            counts.setdefault(utc(period_start), {})[event_type] = int(events)
+        return counts
 
 
 def _with_schema(rows: pa.Table) -> pa.Table:

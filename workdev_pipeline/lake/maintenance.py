@@ -36,7 +36,7 @@ import pyarrow.fs as pafs
 from deltalake import DeltaTable
 from deltalake.fs import DeltaStorageHandler
 
-from workdev_pipeline.errors import WorkdevError
+from workdev_pipeline.errors import OperationFailed
 from workdev_pipeline.ingest.ingestor import LOCK_STATEMENT
 from workdev_pipeline.lake.events import PARTITION_COLUMN, WRITER_PROPERTIES, EventLake
 
@@ -51,7 +51,7 @@ DEFAULT_DELETED_FILE_RETENTION = timedelta(days=7)
 DEFAULT_LOCK_TIMEOUT_SECONDS = 600.0
 
 
-class LakeBusy(WorkdevError):
+class LakeBusy(OperationFailed):
     """The lake's writer lock could not be taken in time."""
 
 

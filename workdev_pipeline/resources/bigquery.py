@@ -42,6 +42,19 @@ class BigQueryWarehouseResource(BigQueryResource, RemoteWarehouseMixin):
         with self.get_client() as client:  # the credentials are read when the client is built
             return client
 
+    def ping(self, timeout_seconds: float = 10.0) -> None:
+        """Read the dataset's metadata (a dataset not created yet, before the first delivery, is no error)."""
+        from google.api_core.exceptions import NotFound
+        from google.api_core.retry import Retry
+
+        client = self.client()
+        try:
+            client.get_dataset(self.dataset, retry=Retry(timeout=timeout_seconds), timeout=timeout_seconds)
+        except NotFound:
+            pass
+        finally:
+            client.close()
+
     def open_table(self) -> RemoteEventTable:
         from workdev_pipeline.warehouses.bigquery import BigQueryEventTable
 

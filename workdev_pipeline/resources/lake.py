@@ -22,7 +22,9 @@ class LakeResource(ConfigurableResource):
                                              "WORKDEV_LAKE_URI, else $WORKDEV_HOME/lake")
     geoip_database: str = Field(default="", description="a MaxMind .mmdb file; empty for geoip2fast's data")
     consumer: str = Field(default="lake", description="the name the lake's sweep progress is kept under")
-    retries: int = Field(default=3, description="retries of a transient failure before events are dead-lettered")
+    retry_seconds: float = Field(default=-1.0, description="how long a transient failure (database restarting, "
+                                 "lake storage read-only or full, network) is retried before the sweep fails, its "
+                                 "events left pending for the next one; negative: WORKDEV_RETRY_SECONDS, default 60")
     backoff_seconds: float = Field(default=0.5, description="base of the exponential backoff (with jitter)")
 
     def location(self) -> LakeLocation:
@@ -39,7 +41,8 @@ class LakeResource(ConfigurableResource):
 
     def ingestor(self, database_url: str) -> Ingestor:
         return Ingestor(database_url, self.events(), consumer=self.consumer,
-                        geoip_database=self.geoip_database or None, retries=self.retries,
+                        geoip_database=self.geoip_database or None,
+                        retry_seconds=self.retry_seconds if self.retry_seconds >= 0 else None,
                         backoff_seconds=self.backoff_seconds)
 
     # -- what the checks read (one consistent snapshot per call) -----------------------------------------------

@@ -37,9 +37,13 @@ class RedshiftWarehouseResource(ConfigurableResource, RemoteWarehouseMixin):
     def engine(self) -> str:
         return "redshift"
 
-    def connect(self) -> redshift_connector.Connection:
+    def connect(self, timeout_seconds: int | None = None) -> redshift_connector.Connection:
         return redshift_connector.connect(host=self.host, port=self.port, database=self.database, user=self.user,
-                                          password=self.password, ssl=self.ssl)
+                                          password=self.password, ssl=self.ssl, timeout=timeout_seconds)
+
+    def ping(self, timeout_seconds: float = 10.0) -> None:
+        """Connect (and authenticate), then close."""
+        self.connect(timeout_seconds=max(1, round(timeout_seconds))).close()
 
     def open_table(self) -> RemoteEventTable:
         from workdev_pipeline.warehouses.redshift import RedshiftEventTable

@@ -45,6 +45,10 @@ class RemoteWarehouseMixin:
         """A client of the engine's ``event_aggregations`` table (the caller closes it)."""
         raise NotImplementedError
 
+    def ping(self, timeout_seconds: float = 10.0) -> None:
+        """Reach the engine with one cheap call (no query of the data); raise the client's error when it cannot."""
+        raise NotImplementedError
+
     @contextmanager
     def table(self) -> Iterator[RemoteEventTable]:
         table = self.open_table()

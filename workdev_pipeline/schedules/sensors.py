@@ -1,6 +1,6 @@
 """The ingest sensor: replaces the seed's every-minute edge function. Every ~30 s it observes the pending
-backlog (reported on the incoming-events asset) and requests a sweep run while events are pending and no
-sweep is already queued or running."""
+backlog (reported on the incoming-events asset) and requests a sweep run while events are pending (or days wait for
+a rebuild) and no sweep is already queued or running -- after a sweep failed transiently, with backoff."""
 
 
 import json
@@ -9,48 +9,58 @@ from dagster import (
     AssetKey,
     AssetObservation,
     AssetSelection,
-    DagsterRunStatus,
     DefaultSensorStatus,
     MetadataValue,
     RunRequest,
-    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     define_asset_job,
+    in_process_executor,
     sensor,
 )
 
 from workdev_pipeline.assets.ingestion import ENRICHED_EVENTS, INCOMING_EVENTS, LAKE_EVENTS
+from workdev_pipeline.ingest.backlog import Backlog
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
-from workdev_pipeline.sql_files import query
+from workdev_pipeline.schedules.run_queue import OPERATOR_PRIORITY, SWEEP_PRIORITY, in_flight, priority_tags
 
-ingest_job = define_asset_job("ingest_events", selection=[ENRICHED_EVENTS],
+# One step each, run inside the run's worker process (in_process_executor), not in a child of it: a killed run
+# takes its sweep along (the next run redoes it exactly once) instead of leaving an orphaned step that finishes the
+# sweep and reports success inside a run marked failed -- and a run starts one Python process fewer.
+ingest_job = define_asset_job("ingest_events", selection=[ENRICHED_EVENTS], executor_def=in_process_executor,
                               description="One sweep: pending events -> validated, enriched day partitions.")
 replay_job = define_asset_job("replay_failed_events", selection=[AssetKey(["pipeline", "dead_letter_replay"])],
-                              description="Send the dead letter back through once the cause is fixed.")
+                              executor_def=in_process_executor,
+                              description="Send the dead letter back through once the cause is fixed.",
+                              tags=priority_tags(OPERATOR_PRIORITY))
 
 check_lake_job = define_asset_job(
     "check_lake_days", selection=AssetSelection.checks_for_assets(LAKE_EVENTS),
     description="Run the lake's partition checks for chosen days without rewriting them.")
 
-_IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-              DagsterRunStatus.STARTED]
 
 
 @sensor(job=ingest_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
-        description="Requests a sweep while events are pending (replaces the seed's pg_cron + edge function).")
+        description="Requests a sweep while events are pending or days wait for a rebuild (replaces the seed's "
+                    "pg_cron + edge function); after a sweep failed transiently, with backoff (30 s doubling per "
+                    "failed run, at most 10 minutes).")
 def ingest_sensor(context: SensorEvaluationContext, postgres: PostgresResource,
                   lake: LakeResource) -> SensorResult | SkipReason:
     with postgres.connection() as conn:
-        pending, oldest, failed = conn.execute(query("ingest/pending_backlog"),
-                                               {"consumer": lake.consumer}).fetchone()
-    observation = AssetObservation(asset_key=INCOMING_EVENTS, metadata={
-        "pending": MetadataValue.int(pending),
-        "oldest_pending_seconds": MetadataValue.float(float(oldest or 0.0)),
-        "dead_letter": MetadataValue.int(failed)})
-    run_requests, cursor = sweep_requests(context, pending, ingest_job.name, "ingest_sensor", "lake")
+        backlog = Backlog.read(conn, lake.consumer)
+    retry_in = backlog.retry_in()
+    metadata = {"pending": MetadataValue.int(backlog.pending),
+                "oldest_pending_seconds": MetadataValue.float(backlog.oldest_pending_seconds),
+                "dead_letter": MetadataValue.int(backlog.failed),
+                "waiting_for_repair": MetadataValue.int(backlog.repair_events)}
+    if backlog.failing:
+        metadata["last_error_kind"] = MetadataValue.text(backlog.last_error_kind or "")
+        metadata["next_sweep_in_seconds"] = MetadataValue.float(round(retry_in, 1))
+    observation = AssetObservation(asset_key=INCOMING_EVENTS, metadata=metadata)
+    wanted = (backlog.owed or backlog.repair_days) if backlog.sweep_wanted and retry_in <= 0 else 0
+    run_requests, cursor = sweep_requests(context, wanted, ingest_job.name, "ingest_sensor", "lake")
     return SensorResult(run_requests=run_requests, asset_events=[observation], cursor=cursor)
 
 
@@ -60,10 +70,9 @@ def sweep_requests(context: SensorEvaluationContext, pending: int, job_name: str
     new cursor (it counts the requests: run keys stay unique)."""
     cursor = json.loads(context.cursor) if context.cursor else {"requests": 0}
     run_requests = []
-    if pending:
-        in_flight = context.instance.get_runs_count(RunsFilter(job_name=job_name, statuses=_IN_FLIGHT))
-        if not in_flight:
-            cursor["requests"] += 1
-            run_requests.append(RunRequest(run_key=f"sweep-{cursor['requests']}", tags={
-                "workdev/trigger": trigger, "workdev/pending": str(pending), "workdev/engine": engine}))
+    if pending and not in_flight(context.instance, job_name):
+        cursor["requests"] += 1
+        run_requests.append(RunRequest(run_key=f"sweep-{cursor['requests']}", tags={
+            **priority_tags(SWEEP_PRIORITY), "workdev/trigger": trigger, "workdev/pending": str(pending),
+            "workdev/engine": engine}))
     return run_requests, json.dumps(cursor)
