@@ -24,13 +24,17 @@ Creates a throw-away database, migrates it and measures, with the engine the Dag
   (a snapshot read by DuckDB) under a steady 2,000 events/s (a producer process: ``emit_many`` of 200 events every
   100 ms, each stamped with the time of its call), swept the way the ingest sensor does it: a tick every 30 s, a
   run (a fresh process doing one sweep, plus an allowance for Dagster's run start-up) when events are pending;
+* ``shape_sweep_peak_rss_mib`` / ``before_shape_sweep_peak_rss_mib``: peak RSS of one sweep of each backlog shape
+  in ``SHAPES`` (1,000,000 events over 7 days; 3,000,000 over 360 days, a history import), by this tree and by the
+  code before the write budget (``--shapes-before``, default 7be23c0: delta-rs held one Parquet writer per day);
 * ``load_average``: ``os.getloadavg()`` at the start, after each phase and at the end (the machine is shared).
 
 Bulk figures are medians of interleaved rounds (the machine is noisy). Prints one JSON line per figure on
 stdout; progress goes to stderr. Usage::
 
     .venv/bin/python bench/bench_ingest.py [--events N] [--rounds N] [--previous REV|none] [--latency-seconds S]
-        [--no-profile] [--admin-url URL]
+        [--no-profile] [--shapes-before REV|none] [--shapes-budget MIB] [--skip sweep|rebuild|shapes|latency]
+        [--admin-url URL]
 """
 
 from __future__ import annotations
@@ -77,6 +81,8 @@ RUN_STARTUP = 2.0  # allowance for a Dagster run's launch, added before each swe
 PRODUCER_RATE, PRODUCER_BATCH = 2_000, 200
 PRODUCER_POOL = 20_000  # distinct demo events the producer cycles through (fresh ids and timestamps)
 CONSUMER = "lake"
+SHAPES = ((1_000_000, 7.0), (3_000_000, 360.0))  # (events, days): a backlog of a few days, a history import
+BEFORE_BUDGET_REV = "7be23c0"  # delta-rs writing the sweep: one Parquet writer per day held until the commit
 PREVIOUS_REV = "eb9e03e"  # the day-directory Parquet store, before the lake
 PREVIOUS_CONSUMER = "local"  # the previous code's bench consumer (its own bench_ingest.py's CONSUMER)
 REPO = Path(__file__).resolve().parent.parent
@@ -91,11 +97,12 @@ SPLIT_NOTE = ("one extra sweep (not in the medians) with perf_counter timers wra
               "sum to the sweep's seconds: extraction_wait = inside next() of EventReader.stream (waiting for the "
               "ADBC read-ahead thread); validation = SchemaValidator.validate; enrichment = the rest of "
               "EventTransformer.transform (geo, device, warehouse_table); lake_batches = to_lake; plumbing = the rest "
-              "of producing a table. The lake produces its tables on a thread of its own while delta-rs encodes, so "
-              "delta_write = write_deltalake minus the producer's busy time: delta-rs holding up the producer, plus "
-              "its tail after the last batch (last files, the commit); pipeline_seconds.delta_waits_for_batches is "
-              "how long delta-rs waited for Python (the producer was the bottleneck for that long); lake_log = the "
-              "rest of EventLake.append (table load/ensure, reading the commit back) + committed_version. Previous: "
+              "of producing a table. The lake produces its tables on a thread of its own while the writer encodes "
+              "Parquet, so lake_write = EventLake._write minus the producer's busy time: the encoding holding up the "
+              "producer, plus its tail after the last batch (last files, the commit); pipeline_seconds."
+              "writer_waits_for_batches is how long the writer waited for the producer (the producer was the "
+              "bottleneck for that long); lake_log = the rest of EventLake.append (reading the commit back) + "
+              "committed_version. Previous: "
               "parquet_write = DaySplitter.write/close (on the sweep's thread), publish = LocalEventFiles."
               "publish_sweep. bookkeeping = the remainder of Ingestor.sweep() (advisory lock, claim, dead letter, "
               "finish, watermark, sync status)")
@@ -347,26 +354,17 @@ def instrument(clock: StepClock) -> str:
     # the package's own directory decides (the editable install's finder would find this tree's lake package
     # for the previous tree too)
     if (Path(workdev_pipeline.__file__).parent / "lake" / "events.py").is_file():
-        import pyarrow as pa
+        from deltalake import DeltaTable
 
-        from workdev_pipeline.lake import events
+        from workdev_pipeline.lake import day_files, events
 
-        write = events.write_deltalake
-
-        def write_deltalake(table: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
-            """delta-rs pulls ``data`` (a stream of Python batches): the time it waits for each is counted."""
-            pulled = pa.RecordBatchReader.from_batches(data.schema, clock.iterate(data, "delta_waits_for_batches"))
-            started = time.perf_counter()
-            try:
-                return write(table, pulled, *args, **kwargs)
-            finally:
-                clock.seconds["write_deltalake"] += time.perf_counter() - started
-
-        events.write_deltalake = write_deltalake
-        if hasattr(events, "read_ahead"):  # the tables are produced on a thread of their own, ahead of delta-rs
-            ahead = events.read_ahead
-            events.read_ahead = lambda items, *args, **kwargs: ahead(clock.iterate(items, "producer"), *args,
-                                                                     **kwargs)
+        ahead = events.read_ahead  # the tables are produced on a thread of their own, ahead of the writer
+        events.read_ahead = lambda items, *args, **kwargs: clock.iterate(
+            ahead(clock.iterate(items, "producer"), *args, **kwargs), "writer_waits_for_batches")
+        clock.wrap(events.EventLake, "_write", "lake_write")
+        clock.wrap(day_files.DayFileWriter, "add", "parquet_write")
+        clock.wrap(day_files.DayFileWriter, "finish", "parquet_write")
+        clock.wrap(DeltaTable, "create_write_transaction", "delta_commit")
         clock.wrap(events, "to_lake", "to_lake")
         clock.wrap(events.EventLake, "append", "append")
         clock.wrap(events.EventLake, "committed_version", "committed_version")
@@ -386,13 +384,13 @@ def time_split(clock: StepClock, kind: str) -> dict[str, float]:
              "enrichment": s["transform"] - s["validation"]}
     if kind == "lake":
         # the producer (extraction wait, validation, enrichment, lake batches) runs on a thread of its own while
-        # delta-rs encodes: delta_write is the part of write_deltalake the producer's time does not cover (delta-rs
-        # holding up the producer, and its tail after the last batch: the last files and the commit)
-        producer = s["producer"] or s["delta_waits_for_batches"]  # without a producer thread: pulled inline
+        # the writer encodes Parquet: lake_write is the part of the write the producer's time does not cover (the
+        # encoding holding up the producer, and its tail after the last batch: the last files and the commit)
+        producer = s["producer"]
         split["lake_batches"] = s["to_lake"]
         split["plumbing"] = producer - s["extraction_wait"] - s["transform"] - s["to_lake"]
-        split["delta_write"] = s["write_deltalake"] - producer
-        split["lake_log"] = s["append"] - s["write_deltalake"] + s["committed_version"]
+        split["lake_write"] = s["lake_write"] - producer
+        split["lake_log"] = s["append"] - s["lake_write"] + s["committed_version"]
         inside = s["append"] + s["committed_version"]
     else:
         split["parquet_write"] = s["parquet_write"] + s["parquet_close"]
@@ -416,7 +414,8 @@ def profile_main(args: argparse.Namespace) -> int:
             raise
     split = time_split(clock, kind)
     total = clock.seconds["total"]
-    pipeline = {k: round(clock.seconds[k], 3) for k in ("write_deltalake", "producer", "delta_waits_for_batches")
+    pipeline = {k: round(clock.seconds[k], 3) for k in ("lake_write", "producer", "writer_waits_for_batches",
+                                                        "parquet_write", "delta_commit")
                 if k in clock.seconds}
     print(json.dumps({"engine": kind, "total_seconds": round(total, 3),
                       "seconds": {k: round(v, 3) for k, v in split.items()},
@@ -520,6 +519,39 @@ def measure_sweep(url: str, engines: Sequence[Engine], events: int, rounds: int,
                             "pipeline_seconds": child.split["pipeline_seconds"],
                             "note": SPLIT_NOTE})
             log(f"{engine.name} sweep time split ({child.run.rate:,.0f}/s): {child.split['percent']}")
+    return figures
+
+
+# -- phase 5: peak memory by the backlog's shape -----------------------------------------------------------
+
+
+def measure_shapes(url: str, engines: Sequence[Engine],
+                   shapes: Sequence[tuple[int, float]]) -> list[dict[str, Any]]:
+    """One sweep per engine of each backlog shape (events, days), each in a fresh process: its peak RSS."""
+    figures: list[dict[str, Any]] = []
+    roots = [e.root for e in engines]
+    for events, days in shapes:
+        reset_ingestion(url, roots, events_too=True)
+        log(f"shapes: loading {events:,} demo events over {days:g} days")
+        load_events(url, events, days=days)
+        for engine in engines:
+            reset_ingestion(url, roots)
+            child = run_child(url, engine, "sweep", timeout=7200)
+            check_sweep(engine, child, events, verify_rows=engine.name == "lake")
+            files = event_lake(engine.root).snapshot().files().num_rows
+            budget = (engine.env or {}).get("WORKDEV_LAKE_WRITE_BUDGET_MIB")
+            log(f"shapes: {describe(engine.name, 'sweep', child)}, {len(child.outcome['days'])} days, {files} files"
+                + (f", budget {budget} MiB" if budget else ""))
+            peak = child.peak_rss_mib
+            figures.append({
+                "figure": f"{'' if engine.name == 'lake' else 'before_'}shape_sweep_peak_rss_mib",
+                "value": round(peak, 1), "unit": "MiB", "events": events, "days": len(child.outcome["days"]),
+                "seconds": round(child.run.seconds, 2), "events_per_s": round(child.run.rate, 1),
+                "bytes_written": child.outcome["bytes_written"], "data_files": files, "load_average": load_average(),
+                **({"write_budget_mib": float(budget)} if budget else {}),
+                "backlog": f"demo --users {USERS} --events {events} --days {days:g} --seed {SEED}",
+                "code": "this tree" if engine.name == "lake" else f"{engine.cwd} (before the write budget)",
+                "bar": RSS_BAR_MIB, "meets_bar": peak <= RSS_BAR_MIB})
     return figures
 
 
@@ -812,7 +844,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="seconds added before each latency sweep for a Dagster run's start-up (default 2)")
     parser.add_argument("--day", type=date.fromisoformat, default=None,
                         help="the UTC day to load and rebuild (default yesterday)")
-    parser.add_argument("--skip", action="append", choices=("sweep", "rebuild", "latency"), default=[],
+    parser.add_argument("--shapes-before", default=BEFORE_BUDGET_REV,
+                        help=f"git revision of the code before the write budget, swept beside this tree in the "
+                             f"shapes phase (default {BEFORE_BUDGET_REV}; 'none' skips it)")
+    parser.add_argument("--shapes-budget", dest="shapes_budgets", action="append", type=float, default=[],
+                        help="in the shapes phase, sweep with this WORKDEV_LAKE_WRITE_BUDGET_MIB (repeatable; "
+                             "default: the environment's)")
+    parser.add_argument("--skip", action="append", choices=("sweep", "rebuild", "latency", "shapes"), default=[],
                         help="skip a phase (repeatable)")
     parser.add_argument("--admin-url", help="superuser URL (default: $WORKDEV_BENCH_ADMIN_URL, else local)")
     # the child processes' own options
@@ -843,6 +881,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lake = Engine("lake", SCRIPT, REPO, work / "lake")
     engines = [lake]
     tree = Path(tempfile.gettempdir()) / f"wd-previous-{os.getpid()}"
+    before_tree = Path(tempfile.gettempdir()) / f"wd-before-{os.getpid()}"
     log(f"lake and warehouse under {work}")
     try:
         if args.previous.lower() != "none":
@@ -857,6 +896,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for figure in measure_rebuild(url, engines, args.events, args.rounds, day):
                     emit_figure(figure)
                 loads["after_rebuild"] = load_average()
+            if "shapes" not in args.skip:
+                shaped = [Engine("lake", SCRIPT, REPO, work / f"lake-{b:g}",
+                                 {**os.environ, "WORKDEV_LAKE_WRITE_BUDGET_MIB": f"{b:g}"})
+                          for b in args.shapes_budgets] or [lake]
+                if args.shapes_before.lower() != "none":
+                    before = previous_engine(args.shapes_before, before_tree, work / "before")
+                    shaped.append(before)
+                for figure in measure_shapes(url, shaped, SHAPES):
+                    emit_figure(figure)
+                loads["after_shapes"] = load_average()
             if args.latency_seconds > 0 and "latency" not in args.skip:
                 for figure in measure_latency(url, lake, args.latency_seconds, args.sensor_interval,
                                               args.run_startup):
@@ -864,8 +913,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loads["after_latency"] = load_average()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if tree.exists():
-            remove_worktree(tree)
+        for worktree in (tree, before_tree):
+            if worktree.exists():
+                remove_worktree(worktree)
     loads["end"] = load_average()
     elapsed = time.perf_counter() - started
     emit_figure({"figure": "load_average", "value": loads["end"][0], "unit": "load (1 min)",

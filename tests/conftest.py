@@ -79,12 +79,6 @@ def drop_database(admin: str, name: str) -> None:
 
 
 @pytest.fixture
-def now() -> datetime:
-    """The clock, read when the test runs (never at import: a long session would carry a stale one)."""
-    return datetime.now(UTC)
-
-
-@pytest.fixture
 def server_home() -> Iterator[Path]:
     """A WORKDEV_HOME for an embedded server of the test's own, outside pytest's temporary root: run as root, the
     server runs as another user, which must traverse the path -- and any other pytest session on this machine resets
@@ -94,6 +88,12 @@ def server_home() -> Iterator[Path]:
         yield home
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def now() -> datetime:
+    """The clock, read when the test runs (never at import: a long session would carry a stale one)."""
+    return datetime.now(UTC)
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,8 @@ import os, signal, sys
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.lake import EventLake, LakeLocation
 
+pytestmark = pytest.mark.slow  # sweeps killed in processes of their own
+
 url, root, point = sys.argv[1:4]
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
 if point == "published":

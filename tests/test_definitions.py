@@ -33,7 +33,9 @@ ASSETS = {"postgres/platform_events", "pipeline/enriched_events", "pipeline/dead
           "lake/maintenance", "postgres/platform_metrics_realtime", "postgres/retention_runs",
           "postgres/gdpr_erasure_requests", "pipeline/status", *AGGREGATIONS}
 CHECKS = {("lake/platform_events", "reconciles_with_postgres"), ("lake/platform_events", "no_duplicate_event_ids"),
-          ("lake/platform_events", "parquet_schema_matches"), ("postgres/platform_events", "pending_backlog_fresh"),
+          ("lake/platform_events", "parquet_schema_matches"), ("lake/platform_events", "day_files_decode"),
+          ("postgres/platform_events", "pending_backlog_fresh"),
+          ("lake/event_aggregations_hourly", "volumes_within_history"),
           ("postgres/retention_runs", "retention_enforced"),
           ("postgres/gdpr_erasure_requests", "erasure_leaves_no_trace"),
           ("lake/event_aggregations_hourly", "volumes_within_history"),
@@ -43,6 +45,7 @@ JOBS = {
     "ingest_events": ({"pipeline/enriched_events"}, set()),
     "replay_failed_events": ({"pipeline/dead_letter_replay"}, set()),
     "check_lake_days": (set(), {c for c in CHECKS if c[0] == "lake/platform_events"}),
+    "deep_check_lake_days": (set(), {("lake/platform_events", "day_files_decode")}),
     "refresh_metrics": ({"postgres/platform_metrics_realtime"}, set()),
     "cleanup_metrics": (set(), set()),  # an op job
     "apply_retention": ({"postgres/retention_runs"}, {("postgres/retention_runs", "retention_enforced")}),
@@ -58,7 +61,8 @@ SENSORS = {"ingest_sensor": ("ingest_events", 30), "gdpr_erasure_requests_sensor
 SCHEDULES = {"refresh_metrics_every_minute": ("* * * * *", "refresh_metrics"),
              "cleanup_metrics_every_15_minutes": ("*/15 * * * *", "cleanup_metrics"),
              "retention_schedule": ("0 2 * * *", "apply_retention"),
-             "lake_maintenance_schedule": ("30 * * * *", "lake_maintenance")}
+             "lake_maintenance_schedule": ("30 * * * *", "lake_maintenance"),
+             "lake_deep_check_schedule": ("40 3 * * *", "deep_check_lake_days")}
 
 
 def engine_expectations(engine: str) -> tuple[set[str], set[tuple[str, str]], dict, dict]:

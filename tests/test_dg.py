@@ -14,6 +14,8 @@ from dagster import AssetKey
 
 from workdev_pipeline.definitions import build_definitions
 
+pytestmark = pytest.mark.slow  # each `dg` command loads the code location in a process of its own
+
 REPO = Path(__file__).resolve().parent.parent
 DG = Path(sys.executable).with_name("dg")
 ENGINE_FLAGS = ("BIGQUERY_ENABLED", "REDSHIFT_ENABLED")

@@ -21,6 +21,8 @@ from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.lake import EventLake, LakeLocation
 from workdev_pipeline.migrate import migrate
 
+pytestmark = pytest.mark.slow  # servers stopped and restarted, processes killed
+
 
 class _RestartingIngestor(Ingestor):
     """Restarts the server (pg_ctl restart -m fast: every session is cut) after the first extracted batch."""

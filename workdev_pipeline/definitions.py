@@ -11,6 +11,7 @@ from dagster import Definitions, EnvVar
 from workdev_pipeline.assets.aggregation_checks import aggregation_checks
 from workdev_pipeline.assets.aggregations import aggregation_assets, aggregations_automation
 from workdev_pipeline.assets.checks import (
+    day_files_decode,
     no_duplicate_event_ids,
     parquet_schema_matches,
     pending_backlog_fresh,
@@ -36,6 +37,7 @@ from workdev_pipeline.resources.fanout import EnabledWarehouses
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.schedules.governance import gdpr_erasure_requests_sensor, retention_schedule
+from workdev_pipeline.schedules.integrity import deep_check_job, lake_deep_check_schedule
 from workdev_pipeline.schedules.maintenance import lake_maintenance_schedule
 from workdev_pipeline.schedules.metrics import (
     cleanup_metrics,
@@ -69,14 +71,15 @@ def build_definitions(resource_defs: dict[str, object] | None = None) -> Definit
         assets=[incoming_events, enriched_events, dead_letter_replay, lake_events, lake_maintenance, realtime_metrics,
                 *aggregation_assets, event_retention, gdpr_erasure, pipeline_status,
                 *(a for e in engines for a in e.assets)],
-        asset_checks=[reconciles_with_postgres, no_duplicate_event_ids, parquet_schema_matches,
+        asset_checks=[reconciles_with_postgres, no_duplicate_event_ids, parquet_schema_matches, day_files_decode,
                       pending_backlog_fresh, retention_enforced, erasure_leaves_no_trace, *aggregation_checks,
                       volumes_within_history,
                       *(c for e in engines for c in e.asset_checks)],
         jobs=[ingest_job, replay_job, check_lake_job, refresh_metrics_job, cleanup_metrics, retention_job,
-              erasure_job, lake_maintenance_job,
+              erasure_job, lake_maintenance_job, deep_check_job,
               *(j for e in engines for j in e.jobs)],
-        schedules=[refresh_metrics_schedule, cleanup_metrics_schedule, retention_schedule, lake_maintenance_schedule],
+        schedules=[refresh_metrics_schedule, cleanup_metrics_schedule, retention_schedule, lake_maintenance_schedule,
+                   lake_deep_check_schedule],
         sensors=[ingest_sensor, aggregations_automation, gdpr_erasure_requests_sensor,
                  status_sensor([e.engine for e in engines]),
                  *(s for e in engines for s in e.sensors)],

@@ -1,7 +1,12 @@
 """Asset checks: per day partition, the lake (or an engine) holds exactly PostgreSQL's processed events (by type), no
-event twice, and files of the declared schema; and the pending backlog is fresh (and why it is not)."""
+event twice, files of the declared schema that decode whole; and the pending backlog is fresh (and why it is not).
+
+A damaged data file makes every lake check fail (never raise), naming the file and the ``rebuild`` that repairs
+it. The deep check (every column of every file of the day decoded) runs with every rebuild of a day (it is one of
+the asset's checks) and daily over the recent days (``schedules/integrity.py``)."""
 
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
@@ -9,6 +14,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, LAKE_EVENTS
 from workdev_pipeline.assets.partitions import daily_partitions, day_of
 from workdev_pipeline.ingest.backlog import Backlog
+from workdev_pipeline.lake.integrity import DamagedFile, damaged_files
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.resources.warehouse import Warehouse
@@ -29,7 +35,31 @@ def _days(context: AssetCheckExecutionContext) -> list[date]:
                          "processed events (swept, not in the dead letter).")
 def reconciles_with_postgres(context: AssetCheckExecutionContext, postgres: PostgresResource,
                              lake: LakeResource) -> AssetCheckResult:
-    return reconcile(_days(context), postgres, lake)
+    days = _days(context)
+    return unless_damaged(days, lake, lambda: reconcile(days, postgres, lake))
+
+
+def unless_damaged(days: list[date], lake: LakeResource, check: Callable[[], AssetCheckResult]) -> AssetCheckResult:
+    """``check()``; when it raises and a file of ``days`` is damaged, a failed result naming the files instead (any
+    other error is raised)."""
+    try:
+        return check()
+    except Exception:
+        damaged = damaged_files(lake.snapshot(), days, deep=True)
+        if not damaged:
+            raise
+        return damaged_result(damaged)
+
+
+def damaged_result(damaged: list[DamagedFile], **metadata: MetadataValue) -> AssetCheckResult:
+    """A failed check naming the damaged files and the command that repairs each day."""
+    fixes = sorted({d.fix for d in damaged})
+    return AssetCheckResult(passed=False, severity=AssetCheckSeverity.ERROR, metadata={
+        **metadata,
+        "damaged_files": MetadataValue.json([d.as_metadata() for d in damaged[:50]]),
+        "damaged_file_count": MetadataValue.int(len(damaged)),
+        "fix": MetadataValue.md("Rewrite the damaged day(s) from PostgreSQL:\n\n" + "\n".join(
+            f"    {command}" for command in fixes[:20]))})
 
 
 def reconcile(days: list[date], postgres: PostgresResource, warehouse: Warehouse) -> AssetCheckResult:
@@ -61,7 +91,8 @@ def reconcile(days: list[date], postgres: PostgresResource, warehouse: Warehouse
              description="No event_id is held twice in the day's partition.")
 def no_duplicate_event_ids(context: AssetCheckExecutionContext,
                            lake: LakeResource) -> AssetCheckResult:
-    return no_duplicates(_days(context), lake)
+    days = _days(context)
+    return unless_damaged(days, lake, lambda: no_duplicates(days, lake))
 
 
 def no_duplicates(days: list[date], warehouse: Warehouse) -> AssetCheckResult:
@@ -73,11 +104,32 @@ def no_duplicates(days: list[date], warehouse: Warehouse) -> AssetCheckResult:
 
 
 @asset_check(asset=LAKE_EVENTS, partitions_def=daily_partitions,
-             description="The lake table has the declared schema (the seed's warehouse schema + event_date).")
+             description="The lake table has the declared schema (the seed's warehouse schema + event_date), and "
+                         "every data file of the day has a readable footer holding the rows the log records.")
 def parquet_schema_matches(context: AssetCheckExecutionContext,
                            lake: LakeResource) -> AssetCheckResult:
-    problems = [p for day in _days(context) for p in lake.schema_problems(day)]
+    days = _days(context)
+    problems = [p for day in days for p in lake.schema_problems(day)]
+    damaged = damaged_files(lake.snapshot(), days, deep=False)
+    if damaged:
+        return damaged_result(damaged, problems=MetadataValue.json(problems[:10]))
     return AssetCheckResult(passed=not problems, metadata={"problems": MetadataValue.json(problems[:10])})
+
+
+@asset_check(asset=LAKE_EVENTS, partitions_def=daily_partitions,
+             description="Deep: every column of every data file of the day decodes (page checksums verified), so a "
+                         "damaged page is found before a reader trips on it. Runs with every rebuild of a day and "
+                         "daily over the recent days.")
+def day_files_decode(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
+    days = _days(context)
+    snapshot = lake.snapshot()
+    damaged = damaged_files(snapshot, days, deep=True)
+    files = snapshot.files()
+    wanted = set(days)
+    checked = sum(1 for d in files.column("event_date").to_pylist() if d in wanted)
+    if damaged:
+        return damaged_result(damaged, files_checked=MetadataValue.int(checked))
+    return AssetCheckResult(passed=True, metadata={"files_checked": MetadataValue.int(checked)})
 
 
 @asset_check(asset=INCOMING_EVENTS, description=f"Nothing owed to the lake for long: the oldest pending event waits "

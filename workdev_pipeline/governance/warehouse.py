@@ -34,6 +34,7 @@ from workdev_pipeline.ingest.ingest_times import IngestTimes
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.ingest.transform import Failures
 from workdev_pipeline.lake.events import days_predicate
+from workdev_pipeline.lake.integrity import diagnose, require_intact
 from workdev_pipeline.sql_files import query
 
 #: Hours a retention run's vacuum keeps the files it removed from the lake (time travel); erasure vacuums at once.
@@ -117,8 +118,10 @@ class LakeGovernedWarehouse:
                                        if retention_vacuum_hours is None else retention_vacuum_hours)
 
     # -- reading -------------------------------------------------------------------------------------------
-    def _query(self, sql: str, parameters: list[Any], tables: Mapping[str, pa.Table] | None = None) -> list[tuple]:
-        """DuckDB over the lake's latest snapshot (``{events}``: its rows, with ``event_date``)."""
+    def _query(self, sql: str, parameters: list[Any], operation: str,
+               tables: Mapping[str, pa.Table] | None = None) -> list[tuple]:
+        """DuckDB over the lake's latest snapshot (``{events}``: its rows, with ``event_date``); a read that fails
+        on a damaged file raises :class:`LakeDamaged` (``operation`` refused, naming the file and the fix)."""
         snapshot = self.lake.snapshot()
         if snapshot.table is None:
             return []
@@ -129,6 +132,9 @@ class LakeGovernedWarehouse:
             for name, table in (tables or {}).items():
                 con.register(name, table)
             return con.execute(sql.replace("{events}", "lake_events"), parameters).fetchall()
+        except (duckdb.Error, OSError, pa.ArrowException) as exc:
+            diagnose(snapshot, None, operation, exc)
+            raise
         finally:
             con.close()
 
@@ -138,7 +144,7 @@ class LakeGovernedWarehouse:
             'SELECT e.event_date, e.event_category, count(*) FILTER (WHERE e."timestamp" < c.cutoff), count(*) '
             "FROM {events} e LEFT JOIN cutoffs c ON c.event_type = e.event_type "
             "WHERE e.event_date <= ? GROUP BY ALL",
-            [policy.newest_cutoff.date()], {"cutoffs": policy.cutoff_table()})
+            [policy.newest_cutoff.date()], "retention", {"cutoffs": policy.cutoff_table()})
         plan: dict[date, dict[str, tuple[int, int]]] = {}
         for day, category, expired, total in rows:
             plan.setdefault(day, {})[category] = (expired, total)
@@ -148,7 +154,8 @@ class LakeGovernedWarehouse:
     def apply_retention(self, policy: RetentionPolicy, *, dry_run: bool = False, run_id: str | None = None,
                         before_release: Callable[[], None] | None = None) -> WarehouseRetention:
         """One Delta DELETE of every expired event (days wholly expired by partition, the others by each type's
-        cut-off: the predicate names only dates, types and instants), planned and done under the lake's lock, then
+        cut-off: the predicate names only dates, types and instants), planned and done under the lake's lock (refused
+        with :class:`LakeDamaged` when a day it reads holds a damaged file), then
         a vacuum (``WORKDEV_LAKE_RETENTION_VACUUM_HOURS``, default 0: at once). ``before_release()`` runs before
         the lock is let go (:func:`apply_retention` waits there for PostgreSQL's deletes, run meanwhile: no rebuild
         can bring an expired event back from the store in between)."""
@@ -161,6 +168,8 @@ class LakeGovernedWarehouse:
         with self.ingestor.locked() as conn:
             self.ingestor.finish_running_sweep(conn, run_id)
             self._plan(policy, result)
+            # the delete rewrites the partly expired days: never from a damaged file (whole days just go)
+            require_intact(self.lake.snapshot(), result.days_rewritten, "retention")
             if result.days_removed or result.days_rewritten:
                 self.lake.delete(retention_predicate(policy, result.days_removed, result.days_rewritten),
                                  days=len(result.days_rewritten))
@@ -185,12 +194,13 @@ class LakeGovernedWarehouse:
     # -- erasure -------------------------------------------------------------------------------------------
     def user_rows(self, user_id: str) -> list[tuple[str, datetime, str | None]]:
         return [tuple(r) for r in self._query(
-            'SELECT event_id, "timestamp", event_type FROM {events} WHERE user_id = ?', [user_id])]
+            'SELECT event_id, "timestamp", event_type FROM {events} WHERE user_id = ?', [user_id], "erasure")]
 
     def refresh(self, conn: psycopg.Connection, *, run_id: str | None = None) -> WarehouseRefresh:
         """The queued events' days overwritten in one commit -- their rows dropped and written back as PostgreSQL
         now holds them, enriched as a rebuild would -- then the queue emptied and the lake vacuumed at once (the
-        log names only the days)."""
+        log names only the days). Refused with :class:`LakeDamaged` (the work stays queued) when one of those days
+        holds a damaged file."""
         started = time.perf_counter()
         result = WarehouseRefresh(self.consumer)
         with self.ingestor.locked() as locked:
@@ -209,6 +219,7 @@ class LakeGovernedWarehouse:
             transformer = self.ingestor.transformer(locked)
             ingest_times = IngestTimes(locked, self.consumer)
             kept: Counter[date] = Counter()
+            require_intact(snapshot, days, "erasure")  # a damaged day is never rewritten (its damage would persist)
 
             def tables() -> Iterator[pa.Table]:
                 with EventReader(self.ingestor.url, batch_bytes=self.ingestor.batch_bytes) as reader:

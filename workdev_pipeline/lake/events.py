@@ -1,11 +1,13 @@
 """``lake/platform_events``: the enriched events in one Delta table, partitioned by ``event_date`` (the UTC day of
 ``timestamp``), with the seed's warehouse schema (JSON columns as strings).
 
-Every write is one Delta commit:
+Every write is one Delta commit. Appends and day overwrites write their own data files (``lake/day_files.py``:
+split by day under one memory budget, staged until committed, deleted when the write fails) and commit all their
+add actions at the end:
 
 * a sweep **appends** its rows with an application transaction (``app_id`` = the consumer, ``version`` = the sweep
   id): a redone sweep finds its version with :meth:`EventLake.committed_version` and never appends twice;
-* a day rebuild (or a backfill's range) **overwrites** the days by predicate: readers see the old days or the new
+* a day rebuild (or a backfill's range) **overwrites** those days' partitions: readers see the old days or the new
   ones, never a missing day;
 * retention **deletes** by predicate; erasure overwrites the days it touched (the Delta log then names only dates,
   never a user id), and :meth:`EventLake.vacuum` removes the files that still held the data.
@@ -18,10 +20,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
 from urllib.parse import unquote
 
 import duckdb
@@ -29,14 +30,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transaction, WriterProperties
 from deltalake.fs import DeltaStorageHandler
 
 from workdev_pipeline.ingest.extract import read_ahead
 from workdev_pipeline.ingest.schema import WAREHOUSE_SCHEMA
+from workdev_pipeline.lake.day_files import DEFAULT_BUDGET_BYTES, DayFileWriter, clean_staging
+from workdev_pipeline.lake.location import LakeConfigurationError, LakeLocation
 from workdev_pipeline.lake.table import LakeTable
 
 TABLE = "platform_events"
+WRITE_BUDGET_ENV = "WORKDEV_LAKE_WRITE_BUDGET_MIB"
 PARTITION_COLUMN = "event_date"
 #: The lake's columns: the warehouse schema (event_data/metadata as JSON text: Delta has no JSON type) + event_date.
 LAKE_SCHEMA = pa.schema([
@@ -50,16 +54,17 @@ TABLE_CONFIGURATION = {
     "delta.dataSkippingStatsColumns": ",".join(STATS_COLUMNS),
     "delta.checkpointInterval": "100",
 }
-#: Data files: zstd Parquet, large row groups, column statistics only where they prune (the same columns as the
+#: delta-rs's data files (compaction, retention's rewrites; ``lake/day_files.py`` writes the same for appends and
+#: overwrites): zstd Parquet, large row groups, column statistics only where they prune (the same columns as the
 #: log's): 14 % less CPU per write than statistics everywhere (``bench/README.md``), and no footer holds the
 #: min/max of a personal column.
 WRITER_PROPERTIES = WriterProperties(
     compression="ZSTD", compression_level=1, max_row_group_size=128 * 1024,
     default_column_properties=ColumnProperties(statistics_enabled="NONE"),
     column_properties={c: ColumnProperties(statistics_enabled="CHUNK") for c in STATS_COLUMNS})
-#: A write spanning more days keeps one Parquet writer open per day until its commit, and zstd's per-column
-#: contexts make each cost ~0.5 MiB: 1.5 GiB for 2,900 thin days. Such writes (retention over years of history, a
-#: long backfill) use snappy without dictionaries: 0.77 GiB for the same write, files ~1.6x larger (measured in
+#: A delta-rs write spanning more days keeps one Parquet writer open per day until its commit, and zstd's per-column
+#: contexts make each cost ~0.5 MiB: 1.5 GiB for 2,900 thin days. Such writes (retention over years of history) use
+#: snappy without dictionaries: 0.77 GiB for the same write, files ~1.6x larger (measured in
 #: ``bench/README.md``; compaction re-encodes a day with zstd once it holds several files).
 WIDE_WRITE_DAYS = 64
 WIDE_WRITER_PROPERTIES = WriterProperties(
@@ -81,6 +86,8 @@ class LakeCommit:
     version: int | None
     days: dict[date, int] = field(default_factory=dict)
     bytes_written: int = 0
+    files: int = 0  # data files written
+    peak_buffered_bytes: int = 0  # the most rows the write held in memory at once (Arrow bytes)
 
     @property
     def rows(self) -> int:
@@ -95,6 +102,20 @@ class CommitActions:
     removed: dict[str, date] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)  # bytes of each added file
     operations: list[str] = field(default_factory=list)
+
+
+def write_budget_from_env() -> int:
+    """``WORKDEV_LAKE_WRITE_BUDGET_MIB`` in bytes (the default when unset)."""
+    raw = os.environ.get(WRITE_BUDGET_ENV, "").strip()
+    if not raw:
+        return DEFAULT_BUDGET_BYTES
+    try:
+        mib = float(raw)
+    except ValueError:
+        mib = 0.0
+    if not mib > 0:
+        raise LakeConfigurationError(f"{WRITE_BUDGET_ENV} must be a positive number of MiB, not {raw!r}")
+    return int(mib * 1024 * 1024)
 
 
 def to_lake(table: pa.Table) -> pa.Table:
@@ -123,12 +144,17 @@ def days_predicate(days: Iterable[date]) -> str:
 
 
 class EventLake(LakeTable):
-    """The events table of the lake at ``location``."""
+    """The events table of the lake at ``location``; a write holds at most ``write_budget_bytes`` of rows in
+    memory (``WORKDEV_LAKE_WRITE_BUDGET_MIB``, default 128 MiB), whatever the number of days it spans."""
 
     NAME = TABLE
     SCHEMA = LAKE_SCHEMA
     PARTITION_COLUMN = PARTITION_COLUMN
     CONFIGURATION = TABLE_CONFIGURATION
+
+    def __init__(self, location: LakeLocation, *, write_budget_bytes: int | None = None) -> None:
+        super().__init__(location)
+        self.write_budget_bytes = write_budget_bytes or write_budget_from_env()
 
     def committed_version(self, app_id: str) -> int | None:
         """The last application-transaction version ``app_id`` committed (a sweep id), None if none."""
@@ -139,24 +165,16 @@ class EventLake(LakeTable):
     def append(self, tables: Iterable[pa.Table], *, app_id: str, version: int) -> LakeCommit:
         """Append the rows of ``tables`` (warehouse rows) in one commit carrying ``(app_id, version)``; nothing is
         committed when they hold no row."""
-        commit = LakeCommit(None)
-        table = self.ensure()
-        before = table.version()
-        self._write(table, tables, commit, mode="append",
-                    commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]))
-        return self._finish(commit, before)
+        return self._write(tables, "append", [Transaction(app_id, version)])
 
     def replace_days(self, days: Sequence[date], tables: Iterable[pa.Table], *,
                      app_id: str | None = None, version: int | None = None) -> LakeCommit:
-        """Make ``days`` hold exactly the rows of ``tables`` (all of those days) in one commit (a predicate
-        overwrite: a day without rows is emptied); other days are untouched."""
-        commit = LakeCommit(None, dict.fromkeys(sorted(set(days)), 0))
-        table = self.ensure()
-        before = table.version()
-        properties = CommitProperties(app_transactions=[Transaction(app_id, version)]) if app_id else None
-        self._write(table, tables, commit, days=len(commit.days), mode="overwrite", predicate=days_predicate(days),
-                    commit_properties=properties)
-        return self._finish(commit, before)
+        """Make ``days`` hold exactly the rows of ``tables`` (all of those days) in one commit (an overwrite of
+        those partitions: a day without rows is emptied); other days are untouched."""
+        wanted = sorted(set(days))
+        if not wanted:
+            raise ValueError("no days to replace")
+        return self._write(tables, "overwrite", [Transaction(app_id, version)] if app_id else [], days=wanted)
 
     def delete(self, predicate: str, *, days: int | None = None) -> dict:
         """Delete the rows matching ``predicate`` (no personal values in it: it is written to the log); ``days``:
@@ -164,35 +182,40 @@ class EventLake(LakeTable):
         table = self.table()
         if table is None:
             return {"num_deleted_rows": 0}
+        self.clean_staging()
         return table.delete(predicate, writer_properties=writer_properties(days))
 
-    def _write(self, table: DeltaTable, tables: Iterable[pa.Table], commit: LakeCommit, days: int | None = None,
-               **options: Any) -> None:
-        """``write_deltalake`` of ``tables`` (warehouse or lake rows), counting rows per day into ``commit``.
+    def _write(self, tables: Iterable[pa.Table], mode: str, transactions: list[Transaction],
+               days: list[date] | None = None) -> LakeCommit:
+        """One commit of ``tables`` (warehouse or lake rows): their data files written by a
+        :class:`DayFileWriter` within ``write_budget_bytes``, then their add actions committed together (with
+        ``mode="overwrite"``, replacing ``days``). On any error the files written so far are deleted.
 
         The tables are produced on a thread of their own, a couple ahead (``read_ahead``): their producer (a
-        PostgreSQL stream, validation and enrichment, or another snapshot's files) overlaps delta-rs's encoding,
-        and it never runs on a thread that is driving delta-rs's runtime (delta-rs cannot be called from there).
-        An error of the producer is raised as itself, not as the C-stream error delta-rs reports for it."""
-        failure: list[BaseException] = []
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            try:
-                for lake_rows in read_ahead(to_lake(t) for t in tables if t.num_rows):
-                    for entry in pc.value_counts(lake_rows.column(PARTITION_COLUMN)).to_pylist():
-                        commit.days[entry["values"]] = commit.days.get(entry["values"], 0) + entry["counts"]
-                    yield from lake_rows.to_batches()
-            except BaseException as exc:
-                failure.append(exc)
-                raise
-
-        reader = pa.RecordBatchReader.from_batches(LAKE_SCHEMA, batches())
+        PostgreSQL stream, validation and enrichment, or another snapshot's files) overlaps Parquet encoding."""
+        table = self.ensure()
+        before = table.version()
+        self.clean_staging()
+        writer = DayFileWriter(self.filesystem(), schema=LAKE_SCHEMA, partition_column=PARTITION_COLUMN,
+                               stats_columns=STATS_COLUMNS, budget_bytes=self.write_budget_bytes,
+                               version_before=before)
+        commit = LakeCommit(None, dict.fromkeys(days or [], 0))
         try:
-            write_deltalake(table, reader, writer_properties=writer_properties(days), **options)
-        except Exception as exc:
-            if failure:
-                raise failure[0] from exc
+            for lake_rows in read_ahead(to_lake(t) for t in tables if t.num_rows):
+                writer.add(lake_rows)
+            actions = writer.finish()
+            if actions or mode == "overwrite":
+                filters = [(PARTITION_COLUMN, "in", [d.isoformat() for d in days])] if days else None
+                table.create_write_transaction(
+                    actions, mode, table.schema(), partition_by=[PARTITION_COLUMN], partition_filters=filters,
+                    commit_properties=CommitProperties(app_transactions=transactions or None))
+        except BaseException:
+            writer.abort()
             raise
+        writer.committed()
+        commit.days.update(writer.stats.days)
+        commit.files, commit.peak_buffered_bytes = writer.stats.files, writer.stats.peak_buffered_bytes
+        return self._finish(commit, before)
 
     def _finish(self, commit: LakeCommit, before: int) -> LakeCommit:
         table = self.table()
@@ -202,6 +225,29 @@ class EventLake(LakeTable):
             actions = self.actions(before, commit.version)
             commit.bytes_written = sum(actions.sizes.get(p, 0) for p in actions.added)
         return commit
+
+    def clean_staging(self) -> int:
+        """Delete the data files of earlier writes that never committed (see ``lake/day_files.py``); returns how
+        many. Every write starts with it (under the writers' lock)."""
+        def committed_paths(version_before: int | None) -> set[str] | None:
+            latest = self.version()
+            if version_before is None or latest is None:
+                return None
+            try:
+                actions = self.actions(version_before, latest)
+            except FileNotFoundError:
+                return None
+            return {unquote(p) for p in (*actions.added, *actions.removed)}
+
+        return clean_staging(self.filesystem(), committed_paths)
+
+    def filesystem(self) -> pafs.FileSystem:
+        """The table's directory as a file system (paths relative to it)."""
+        root = self.location.local_path(TABLE)
+        if root is not None:
+            os.makedirs(root, exist_ok=True)
+            return pafs.SubTreeFileSystem(root, pafs.LocalFileSystem())
+        return self._filesystem()
 
     # -- the log -----------------------------------------------------------------------------------
     def _filesystem(self) -> pafs.FileSystem:

@@ -1,5 +1,6 @@
 """Maintenance of ``lake/platform_events``: compaction of the small files sweeps leave, a checkpoint, the log's
-expired entries cleaned up, and a vacuum of the files no version within the retention still needs.
+expired entries cleaned up, and a vacuum of the files no version within the retention still needs (and, first,
+the files an uncommitted write left staged: ``lake/day_files.py``).
 
 A sweep every ~30 s appends one small file per day it touches: a day ends with ~2,880 files of a few hundred rows,
 and every reader of that day opens them all. :func:`maintain` rewrites each day with small files into a few files
@@ -175,6 +176,10 @@ def maintain(lake: EventLake, *, vacuum_retention_hours: float | None = None,
     result.log_files_before = log.count()
 
     with LakeLock(database_url, consumer=consumer, timeout_seconds=lock_timeout_seconds) as lock:
+        with lock.held():
+            staged = lake.clean_staging()
+        if staged:
+            result.notes.append(f"{staged} data file(s) of an uncommitted write (left in _staging) deleted")
         days = compaction_days(files, target_size=target_size, min_small_files=min_small_files, since=since)
         if days:
             step = time.perf_counter()

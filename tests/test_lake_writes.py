@@ -1,0 +1,152 @@
+"""The lake's writes: bounded memory whatever the backlog's shape, one commit per write, and nothing staged left
+behind by a write that failed or was killed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pytest
+
+from tests.lake_helpers import events
+from workdev_pipeline.lake.day_files import STAGING_DIR
+from workdev_pipeline.lake.events import EventLake
+from workdev_pipeline.lake.location import LakeLocation
+from workdev_pipeline.lake.maintenance import maintain
+
+REPO = Path(__file__).resolve().parent.parent
+FIRST = date(2026, 1, 1)
+BUDGET = 1024 * 1024
+
+
+def thin_backlog(days: int, per_day: int, batches: int) -> Iterator[pa.Table]:
+    """``batches`` tables, each holding ``per_day`` events of every one of ``days`` days (a history import)."""
+    for b in range(batches):
+        yield pa.concat_tables([events(FIRST + timedelta(days=d), per_day, start=b * per_day) for d in range(days)])
+
+
+def data_files(root: Path) -> set[str]:
+    table = root / "platform_events"
+    return {str(p.relative_to(table)) for p in table.glob("event_date=*/*.parquet")}
+
+
+def logged_files(lake: EventLake) -> set[str]:
+    return set(lake.snapshot().files().column("path").to_pylist())
+
+
+def staging_lists(root: Path) -> list[Path]:
+    return sorted((root / "platform_events" / STAGING_DIR).glob("*.json"))
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "lake"
+
+
+def test_a_thin_backlog_is_written_within_the_memory_budget_in_one_commit(root: Path) -> None:
+    lake = EventLake(LakeLocation.from_env(str(root)), write_budget_bytes=BUDGET)
+    tables = list(thin_backlog(days=40, per_day=60, batches=8))  # 19,200 events, ~8x the budget in Arrow bytes
+    largest = max(t.nbytes for t in tables)
+    assert sum(t.nbytes for t in tables) > 5 * BUDGET
+    commit = lake.append(tables, app_id="lake", version=1)
+
+    # the old writer held every day until the commit: here at most the budget plus the batch that crossed it
+    assert commit.peak_buffered_bytes <= BUDGET + 2 * largest, commit.peak_buffered_bytes
+    assert commit.files > 40  # days were written out before the end
+    assert commit.version == 1 and lake.committed_version("lake") == 1  # still one commit, its transaction kept
+    assert commit.rows == 19_200 and set(commit.days.values()) == {480}
+    assert logged_files(lake) == data_files(root)
+    held = lake.snapshot().query("SELECT event_date, count(*), count(DISTINCT event_id) FROM platform_events "
+                                 "GROUP BY 1 ORDER BY 1")
+    assert held == [(FIRST + timedelta(days=d), 480, 480) for d in range(40)]
+    # the add actions' statistics prune correctly (delta-rs skips files by them)
+    noon = datetime.combine(FIRST, datetime.min.time(), UTC) + timedelta(hours=12)
+    dataset = lake.snapshot().dataset()
+    assert dataset.count_rows(filter=ds.field("timestamp") < pa.scalar(noon, pa.timestamp("us", tz="UTC"))) == 480
+
+
+def test_replacing_days_writes_within_the_budget_and_empties_days_without_rows(root: Path) -> None:
+    lake = EventLake(LakeLocation.from_env(str(root)), write_budget_bytes=BUDGET)
+    lake.append(thin_backlog(days=5, per_day=100, batches=2), app_id="lake", version=1)
+    days = [FIRST + timedelta(days=d) for d in range(3)]
+    commit = lake.replace_days(days, [events(days[0], 7), events(days[2], 9)])
+    assert commit.version == 2 and commit.days == {days[0]: 7, days[1]: 0, days[2]: 9}
+    held = dict(lake.snapshot().query("SELECT event_date, count(*) FROM platform_events GROUP BY 1"))
+    assert held == {days[0]: 7, days[2]: 9, FIRST + timedelta(days=3): 200, FIRST + timedelta(days=4): 200}
+
+
+def test_a_failed_write_deletes_what_it_staged(root: Path) -> None:
+    lake = EventLake(LakeLocation.from_env(str(root)), write_budget_bytes=BUDGET)
+    lake.append([events(FIRST, 10)], app_id="lake", version=1)
+    committed = data_files(root)
+
+    def failing() -> Iterator[pa.Table]:
+        yield from thin_backlog(days=40, per_day=60, batches=4)  # enough to write files before the failure
+        raise RuntimeError("the source went away")
+
+    with pytest.raises(RuntimeError, match="the source went away"):
+        lake.append(failing(), app_id="lake", version=2)
+    assert data_files(root) == committed == logged_files(lake)
+    assert not staging_lists(root)
+    assert lake.version() == 1
+
+
+KILLED_WRITE = """
+import os, signal, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from tests.lake_helpers import events
+from tests.test_lake_writes import thin_backlog
+from workdev_pipeline.lake.events import EventLake
+from workdev_pipeline.lake.location import LakeLocation
+
+def tables():
+    yield from thin_backlog(days=40, per_day=60, batches=4)
+    while len(list(Path(sys.argv[1]).glob("platform_events/event_date=*/*.parquet"))) < 3:  # the writer is behind
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGKILL)  # as an OOM killer would, mid-write, files already written
+
+EventLake(LakeLocation.from_env(sys.argv[1]), write_budget_bytes=int(sys.argv[3])).append(
+    tables(), app_id="lake", version=2)
+"""
+
+
+@pytest.mark.parametrize("next_operation", ["write", "maintenance"])
+def test_files_of_a_killed_write_are_removed_by_the_next_operation(root: Path, next_operation: str) -> None:
+    lake = EventLake(LakeLocation.from_env(str(root)), write_budget_bytes=BUDGET)
+    lake.append([events(FIRST, 10)], app_id="lake", version=1)
+    committed = data_files(root)
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITE, str(root), str(REPO), str(BUDGET)], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    assert data_files(root) - committed and staging_lists(root)  # what the killed write left
+
+    if next_operation == "write":
+        lake.append([events(FIRST, 5, start=100)], app_id="lake", version=2)
+    else:
+        assert "uncommitted write" in " ".join(maintain(lake).notes)
+    assert data_files(root) == logged_files(lake)
+    assert not staging_lists(root)
+    expected = 15 if next_operation == "write" else 10
+    assert lake.snapshot().query("SELECT count(*) FROM platform_events")[0][0] == expected
+
+
+def test_a_staging_list_left_after_its_commit_keeps_the_committed_files(root: Path) -> None:
+    """Killed between its commit and dropping its list: the next write drops only the list."""
+    lake = EventLake(LakeLocation.from_env(str(root)), write_budget_bytes=BUDGET)
+    lake.append([events(FIRST, 10)], app_id="lake", version=1)
+    lake.append([events(FIRST, 10, start=10)], app_id="lake", version=2)
+    second = sorted(logged_files(lake) - set(lake.snapshot(1).files().column("path").to_pylist()))
+    staging = root / "platform_events" / STAGING_DIR
+    (staging / "left.json").write_text(json.dumps({"version_before": 1, "files": second}))
+    assert lake.clean_staging() == 0
+    assert not staging_lists(root)
+    assert lake.snapshot().query("SELECT count(*) FROM platform_events")[0][0] == 20
+    assert pc.sum(lake.snapshot().files().column("num_records")).as_py() == 20

@@ -1,0 +1,209 @@
+"""The data files of one lake write: a stream of lake rows split by day into Parquet files under a memory budget
+shared by all days, staged until the caller commits them as one Delta commit.
+
+Rows wait in memory per day; whenever all days together hold more than ``budget_bytes``, the largest days are
+written out as files of their own (until half the budget is left), so a backlog spread thin over hundreds of days
+costs the same memory as one over a few days: a day may end with several files, which maintenance compacts. The
+files carry Parquet page checksums (a damaged page fails to read instead of decoding to wrong values).
+
+**Staging.** Until its commit, a write's files are in the table's directory but not in its log. Their paths are
+listed in ``_staging/<token>.json`` (beside ``_delta_log``; readers and vacuum ignore it) *before* each file is
+written, so whatever stops a write -- an error, a full disk, a killed process -- what it wrote can be found:
+:meth:`DayFileWriter.abort` deletes the files and the list on an error, and :func:`clean_staging` (at the start of
+every write of the table, under the writers' lock) deletes what an earlier write could not -- unless that write's
+commit made it into the log, then only the list goes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from deltalake.transaction import AddAction
+
+log = logging.getLogger(__name__)
+
+STAGING_DIR = "_staging"
+#: What one write may hold in memory, all days together (Arrow bytes of rows waiting for their day's next file).
+DEFAULT_BUDGET_BYTES = 128 * 1024 * 1024
+ROW_GROUP_ROWS = 128 * 1024
+
+
+@dataclass
+class WriteStats:
+    """Rows per day written, files and bytes, and the most the write held in memory at once."""
+
+    days: dict[date, int] = field(default_factory=dict)
+    files: int = 0
+    bytes_written: int = 0
+    peak_buffered_bytes: int = 0
+
+
+class DayFileWriter:
+    """Writes one commit's data files into the table at ``fs`` (a file system rooted at the table's directory)."""
+
+    def __init__(self, fs: pafs.FileSystem, *, schema: pa.Schema, partition_column: str,
+                 stats_columns: tuple[str, ...], budget_bytes: int = DEFAULT_BUDGET_BYTES,
+                 version_before: int | None = None) -> None:
+        self.fs = fs
+        self.partition_column = partition_column
+        self.file_schema = schema.remove(schema.get_field_index(partition_column))
+        self.stats_columns = stats_columns
+        self.budget_bytes = budget_bytes
+        self.token = uuid.uuid4().hex
+        self.stats = WriteStats()
+        self.actions: list[AddAction] = []
+        self._staged: list[str] = []
+        self._version_before = version_before
+        self._pending: dict[date, list[pa.Table]] = {}
+        self._pending_bytes: dict[date, int] = {}
+        self._buffered = 0
+
+    @property
+    def staging_list(self) -> str:
+        return f"{STAGING_DIR}/{self.token}.json"
+
+    def add(self, rows: pa.Table) -> None:
+        """Take lake rows of any days; write out the largest days while the budget is exceeded."""
+        if not rows.num_rows:
+            return
+        column = rows.column(self.partition_column)
+        order = pc.sort_indices(column)
+        start = 0
+        for run in pc.value_counts(column.take(order)).to_pylist():  # sorted: one run per day, in order
+            day, count = run["values"], run["counts"]
+            piece = rows.take(order.slice(start, count))  # its own buffers: nothing pins the whole batch
+            start += count
+            self._pending.setdefault(day, []).append(piece)
+            self._pending_bytes[day] = self._pending_bytes.get(day, 0) + piece.nbytes
+            self._buffered += piece.nbytes
+            self.stats.days[day] = self.stats.days.get(day, 0) + piece.num_rows
+        self.stats.peak_buffered_bytes = max(self.stats.peak_buffered_bytes, self._buffered)
+        if self._buffered > self.budget_bytes:
+            for day in sorted(self._pending_bytes, key=self._pending_bytes.__getitem__, reverse=True):
+                self._flush(day)
+                if self._buffered <= self.budget_bytes // 2:
+                    break
+
+    def finish(self) -> list[AddAction]:
+        """Write out every day still held; the add actions of all the files written."""
+        for day in sorted(self._pending):
+            self._flush(day)
+        return self.actions
+
+    def _flush(self, day: date) -> None:
+        pieces = self._pending.pop(day)
+        self._buffered -= self._pending_bytes.pop(day)
+        table = pa.concat_tables(pieces).drop_columns([self.partition_column])
+        del pieces
+        path = f"{self.partition_column}={day.isoformat()}/part-{len(self._staged):05d}-{self.token}-c000.zstd.parquet"
+        self._staged.append(path)
+        self._write_staging_list()  # before the file: a file on disk is always listed
+        self.fs.create_dir(path.rpartition("/")[0], recursive=True)
+        with self.fs.open_output_stream(path) as sink:
+            pq.write_table(table.cast(self.file_schema), sink, row_group_size=ROW_GROUP_ROWS, compression="zstd",
+                           compression_level=1, write_statistics=list(self.stats_columns),
+                           write_page_checksum=True)
+        size = self.fs.get_file_info(path).size
+        self.actions.append(AddAction(path, size, {self.partition_column: day.isoformat()}, int(time.time() * 1000),
+                                      True, file_stats(table, self.stats_columns)))
+        self.stats.files += 1
+        self.stats.bytes_written += size
+
+    def _write_staging_list(self) -> None:
+        self.fs.create_dir(STAGING_DIR, recursive=True)
+        body = json.dumps({"version_before": self._version_before, "files": self._staged})
+        with self.fs.open_output_stream(f"{self.staging_list}.tmp") as sink:  # replaced whole, never half-written
+            sink.write(body.encode())
+        self.fs.move(f"{self.staging_list}.tmp", self.staging_list)
+
+    def committed(self) -> None:
+        """The files are in the log now: forget the staging list (a leftover one is harmless, see module doc)."""
+        _delete(self.fs, [self.staging_list])
+
+    def abort(self) -> None:
+        """The write failed: delete its files and staging list (what cannot be deleted now goes at the next
+        write's :func:`clean_staging`)."""
+        self._pending.clear()
+        if self._staged and not _delete(self.fs, self._staged)[1]:  # the list stays while a file does
+            _delete(self.fs, [self.staging_list])
+
+
+def clean_staging(fs: pafs.FileSystem, committed_paths: Callable[[int | None], set[str] | None]) -> int:
+    """Delete the files of writes that never committed (listed in ``_staging/``) and their lists; returns how many
+    files went. ``committed_paths(version_before)``: the paths added to the log after that version (None when that
+    cannot be told: the files are then left, only the list goes). Call it under the writers' lock."""
+    try:
+        listed = fs.get_file_info(pafs.FileSelector(STAGING_DIR, allow_not_found=True))
+    except FileNotFoundError:
+        return 0
+    removed = 0
+    for info in listed:
+        if info.type != pafs.FileType.File:
+            continue
+        if not info.path.endswith(".json"):  # a list killed while being replaced: the one before it stands
+            _delete(fs, [_relative(info.path)])
+            continue
+        try:
+            with fs.open_input_stream(info.path) as stream:
+                staged = json.loads(stream.read().decode())
+        except (OSError, ValueError):
+            staged = {"files": []}
+        files = list(staged.get("files") or [])
+        committed = committed_paths(staged.get("version_before")) if files else set()
+        leftovers = [] if committed is None or committed & set(files) else files
+        deleted, failed = _delete(fs, leftovers)
+        removed += deleted
+        if not failed:  # the list stays while a file does: the next write tries again
+            _delete(fs, [_relative(info.path)])
+        if deleted:
+            log.warning("removed %d data file(s) of an uncommitted lake write (%s)", deleted, info.path)
+    return removed
+
+
+def _relative(path: str) -> str:
+    return path if path.startswith(STAGING_DIR) else path[path.index(STAGING_DIR):]
+
+
+def _delete(fs: pafs.FileSystem, paths: list[str]) -> tuple[int, int]:
+    """Delete ``paths`` (missing ones are fine); returns how many were deleted and how many could not be. Errors
+    are logged, not raised: a cleanup that cannot finish now is finished by the next write."""
+    deleted = failed = 0
+    for path in paths:
+        try:
+            fs.delete_file(path)
+            deleted += 1
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            failed += 1
+            log.warning("could not delete staged lake file %s: %s", path, exc)
+    return deleted, failed
+
+
+def file_stats(table: pa.Table, columns: tuple[str, ...]) -> str:
+    """The add action's ``stats``: row count, and min/max/null count of ``columns`` (what delta-rs writes)."""
+    minima, maxima, nulls = {}, {}, {}
+    for name in columns:
+        column = table.column(name)
+        nulls[name] = column.null_count
+        bounds = pc.min_max(column).as_py()
+        if bounds["min"] is not None:
+            minima[name], maxima[name] = _stat(bounds["min"]), _stat(bounds["max"])
+    return json.dumps({"numRecords": table.num_rows, "minValues": minima, "maxValues": maxima, "nullCount": nulls},
+                      separators=(",", ":"))
+
+
+def _stat(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value
