@@ -38,7 +38,6 @@ CHECKS = {("lake/platform_events", "reconciles_with_postgres"), ("lake/platform_
           ("lake/event_aggregations_hourly", "volumes_within_history"),
           ("postgres/retention_runs", "retention_enforced"),
           ("postgres/gdpr_erasure_requests", "erasure_leaves_no_trace"),
-          ("lake/event_aggregations_hourly", "volumes_within_history"),
           *((f"lake/event_aggregations_{g}", "amount_sums_fit") for g in ("hourly", "daily", "weekly"))}
 #: job -> (the assets it materializes, the checks it runs)
 JOBS = {
@@ -53,8 +52,7 @@ JOBS = {
                      {("postgres/gdpr_erasure_requests", "erasure_leaves_no_trace")}),
     "lake_maintenance": ({"lake/maintenance"}, set()),
 }
-#: sensor -> (the job it requests, None for those requesting none: automation, status observations; its minimum
-#: interval in seconds)
+#: sensor -> (the job it requests, None for the automation sensor; its minimum interval in seconds)
 SENSORS = {"ingest_sensor": ("ingest_events", 30), "gdpr_erasure_requests_sensor": ("gdpr_erasure", 60),
            "aggregations_automation": (None, 30), "pipeline_status_sensor": (None, 60)}
 #: schedule -> (cron, the job it runs); all in UTC
