@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -15,6 +14,7 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
+from tests.waiting import wait_until
 from workdev_pipeline import limits
 from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.errors import (
@@ -203,14 +203,6 @@ def open_transactions(db: str, options: str, n: int) -> Iterator[list[psycopg.Co
             c.close()
 
 
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting until {what}")
-        time.sleep(0.02)
-
-
 def waiting_for(conn: psycopg.Connection, waiter: psycopg.Connection) -> list[tuple[str, int]]:
     """The locks ``waiter``'s session is waiting for, as (locktype, pid holding it)."""
     return conn.execute("SELECT l.locktype, unnest(pg_blocking_pids(l.pid)) FROM pg_locks l "
@@ -253,7 +245,7 @@ def test_two_open_transactions_sending_the_same_ids_wait_for_that_id_only_then_s
         assert emit_batch(a, [logout(x, first), logout(y, first)]) == 2
         fresh = uuid.uuid4()
         second = pool.submit(emit_batch, b, [logout(y, later), logout(x, later), logout(fresh, later)])
-        wait_until(lambda: waiting_for(conn, b), "B waits for A")
+        wait_until(lambda: waiting_for(conn, b), "B to wait for A", timeout=120, interval=0.02)
         assert waiting_for(conn, b) == [("transactionid", a.info.backend_pid)]
         a.commit()
         assert second.result() == 1  # only the fresh id: x and y are A's
@@ -269,7 +261,8 @@ def test_two_open_transactions_sending_the_same_ids_wait_for_that_id_only_then_s
             assert emit_batch(held, [logout(x, first)]) == 1
             runs = [pool.submit(emit_batch, a, [logout(x, first), logout(y, first)]),
                     pool.submit(emit_batch, b, [logout(y, later), logout(x, later)])]
-            wait_until(lambda: waiting_for(conn, a) and waiting_for(conn, b), "A and B wait")
+            wait_until(lambda: (waiting_for(conn, a), waiting_for(conn, b)), "A and B to wait", timeout=120,
+                       until=all, interval=0.02)
             held.rollback()
             done = []
             for run in as_completed(runs):  # the winner commits, then the other sees its rows

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from tests.ingest_helpers import (
     loadable_ids,
     wait_until_lock_released,
 )
+from tests.waiting import wait_until
 from workdev_pipeline.assets.checks import (
     pending_backlog_fresh,
 )
@@ -223,12 +223,11 @@ def test_a_killed_run_takes_its_sweep_along(db: str, tmp_path: Path) -> None:
                                    "-j", "ingest_events"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     tree: list[psutil.Process] = []
     try:
-        deadline = time.monotonic() + 300
         with psycopg.connect(db, autocommit=True) as conn:
-            while not conn.execute("SELECT count(*) FROM ingestion_sweeps WHERE status = 'running'").fetchone()[0]:
-                assert worker.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "no sweep seen running"
-                time.sleep(0.01)
+            wait_until(lambda: conn.execute("SELECT count(*) FROM ingestion_sweeps WHERE status = 'running'"
+                                            ).fetchone()[0], "a sweep to be running", timeout=300, interval=0.01,
+                       gone=lambda: None if worker.poll() is None else f"the run's worker exited ({worker.returncode})",
+                       context=lambda: (tmp_path / "run.log").read_text()[-3000:])
         tree = psutil.Process(worker.pid).children(recursive=True)
         worker.kill()
         worker.wait(60)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import psutil
 import psycopg
 
 from tests.ingest_helpers import REPO
+from tests.waiting import wait_until
 from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.embedded import _server, embedded_database_url, stop_embedded
 from workdev_pipeline.migrate import migrate
@@ -73,8 +73,7 @@ def test_the_first_command_after_a_crash_waits_for_a_recovery_longer_than_pg_ctl
 def _process(matches, command: subprocess.Popen, within: subprocess.Popen | None = None,
              limit: float = 120.0) -> psutil.Process:
     """The first process that ``matches`` (among ``within``'s descendants, else all), while ``command`` runs."""
-    deadline = time.monotonic() + limit
-    while True:
+    def found() -> psutil.Process | None:
         candidates = psutil.Process(within.pid).children(recursive=True) if within else psutil.process_iter()
         for process in candidates:
             try:
@@ -82,6 +81,9 @@ def _process(matches, command: subprocess.Popen, within: subprocess.Popen | None
                     return process
             except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
                 continue
-        assert command.poll() is None, f"the command ended first ({command.returncode})"
-        assert time.monotonic() < deadline, "no such process appeared"
-        time.sleep(0.005)
+        return None
+
+    def ended() -> str | None:
+        return None if command.poll() is None else f"the command ended first ({command.returncode})"
+
+    return wait_until(found, "the process to appear", timeout=limit, interval=0.005, gone=ended)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -10,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
+
+from tests.waiting import wait_until
 
 EMIT = "SELECT emit_platform_event(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 LOGIN = {"method": "github", "mfa_used": True}
@@ -141,11 +142,10 @@ def test_a_second_open_transaction_sending_the_same_id_waits_for_the_first_then_
             emit(first, "user.login", uuid.uuid4(), LOGIN, event_id=event_id, timestamp=day + timedelta(hours=1))
             resend = pool.submit(emit, second, "user.login", uuid.uuid4(), LOGIN, event_id=event_id,
                                  timestamp=day + timedelta(hours=2))
-            deadline = time.monotonic() + 120
-            while not observer.execute("SELECT pg_blocking_pids(%s) = ARRAY[%s::integer]",
-                                       (second.info.backend_pid, first.info.backend_pid)).fetchone()[0]:
-                assert time.monotonic() < deadline, "the second send never waited for the first"
-                time.sleep(0.02)
+            wait_until(lambda: observer.execute("SELECT pg_blocking_pids(%s)",
+                                                (second.info.backend_pid,)).fetchone()[0],
+                       "the second send to wait for the first", until=lambda pids: pids == [first.info.backend_pid],
+                       timeout=120, interval=0.02)
             getattr(first, outcome)()
             assert resend.result() == event_id
             second.commit()
