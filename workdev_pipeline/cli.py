@@ -192,7 +192,6 @@ def sweep(database_url: str | None, lake_uri: str | None) -> None:
     """Load the pending events into the lake now (what the sensor's runs do): one Delta commit. A transient fault
     (database restarting, lake storage read-only or full) is retried for WORKDEV_RETRY_SECONDS (60); past that, one
     line and exit status 1, the events left pending for the next sweep."""
-    logging.getLogger("workdev_pipeline").addHandler(logging.NullHandler())  # the retries' warnings: not here
     outcome = _ingestor(database_url, lake_uri).sweep(run_id="cli")
     if outcome.status == "busy":
         raise OperationFailed("another sweep or rebuild holds the lake's lock: run the command again once it ends")

@@ -22,6 +22,7 @@ import duckdb
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from workdev_pipeline.governance.common import PAIR_SEPARATOR
@@ -37,6 +38,8 @@ from workdev_pipeline.lake.events import days_predicate
 from workdev_pipeline.lake.integrity import diagnose, require_intact
 from workdev_pipeline.sql_files import query
 
+#: The lake's pages read with their checksums verified (as the deep check reads them).
+VERIFIED = ds.ParquetFragmentScanOptions(page_checksum_verification=True)
 #: Hours a retention run's vacuum keeps the files it removed from the lake (time travel); erasure vacuums at once.
 RETENTION_VACUUM_ENV = "WORKDEV_LAKE_RETENTION_VACUUM_HOURS"
 @dataclass
@@ -219,12 +222,14 @@ class LakeGovernedWarehouse:
             transformer = self.ingestor.transformer(locked)
             ingest_times = IngestTimes(locked, self.consumer)
             kept: Counter[date] = Counter()
-            require_intact(snapshot, days, "erasure")  # a damaged day is never rewritten (its damage would persist)
+            # A damaged day is never rewritten (its damage would persist): footers and row counts checked here, every
+            # page by the rewrite's own read below (checksums verified), which names the damaged files if it fails.
+            require_intact(snapshot, days, "erasure", deep=False)
 
             def tables() -> Iterator[pa.Table]:
                 with EventReader(self.ingestor.url, batch_bytes=self.ingestor.batch_bytes) as reader:
                     for day in days:
-                        for batch in snapshot.dataset(days=[day]).to_batches():
+                        for batch in snapshot.dataset(days=[day]).to_batches(fragment_scan_options=VERIFIED):
                             hit = pc.is_in(batch.column("event_id"), value_set=ids)
                             if pc.any(hit).as_py():
                                 counted.update(owners[e] for e in batch.column("event_id").filter(hit).to_pylist())
@@ -242,7 +247,11 @@ class LakeGovernedWarehouse:
                             appended[day] += table.num_rows
                             yield table
 
-            self.lake.replace_days(days, tables())
+            try:
+                self.lake.replace_days(days, tables())
+            except Exception as exc:
+                diagnose(snapshot, days, "erasure", exc)
+                raise
             crash_point("after_commit")
             with locked.transaction():
                 self.ingestor.record_failures(locked, failures)
