@@ -370,6 +370,46 @@ def test_read_only_lake_during_a_sweep_dead_letters_nothing_and_the_next_sweep_d
     assert backlog_check(db, files).passed is (dead_letter + healed.events_failed == 0)
 
 
+@pytest.mark.slow
+def test_a_lake_read_only_for_60_s_during_a_sweep_of_300_000_events_heals_with_every_event_once(
+        db: str, conn: psycopg.Connection, files: EventLake, mounted: LakeMount) -> None:
+    """At the issue's scale: 300,000 pending events, the lake's file system read-only for 60 s from the sweep's
+    first batch. The sweep retries for 20 s (so it gives up inside the fault) and leaves all of them pending, the
+    backlog check reads red while the fault lasts, and the first sweep after it delivers every event once."""
+    demo(db, 300_000, seed=11)
+    healed = threading.Event()
+
+    def heal() -> None:
+        mounted.healthy()
+        healed.set()
+
+    timer = threading.Timer(60.0, heal)
+
+    def fault() -> None:
+        mounted.read_only()
+        timer.start()
+
+    try:
+        failed = _FaultAfterFirstBatch(db, files, retry_seconds=20.0, fault=fault).sweep()
+        assert failed.status == "failed" and not healed.is_set(), failed
+        assert conn.execute("SELECT count(*) FROM event_failures").fetchone()[0] == 0  # nothing dead-lettered
+        assert {s: c for s, c, _ in conn.execute(EVENT_PROCESSING_METRICS)} == {"pending": 300_000}
+        check = backlog_check(db, files)
+        assert not check.passed and check.severity == AssetCheckSeverity.ERROR and not healed.is_set()
+        assert healed.wait(timeout=120), "the fault did not end"
+    finally:
+        timer.cancel()
+        timer.join()
+        if not healed.is_set():
+            mounted.healthy()
+
+    delivered = Ingestor(db, files).sweep()
+    assert delivered.status == "loaded" and delivered.sweep_id == failed.sweep_id
+    assert delivered.events_loaded + delivered.events_failed == 300_000
+    assert_exactly_once(conn, files)
+    assert "pending" not in {s for s, _, _ in conn.execute(EVENT_PROCESSING_METRICS)}
+
+
 def test_a_failed_replay_shows_its_days_pending_until_they_are_rebuilt(
         db: str, conn: psycopg.Connection, files: EventLake, mounted: LakeMount) -> None:
     """The seed's monitoring never says processed for an event the lake does not hold: a replay whose rebuild fails

@@ -133,7 +133,7 @@ def assert_exactly_once(url: str, lake: Path) -> None:
         assert conn.execute("SELECT count(*) FROM ingestion_sweeps WHERE status = 'running'").fetchone()[0] == 0
 
 
-@pytest.mark.parametrize("outage_seconds", [2, 8])
+@pytest.mark.parametrize("outage_seconds", [2, 8, 45])
 def test_postgres_crashed_during_a_sweep_the_sweep_waits_and_completes_exactly_once(
         server: OwnServer, outage_seconds: int) -> None:
     demo(server.url, 100_000, users=2_000)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -223,21 +223,21 @@ class AnalyticsClient:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         event_ids: list[uuid.UUID] = []
         inserted = 0
-        position = 0
-        with self._pool.connection() as conn:
+        with self._pool.connection() as conn, _Lookahead(self._prepare, chunked(events, batch_size)) as batches:
             try:
                 with conn.transaction(), conn.cursor() as cur:
-                    for rows, unsendable in self._prepared_chunks(events, batch_size):
+                    for position, (rows, unsendable) in batches:
                         if rows:  # validated by the database even when a later event cannot be sent, so
                             batch_id = uuid.uuid4()  # the error reported is always the first bad event's
                             StagingCopy(cur).write(batch_id, position, rows)
+                        batches.start_next(unsendable is None)
+                        if rows:
                             cur.execute("SELECT emit_staged_events(%s, %s)",
                                         (batch_id, any(r.id_supplied for r in rows)))
                             inserted += cur.fetchone()[0]
                         if unsendable is not None:
                             raise unsendable
                         event_ids.extend(r.event_id for r in rows)
-                        position += len(rows)
             except psycopg.Error as exc:
                 raise _translate(exc) from exc
         return EmitResult(event_ids, inserted)
@@ -350,22 +350,6 @@ class AnalyticsClient:
         except psycopg.Error as exc:
             raise _translate(exc) from exc
 
-    def _prepared_chunks(self, events: Iterable[Mapping[str, Any]],
-                         batch_size: int) -> Iterator[tuple[list[EventRow], EventRejected | None]]:
-        """``_prepare`` of each chunk in order, the next chunk prepared in a thread while the caller sends
-        this one (the database works on the batch meanwhile, so Python and PostgreSQL overlap)."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emit-prepare") as executor:
-            ahead: Future[tuple[list[EventRow], EventRejected | None]] | None = None
-            position = 0
-            for chunk in chunked(events, batch_size):
-                following = executor.submit(self._prepare, chunk, position)
-                position += len(chunk)
-                if ahead is not None:
-                    yield ahead.result()
-                ahead = following
-            if ahead is not None:
-                yield ahead.result()
-
     def _prepare(self, chunk: list[Any], position: int) -> tuple[list[EventRow], EventRejected | None]:
         """Rows for a chunk, up to the first event that cannot even be sent (returned as its error)."""
         rows: list[EventRow] = []
@@ -391,6 +375,40 @@ class AnalyticsClient:
             user_id=get("user_id"), entity_type=get("entity_type"), entity_id=get("entity_id"),
             metadata=get("metadata"), source=get("source") or self.source, session_id=get("session_id"),
             timestamp=get("timestamp"), event_id=get("event_id"), position=position)
+
+
+class _Lookahead:
+    """Chunks prepared one ahead in a worker thread. The next chunk's preparation starts when the caller says
+    so (after its COPY), to overlap the database's validation and insert rather than the COPY: a COPY's
+    sending thread waits for the interpreter lock at every buffer when a preparing thread holds it."""
+
+    def __init__(self, prepare: Callable[[list[Any], int], tuple[list[EventRow], EventRejected | None]],
+                 chunks: Iterator[list[Any]]) -> None:
+        self._prepare = prepare
+        self._chunks = chunks
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emit-prepare")
+        self._next_position = 0
+        self._ahead: tuple[int, Future[tuple[list[EventRow], EventRejected | None]]] | None = None
+
+    def __enter__(self) -> _Lookahead:
+        self.start_next(True)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __iter__(self) -> Iterator[tuple[int, tuple[list[EventRow], EventRejected | None]]]:
+        while self._ahead is not None:
+            position, future = self._ahead
+            self._ahead = None
+            yield position, future.result()
+
+    def start_next(self, wanted: bool) -> None:
+        """Start preparing the following chunk (nothing when ``wanted`` is false or no chunk is left)."""
+        chunk = next(self._chunks, None) if wanted else None
+        if chunk is not None:
+            self._ahead = (self._next_position, self._executor.submit(self._prepare, chunk, self._next_position))
+            self._next_position += len(chunk)
 
 
 _EVENT_FIELDS = frozenset({"event_type", "event_data", "user_id", "entity_type", "entity_id", "metadata",
