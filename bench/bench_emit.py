@@ -3,12 +3,14 @@
 Creates a throw-away database, migrates it, generates realistic demo events once, then measures:
 
 * ``single_emit_events_per_s``: ``AnalyticsClient.track`` one event at a time (one commit each), 1 connection;
-* ``emit_many_events_per_s`` / ``emit_many_supplied_ids_events_per_s``: ``AnalyticsClient.emit_many`` in
-  calls of 100,000 events (one transaction each), without / with producer-supplied event ids;
+* ``emit_many_events_per_s`` / ``emit_many_supplied_ids_events_per_s`` / ``emit_many_supplied_v7_ids_events_per_s``:
+  ``AnalyticsClient.emit_many`` in calls of 100,000 events (one transaction each), without producer ids, with
+  random (UUIDv4) and with time-ordered (UUIDv7) producer-supplied ids;
 * ``raw_binary_copy_rows_per_s``: the same rows ``COPY ... (FORMAT BINARY)`` straight into the event store
   (its partitions and every index);
 * ``emit_many_ratio_to_raw_copy``: the first emit_many figure over the raw ceiling;
-* ``emit_many_supplied_to_generated_ratio``: emit_many with supplied ids over emit_many with generated ids;
+* ``emit_many_supplied_to_generated_ratio`` / ``emit_many_supplied_v7_to_generated_ratio``: emit_many with
+  supplied ids (random / time-ordered) over emit_many with generated ids;
 * ``emit_many_phases``: where emit_many's time goes (row preparation, staging COPY, ``emit_staged_events``).
 
 Bulk figures are medians of interleaved runs (the machine is noisy). Prints one JSON line per figure on
@@ -57,7 +59,7 @@ SINGLE_BAR = 2_500
 EMIT_MANY_BAR = 30_000
 RATIO_GOAL = 0.6
 SUPPLIED_RATIO_GOAL = 0.9
-SEED_NO_IDS, SEED_SUPPLIED_IDS, SEED_SINGLE = 101, 202, 303
+SEED_NO_IDS, SEED_SUPPLIED_IDS, SEED_SINGLE, SEED_SUPPLIED_V7 = 101, 202, 303, 404
 
 RAW_TABLE = "bench_raw_copy"  # the single-emit ceiling's index-free table
 STORE = "platform_event_store"
@@ -135,6 +137,7 @@ class Workload:
 
     no_ids: list[dict[str, Any]]
     supplied_ids: list[dict[str, Any]]
+    supplied_v7_ids: list[dict[str, Any]]
     single: list[dict[str, Any]]
     raw_rows: list[tuple[Any, ...]] = field(default_factory=list)
 
@@ -153,8 +156,11 @@ def generate_workload(url: str, events: int, single: int) -> Workload:
                 del event["event_id"]
         return out
 
+    supplied_v7 = make(events, SEED_SUPPLIED_V7, True)
+    for event in supplied_v7:  # a producer following docs/architecture.md: time-ordered UUIDv7 ids
+        event["event_id"] = new_event_id()
     return Workload(no_ids=make(events, SEED_NO_IDS, False), supplied_ids=make(events, SEED_SUPPLIED_IDS, True),
-                    single=make(single, SEED_SINGLE, False))
+                    supplied_v7_ids=supplied_v7, single=make(single, SEED_SINGLE, False))
 
 
 def raw_rows(url: str, events: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -313,7 +319,7 @@ def measure_single(url: str, events: list[dict[str, Any]], rounds: int) -> list[
 
 def measure_bulk(url: str, work: Workload, batch_size: int, rounds: int) -> list[dict[str, Any]]:
     """Rounds of (emit_many without ids, emit_many with ids, raw COPY), each from a truncated store."""
-    runs: dict[str, list[Run]] = {"no_ids": [], "ids": [], "raw": []}
+    runs: dict[str, list[Run]] = {"no_ids": [], "ids": [], "v7_ids": [], "raw": []}
     with AnalyticsClient(url, max_connections=1, source="bench") as client, raw_connection(url) as raw:
         for r in range(1, rounds + 1):
             for key, tables, action in (
@@ -321,6 +327,8 @@ def measure_bulk(url: str, work: Workload, batch_size: int, rounds: int) -> list
                  lambda: run_emit_many(client, work.no_ids, batch_size)),
                 ("ids", (STORE, "event_ingest_staging"),
                  lambda: run_emit_many(client, work.supplied_ids, batch_size)),
+                ("v7_ids", (STORE, "event_ingest_staging"),
+                 lambda: run_emit_many(client, work.supplied_v7_ids, batch_size)),
                 ("raw", (STORE,), lambda: run_raw_copy(raw, work.raw_rows, batch_size)),
             ):
                 reset(url, *tables)
@@ -332,8 +340,10 @@ def measure_bulk(url: str, work: Workload, batch_size: int, rounds: int) -> list
                            bar=EMIT_MANY_BAR)
     ids = median_figure("emit_many_supplied_ids_events_per_s", runs["ids"], **common,
                         event_ids="producer-supplied (random UUIDv4, duplicate check runs)", bar=EMIT_MANY_BAR)
+    v7_ids = median_figure("emit_many_supplied_v7_ids_events_per_s", runs["v7_ids"], **common,
+                           event_ids="producer-supplied (time-ordered UUIDv7, duplicate check runs)", bar=EMIT_MANY_BAR)
     raw = median_figure("raw_binary_copy_rows_per_s", runs["raw"], **common, note=RAW_NOTE)
-    for figure in (no_ids, ids):
+    for figure in (no_ids, ids, v7_ids):
         figure["meets_bar"] = figure["value"] >= EMIT_MANY_BAR
     ratio = no_ids["value"] / raw["value"]
     ratio_figure = {"figure": "emit_many_ratio_to_raw_copy", "value": round(ratio, 3), "unit": "ratio",
@@ -341,14 +351,18 @@ def measure_bulk(url: str, work: Workload, batch_size: int, rounds: int) -> list
                     "numerator": no_ids["figure"], "goal": RATIO_GOAL, "meets_goal": ratio >= RATIO_GOAL,
                     "per_round": [round(a.rate / b.rate, 3) for a, b in zip(runs["no_ids"], runs["raw"], strict=True)],
                     **common}
-    supplied = ids["value"] / no_ids["value"]
-    supplied_figure = {"figure": "emit_many_supplied_to_generated_ratio", "value": round(supplied, 3),
-                       "unit": "ratio", "events": ids["events"], "seconds": ids["seconds"], "numerator": ids["figure"],
-                       "ratio_to": no_ids["figure"], "goal": SUPPLIED_RATIO_GOAL,
-                       "meets_goal": supplied >= SUPPLIED_RATIO_GOAL,
-                       "per_round": [round(a.rate / b.rate, 3)
-                                     for a, b in zip(runs["ids"], runs["no_ids"], strict=True)], **common}
-    return [no_ids, ids, raw, ratio_figure, supplied_figure]
+
+    def supplied_ratio(name: str, key: str, figure: dict[str, Any]) -> dict[str, Any]:
+        value = figure["value"] / no_ids["value"]
+        return {"figure": name, "value": round(value, 3), "unit": "ratio", "events": figure["events"],
+                "seconds": figure["seconds"], "numerator": figure["figure"], "ratio_to": no_ids["figure"],
+                "goal": SUPPLIED_RATIO_GOAL, "meets_goal": value >= SUPPLIED_RATIO_GOAL,
+                "per_round": [round(a.rate / b.rate, 3) for a, b in zip(runs[key], runs["no_ids"], strict=True)],
+                **common}
+
+    return [no_ids, ids, v7_ids, raw, ratio_figure,
+            supplied_ratio("emit_many_supplied_to_generated_ratio", "ids", ids),
+            supplied_ratio("emit_many_supplied_v7_to_generated_ratio", "v7_ids", v7_ids)]
 
 
 def measure_phases(url: str, work: Workload, batch_size: int) -> dict[str, Any]:
