@@ -1,7 +1,8 @@
 """Column-wise validation of a batch of events: each type's rows parsed at once by Arrow's JSON reader into the
 columns its schema constrains (:mod:`~workdev_pipeline.enrichment.column_checks`), then checked column by column.
 
-The reader is multi-threaded C++ (both cores, no GIL) and strict: a value of the wrong JSON type, a key twice, or
+The reader is C++ that releases the GIL: the types of a batch are read and checked side by side on every core.
+It is strict: a value of the wrong JSON type, a key twice, or
 text that is not JSON fails the read, and the rows of a failed read are read again in smaller chunks until the
 failing rows are alone; those, and rows whose text the reader and orjson could read differently
 (:data:`~workdev_pipeline.enrichment.column_checks.UNREADABLE`, a ``null`` for a constrained key, a document that
@@ -11,7 +12,9 @@ per-event reference judges them. Messages are written for the failing rows only,
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -34,6 +37,7 @@ __all__ = ["BatchValidator"]
 _SPLIT = 32
 #: Bytes of JSON each reader thread takes at a time.
 _BLOCK_BYTES = 1 << 20
+_pools: dict[int, ThreadPoolExecutor] = {}  # per process (a forked child does not inherit the threads)
 
 
 class BatchValidator:
@@ -65,27 +69,11 @@ class BatchValidator:
         codes = np.where(readable, codes, len(type_names))
         order = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[order], np.arange(len(type_names) + 1))
-        for i, type_checks in enumerate(checks):
-            rows = order[bounds[i]:bounds[i + 1]]
-            if type_checks is not None and len(rows):
-                self._check_type(type_checks, texts.take(pa.array(rows)), rows, verdicts)
+        jobs = [(type_checks, order[bounds[i]:bounds[i + 1]]) for i, type_checks in enumerate(checks)
+                if type_checks is not None and bounds[i + 1] > bounds[i]]
+        # each type's rows are read and checked on their own: side by side, the GIL released
+        list(_pool().map(lambda job: _check_type(job[0], texts.take(pa.array(job[1])), job[1], verdicts), jobs))
         return verdicts
-
-    def _check_type(self, checks: ColumnChecks, texts: pa.Array, rows: np.ndarray, verdicts: np.ndarray) -> None:
-        """Verdicts for the rows ``rows`` of one type (their texts ``texts``)."""
-        if checks.null_pattern is not None:
-            keep = ~_np(pc.match_substring_regex(texts, checks.null_pattern))
-            if not keep.all():
-                texts, rows = texts.filter(pa.array(keep)), rows[keep]
-        pending = [(texts, rows)]
-        while pending:
-            texts, rows = pending.pop()
-            parsed = _read(texts, checks.arrow_schema)
-            if parsed is not None:
-                verdicts[rows] = checks.tokens(parsed)
-            elif len(rows) > 1:
-                step = -(-len(rows) // _SPLIT)
-                pending += [(texts.slice(k, step), rows[k:k + step]) for k in range(0, len(rows), step)]
 
     def message(self, event_type: str, verdict: str, document: Any) -> str:
         """The message of ``verdict`` (a rule's token) for the parsed ``document`` of an event of ``event_type``."""
@@ -105,6 +93,30 @@ class BatchValidator:
         return violation_message(name, rule.keyword, rule.expected, value, f"{name} must satisfy {rule.keyword}")
 
 
+def _check_type(checks: ColumnChecks, texts: pa.Array, rows: np.ndarray, verdicts: np.ndarray) -> None:
+    """Verdicts for the rows ``rows`` of one type (their texts ``texts``)."""
+    if checks.null_pattern is not None:
+        keep = ~_np(pc.match_substring_regex(texts, checks.null_pattern))
+        if not keep.all():
+            texts, rows = texts.filter(pa.array(keep)), rows[keep]
+    pending = [(texts, rows)]
+    while pending:
+        texts, rows = pending.pop()
+        parsed = _read(texts, checks.arrow_schema)
+        if parsed is not None:
+            verdicts[rows] = checks.tokens(parsed)
+        elif len(rows) > 1:
+            step = -(-len(rows) // _SPLIT)
+            pending += [(texts.slice(k, step), rows[k:k + step]) for k in range(0, len(rows), step)]
+
+
+def _pool() -> ThreadPoolExecutor:
+    pool = _pools.get(os.getpid())
+    if pool is None:
+        pool = _pools[os.getpid()] = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="validation")
+    return pool
+
+
 def _read(texts: pa.Array, schema: pa.Schema) -> pa.Table | None:
     """``texts`` (one JSON object each, on one line) parsed into ``schema``'s columns; None when the reader rejects
     any of them (or reads another number of rows)."""
@@ -115,7 +127,7 @@ def _read(texts: pa.Array, schema: pa.Schema) -> pa.Table | None:
     try:
         parsed = pj.read_json(
             pa.BufferReader(data),
-            read_options=pj.ReadOptions(use_threads=True, block_size=_BLOCK_BYTES),
+            read_options=pj.ReadOptions(use_threads=False, block_size=_BLOCK_BYTES),
             parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
