@@ -1,13 +1,13 @@
 """Column-wise validation of a batch of events: each type's rows parsed at once by Arrow's JSON reader into the
 columns its schema constrains (:mod:`~workdev_pipeline.enrichment.column_checks`), then checked column by column.
 
-The reader is C++ that releases the GIL: the types of a batch are read and checked side by side on every core.
-It is strict: a value of the wrong JSON type, a key twice, or
-text that is not JSON fails the read, and the rows of a failed read are read again in smaller chunks until the
-failing rows are alone; those, and rows whose text the reader and orjson could read differently
-(:data:`~workdev_pipeline.enrichment.column_checks.UNREADABLE`, a ``null`` for a constrained key, a document that
-does not start with ``{``), get the verdict :data:`~workdev_pipeline.enrichment.column_checks.REFERENCE`: the
-per-event reference judges them. Messages are written for the failing rows only, from the rule and the value.
+The reader is C++ that releases the GIL: the types of a batch are read and checked side by side on every core. It
+is strict: a value of the wrong JSON type, a key twice, or text that is not JSON fails the read, and the rows of a
+failed read are read again in smaller chunks until the failing rows are alone. Those, and rows whose text the
+reader and orjson could read differently (:data:`~workdev_pipeline.enrichment.column_checks.UNREADABLE`; a ``null``
+for a key some type reads, which the reader reads as absent; a document not starting with ``{``), get the verdict
+:data:`~workdev_pipeline.enrichment.column_checks.REFERENCE`: the per-event reference judges them. Messages are
+written for the failing rows only, from the rule broken and the value found.
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ class BatchValidator:
                 self._checks[name] = ColumnChecks(schema, FORMATS)
             except UnsupportedSchema:
                 continue
+        keys = sorted(set().union(*(c.keys for c in self._checks.values())))
+        # a ``null`` for a read key (any type's) reads as absent: those rows too go to the reference
+        self._unreadable = UNREADABLE + ('|"(?:' + "|".join(keys) + r')"\s*:\s*null' if keys else "")
 
     @property
     def event_types(self) -> frozenset[str]:
@@ -64,7 +67,7 @@ class BatchValidator:
         if not any(checks):
             return verdicts
         first = pc.utf8_slice_codeunits(pc.utf8_ltrim(texts, characters=" \t"), 0, 1)
-        readable = _np(pc.and_(pc.equal(first, "{"), pc.invert(pc.match_substring_regex(texts, UNREADABLE))))
+        readable = _np(pc.and_(pc.equal(first, "{"), pc.invert(pc.match_substring_regex(texts, self._unreadable))))
         codes = pc.fill_null(type_indices, len(type_names)).to_numpy(zero_copy_only=False)
         codes = np.where(readable, codes, len(type_names))
         order = np.argsort(codes, kind="stable")
@@ -95,10 +98,6 @@ class BatchValidator:
 
 def _check_type(checks: ColumnChecks, texts: pa.Array, rows: np.ndarray, verdicts: np.ndarray) -> None:
     """Verdicts for the rows ``rows`` of one type (their texts ``texts``)."""
-    if checks.null_pattern is not None:
-        keep = ~_np(pc.match_substring_regex(texts, checks.null_pattern))
-        if not keep.all():
-            texts, rows = texts.filter(pa.array(keep)), rows[keep]
     pending = [(texts, rows)]
     while pending:
         texts, rows = pending.pop()

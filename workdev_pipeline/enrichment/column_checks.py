@@ -85,8 +85,9 @@ Check = Callable[[pa.Table], tuple[np.ndarray, "str | np.ndarray"]]
 
 
 class ColumnChecks:
-    """The column checks of one schema: the Arrow schema its events are parsed into, the keys whose ``null`` would
-    read as absent, and, per parsed row, the first broken check."""
+    """The column checks of one schema: the Arrow schema its events are parsed into, the keys read (at any depth:
+    the reader reads a ``null`` as absent, so a row with one must go to the reference), and, per parsed row, the
+    first broken check."""
 
     def __init__(self, schema: Any, formats: dict[str, str]) -> None:
         self.formats = formats
@@ -97,8 +98,6 @@ class ColumnChecks:
         fields, self._checks = self._object(schema, (), lambda table: (None, np.ones(table.num_rows, dtype=bool)),
                                             root=True)
         self.arrow_schema = pa.schema(fields)
-        #: rows whose text has ``"<key>": null`` for a parsed key (the reader reads it as absent) go to the reference
-        self.null_pattern = '"(?:' + "|".join(sorted(self.keys)) + r')"\s*:\s*null' if self.keys else None
 
     def tokens(self, parsed: pa.Table) -> np.ndarray:
         """Per parsed row: ``None`` (valid) or the token of its first broken check."""
