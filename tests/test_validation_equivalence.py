@@ -5,6 +5,7 @@ rest of the compiled subset. Pure functions: no database."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -163,3 +164,19 @@ def test_unknown_and_null_types_and_texts(validator: SchemaValidator) -> None:
     data = pa.array(["{}", "{}", None, "{\"a\": 1}", '{"code": "abc"}'])
     assert validator.validate(types, data).to_pylist() == [
         "unknown event type 'nope'", "event_type is null", "event_data of 'user.logout' is null", None, None]
+
+
+@pytest.mark.parametrize("text", [
+    "2024-02-29", "2023-02-29", "2026-13-01", "٢٠٢٤-01-01", "２０２４-01-01", "2024-1-01", "2024-01-01\n", "USD", "ÜSD",
+    "US", "3f0c2a9e-8b1d-4c6e-9a7f-2d5b8e1c4a90", "3F0C2A9E-8B1D-4C6E-9A7F-2D5B8E1C4A90",
+    "３f0c2a9e-8b1d-4c6e-9a7f-2d5b8e1c4a90", "ab-1", "Ab", "ab\n"])
+def test_patterns_and_formats_agree_with_the_reference(validator: SchemaValidator, text: str) -> None:
+    """Python's ``re`` against RE2, past ASCII too (Python's ``\\d`` is any Unicode digit)."""
+    value = json.dumps(text, ensure_ascii=False)
+    cases = [("milestone.created", f'{{"project_id": "{uuid.UUID(int=1)}", "amount": 1, "due_date": {value}}}'),
+             ("payment.completed", f'{{"amount": 1, "currency": {value}}}'),
+             ("project.viewed", f'{{"project_id": {value}}}'),
+             ("extra.type", f'{{"code": {value}, "when": {value}}}')]
+    types = pa.array([t for t, _ in cases])
+    got = validator.validate(types, pa.array([d for _, d in cases])).to_pylist()
+    assert got == [validator.reference(t, d) for t, d in cases]

@@ -323,9 +323,10 @@ class ColumnChecks:
         if not isinstance(expected, str):
             raise UnsupportedSchema(f"{keyword} {expected!r}")
         if keyword == "pattern":  # fastjsonschema searches, every unescaped ``$`` made ``\Z``
-            regex = python_regex_to_re2(re.sub(r"(?<!\\)\$", r"\\Z", expected))
+            regex, ascii_only = python_regex_to_re2(re.sub(r"(?<!\\)\$", r"\\Z", expected))
         elif expected in self.formats or expected == "date":  # re.match
-            regex = python_regex_to_re2(self.formats.get(expected) or CodeGeneratorDraft07.FORMAT_REGEXS["date"])
+            regex, ascii_only = python_regex_to_re2(
+                self.formats.get(expected) or CodeGeneratorDraft07.FORMAT_REGEXS["date"])
             regex = regex if regex.startswith("^") else "^(?:" + regex + ")"
         elif expected in _KNOWN_FORMATS:
             raise UnsupportedSchema(f"format {expected!r}")
@@ -333,10 +334,12 @@ class ColumnChecks:
             return None  # a format fastjsonschema does not know: an annotation
         token = self._rule(path, keyword, expected)
 
-        def check(t: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        def check(t: pa.Table) -> tuple[np.ndarray, str | np.ndarray]:
             values, present = source(t)
             broken = present & ~_np(pc.match_substring_regex(values, regex))
-            # past ASCII, Python's and RE2's classes may differ: the reference judges
+            if not ascii_only:
+                return broken, token
+            # past ASCII, Python's ``\d`` and RE2's differ: the reference judges
             unsure = present & ~_np(pc.equal(pc.binary_length(values), pc.utf8_length(values)))
             return broken | unsure, np.where(unsure, REFERENCE, token).astype(object)
 
@@ -368,9 +371,10 @@ _REGEX_LITERAL = re.compile(r"[A-Za-z0-9 \-_:/@#%&=<>!~\"',;]")
 _REGEX_META = frozenset("^.()|*+?")
 
 
-def python_regex_to_re2(pattern: str) -> str:
-    """The RE2 form of a Python ``re`` pattern in a subset both read alike on ASCII text (``\\d`` is ``[0-9]``
-    there); raises :class:`UnsupportedSchema` for anything else."""
+def python_regex_to_re2(pattern: str) -> tuple[str, bool]:
+    """The RE2 form of a Python ``re`` pattern in a subset both read alike, and whether only on ASCII text (the
+    pattern has a ``\\d``, which is ``[0-9]`` there but any Unicode digit for Python); raises
+    :class:`UnsupportedSchema` for anything else (``\\w``, ``\\s``, lookarounds, flags, ...)."""
     out: list[str] = []
     in_class = False
     for token in _REGEX_TOKEN.findall(pattern):
@@ -397,4 +401,4 @@ def python_regex_to_re2(pattern: str) -> str:
             raise UnsupportedSchema(f"regular expression {pattern!r} (at {token!r})")
     if in_class:
         raise UnsupportedSchema(f"regular expression {pattern!r}")
-    return "".join(out)
+    return "".join(out), "\\d" in pattern
