@@ -180,3 +180,12 @@ def test_patterns_and_formats_agree_with_the_reference(validator: SchemaValidato
     types = pa.array([t for t, _ in cases])
     got = validator.validate(types, pa.array([d for _, d in cases])).to_pylist()
     assert got == [validator.reference(t, d) for t, d in cases]
+
+
+@pytest.mark.parametrize("depth", [600, 1100])
+@pytest.mark.parametrize("budget", [1, -1])
+def test_deep_nesting_agrees_with_the_reference(validator: SchemaValidator, depth: int, budget: int) -> None:
+    """orjson refuses nesting past 1,024 levels (in a key no schema reads, too); Arrow's reader does not."""
+    text = f'{{"title": "x", "budget": {budget}, "project_type": "fixed", "z": {"[" * depth}{"]" * depth}}}'
+    got = validator.validate(pa.array(["project.created"]), pa.array([text])).to_pylist()
+    assert got == [validator.reference("project.created", text)]

@@ -33,6 +33,8 @@ from workdev_pipeline.enrichment.violations import violation_message
 
 __all__ = ["BatchValidator"]
 
+#: Rows longer than this many bytes have their brackets counted: orjson refuses nesting past 1,024 levels.
+_DEEP = 1_000
 #: A failed read is retried in this many chunks, down to single rows (which go to the reference).
 _SPLIT = 32
 #: Bytes of JSON each reader thread takes at a time.
@@ -68,6 +70,10 @@ class BatchValidator:
             return verdicts
         first = pc.utf8_slice_codeunits(pc.utf8_ltrim(texts, characters=" \t"), 0, 1)
         readable = _np(pc.and_(pc.equal(first, "{"), pc.invert(pc.match_substring_regex(texts, self._unreadable))))
+        long = np.flatnonzero(readable & (pc.fill_null(pc.binary_length(texts), 0).to_numpy() > _DEEP))
+        if len(long):  # nesting orjson refuses (past 1,024 levels) needs as many brackets: the reference judges
+            brackets = pc.count_substring_regex(texts.take(pa.array(long)), r"[\[{]").to_numpy()
+            readable[long[brackets > _DEEP // 2]] = False
         codes = pc.fill_null(type_indices, len(type_names)).to_numpy(zero_copy_only=False)
         codes = np.where(readable, codes, len(type_names))
         order = np.argsort(codes, kind="stable")

@@ -105,7 +105,7 @@ def _validate_exactly(check: Check, text: str | bytes, event_type: str, error: E
     1.8e308: jsonb's numerics are unbounded) is read with the standard library, numbers as Decimals, and validated."""
     try:
         data = json.loads(text, parse_float=Decimal, parse_constant=_no_constant)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the interpreter's stack
         return f"event_data of {event_type!r} is not valid JSON: {error}"
     try:
         check(data)
@@ -206,7 +206,11 @@ class SchemaValidator:
         name = type_names[t] if t is not None else None
         if verdict == REFERENCE or name is None or text is None:
             return self.reference(name, text)
-        return self._batch.message(name, verdict, orjson.loads(text))
+        try:
+            document = orjson.loads(text)
+        except orjson.JSONDecodeError:  # never for a row the columns judged; the reference's word if it were
+            return self.reference(name, text)
+        return self._batch.message(name, verdict, document)
 
 
 def _is_draft_07(schema: Any) -> bool:
