@@ -3,7 +3,8 @@
 * :func:`device_info`: user agent -> ``{device_type, browser, os}`` (ua-parser);
 * :func:`geo_location` / :class:`GeoLocator`: IP address -> ``{country, region, city}`` (MaxMind DB file, or
   the offline country data bundled with geoip2fast);
-* :class:`SchemaValidator`: ``event_data`` JSON text -> error message or null (fastjsonschema + orjson).
+* :class:`SchemaValidator`: ``event_data`` JSON text -> error message or null (column-wise over Arrow's JSON
+  reader, with a per-event fastjsonschema + orjson reference).
 
 Each distinct input value is processed once per call, and results are cached across calls.
 """

@@ -1,8 +1,13 @@
 """Validate each event's ``event_data`` (JSON text) against its type's JSON Schema, in bulk.
 
-Schemas come from the ``event_schemas`` table (:func:`workdev_pipeline.catalog.event_schema_rows`). They
-declare draft 2020-12 but use only keywords that mean the same in draft-07, so each is compiled once with
-``fastjsonschema`` as draft-07 (which generates plain Python code: ~1 µs per event), with a ``uuid`` format
+Schemas come from the ``event_schemas`` table (:func:`workdev_pipeline.catalog.event_schema_rows`). A batch is
+validated column-wise (:mod:`~workdev_pipeline.enrichment.batch_validation`: each type's rows parsed at once by
+Arrow's JSON reader, checks over the columns); the per-event *reference* below judges the rows the columns cannot
+(types whose schema leaves the compiled subset, text the two readers could read differently, values of the wrong
+JSON type) and is what the property tests compare the column checks with, verdict and message.
+
+The reference: schemas declare draft 2020-12 but use only keywords that mean the same in draft-07, so each is
+compiled once with ``fastjsonschema`` as draft-07 (plain Python code: ~1 µs per event), with a ``uuid`` format
 added. A schema that relies on 2020-12-only semantics (``prefixItems``, ``dependentRequired``,
 ``unevaluatedProperties``, array-form ``items``, ...) is validated with ``jsonschema``'s draft 2020-12
 validator instead: slower, but never silently wrong. JSON text is parsed with ``orjson`` (the standard library,
@@ -21,16 +26,18 @@ from decimal import Decimal
 from typing import Any
 
 import fastjsonschema
+import numpy as np
 import orjson
 import pyarrow as pa
 from fastjsonschema import JsonSchemaValueException
 
 from workdev_pipeline.enrichment._arrow import StringColumn, distinct_strings
+from workdev_pipeline.enrichment.batch_validation import BatchValidator
+from workdev_pipeline.enrichment.column_checks import FORMATS, REFERENCE, UUID_PATTERN
+from workdev_pipeline.enrichment.violations import violation_message
 
 __all__ = ["UUID_PATTERN", "SchemaValidator"]
 
-#: RFC 9562 textual form, any case (the same as fastjsonschema's draft 2019-09 ``uuid`` format).
-UUID_PATTERN = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\Z"
 _DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 #: Keywords whose meaning differs between draft 2020-12 and draft-07 (or that draft-07 ignores).
 _DRAFT_2020_ONLY = frozenset({
@@ -38,8 +45,6 @@ _DRAFT_2020_ONLY = frozenset({
     "$dynamicRef", "$dynamicAnchor", "$recursiveRef", "$recursiveAnchor", "minContains", "maxContains",
     "$vocabulary",
 })
-_ROOT = "event_data"
-_VALUE_PREVIEW = 40  # characters of an offending value quoted in a message
 
 Check = Callable[[Any], Any]
 
@@ -67,7 +72,7 @@ def _compile(schema: Mapping[str, Any]) -> Check:
         if _needs_2020_semantics(definition):
             return _jsonschema_check(definition)
         definition["$schema"] = _DRAFT_07
-    return fastjsonschema.compile(definition, formats={"uuid": UUID_PATTERN}, use_default=False)
+    return fastjsonschema.compile(definition, formats=FORMATS, use_default=False)
 
 
 def _jsonschema_check(schema: Mapping[str, Any]) -> Check:
@@ -88,63 +93,11 @@ def _jsonschema_check(schema: Mapping[str, Any]) -> Check:
     return check
 
 
-# -- messages -----------------------------------------------------------------------------------------------------
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object" if isinstance(value, dict) else type(value).__name__
-
-
-def _preview(value: Any) -> str:
-    try:
-        text = orjson.dumps(value).decode()
-    except (TypeError, orjson.JSONEncodeError):
-        text = repr(value)
-    return text if len(text) <= _VALUE_PREVIEW else text[: _VALUE_PREVIEW - 3] + "..."
-
-
 def _describe(error: JsonSchemaValueException) -> str:
-    """``event_data.<path> must ...`` for one violation: which field, which rule, and what was found."""
+    """``event_data.<path> must ...`` for one violation the reference found."""
     name = error.name or "data"
-    path = _ROOT + name[4:] if name.startswith("data") else f"{_ROOT}.{name}"
-    rule, expected, value = error.rule, error.rule_definition, error.value
-    if rule == "type":
-        types = " or ".join(map(str, expected)) if isinstance(expected, list) else expected
-        return f"{path} must be of type {types}, got {_json_type(value)}"
-    bounds = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
-    if rule in bounds:
-        return f"{path} must be {bounds[rule]} {expected}, got {_preview(value)}"
-    if rule == "required" and isinstance(value, Mapping) and isinstance(expected, list):
-        missing = [key for key in expected if key not in value]
-        keys = ", ".join(repr(key) for key in missing)
-        return f"{path} is missing required key{'s' if len(missing) > 1 else ''} {keys}"
-    if rule == "enum":
-        return f"{path} must be one of {_preview(expected)}, got {_preview(value)}"
-    if rule == "const":
-        return f"{path} must be {_preview(expected)}, got {_preview(value)}"
-    if rule in ("maxLength", "minLength") and isinstance(value, str):
-        most = "most" if rule == "maxLength" else "least"
-        return f"{path} must be at {most} {expected} characters long, got {len(value)}"
-    if rule in ("maxItems", "minItems") and isinstance(value, list):
-        most = "most" if rule == "maxItems" else "least"
-        return f"{path} must have at {most} {expected} items, got {len(value)}"
-    if rule == "pattern":
-        return f"{path} must match pattern {expected}, got {_preview(value)}"
-    if rule == "format":
-        return f"{path} must be a valid {expected}, got {_preview(value)}"
-    message = error.message or f"must satisfy {rule}"
-    return _ROOT + message[4:] if message.startswith("data") else f"{path}: {message}"
+    message = error.message or f"must satisfy {error.rule}"
+    return violation_message(name, error.rule, error.rule_definition, error.value, message)
 
 
 def _validate_exactly(check: Check, text: str | bytes, event_type: str, error: Exception) -> str | None:
@@ -152,7 +105,7 @@ def _validate_exactly(check: Check, text: str | bytes, event_type: str, error: E
     1.8e308: jsonb's numerics are unbounded) is read with the standard library, numbers as Decimals, and validated."""
     try:
         data = json.loads(text, parse_float=Decimal, parse_constant=_no_constant)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the interpreter's stack
         return f"event_data of {event_type!r} is not valid JSON: {error}"
     try:
         check(data)
@@ -171,14 +124,18 @@ class SchemaValidator:
     """Validates ``event_data`` of events of the given types; each schema is compiled once, here.
 
     ``schemas`` maps an event type to its JSON Schema (a dict, or its JSON text as stored in
-    ``event_schemas.json_schema``).
+    ``event_schemas.json_schema``). Each is compiled twice: per event (fastjsonschema, the reference) and, when it
+    stays within :mod:`~workdev_pipeline.enrichment.column_checks`' subset (every catalog schema does), into
+    column-wise checks over a batch parsed once per type by Arrow's JSON reader. The column checks decide; the
+    reference judges the rows they cannot (types outside the subset, text the readers could read differently,
+    values of the wrong JSON type).
     """
 
     def __init__(self, schemas: Mapping[str, Mapping[str, Any] | str | bytes]) -> None:
-        self._checks: dict[str, Check] = {
-            name: _compile(orjson.loads(schema) if isinstance(schema, (str, bytes)) else schema)
-            for name, schema in schemas.items()
-        }
+        parsed = {name: orjson.loads(schema) if isinstance(schema, (str, bytes)) else schema
+                  for name, schema in schemas.items()}
+        self._checks: dict[str, Check] = {name: _compile(schema) for name, schema in parsed.items()}
+        self._batch = BatchValidator({name: schema for name, schema in parsed.items() if _is_draft_07(schema)})
 
     @classmethod
     def from_rows(cls, rows: Iterable[Mapping[str, Any]]) -> SchemaValidator:
@@ -196,6 +153,11 @@ class SchemaValidator:
     def event_types(self) -> frozenset[str]:
         return frozenset(self._checks)
 
+    @property
+    def column_checked_types(self) -> frozenset[str]:
+        """The types validated column-wise (the others, per event by the reference)."""
+        return self._batch.event_types
+
     def validate_one(self, event_type: str | None, event_data: str | bytes | None) -> str | None:
         """The error message for one event, or ``None`` when it is valid."""
         return self.validate(pa.array([event_type], pa.string()), [event_data])[0].as_py()
@@ -207,32 +169,87 @@ class SchemaValidator:
         ``event_types`` and ``event_data`` (JSON text: string, large_string or binary) have one row per event.
         """
         type_indices, type_names = distinct_strings(event_types)
-        data = event_data.to_pylist() if isinstance(event_data, (pa.Array, pa.ChunkedArray)) else list(event_data)
-        if len(data) != len(type_indices):
-            raise ValueError(f"event_types has {len(type_indices)} rows but event_data has {len(data)}")
-        checks = [self._checks.get(name) for name in type_names]  # type: ignore[arg-type]
-        unknown = [f"unknown event type {name[:100]!r}" if name is not None else "event_type is null"
-                   for name in type_names]
-        loads, decode_error, schema_error = orjson.loads, orjson.JSONDecodeError, JsonSchemaValueException
-        errors: list[str | None] = []
-        append = errors.append
-        for t, text in zip(type_indices.to_pylist(), data, strict=True):
-            if t is None:
-                append("event_type is null")
-                continue
-            check = checks[t]
-            if check is None:
-                append(unknown[t])
-                continue
-            if text is None:
-                append(f"event_data of {type_names[t]!r} is null")
-                continue
-            try:
-                check(loads(text))
-            except schema_error as error:
-                append(_describe(error))
-            except decode_error as error:
-                append(_validate_exactly(check, text, type_names[t], error))
-            else:
-                append(None)
+        texts, raw = _text_column(event_data)
+        if len(texts) != len(type_indices):
+            raise ValueError(f"event_types has {len(type_indices)} rows but event_data has {len(texts)}")
+        verdicts = self._batch.verdicts(type_indices, type_names, texts)
+        rows = np.flatnonzero(verdicts != None)  # noqa: E711 (element-wise)
+        if not len(rows):
+            return pa.nulls(len(verdicts), pa.string())
+        errors = np.full(len(verdicts), None, dtype=object)
+        row_types = type_indices.take(pa.array(rows)).to_pylist()
+        for row, t in zip(rows.tolist(), row_types, strict=True):
+            errors[row] = self._message(t, type_names, verdicts[row], raw(row))
         return pa.array(errors, type=pa.string())
+
+    def reference(self, event_type: str | None, event_data: str | bytes | None) -> str | None:
+        """The per-event reference (orjson + fastjsonschema): the message for one event, or ``None``. The column
+        checks must agree with it (the property tests compare them); it judges the rows they cannot."""
+        if event_type is None:
+            return "event_type is null"
+        check = self._checks.get(event_type)
+        if check is None:
+            return f"unknown event type {event_type[:100]!r}"
+        if event_data is None:
+            return f"event_data of {event_type!r} is null"
+        try:
+            check(orjson.loads(event_data))
+        except JsonSchemaValueException as error:
+            return _describe(error)
+        except orjson.JSONDecodeError as error:
+            return _validate_exactly(check, event_data, event_type, error)
+        return None
+
+    def _message(self, t: int | None, type_names: list[str | None], verdict: str,
+                 text: str | bytes | None) -> str | None:
+        """The message of one row the batch flagged: the rule its verdict names, or the reference's."""
+        name = type_names[t] if t is not None else None
+        if verdict == REFERENCE or name is None or text is None:
+            return self.reference(name, text)
+        try:
+            document = orjson.loads(text)
+        except orjson.JSONDecodeError:  # never for a row the columns judged; the reference's word if it were
+            return self.reference(name, text)
+        return self._batch.message(name, verdict, document)
+
+
+def _is_draft_07(schema: Any) -> bool:
+    """True when the reference reads ``schema`` with draft-07 semantics (what the column checks reproduce)."""
+    if not isinstance(schema, Mapping):
+        return False
+    declared = str(schema.get("$schema", ""))
+    return (not declared or "2020-12" in declared or declared.rstrip("#") == _DRAFT_07.rstrip("#")) \
+        and not _needs_2020_semantics(schema)
+
+
+def _text_column(values: StringColumn | Sequence[str | bytes | None]) \
+        -> tuple[pa.Array, Callable[[int], str | bytes | None]]:
+    """``values`` as one string array (text that is not UTF-8 as null: its row goes to the reference), and a
+    function giving one row's original value."""
+    if not isinstance(values, (pa.Array, pa.ChunkedArray)):
+        values = list(values)
+        texts = pa.array([_decoded(v) for v in values], pa.string())
+        return texts, values.__getitem__
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if isinstance(values.type, pa.ExtensionType):
+        values = values.storage
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    if pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type):
+        try:
+            texts = values.cast(pa.string())
+        except pa.ArrowInvalid:
+            texts = pa.array([_decoded(v) for v in values.to_pylist()], pa.string())
+    else:
+        texts = values.cast(pa.string()) if not pa.types.is_string(values.type) else values
+    return texts, lambda row: values[row].as_py()
+
+
+def _decoded(value: str | bytes | None) -> str | None:
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return None
+    return value
