@@ -1,0 +1,136 @@
+"""`processed` in the seed's monitoring view waits for every enabled warehouse engine: an event the sweep put into the
+lake reads `pending` until BigQuery (the real client on the bqemulator) or Redshift (redshift-connector on the
+stand-in) has delivered the lake version holding it, `processed` after; an engine no longer enabled stops gating it;
+with no engine enabled nothing changes. The backlog check and `workdev-pipeline status` name the engine behind."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from dagster import DagsterInstance
+
+from tests.bq_emulator import bigquery_emulator  # noqa: F401 (a fixture)
+from tests.ingest_helpers import accept_any_budget, demo, emit_bad_budgets, loadable_ids
+from tests.redshift_standin import redshift_standin  # noqa: F401 (a fixture)
+from tests.seed_queries import EVENT_PROCESSING_METRICS
+from tests.test_engines import EngineSetup, _bigquery, _redshift, engine_defs, run_job
+from workdev_pipeline.assets.engines import delivery_job_name
+from workdev_pipeline.ingest.backlog import Backlog
+from workdev_pipeline.ingest.ingestor import Ingestor
+from workdev_pipeline.lake import EventLake
+from workdev_pipeline.resources.lake import LakeResource
+from workdev_pipeline.schedules.sensors import ingest_job
+from workdev_pipeline.status import Limits, diagnose, read_status, render
+
+
+@pytest.fixture(params=["bigquery", "redshift"])
+def engine(request: pytest.FixtureRequest, db: str) -> EngineSetup:
+    return _bigquery(request) if request.param == "bigquery" else _redshift(request, db)
+
+
+def statuses(db: str) -> dict[str, int]:
+    """The seed's monitoring query, as written: events per processing_status."""
+    with psycopg.connect(db) as conn:
+        return {status: count for status, count, _ in conn.execute(EVENT_PROCESSING_METRICS)}
+
+
+def processed_ids(db: str) -> set[str]:
+    with psycopg.connect(db) as conn:
+        return {r[0] for r in conn.execute(
+            "SELECT event_id::text FROM platform_events WHERE processing_status = 'processed'")}
+
+
+def sweep(db: str, lake: EventLake, engines: list[str] | None) -> None:
+    outcome = Ingestor(db, lake, engines=engines, backoff_seconds=0.01).sweep()
+    assert outcome.status == "loaded", outcome.error
+
+
+def backlog(db: str) -> Backlog:
+    with psycopg.connect(db) as conn:
+        return Backlog.read(conn, "lake")
+
+
+def test_an_event_in_the_lake_is_pending_until_every_enabled_engine_delivered_it(
+        db: str, engine: EngineSetup, lake: LakeResource) -> None:
+    events = lake.events()
+    demo(db, 400, days=2)
+    sweep(db, events, [engine.name])
+    with psycopg.connect(db) as conn:
+        first = loadable_ids(conn)
+    assert statuses(db) == {"pending": len(first)}  # in the lake, not yet in the engine
+    lag = backlog(db).engines_behind
+    assert [(g.engine, g.delivered_version, g.events) for g in lag] == [(engine.name, None, len(first))]
+    assert engine.name in " ".join(backlog(db).reasons()) and backlog(db).engines_late(-1.0)
+    found = read_status(db, events, {engine.name: None})
+    assert f"{len(first):,} event(s) pending until delivered" in render(found, diagnose(found, Limits()))
+
+    assert engine.resource.deliver(db, events).status == "delivered"
+    assert statuses(db) == {"processed": len(first)}
+    assert backlog(db).engines_behind == ()
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM platform_events WHERE processing_status = 'processed' "
+                            "AND processed_at IS NULL").fetchone()[0] == 0
+
+    # the next sweep's events wait for the next delivery; the ones delivered stay processed
+    demo(db, 150, days=1, seed=11)
+    sweep(db, events, [engine.name])
+    assert processed_ids(db) == first
+    assert [g.events for g in backlog(db).engines_behind] == [150]
+    assert engine.resource.deliver(db, events).status == "delivered"
+    with psycopg.connect(db) as conn:
+        assert processed_ids(db) == loadable_ids(conn)
+
+    # the engine disabled (a sweep where it is not enabled): it gates nothing any more
+    demo(db, 100, days=1, seed=13)
+    sweep(db, events, [])
+    with psycopg.connect(db) as conn:
+        assert processed_ids(db) == loadable_ids(conn)
+    assert backlog(db).engines_behind == ()
+
+
+def test_a_replayed_event_waits_for_the_delivery_of_its_days_rebuild(
+        db: str, lake: LakeResource, request: pytest.FixtureRequest) -> None:
+    setup = _redshift(request, db)
+    events = lake.events()
+    demo(db, 200, days=1)
+    bad = {str(i) for i in emit_bad_budgets(db, 5)}
+    sweep(db, events, [setup.name])
+    assert setup.resource.deliver(db, events).status == "delivered"
+    assert statuses(db) == {"processed": 200, "failed": 5}
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        accept_any_budget(conn)
+    replayed = Ingestor(db, events, backoff_seconds=0.01).replay()
+    assert replayed.events_failed == 0 and replayed.lake_version == events.version()
+    assert statuses(db) == {"processed": 200, "pending": 5}  # in the lake, not in Redshift yet
+    assert not bad & processed_ids(db)
+    assert [(g.engine, g.events) for g in backlog(db).engines_behind] == [("redshift", 5)]
+    assert setup.resource.deliver(db, events).status == "delivered"
+    assert statuses(db) == {"processed": 205}
+
+
+def test_with_no_engine_enabled_processed_is_the_lake_alone(db: str, lake: LakeResource,
+                                                            request: pytest.FixtureRequest) -> None:
+    setup = _redshift(request, db)
+    events = lake.events()
+    demo(db, 300, days=2)
+    sweep(db, events, [])
+    assert statuses(db) == {"processed": 300}
+    # a delivery of an engine the sweeps do not register gates nothing either
+    assert setup.resource.deliver(db, events).status == "delivered"
+    demo(db, 50, days=1, seed=5)
+    sweep(db, events, None)  # None: the registration left as it is
+    assert statuses(db) == {"processed": 350}
+    assert backlog(db).engines_behind == ()
+
+
+def test_the_code_locations_sweep_registers_its_engines(db: str, engine: EngineSetup, lake: LakeResource,
+                                                        instance: DagsterInstance) -> None:
+    defs = engine_defs(db, lake, engine)
+    demo(db, 120, days=1)
+    assert run_job(defs, ingest_job.name, instance).success
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT engine, enabled FROM lake_engines").fetchall() == [(engine.name, True)]
+    assert statuses(db) == {"pending": 120}
+    assert run_job(defs, delivery_job_name(engine.name), instance).success
+    assert statuses(db) == {"processed": 120}
