@@ -94,7 +94,8 @@ CROSS JOIN (SELECT g.version, g.engines,
                              ORDER BY s.lake_version LIMIT 1), 9223372036854775807) AS tx
             FROM (SELECT min(coalesce(d.lake_version, -1)) AS version, array_agg(n.engine) AS engines
                   FROM lake_engines n LEFT JOIN lake_deliveries d ON d.engine = n.engine
-                  WHERE n.enabled) g) ev
+                  WHERE n.enabled) g
+            OFFSET 0) ev  -- read once: never pulled up into a subquery per row
 -- what waits for a repair, read once: days queued for a rebuild, whether any event waits for a refresh
 CROSS JOIN (SELECT (SELECT array_agg(DISTINCT q.event_date) FROM warehouse_rebuild_queue q
                     WHERE q.consumer IN (SELECT consumer FROM pipeline_watermarks WHERE enabled)) AS days,
