@@ -7,18 +7,28 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from dagster import DagsterInstance
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
+    AssetCheckSeverity,
+    AssetSelection,
+    DagsterInstance,
+    materialize,
+)
 
 from tests.bq_emulator import bigquery_emulator  # noqa: F401 (a fixture)
 from tests.ingest_helpers import accept_any_budget, demo, emit_bad_budgets, loadable_ids
 from tests.redshift_standin import redshift_standin  # noqa: F401 (a fixture)
 from tests.seed_queries import EVENT_PROCESSING_METRICS
 from tests.test_engines import EngineSetup, _bigquery, _redshift, engine_defs, run_job
+from workdev_pipeline.assets.checks import pending_backlog_fresh
 from workdev_pipeline.assets.engines import delivery_job_name
+from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, incoming_events
 from workdev_pipeline.ingest.backlog import Backlog
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.lake import EventLake
 from workdev_pipeline.resources.lake import LakeResource
+from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.schedules.sensors import ingest_job
 from workdev_pipeline.status import Limits, diagnose, read_status, render
 
@@ -50,6 +60,14 @@ def backlog(db: str) -> Backlog:
         return Backlog.read(conn, "lake")
 
 
+def backlog_check(db: str, lake: LakeResource) -> AssetCheckEvaluation:
+    """The backlog check, evaluated by Dagster."""
+    return materialize([incoming_events, pending_backlog_fresh], instance=DagsterInstance.ephemeral(),
+                       selection=AssetSelection.checks(AssetCheckKey(INCOMING_EVENTS, "pending_backlog_fresh")),
+                       resources={"postgres": PostgresResource(database_url=db), "lake": lake}
+                       ).get_asset_check_evaluations()[0]
+
+
 def test_an_event_in_the_lake_is_pending_until_every_enabled_engine_delivered_it(
         db: str, engine: EngineSetup, lake: LakeResource) -> None:
     events = lake.events()
@@ -63,6 +81,13 @@ def test_an_event_in_the_lake_is_pending_until_every_enabled_engine_delivered_it
     assert engine.name in " ".join(backlog(db).reasons()) and backlog(db).engines_late(-1.0)
     found = read_status(db, events, {engine.name: None})
     assert f"{len(first):,} event(s) pending until delivered" in render(found, diagnose(found, Limits()))
+    fresh = backlog_check(db, lake)  # just swept: within the limit, the engine named all the same
+    assert fresh.passed and engine.name in fresh.metadata["engines_behind"].value
+    with psycopg.connect(db) as conn:  # the lake took them a day ago, the engine still has not delivered them
+        conn.execute("UPDATE ingestion_sweeps SET finished_at = finished_at - interval '1 day'")
+    late = backlog_check(db, lake)
+    assert not late.passed and late.severity == AssetCheckSeverity.ERROR
+    assert f"pending until {engine.name} delivers them" in late.description
 
     assert engine.resource.deliver(db, events).status == "delivered"
     assert statuses(db) == {"processed": len(first)}
