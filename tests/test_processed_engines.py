@@ -5,6 +5,8 @@ with no engine enabled nothing changes. The backlog check and `workdev-pipeline 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 from dagster import (
@@ -17,7 +19,14 @@ from dagster import (
 )
 
 from tests.bq_emulator import bigquery_emulator  # noqa: F401 (a fixture)
-from tests.ingest_helpers import accept_any_budget, demo, emit_bad_budgets, loadable_ids
+from tests.ingest_helpers import (
+    accept_any_budget,
+    demo,
+    emit_bad_budgets,
+    loadable_ids,
+    sweep_in_subprocess,
+    wait_until_lock_released,
+)
 from tests.redshift_standin import redshift_standin  # noqa: F401 (a fixture)
 from tests.seed_queries import EVENT_PROCESSING_METRICS
 from tests.test_engines import EngineSetup, _bigquery, _redshift, engine_defs, run_job
@@ -159,3 +168,22 @@ def test_the_code_locations_sweep_registers_its_engines(db: str, engine: EngineS
     assert statuses(db) == {"pending": 120}
     assert run_job(defs, delivery_job_name(engine.name), instance).success
     assert statuses(db) == {"processed": 120}
+
+
+def test_a_sweep_killed_after_its_lake_commit_then_redone_waits_for_the_delivery_of_that_commit(
+        db: str, lake: LakeResource, request: pytest.FixtureRequest) -> None:
+    setup = _redshift(request, db)
+    events = lake.events()
+    demo(db, 100, days=1)
+    sweep(db, events, [setup.name])
+    assert setup.resource.deliver(db, events).status == "delivered"
+    demo(db, 80, days=1, seed=17)
+    killed = sweep_in_subprocess(db, Path(lake.location().root), crash_at="after_commit")
+    assert killed.returncode != 0, killed.stdout
+    wait_until_lock_released(db)
+    before_redo = events.version()
+    redone = Ingestor(db, events, engines=[setup.name], backoff_seconds=0.01).sweep()
+    assert redone.redone and redone.lake_version == before_redo
+    assert statuses(db) == {"processed": 100, "pending": 80}
+    assert setup.resource.deliver(db, events).status == "delivered"
+    assert statuses(db) == {"processed": 180}

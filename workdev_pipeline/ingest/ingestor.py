@@ -6,7 +6,8 @@
   transaction (consumer, sweep id); then -- in one PostgreSQL transaction -- dead-letter the invalid events, finish
   the sweep and advance the watermark. A run killed anywhere finds its sweep still 'running' and redoes it: when the
   lake already holds its commit (the transaction's version), nothing is appended again and only the bookkeeping is
-  done.
+  done. The sweep records the lake version holding its events (``ingestion_sweeps.lake_version``) and registers the
+  warehouse engines fed from the lake (``lake_engines``): ``processed`` waits until each has delivered that version.
 * **Rebuild** of days (materializing partitions, a backfill): everything of those days below the watermark, except
   the dead letter, written anew as ONE predicate overwrite of those days (readers see the old days or the new ones).
 * **Replay** of the dead letter: events that now pass are resolved and their days queued for a rebuild in one
