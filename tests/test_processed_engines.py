@@ -187,3 +187,23 @@ def test_a_sweep_killed_after_its_lake_commit_then_redone_waits_for_the_delivery
     assert statuses(db) == {"processed": 100, "pending": 80}
     assert setup.resource.deliver(db, events).status == "delivered"
     assert statuses(db) == {"processed": 180}
+
+
+def test_the_pipeline_role_registers_the_engines_and_records_the_lake_versions(
+        db: str, lake: LakeResource, login_role) -> None:
+    events = lake.events()
+    demo(db, 60, days=1)
+    bad = emit_bad_budgets(db, 2)
+    url = login_role("workdev_pipeline")
+    sweep(url, events, ["bigquery"])
+    with psycopg.connect(db, autocommit=True) as conn:
+        assert conn.execute("SELECT engine, enabled FROM lake_engines").fetchall() == [("bigquery", True)]
+        assert conn.execute("SELECT lake_version FROM ingestion_sweeps").fetchall() == [(events.version(),)]
+        accept_any_budget(conn)
+    assert Ingestor(url, events, backoff_seconds=0.01).replay().events_failed == 0
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT lake_version FROM event_failures WHERE event_id = ANY(%s)",
+                            (bad,)).fetchall() == [(events.version(),)] * 2
+    assert Ingestor(url, events, engines=[], backoff_seconds=0.01).sweep().status == "idle"  # registers all the same
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT engine, enabled FROM lake_engines").fetchall() == [("bigquery", False)]
