@@ -109,7 +109,7 @@ CROSS JOIN LATERAL (SELECT
     f.resolved_at IS NOT NULL OR e.tx_id < w.watermark AS in_lake,
     CASE WHEN f.event_id IS NOT NULL THEN coalesce(f.lake_version <= ev.version, true)
          ELSE e.tx_id < ev.tx END AS in_engines,
-    coalesce((e."timestamp" AT TIME ZONE 'UTC')::date = ANY (rq.days), false)
+    (rq.days IS NOT NULL AND (e."timestamp" AT TIME ZONE 'UTC')::date = ANY (rq.days))  -- no day: no date computed
         OR (rq.refreshing AND EXISTS (SELECT 1 FROM warehouse_event_refresh r
                                       WHERE r.event_id = e.event_id
                                         AND (r.consumer = ANY (w.consumers) OR r.consumer = ANY (ev.engines))))
