@@ -17,6 +17,7 @@ from dagster import (
     DagsterInstance,
     materialize,
 )
+from psycopg.conninfo import make_conninfo
 
 from tests.bq_emulator import bigquery_emulator  # noqa: F401 (a fixture)
 from tests.ingest_helpers import (
@@ -33,12 +34,15 @@ from tests.test_engines import EngineSetup, _bigquery, _redshift, engine_defs, r
 from workdev_pipeline.assets.checks import pending_backlog_fresh
 from workdev_pipeline.assets.engines import delivery_job_name
 from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, incoming_events
+from workdev_pipeline.governance.erasure import erase_requests, erase_users
 from workdev_pipeline.ingest.backlog import Backlog
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.lake import EventLake
+from workdev_pipeline.resources.fanout import EnabledWarehouses
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.schedules.sensors import ingest_job
+from workdev_pipeline.sql_files import query
 from workdev_pipeline.status import Limits, diagnose, read_status, render
 
 
@@ -207,3 +211,28 @@ def test_the_pipeline_role_registers_the_engines_and_records_the_lake_versions(
     assert Ingestor(url, events, engines=[], backoff_seconds=0.01).sweep().status == "idle"  # registers all the same
     with psycopg.connect(db) as conn:
         assert conn.execute("SELECT engine, enabled FROM lake_engines").fetchall() == [("bigquery", False)]
+
+
+def test_an_erased_event_is_pending_while_an_enabled_engines_refresh_waits(
+        db: str, lake: LakeResource, request: pytest.FixtureRequest) -> None:
+    setup = _redshift(request, db)
+    events = lake.events()
+    demo(db, 300, days=1)
+    sweep(db, events, [setup.name])
+    assert setup.resource.deliver(db, events).status == "delivered"
+    with psycopg.connect(db) as conn:
+        user_id, own = conn.execute("SELECT user_id::text, count(*) FROM platform_event_store "
+                                    "WHERE user_id IS NOT NULL GROUP BY 1 ORDER BY 2 DESC LIMIT 1").fetchone()
+    stores = [*EnabledWarehouses(lake=lake).governed(db), *setup.resource.governance(db, lake=events)]
+    impatient = make_conninfo(db, options="-c lock_timeout=1000")
+    with psycopg.connect(db, autocommit=True) as holder:
+        holder.execute(query("lake/lock_engine"), {"engine": setup.name})  # Redshift busy: its refresh cannot run
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            erase_users(impatient, [user_id], stores, requested_by="test")
+    with psycopg.connect(db) as conn:
+        waiting = conn.execute("SELECT count(*) FROM warehouse_event_refresh WHERE consumer = %s",
+                               (setup.name,)).fetchone()[0]
+        assert conn.execute("SELECT count(*) FROM warehouse_event_refresh WHERE consumer = 'lake'").fetchone()[0] == 0
+    assert waiting >= own and statuses(db) == {"processed": 300 - waiting, "pending": waiting}
+    erase_requests(db, None, stores)  # the erasure's work finished: Redshift refreshed
+    assert statuses(db) == {"processed": 300}
