@@ -162,6 +162,31 @@ def test_a_lake_under_a_file_is_one_line_exit_1(db: str, tmp_path: Path) -> None
     assert "not a directory" in line and "WORKDEV_LAKE_URI" in line and str(blocker) in line
 
 
+def test_a_read_only_lake_under_a_sweep_is_one_line_exit_1(db: str, tmp_path: Path) -> None:
+    """A real EROFS (the lake's tmpfs remounted read-only) under a sweep with files to write: one line, and no Rust
+    panic of a writer thread on stderr (delta-rs's own Parquet writer printed object_store's `Already shut down`
+    panic once per writer thread here, before sweeps wrote their files with pyarrow and committed through delta-rs
+    only the add actions)."""
+    from tests.faults import lake_mount
+    from tests.ingest_helpers import demo
+
+    root = tmp_path / "mnt"
+    with lake_mount(root) as mount:
+        env = {**os.environ, "WORKDEV_DATABASE_URL": db, "WORKDEV_LAKE_URI": str(root / "lake"),
+               "WORKDEV_RETRY_SECONDS": "1"}
+
+        def sweep() -> subprocess.CompletedProcess[str]:
+            return subprocess.run([str(CLI), "sweep"], capture_output=True, text=True, env=env, timeout=120,
+                                  check=False)
+
+        demo(db, 200, days=1)
+        assert sweep().returncode == 0  # the lake's table exists
+        demo(db, 20_000, days=3, seed=3)
+        mount.read_only()
+        line = _one_error_line(sweep(), 1)
+        assert "Read-only file system" in line and "stay pending" in line, line
+
+
 def test_bad_input_is_one_line_exit_2(db: str) -> None:
     user = str(uuid.uuid4())
     for command, said in ((["emit", "user.login", "--user-id", user, "--data", "{method"], "not JSON"),

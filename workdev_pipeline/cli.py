@@ -158,9 +158,12 @@ def up(database_url: str | None, demo_events: int) -> None:
 
 
 def _lake(lake_uri: str | None):  # -> LakeResource
+    """The lake, feeding the engines BIGQUERY_ENABLED / REDSHIFT_ENABLED enable (a sweep registers them)."""
+    from workdev_pipeline.engine_settings import enabled_engines
     from workdev_pipeline.resources.lake import LakeResource
 
-    return LakeResource(uri=lake_uri or "", geoip_database=os.environ.get("WORKDEV_GEOIP_DATABASE", ""))
+    return LakeResource(uri=lake_uri or "", geoip_database=os.environ.get("WORKDEV_GEOIP_DATABASE", ""),
+                        engines=enabled_engines())
 
 
 def _ingestor(database_url: str | None, lake_uri: str | None):  # -> Ingestor

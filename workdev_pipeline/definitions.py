@@ -62,8 +62,12 @@ def resources() -> dict[str, object]:
 
 def build_definitions(resource_defs: dict[str, object] | None = None) -> Definitions:
     """Every asset, check, job and sensor, with the given resources (the environment's by default); a remote
-    engine's definitions are added when its resource (``bigquery``, ``redshift``) is given."""
+    engine's definitions are added when its resource (``bigquery``, ``redshift``) is given, and the lake's sweeps
+    register it as an engine ``processed`` waits for."""
     resource_defs = dict(resource_defs if resource_defs is not None else resources())
+    lake = resource_defs.get("lake")
+    if isinstance(lake, LakeResource):  # the engines its sweeps register: what `processed` waits for
+        resource_defs["lake"] = lake.feeding([name for name in REMOTE_ENGINES if name in resource_defs])
     if "lake" in resource_defs:  # what retention and erasure reach: the lake and every enabled engine
         resource_defs.setdefault("warehouses", EnabledWarehouses.from_resources(resource_defs))
     engines = [engine_definitions(name) for name in REMOTE_ENGINES if name in resource_defs]

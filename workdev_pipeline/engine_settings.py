@@ -53,11 +53,16 @@ def redshift_resource() -> RedshiftWarehouseResource:
         s3_bucket=_env("REDSHIFT_S3_BUCKET"), iam_role=_env("REDSHIFT_IAM_ROLE"))
 
 
+#: each engine's flag
+FLAGS = {"bigquery": "BIGQUERY_ENABLED", "redshift": "REDSHIFT_ENABLED"}
+
+
+def enabled_engines() -> list[str]:
+    """The names of the engines enabled (no setting read beyond the flags)."""
+    return [name for name, flag in FLAGS.items() if enabled(flag)]
+
+
 def remote_engine_resources() -> dict[str, object]:
     """``{"bigquery": ..., "redshift": ...}`` for the engines enabled."""
-    found: dict[str, object] = {}
-    if enabled("BIGQUERY_ENABLED"):
-        found["bigquery"] = bigquery_resource()
-    if enabled("REDSHIFT_ENABLED"):
-        found["redshift"] = redshift_resource()
-    return found
+    makers = {"bigquery": bigquery_resource, "redshift": redshift_resource}
+    return {name: makers[name]() for name in enabled_engines()}

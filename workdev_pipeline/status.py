@@ -109,6 +109,9 @@ class EngineDelivery:
     versions_behind: int
     behind_seconds: float | None  # the age of the oldest lake commit it lacks
     unreachable: str | None = None  # the probe's error
+    #: events the lake holds that it has not delivered: ``pending`` in platform_events while it gates ``processed``
+    #: (registered enabled in lake_engines by the sweeps), else None
+    events_waiting: int | None = None
 
 
 @dataclass(frozen=True)
@@ -184,10 +187,11 @@ def read_status(database_url: str, lake: EventLake, probes: Mapping[str, Callabl
         dead = [DeadLetter(*r) for r in conn.execute(query("status/dead_letter"))]
         loads = [LastLoad(*r) for r in conn.execute(query("status/last_loads"))]
         deliveries = {r[0]: r[1:] for r in conn.execute(query("status/deliveries"))}
+        waiting = {r[0]: int(r[2]) for r in conn.execute(query("ingest/engines_behind"))}
         queues = [QueuedWork(*r) for r in conn.execute(query("status/queues"))]
         found = conn.execute(query("status/blocking_transaction")).fetchone()
         now_ms = conn.execute(query("status/now")).fetchone()[0] * 1000
-    names = sorted(set(probes) | set(deliveries))
+    names = sorted(set(probes) | set(deliveries) | set(waiting))
     held = {e: deliveries.get(e, (None, 0, None)) for e in names}
     lacking = {e: 0 if lake_version is None or held[e][0] == lake_version else _undelivered(held[e][0], lake_version)
                for e in names}
@@ -207,7 +211,7 @@ def read_status(database_url: str, lake: EventLake, probes: Mapping[str, Callabl
             except Exception as exc:  # whatever the client raises: the engine does not answer
                 unreachable = _error(exc)
         engines.append(EngineDelivery(engine, engine in probes, delivered, rows, since, behind, behind_seconds,
-                                      unreachable))
+                                      unreachable, waiting.get(engine)))
     return PipelineStatus(consumers, running, dead, loads, engines, queues,
                           BlockingTransaction(*found) if found else None, lake_version, lake_unreachable)
 
@@ -275,10 +279,12 @@ def diagnose(status: PipelineStatus, limits: Limits) -> list[Problem]:
                                     f"`workdev-pipeline deliver --engine {engine.engine}`"))
         if engine.versions_behind and (engine.behind_seconds or 0) > limits.delivery_lag_seconds:
             held = "nothing" if engine.delivered_version is None else f"lake version {engine.delivered_version}"
+            pending = f"; {engine.events_waiting:,} event(s) pending until it delivers them" \
+                if engine.events_waiting else ""
             problems.append(Problem("error", f"delivery {engine.engine}",
                                     f"holds {held}, the lake is at {status.lake_version}: behind for "
                                     f"{duration(engine.behind_seconds)} (limit "
-                                    f"{duration(limits.delivery_lag_seconds)})",
+                                    f"{duration(limits.delivery_lag_seconds)}){pending}",
                                     f"`workdev-pipeline deliver --engine {engine.engine}` (shows any error); "
                                     f"then check its sensor delivery_sensor_{engine.engine} runs"))
     for dead in status.dead_letter:
@@ -336,6 +342,8 @@ def figures(status: PipelineStatus, problems: list[Problem]) -> dict[str, int | 
             out[f"{e.engine}_seconds_since_last_delivery"] = round(e.seconds_since_delivery or 0.0, 3)
         out[f"{e.engine}_lake_versions_behind"] = e.versions_behind
         out[f"{e.engine}_seconds_behind_lake"] = round(e.behind_seconds or 0.0, 3)
+        if e.events_waiting is not None:
+            out[f"{e.engine}_events_pending_delivery"] = e.events_waiting
         if e.enabled:
             out[f"{e.engine}_reachable"] = int(e.unreachable is None)
     out["rebuild_queue_days"] = sum(q.items for q in status.queues if q.queue == "rebuild")
@@ -376,8 +384,11 @@ def render(status: PipelineStatus, problems: list[Problem]) -> str:
         held = "never delivered" if e.delivered_version is None else (
             f"lake version {e.delivered_version}, {duration(e.seconds_since_delivery)} ago ({e.rows_loaded:,} rows)")
         behind = f"; {e.versions_behind} behind for {duration(e.behind_seconds)}" if e.versions_behind else ""
+        waiting = f"; {e.events_waiting:,} event(s) pending until delivered" if e.events_waiting else ""
         state = "not enabled" if not e.enabled else ("UNREACHABLE" if e.unreachable else "reachable")
-        rows.append(("engine", e.engine, f"{held}{behind}; {state}"))
+        if not e.enabled and e.events_waiting is not None:
+            state = "not enabled here, but enabled where the lake is swept: `processed` waits for it"
+        rows.append(("engine", e.engine, f"{held}{behind}{waiting}; {state}"))
     for q in status.queues:
         unit = "day(s)" if q.queue == "rebuild" else "event(s)"
         rows.append((f"{q.queue} queue", q.consumer, f"{q.items:,} {unit}, oldest {duration(q.oldest_seconds)}"))

@@ -134,12 +134,15 @@ def day_files_decode(context: AssetCheckExecutionContext, lake: LakeResource) ->
 
 @asset_check(asset=INCOMING_EVENTS, description=f"Nothing owed to the lake for long: the oldest pending event waits "
              f"less than {MAX_PENDING_AGE_SECONDS:.0f} s (WORKDEV_MAX_PENDING_AGE_SECONDS), no event is pending "
-             f"because the last sweep failed, no day waits for a rebuild, and the dead letter is empty (a warning).")
+             f"because the last sweep failed, no day waits for a rebuild, no enabled engine (BigQuery, Redshift) "
+             f"has left an event the lake took undelivered for longer than that (each named with its events), and "
+             f"the dead letter is empty (a warning).")
 def pending_backlog_fresh(postgres: PostgresResource, lake: LakeResource) -> AssetCheckResult:
     with postgres.connection() as conn:
         backlog = Backlog.read(conn, lake.consumer)
     fresh = backlog.oldest_pending_seconds <= MAX_PENDING_AGE_SECONDS
-    healthy = fresh and not backlog.failing and not (backlog.repair_days or backlog.repair_events)
+    late = backlog.engines_late(MAX_PENDING_AGE_SECONDS)
+    healthy = fresh and not late and not backlog.failing and not (backlog.repair_days or backlog.repair_events)
     reasons = backlog.reasons()
     if not fresh:
         reasons.insert(0, f"the oldest pending event waits {backlog.oldest_pending_seconds:,.0f} s")
@@ -149,6 +152,10 @@ def pending_backlog_fresh(postgres: PostgresResource, lake: LakeResource) -> Ass
                 "waiting_for_repair": MetadataValue.int(backlog.repair_events),
                 "days_queued_for_rebuild": MetadataValue.int(backlog.repair_days),
                 "failed_sweep_runs": MetadataValue.int(backlog.failed_runs if backlog.failing else 0),
+                "engines_behind": MetadataValue.json({lag.engine: {"events": lag.events,
+                                                                   "delivered_version": lag.delivered_version,
+                                                                   "oldest_seconds": round(lag.oldest_seconds, 3)}
+                                                      for lag in backlog.engines_behind}),
                 "why": MetadataValue.text("; ".join(reasons) or "nothing owed")}
     if backlog.failing:
         metadata["last_error_kind"] = MetadataValue.text(backlog.last_error_kind or "")

@@ -6,7 +6,8 @@
   transaction (consumer, sweep id); then -- in one PostgreSQL transaction -- dead-letter the invalid events, finish
   the sweep and advance the watermark. A run killed anywhere finds its sweep still 'running' and redoes it: when the
   lake already holds its commit (the transaction's version), nothing is appended again and only the bookkeeping is
-  done.
+  done. The sweep records the lake version holding its events (``ingestion_sweeps.lake_version``) and registers the
+  warehouse engines fed from the lake (``lake_engines``): ``processed`` waits until each has delivered that version.
 * **Rebuild** of days (materializing partitions, a backfill): everything of those days below the watermark, except
   the dead letter, written anew as ONE predicate overwrite of those days (readers see the old days or the new ones).
 * **Replay** of the dead letter: events that now pass are resolved and their days queued for a rebuild in one
@@ -89,11 +90,15 @@ class Ingestor:
     """Moves events of the PostgreSQL store into the lake for one consumer."""
 
     def __init__(self, database_url: str, lake: EventLake, *, consumer: str = "lake",
-                 geoip_database: str | None = None, retry_seconds: float | None = None,
-                 backoff_seconds: float = 0.5, batch_bytes: int = BATCH_BYTES) -> None:
+                 engines: Sequence[str] | None = None, geoip_database: str | None = None,
+                 retry_seconds: float | None = None, backoff_seconds: float = 0.5,
+                 batch_bytes: int = BATCH_BYTES) -> None:
         self.url = database_url
         self.lake = lake
         self.consumer = consumer
+        #: the warehouse engines fed from this lake (registered by each sweep in ``lake_engines``: they gate
+        #: ``processed``); None leaves the registration as it is
+        self.engines = None if engines is None else sorted(set(engines))
         self.transient_errors = TRANSIENT_ERRORS
         #: how long a transient failure is retried (None: WORKDEV_RETRY_SECONDS, default 60 s)
         self.retry_seconds = configured_retry_seconds() if retry_seconds is None else retry_seconds
@@ -201,6 +206,8 @@ class Ingestor:
                 return LoadOutcome("busy", "sweep", notes=["another sweep or rebuild of the lake is running"])
             outcome = LoadOutcome("loaded", "sweep")
             conn.execute(query("ingest/register_consumer"), {"consumer": self.consumer})
+            if self.engines is not None:
+                conn.execute(query("ingest/register_engines"), {"engines": self.engines})
             running = conn.execute(query("ingest/running_sweep"), {"consumer": self.consumer}).fetchone()
             if running is None:
                 self._drain_rebuild_queue(conn, run_id, outcome)
@@ -239,8 +246,8 @@ class Ingestor:
         outcome.sweep_id, outcome.tx_range = sweep_id, (tx_low, tx_high)
         self._claimed = sweep_id
         committed = (self.lake.committed_version(self.consumer) or 0) >= sweep_id
-        if committed:
-            outcome.redone = True
+        if committed:  # the lake's version now holds the commit (it may be later than the commit: never earlier)
+            outcome.redone, outcome.lake_version = True, self.lake.version()
             outcome.notes.append(f"sweep {sweep_id} was committed to the lake by a killed run: bookkeeping finished")
         started_at = datetime.now(UTC)
         failures = Failures()
@@ -267,7 +274,8 @@ class Ingestor:
             self.record_failures(conn, failures)
             conn.execute(query("ingest/finish_sweep"), {"sweep_id": sweep_id, "events": sum(counted.values()),
                                                         "events_failed": len(failures),
-                                                        "retries": self._failed_attempts[sweep_id]})
+                                                        "retries": self._failed_attempts[sweep_id],
+                                                        "lake_version": outcome.lake_version if counted else None})
             conn.execute(query("ingest/advance_watermark"), {"consumer": self.consumer, "tx_high": tx_high})
             conn.execute(query("ingest/clear_consumer_failure"), {"consumer": self.consumer})
             for day, rows in sorted(counted.items()):
@@ -348,6 +356,8 @@ class Ingestor:
         crash_point("after_commit")
         with conn.transaction():
             self.record_failures(conn, failures)
+            conn.execute(query("ingest/mark_replayed_version"), {"consumer": self.consumer, "days": days,
+                                                                  "lake_version": commit.version})
             for day in days:
                 conn.execute(query("ingest/dequeue_rebuild"), {"consumer": self.consumer, "event_date": day})
                 self._sync_status(conn, day, f"rebuild-{day.isoformat()}", run_id, "succeeded",

@@ -22,6 +22,10 @@ class LakeResource(ConfigurableResource):
                                              "WORKDEV_LAKE_URI, else $WORKDEV_HOME/lake")
     geoip_database: str = Field(default="", description="a MaxMind .mmdb file; empty for geoip2fast's data")
     consumer: str = Field(default="lake", description="the name the lake's sweep progress is kept under")
+    engines: list[str] = Field(default=[], description="the warehouse engines fed from this lake (bigquery, "
+                               "redshift): each sweep registers them in PostgreSQL (lake_engines), and an event "
+                               "counts as processed once every one of them has delivered it; set by "
+                               "build_definitions from the engine resources it is given")
     retry_seconds: float = Field(default=-1.0, description="how long a transient failure (database restarting, "
                                  "lake storage read-only or full, network) is retried before the sweep fails, its "
                                  "events left pending for the next one; negative: WORKDEV_RETRY_SECONDS, default 60")
@@ -39,8 +43,13 @@ class LakeResource(ConfigurableResource):
     def snapshot(self) -> LakeSnapshot:
         return self.events().snapshot()
 
+    def feeding(self, engines: list[str]) -> LakeResource:
+        """This lake, feeding ``engines`` (the same settings otherwise)."""
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        return type(self)(**{**fields, "engines": sorted(engines)})  # built anew: Dagster configures from __init__
+
     def ingestor(self, database_url: str) -> Ingestor:
-        return Ingestor(database_url, self.events(), consumer=self.consumer,
+        return Ingestor(database_url, self.events(), consumer=self.consumer, engines=self.engines,
                         geoip_database=self.geoip_database or None,
                         retry_seconds=self.retry_seconds if self.retry_seconds >= 0 else None,
                         backoff_seconds=self.backoff_seconds)

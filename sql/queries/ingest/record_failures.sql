@@ -6,4 +6,4 @@ FROM unnest(%(event_ids)s::uuid[], %(timestamps)s::timestamptz[], %(event_types)
 ON CONFLICT (event_id) DO UPDATE
 SET error_kind = excluded.error_kind, error_message = excluded.error_message,
     retry_count = greatest(event_failures.retry_count, excluded.retry_count),
-    last_failed_at = now(), resolved_at = NULL
+    last_failed_at = now(), resolved_at = NULL, lake_version = NULL
