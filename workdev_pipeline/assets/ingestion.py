@@ -56,21 +56,22 @@ def _day_partitions(outcome: LoadOutcome, mode: str) -> Iterator[AssetMaterializ
 
 
 def _day_checks(context: AssetExecutionContext, postgres: PostgresResource, lake: LakeResource,
-                outcome: LoadOutcome, own_files: bool) -> Iterator[AssetCheckEvaluation]:
+                outcome: LoadOutcome, since: int | None = None) -> Iterator[AssetCheckEvaluation]:
     """The lake's per-day checks of the days ``outcome`` wrote, each recorded against its day (after the day's
-    materialization, which it is about). ``own_files``: the deep check decodes the files of the outcome's commit
-    only (a sweep's appends; the day's other files were checked when written). A check that cannot be evaluated
-    is recorded failed with its error: the load itself is committed and its run stays a success."""
+    materialization, which it is about). ``since``: the lake's version before a sweep, whose deep check decodes the
+    files committed after it only (the day's other files were checked when written). A check that cannot be
+    evaluated is recorded failed with its error: the load itself is committed and its run stays a success."""
     days = sorted(d for d in outcome.days if partition_exists(d))
     if not days or outcome.lake_version is None:
         return
     started = time.monotonic()
-    paths: dict[date, list[str]] | None = None
-    if own_files:
-        paths = {}
-        for path, day in lake.events().actions(outcome.lake_version - 1, outcome.lake_version).added.items():
-            paths.setdefault(day, []).append(path)
     try:
+        paths: dict[date, list[str]] | None = None
+        if since is not None or outcome.kind == "sweep":
+            paths = {}
+            for path, day in lake.events().actions(-1 if since is None else since,
+                                                   outcome.lake_version).added.items():
+                paths.setdefault(day, []).append(path)
         verdicts = lake_verdicts(days, postgres, lake, paths)
     except Exception as exc:  # the events are in: say the checks could not run, on each day, and go on
         error = f"{type(exc).__name__}: {redact_message(str(exc))}"[:300]
@@ -97,6 +98,7 @@ def _day_checks(context: AssetExecutionContext, postgres: PostgresResource, lake
 )
 def enriched_events(context: AssetExecutionContext, postgres: PostgresResource, lake: LakeResource
                     ) -> Iterator[Any]:
+    before = lake.events().version()
     outcome = lake.ingestor(postgres.url()).sweep(run_id=context.run.run_id)
     context.log.info(f"sweep {outcome.status}: {outcome.events_loaded} loaded, {outcome.events_failed} failed in "
                      f"{outcome.seconds:.2f} s")
@@ -105,7 +107,7 @@ def enriched_events(context: AssetExecutionContext, postgres: PostgresResource, 
                                   f"attempt(s); its events stay pending and the next sweep resumes them",
                       metadata=outcome_metadata(outcome))
     yield from _day_partitions(outcome, "append")
-    yield from _day_checks(context, postgres, lake, outcome, own_files=True)
+    yield from _day_checks(context, postgres, lake, outcome, since=before)
     yield MaterializeResult(metadata=outcome_metadata(outcome))
 
 
@@ -121,5 +123,5 @@ def dead_letter_replay(context: AssetExecutionContext, postgres: PostgresResourc
                        lake: LakeResource) -> Iterator[Any]:
     outcome = lake.ingestor(postgres.url()).replay(run_id=context.run.run_id)
     yield from _day_partitions(outcome, "replay")
-    yield from _day_checks(context, postgres, lake, outcome, own_files=False)
+    yield from _day_checks(context, postgres, lake, outcome)
     yield MaterializeResult(metadata=outcome_metadata(outcome))
