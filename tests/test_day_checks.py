@@ -6,6 +6,9 @@ the daemon records them."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timedelta
+
 import psycopg
 import pytest
 from dagster import AssetCheckKey, DagsterInstance, Definitions, build_sensor_context
@@ -13,9 +16,13 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 from tests.ingest_helpers import demo
 from tests.waiting import wait_until
+from workdev_pipeline.aggregations.periods import HOURLY
+from workdev_pipeline.assets.aggregations import lake_key, postgres_key
 from workdev_pipeline.assets.checks import BACKLOG_CHECK
 from workdev_pipeline.assets.day_checks import LAKE_DAY_CHECKS
 from workdev_pipeline.assets.ingestion import LAKE_EVENTS
+from workdev_pipeline.assets.partitions import hourly_partitions
+from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.ingest.backlog import Backlog
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
@@ -117,8 +124,33 @@ def test_check_lake_days_without_a_day_checks_every_day_the_lake_holds(
     assert statuses(instance, days) == every(days, PASSED, run.run_id)
     summaries = {e.check_name: e for e in run.get_asset_check_evaluations() if e.partition is None}
     assert set(summaries) == set(LAKE_DAY_CHECKS)
-    assert all(e.passed and e.description == f"{len(days)} of {len(days)} day(s) passed"
+    assert all(e.passed and e.description == f"{len(days)} of {len(days)} partition(s) passed"
                for e in summaries.values())
+
+
+def test_a_range_of_hours_records_amount_sums_fit_hour_by_hour(db: str, defs: Definitions,
+                                                                 instance: DagsterInstance, now: datetime) -> None:
+    """The aggregations' period check in a range run (a backfill's single run, or the automation's): one verdict per
+    hour, the hour holding a sum too wide for DECIMAL(38, 9) Failed, the others Passed."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    hours = [day + timedelta(hours=h) for h in range(9, 13)]
+    with AnalyticsClient(db, user_id=uuid.uuid4()) as client:
+        client.emit_many([{"event_type": "project.created", "user_id": client.user_id,
+                           "event_data": {"title": "Wide", "budget": budget, "project_type": "fixed"},
+                           "timestamp": at + timedelta(minutes=1)}
+                          for at, budget in ((hours[1], 10**30), (hours[2], 1), (hours[3], 2))])
+    assert defs.resolve_job_def("ingest_events").execute_in_process(instance=instance).success
+    keys = [hourly_partitions.get_partition_key_for_timestamp(h.timestamp()) for h in hours]
+    run = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[postgres_key(HOURLY), lake_key(HOURLY)],
+        tags={RANGE_START: keys[0], RANGE_END: keys[-1]})
+    assert run.success
+    check = AssetCheckKey(lake_key(HOURLY), "amount_sums_fit")
+    found = {i.partition_key: (i.latest_execution_status, i.latest_planned_run_id)
+             for i in instance.event_log_storage.get_asset_check_partition_info([check], partition_keys=keys)}
+    assert found == {k: (FAILED if k == keys[1] else PASSED, run.run_id) for k in keys}
+    [wide] = [e for e in run.get_asset_check_evaluations() if e.check_name == check.name and e.partition == keys[1]]
+    assert wide.metadata["overflow_rows"].value == 1 and "project.created" in wide.description
 
 
 def test_a_transaction_held_open_turns_the_backlog_check_red_within_two_sensor_ticks(

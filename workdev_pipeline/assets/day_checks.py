@@ -1,11 +1,10 @@
-"""The per-day checks of a day-partitioned table (the lake's, an engine's): each computes one verdict per day, and
-each verdict is recorded against its day (``AssetCheckEvaluation(partition=...)``), whether the check ran alone
-(``check_lake_days``), after a rebuild or a backfill of many days in one run (``BackfillPolicy.single_run``), or
-inside a sweep for the days it appended to. So a day reads Passed or Failed for that day, never Skipped after a
-good run, and a range's verdict is never stored without a partition.
+"""The per-day checks of a day-partitioned table (the lake's, an engine's): each computes one verdict per day (keyed
+by the day's partition key), recorded against its day by :mod:`workdev_pipeline.assets.check_records`, whether the
+check ran alone (``check_lake_days``), after a rebuild or a backfill of many days in one run
+(``BackfillPolicy.single_run``), or inside a sweep for the days it appended to.
 
 A check run given no day (launched without a partition, e.g. "Execute all" on the Checks tab) checks every day
-the lake holds, records each against its day, and also records the summary without a partition.
+the lake holds.
 
 A damaged data file makes every lake check of its day fail (never raise), naming the file and the ``rebuild``
 that repairs it.
@@ -13,27 +12,12 @@ that repairs it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 
-from dagster import (
-    AssetCheckEvaluation,
-    AssetCheckExecutionContext,
-    AssetCheckKey,
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetRecordsFilter,
-    DagsterInstance,
-    MetadataValue,
-    Output,
-)
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue
 
-# the materialization an evaluation is about: AssetCheckEvaluation's documented argument, its class not exported
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    AssetCheckEvaluationTargetMaterializationData,
-)
-
+from workdev_pipeline.assets.check_records import Verdicts, checked_partitions
 from workdev_pipeline.assets.partitions import day_of
 from workdev_pipeline.lake.integrity import DamagedFile, damaged_files
 from workdev_pipeline.resources.lake import LakeResource
@@ -41,72 +25,25 @@ from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.resources.warehouse import Warehouse
 from workdev_pipeline.sql_files import query
 
-#: One verdict per day.
-Verdicts = dict[date, AssetCheckResult]
-
 #: The lake's per-day checks, by name (the checks of ``assets/checks.py`` and what a sweep evaluates).
 RECONCILES, NO_DUPLICATES, SCHEMA, DECODES = (
     "reconciles_with_postgres", "no_duplicate_event_ids", "parquet_schema_matches", "day_files_decode")
 LAKE_DAY_CHECKS = (RECONCILES, NO_DUPLICATES, SCHEMA, DECODES)
 
 
-# -- which days, and how each verdict is recorded -------------------------------------------------------------
+# -- which days -----------------------------------------------------------------------------------------------
 
 
 def checked_days(context: AssetCheckExecutionContext, lake: LakeResource) -> list[date]:
-    """The days a check run covers: its partition or partition range (the launchpad's partition, or the
+    """The days a check run covers: its partition or partition range (the ``dagster/partition`` tag, or the
     ``dagster/asset_partition_range_start``/``_end`` tags of a backfill's single run); every day the lake holds
     when the run has none."""
-    if context.has_partition_key or context.has_partition_key_range:
-        return [day_of(key) for key in context.partition_keys]
+    keys = checked_partitions(context)
+    if keys is not None:
+        return [day_of(key) for key in keys]
     days = lake.snapshot().days()
     context.log.info(f"no partition chosen: checking the {len(days)} day(s) the lake holds")
     return days
-
-
-def record(context: AssetCheckExecutionContext, check_key: AssetCheckKey, verdicts: Verdicts) -> Iterator[Any]:
-    """Each day's verdict as an evaluation against its day (about the day's latest materialization), then the
-    check's output; a run without a partition also records the summary without one (what it planned)."""
-    yield from evaluations(context.instance, check_key, verdicts)
-    if not (context.has_partition_key or context.has_partition_key_range):
-        yield summary(check_key, verdicts)
-    yield Output(None)
-
-
-def evaluations(instance: DagsterInstance, check_key: AssetCheckKey,
-                verdicts: Verdicts) -> Iterator[AssetCheckEvaluation]:
-    """``verdicts`` as evaluations of ``check_key``, one per day, in day order."""
-    for day, verdict in sorted(verdicts.items()):
-        key = day.isoformat()
-        yield AssetCheckEvaluation(
-            asset_key=check_key.asset_key, check_name=check_key.name, passed=verdict.passed,
-            severity=verdict.severity, description=verdict.description, metadata=verdict.metadata,
-            partition=key, target_materialization_data=latest_materialization(instance, check_key, key))
-
-
-def summary(check_key: AssetCheckKey, verdicts: Verdicts) -> AssetCheckEvaluation:
-    """One evaluation for all the days (no partition): passed when every day passed."""
-    failed = sorted(d.isoformat() for d, v in verdicts.items() if not v.passed)
-    severity = AssetCheckSeverity.ERROR if any(
-        v.severity == AssetCheckSeverity.ERROR for v in verdicts.values() if not v.passed) else AssetCheckSeverity.WARN
-    return AssetCheckEvaluation(
-        asset_key=check_key.asset_key, check_name=check_key.name, passed=not failed,
-        severity=severity if failed else AssetCheckSeverity.ERROR,
-        description=f"{len(verdicts) - len(failed)} of {len(verdicts)} day(s) passed"
-                    + (f"; failed: {', '.join(failed[:10])}" + (" ..." if len(failed) > 10 else "") if failed else ""),
-        metadata={"days": MetadataValue.int(len(verdicts)), "failed_days": MetadataValue.json(failed[:100])})
-
-
-def latest_materialization(instance: DagsterInstance, check_key: AssetCheckKey,
-                           partition: str) -> AssetCheckEvaluationTargetMaterializationData | None:
-    """The day's latest materialization, which its evaluation is about (the UI links them and shows the check as
-    current)."""
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=check_key.asset_key, asset_partitions=[partition]), limit=1).records
-    if not records:
-        return None
-    return AssetCheckEvaluationTargetMaterializationData(
-        storage_id=records[0].storage_id, run_id=records[0].run_id, timestamp=records[0].timestamp)
 
 
 # -- the verdicts ---------------------------------------------------------------------------------------------
@@ -127,7 +64,7 @@ def reconcile(days: Iterable[date], postgres: PostgresResource, warehouse: Wareh
                 lines.append(f"| {t} | {expected.get(t, 0):,} | {held.get(t, 0):,} |")
                 if held.get(t, 0) != expected.get(t, 0):
                     differences[t] = held.get(t, 0) - expected.get(t, 0)
-            verdicts[day] = AssetCheckResult(
+            verdicts[day.isoformat()] = AssetCheckResult(
                 passed=not differences,
                 description=None if not differences else
                 f"{len(differences)} event type(s) differ from PostgreSQL (warehouse minus postgres): "
@@ -147,7 +84,7 @@ def no_duplicates(days: Iterable[date], warehouse: Warehouse) -> Verdicts:
     verdicts: Verdicts = {}
     for day in days:
         duplicates = warehouse.duplicate_event_ids(day)
-        verdicts[day] = AssetCheckResult(
+        verdicts[day.isoformat()] = AssetCheckResult(
             passed=not duplicates,
             description=f"{len(duplicates)} event_id(s) held more than once" if duplicates else None,
             metadata={"duplicates_shown": MetadataValue.int(len(duplicates)),
@@ -161,9 +98,10 @@ def schema_matches(days: Iterable[date], lake: LakeResource) -> Verdicts:
     days = list(days)
     problems = lake.schema_problems(days[0]) if days else []
     damaged = _by_day(damaged_files(lake.snapshot(), days, deep=False))
-    return {day: damaged_result(damaged[day], problems=MetadataValue.json(problems[:10])) if day in damaged else
+    shown = MetadataValue.json(problems[:10])
+    return {day.isoformat(): damaged_result(damaged[day], problems=shown) if day in damaged else
             AssetCheckResult(passed=not problems, description="; ".join(problems[:3]) or None,
-                             metadata={"problems": MetadataValue.json(problems[:10])})
+                             metadata={"problems": shown})
             for day in days}
 
 
@@ -184,7 +122,7 @@ def files_decode(days: Iterable[date], lake: LakeResource, paths: Mapping[date, 
         checked = per_day.get(day, 0) if only is None else len(set(paths.get(day, ())))
         metadata = {"files_checked": MetadataValue.int(checked), "files_of_the_day": MetadataValue.int(
             per_day.get(day, 0))}
-        verdicts[day] = damaged_result(damaged[day], **metadata) if day in damaged else AssetCheckResult(
+        verdicts[day.isoformat()] = damaged_result(damaged[day], **metadata) if day in damaged else AssetCheckResult(
             passed=True, metadata=metadata, description=None if only is None else
             f"the {checked} file(s) this sweep added decode (the day's others were checked when written; the "
             "daily deep check decodes them all)")
@@ -203,7 +141,7 @@ def unless_damaged(days: Iterable[date], lake: LakeResource,
             damaged = damaged_files(lake.snapshot(), [day], deep=True)
             if not damaged:
                 raise
-            verdicts[day] = damaged_result(damaged)
+            verdicts[day.isoformat()] = damaged_result(damaged)
     return verdicts
 
 

@@ -43,7 +43,8 @@ from dagster import (
     sensor,
 )
 
-from workdev_pipeline.assets.day_checks import Verdicts, checked_days, no_duplicates, reconcile, record
+from workdev_pipeline.assets.check_records import Verdicts, record
+from workdev_pipeline.assets.day_checks import checked_days, no_duplicates, reconcile
 from workdev_pipeline.assets.engine_aggregations import engine_aggregation_definitions
 from workdev_pipeline.assets.ingestion import LAKE_EVENTS
 from workdev_pipeline.assets.partitions import daily_partitions, day_of, partition_exists
@@ -256,7 +257,7 @@ def lake_parity(days: list[date], postgres: PostgresResource, lake: LakeResource
     versions = {"lake_version": MetadataValue.int(-1 if snapshot.version is None else snapshot.version),
                 "delivered_version": MetadataValue.int(-1 if delivered is None else delivered)}
     if snapshot.version is None or delivered != snapshot.version:
-        return dict.fromkeys(days, AssetCheckResult(
+        return dict.fromkeys((d.isoformat() for d in days), AssetCheckResult(
             passed=True, description=f"not compared: {engine} has delivered lake version {delivered}, the lake is "
                                      f"at {snapshot.version}", metadata={**versions, "compared": False}))
     verdicts = {}
@@ -266,7 +267,7 @@ def lake_parity(days: list[date], postgres: PostgresResource, lake: LakeResource
         only_lake, only_engine = here - there, there - here
         examples = [{"event_id": e, "missing_in": where}
                     for ids, where in ((only_lake, engine), (only_engine, "lake")) for e in sorted(ids)[:10]]
-        verdicts[day] = AssetCheckResult(
+        verdicts[day.isoformat()] = AssetCheckResult(
             passed=here == there,
             description=None if here == there else
             f"{len(only_lake)} event(s) only in the lake, {len(only_engine)} only in {engine}",

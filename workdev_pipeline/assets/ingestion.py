@@ -21,7 +21,8 @@ from dagster import (
     asset,
 )
 
-from workdev_pipeline.assets.day_checks import LAKE_DAY_CHECKS, evaluations, lake_verdicts
+from workdev_pipeline.assets.check_records import evaluations
+from workdev_pipeline.assets.day_checks import LAKE_DAY_CHECKS, lake_verdicts
 from workdev_pipeline.assets.metadata import outcome_metadata
 from workdev_pipeline.assets.partitions import partition_exists
 from workdev_pipeline.governance.redaction import redact_message
@@ -77,7 +78,7 @@ def _day_checks(context: AssetExecutionContext, postgres: PostgresResource, lake
         error = f"{type(exc).__name__}: {redact_message(str(exc))}"[:300]
         context.log.warning(f"the lake's day checks could not be evaluated: {error}")
         failed = AssetCheckResult(passed=False, description=f"not evaluated after the {outcome.kind}: {error}")
-        verdicts = {name: dict.fromkeys(days, failed) for name in LAKE_DAY_CHECKS}
+        verdicts = {name: {d.isoformat(): failed for d in days} for name in LAKE_DAY_CHECKS}
     for name, by_day in verdicts.items():
         yield from evaluations(context.instance, AssetCheckKey(LAKE_EVENTS, name), by_day)
     context.log.info(f"the lake's day checks of {len(days)} day(s) in {time.monotonic() - started:.2f} s")
