@@ -6,11 +6,13 @@ fit is NULL there with ``amount_overflow`` true (``workdev_pipeline/aggregations
 a checked period holds such a row: its amount is missing in the lake and the engines.
 """
 
+from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
-import pyarrow.compute as pc
 from dagster import (
     AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
     AssetChecksDefinition,
     MetadataValue,
@@ -20,6 +22,7 @@ from dagster import (
 
 from workdev_pipeline.aggregations.periods import DAILY, HOURLY, WEEKLY, Granularity
 from workdev_pipeline.assets.aggregations import lake_key
+from workdev_pipeline.assets.check_records import checked_windows, record
 from workdev_pipeline.assets.partitions import closed_daily_partitions, hourly_partitions, weekly_partitions
 from workdev_pipeline.resources.lake import LakeResource
 
@@ -27,33 +30,38 @@ from workdev_pipeline.resources.lake import LakeResource
 EXAMPLES = 20
 
 
-def _window(context: AssetCheckExecutionContext,
-            partitions: TimeWindowPartitionsDefinition) -> tuple[datetime, datetime]:
-    """[start, end) of the checked partitions."""
-    keys = list(context.partition_keys)
-    return (partitions.time_window_for_partition_key(keys[0]).start,
-            partitions.time_window_for_partition_key(keys[-1]).end)
-
-
 def _amount_sums_fit(granularity: Granularity, partitions: TimeWindowPartitionsDefinition) -> AssetChecksDefinition:
+    check_key = AssetCheckKey(lake_key(granularity), "amount_sums_fit")
+
     @asset_check(asset=lake_key(granularity), partitions_def=partitions, name="amount_sums_fit",
                  description=f"Every {granularity.name} amount of the checked periods fits DECIMAL(38, 9): no row is "
                              "flagged amount_overflow (an exact sum too wide for the lake and the engines, which "
-                             "hold NULL for it; PostgreSQL's event_aggregations holds it exactly).")
-    def check(context: AssetCheckExecutionContext, lake: LakeResource) -> AssetCheckResult:
-        start, end = _window(context, partitions)
-        rows = lake.aggregations().read_range(granularity, start, end)
-        flags = rows.column("amount_overflow")
-        flagged = rows.filter(pc.fill_null(flags, False))
-        unknown = pc.sum(pc.is_null(flags)).as_py() or 0
-        return AssetCheckResult(passed=flagged.num_rows == 0, metadata={
-            "rows": MetadataValue.int(rows.num_rows),
-            "overflow_rows": MetadataValue.int(flagged.num_rows),
-            "rows_computed_before_the_flag": MetadataValue.int(unknown),
-            "examples": MetadataValue.json([{"period_start": r["period_start"].isoformat(),
-                                             "event_type": r["event_type"]}
-                                            for r in flagged.slice(0, EXAMPLES).to_pylist()]),
-        })
+                             "hold NULL for it; PostgreSQL's event_aggregations holds it exactly). One verdict per "
+                             "period.")
+    def check(context: AssetCheckExecutionContext, lake: LakeResource) -> Iterator[Any]:
+        windows = checked_windows(context, partitions)
+        verdicts = {}
+        if windows:
+            rows = lake.aggregations().read_range(granularity, min(w.start for w in windows.values()),
+                                                  max(w.end for w in windows.values()))
+            by_period: dict[datetime, list[dict[str, Any]]] = {}
+            for r in rows.select(["period_start", "event_type", "amount_overflow"]).to_pylist():
+                by_period.setdefault(r["period_start"], []).append(r)
+            for key, window in windows.items():
+                period = by_period.get(window.start, [])
+                flagged = [r for r in period if r["amount_overflow"]]
+                verdicts[key] = AssetCheckResult(
+                    passed=not flagged,
+                    description=f"{len(flagged)} row(s) flagged amount_overflow: "
+                                + ", ".join(r["event_type"] for r in flagged[:5]) if flagged else None,
+                    metadata={"rows": MetadataValue.int(len(period)),
+                              "overflow_rows": MetadataValue.int(len(flagged)),
+                              "rows_computed_before_the_flag": MetadataValue.int(
+                                  sum(1 for r in period if r["amount_overflow"] is None)),
+                              "examples": MetadataValue.json([{"period_start": r["period_start"].isoformat(),
+                                                               "event_type": r["event_type"]}
+                                                              for r in flagged[:EXAMPLES]])})
+        yield from record(context, check_key, verdicts)
 
     return check
 

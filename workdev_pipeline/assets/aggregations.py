@@ -18,7 +18,9 @@ default): a period is materialized at the first ``:05`` after it closed -- the 5
 freshness bound (``WORKDEV_MAX_PENDING_AGE_SECONDS``, 300 s): by then every event of the period emitted on time
 has landed -- and rebuilt, whatever its age, at the first ``:05`` after new events of its days landed in the
 lake (every sweep records the day partitions it appended to, every day rebuild its days). So a late
-event makes its day's hours, its day and its week stale, and one pass an hour rebuilds them.
+event makes its day's hours, its day and its week stale, and one pass an hour rebuilds them. A period never built
+whose events landed, other than the latest closed one, is due at once: a fresh install's first sweep brings its
+aggregations on the next sensor tick, not at the next ``:05``.
 """
 
 from collections.abc import Iterator
@@ -65,17 +67,20 @@ def lake_key(granularity: Granularity) -> AssetKey:
 
 
 def aggregation_condition() -> AutomationCondition:
-    """Due when (the period closed, or events of its days landed in the lake) and a ``:05`` tick has
-    passed, both since the period was last requested or materialized; never while it or an upstream is
-    being materialized. No look-back window: any period whose days receive events is rebuilt."""
-    closed_or_new_events = (
-        AutomationCondition.newly_missing()
-        | AutomationCondition.any_deps_updated().allow(AssetSelection.assets(LAKE_EVENTS))
+    """Due when (the period closed, or events of its days landed in the lake) and a ``:05`` tick has passed, both
+    since the period was last requested or materialized; or at once when the period was never built, events of its
+    days landed, and it is not the latest closed period (a fresh install's first sweep: its history is built right
+    after, not at the next ``:05``; the latest period still waits for its late events until ``:05``). Never while
+    it or an upstream is being materialized. No look-back window: any period whose days receive events is rebuilt."""
+    events_landed = AutomationCondition.any_deps_updated().allow(AssetSelection.assets(LAKE_EVENTS)) \
         .with_label("events_landed")
-    ).since_last_handled().with_label("closed_or_new_events")
+    closed_or_new_events = (AutomationCondition.newly_missing() | events_landed) \
+        .since_last_handled().with_label("closed_or_new_events")
     settled = AutomationCondition.cron_tick_passed(SETTLE_CRON, "UTC").since_last_handled() \
         .with_label(f"settled ({SETTLE_CRON} UTC since last handled)")
-    return (closed_or_new_events & settled
+    first_build = (AutomationCondition.missing() & ~AutomationCondition.in_latest_time_window()
+                   & events_landed.since_last_handled()).with_label("never built, events landed, not the latest")
+    return (((closed_or_new_events & settled) | first_build)
             & ~AutomationCondition.any_deps_in_progress()
             & ~AutomationCondition.in_progress()).with_label("aggregation_due")
 
@@ -189,5 +194,7 @@ aggregations_automation = AutomationConditionSensorDefinition(
     minimum_interval_seconds=30,
     description="Evaluates the aggregations' automation conditions every 30 s (running by default, so "
                 "`dagster dev` needs no toggle): each closed hour, day and week at the first :05 after it "
-                "closes, and again at the first :05 after new events of its days land in the lake.",
+                "closes, and again at the first :05 after new events of its days land in the lake; a period never "
+                "built (but the latest) as soon as its events land, so a fresh install's first sweep is followed "
+                "by its aggregations.",
 )

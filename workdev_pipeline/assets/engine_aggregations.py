@@ -12,12 +12,14 @@ periods, retried on transient errors; ``workdev_pipeline.aggregations.delivery``
 check compares the engine's rows with PostgreSQL's ``event_aggregations`` for the partitions checked.
 """
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from dagster import (
     AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetDep,
@@ -36,6 +38,7 @@ from dagster import (
 from workdev_pipeline.aggregations.amounts import nanos
 from workdev_pipeline.aggregations.periods import DAILY, HOURLY, WEEKLY, Granularity
 from workdev_pipeline.assets.aggregations import GROUP, SETTLE_CRON, lake_key
+from workdev_pipeline.assets.check_records import checked_windows, record
 from workdev_pipeline.assets.partitions import closed_daily_partitions, hourly_partitions, weekly_partitions
 from workdev_pipeline.sql_files import query
 
@@ -72,14 +75,6 @@ def _normalised(rows: list[tuple]) -> list[tuple]:
 
     return sorted((p.astimezone(UTC), t, c, int(n), int(u), int(s), amount(a, o), o)
                   for p, t, c, n, u, s, a, o in rows)
-
-
-def _window(context: AssetCheckExecutionContext,
-            partitions: TimeWindowPartitionsDefinition) -> tuple[datetime, datetime]:
-    """[start, end) of the checked partitions."""
-    keys = list(context.partition_keys)
-    return (partitions.time_window_for_partition_key(keys[0]).start,
-            partitions.time_window_for_partition_key(keys[-1]).end)
 
 
 def engine_aggregation_definitions(engine: str, kinds: set[str]) -> tuple[list[AssetsDefinition],
@@ -127,24 +122,45 @@ def _delivery_asset(engine: str, kinds: set[str], granularity: Granularity,
 
 def _matches_postgres(engine: str, granularity: Granularity,
                       partitions: TimeWindowPartitionsDefinition) -> AssetChecksDefinition:
-    @asset_check(asset=engine_aggregation_key(engine, granularity), partitions_def=partitions,
+    check_key = AssetCheckKey(engine_aggregation_key(engine, granularity), "matches_postgres")
+
+    @asset_check(asset=check_key.asset_key, partitions_def=partitions,
                  name="matches_postgres", required_resource_keys={"postgres", engine},
                  description=f"{engine}'s {granularity.name} rows of the checked periods equal PostgreSQL's "
-                             "event_aggregations (events, unique users and sessions, amounts).")
-    def matches(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        start, end = _window(context, partitions)
-        with context.resources.postgres.connection() as conn:
-            expected = _normalised(conn.execute(query("aggregations/period_rows"), {
-                "aggregation_type": granularity.name, "range_start": start, "range_end": end}).fetchall())
-        held = _normalised(getattr(context.resources, engine).aggregation_rows(granularity.name, start, end))
-        missing, extra = sorted(set(expected) - set(held)), sorted(set(held) - set(expected))
-        return AssetCheckResult(passed=not missing and not extra, metadata={
-            "postgres_rows": MetadataValue.int(len(expected)), f"{engine}_rows": MetadataValue.int(len(held)),
-            "only_postgres": MetadataValue.int(len(missing)), f"only_{engine}": MetadataValue.int(len(extra)),
-            "examples": MetadataValue.json([{"period_start": r[0].isoformat(), "event_type": r[1],
-                                             "missing_in": where} for rows, where in ((missing, engine),
-                                                                                       (extra, "postgres"))
-                                            for r in rows[:5]]),
-        })
+                             "event_aggregations (events, unique users and sessions, amounts), period by period.")
+    def matches(context: AssetCheckExecutionContext) -> Iterator[Any]:
+        windows = checked_windows(context, partitions)
+        verdicts = {}
+        if windows:
+            start, end = min(w.start for w in windows.values()), max(w.end for w in windows.values())
+            with context.resources.postgres.connection() as conn:
+                expected = _by_period(_normalised(conn.execute(query("aggregations/period_rows"), {
+                    "aggregation_type": granularity.name, "range_start": start, "range_end": end}).fetchall()))
+            held = _by_period(_normalised(getattr(context.resources, engine).aggregation_rows(
+                granularity.name, start, end)))
+            for key, window in windows.items():
+                want, have = expected.get(window.start, set()), held.get(window.start, set())
+                missing, extra = sorted(want - have), sorted(have - want)
+                verdicts[key] = AssetCheckResult(
+                    passed=not missing and not extra,
+                    description=None if not missing and not extra else
+                    f"{len(missing)} row(s) only in PostgreSQL, {len(extra)} only in {engine}",
+                    metadata={
+                        "postgres_rows": MetadataValue.int(len(want)), f"{engine}_rows": MetadataValue.int(len(have)),
+                        "only_postgres": MetadataValue.int(len(missing)),
+                        f"only_{engine}": MetadataValue.int(len(extra)),
+                        "examples": MetadataValue.json([{"period_start": r[0].isoformat(), "event_type": r[1],
+                                                         "missing_in": where}
+                                                        for rows, where in ((missing, engine), (extra, "postgres"))
+                                                        for r in rows[:5]])})
+        yield from record(context, check_key, verdicts)
 
     return matches
+
+
+def _by_period(rows: list[tuple]) -> dict[datetime, set[tuple]]:
+    """Normalised rows grouped by their period's start."""
+    grouped: dict[datetime, set[tuple]] = {}
+    for row in rows:
+        grouped.setdefault(row[0], set()).add(row)
+    return grouped

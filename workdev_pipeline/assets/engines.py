@@ -14,12 +14,14 @@ Retention and erasure reach the engines through the governance assets (``Enabled
 Resources are looked up by the engine's name (``context.resources.bigquery``), so one factory serves every engine."""
 
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 from dagster import (
     AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetExecutionContext,
@@ -41,7 +43,8 @@ from dagster import (
     sensor,
 )
 
-from workdev_pipeline.assets.checks import no_duplicates, reconcile
+from workdev_pipeline.assets.check_records import Verdicts, record
+from workdev_pipeline.assets.day_checks import checked_days, no_duplicates, reconcile
 from workdev_pipeline.assets.engine_aggregations import engine_aggregation_definitions
 from workdev_pipeline.assets.ingestion import LAKE_EVENTS
 from workdev_pipeline.assets.partitions import daily_partitions, day_of, partition_exists
@@ -133,10 +136,6 @@ def delivery_metadata(outcome: Delivery) -> dict[str, Any]:
     return meta
 
 
-def _days(context: AssetCheckExecutionContext) -> list[date]:
-    return [day_of(key) for key in context.partition_keys]
-
-
 def engine_definitions(engine: str) -> EngineDefinitions:
     """The assets, checks, jobs and sensor of one remote engine (``bigquery`` or ``redshift``)."""
     kinds, about = REMOTE_ENGINES[engine]
@@ -177,27 +176,34 @@ def engine_definitions(engine: str) -> EngineDefinitions:
                  required_resource_keys={"postgres", "lake", engine},
                  description=f"{engine}'s count by event_type (queried in {engine}) reconciles with PostgreSQL's "
                              "processed events (swept into the lake, not in the dead letter), day by day.")
-    def reconciles(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    def reconciles(context: AssetCheckExecutionContext) -> Iterator[Any]:
         view = EngineView(getattr(context.resources, engine), context.resources.lake.consumer)
-        return reconcile(_days(context), context.resources.postgres, view)
+        days = checked_days(context, context.resources.lake)
+        yield from record(context, AssetCheckKey(table, "reconciles_with_postgres"),
+                          reconcile(days, context.resources.postgres, view))
 
     @asset_check(asset=table, partitions_def=daily_partitions, name="no_duplicate_event_ids",
-                 required_resource_keys={engine}, description=f"No event_id is held twice in {engine}'s day.")
-    def unique(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        return no_duplicates(_days(context), EngineView(getattr(context.resources, engine)))
+                 required_resource_keys={"lake", engine},
+                 description=f"No event_id is held twice in {engine}'s day.")
+    def unique(context: AssetCheckExecutionContext) -> Iterator[Any]:
+        days = checked_days(context, context.resources.lake)
+        yield from record(context, AssetCheckKey(table, "no_duplicate_event_ids"),
+                          no_duplicates(days, EngineView(getattr(context.resources, engine))))
 
     @asset_check(asset=table, partitions_def=daily_partitions, name="parity_with_lake", additional_deps=[LAKE_EVENTS],
                  required_resource_keys={"postgres", "lake", engine},
                  description=f"{engine} holds the same event_ids as the lake for the day, compared once {engine} "
                              "has delivered the lake's current version.")
-    def parity(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        return lake_parity(_days(context), context.resources.postgres, context.resources.lake,
-                           getattr(context.resources, engine), engine)
+    def parity(context: AssetCheckExecutionContext) -> Iterator[Any]:
+        days = checked_days(context, context.resources.lake)
+        yield from record(context, AssetCheckKey(table, "parity_with_lake"), lake_parity(
+            days, context.resources.postgres, context.resources.lake, getattr(context.resources, engine), engine))
 
     deliver = define_asset_job(delivery_job_name(engine), selection=[delivery], tags={"workdev/engine": engine},
                                description=f"One delivery from the lake into {engine}.")
     checks_job = define_asset_job(f"check_{engine}_days", selection=AssetSelection.checks_for_assets(table),
-                                  description=f"Run {engine}'s partition checks for chosen days.")
+                                  description=f"Run {engine}'s per-day checks for chosen days (a day, a range, or "
+                                              "every day the lake holds), each recorded against its day.")
 
     @sensor(name=delivery_sensor_name(engine), job=deliver, minimum_interval_seconds=30,
             default_status=DefaultSensorStatus.RUNNING, required_resource_keys={"postgres", "lake", engine},
@@ -241,30 +247,30 @@ def versions_behind(postgres: PostgresResource, lake: LakeResource, engine: str)
 
 
 def lake_parity(days: list[date], postgres: PostgresResource, lake: LakeResource, resource: RemoteWarehouseMixin,
-                engine: str) -> AssetCheckResult:
+                engine: str) -> Verdicts:
     """Event ids of each day in the engine against the lake's current version. Compared only when the engine has
-    delivered exactly that version (otherwise it may simply be a delivery behind): skipped, and said so, otherwise.
+    delivered exactly that version (otherwise it may simply be a delivery behind): passed, and said so, otherwise.
     The lake is read at the version checked, so a commit meanwhile cannot make the two disagree."""
     snapshot = lake.snapshot()
     with postgres.connection() as conn:
         delivered, _ = delivered_version(conn, engine)
+    versions = {"lake_version": MetadataValue.int(-1 if snapshot.version is None else snapshot.version),
+                "delivered_version": MetadataValue.int(-1 if delivered is None else delivered)}
     if snapshot.version is None or delivered != snapshot.version:
-        return AssetCheckResult(
+        return dict.fromkeys((d.isoformat() for d in days), AssetCheckResult(
             passed=True, description=f"not compared: {engine} has delivered lake version {delivered}, the lake is "
-                                     f"at {snapshot.version}",
-            metadata={"lake_version": MetadataValue.int(-1 if snapshot.version is None else snapshot.version),
-                      "delivered_version": MetadataValue.int(-1 if delivered is None else delivered),
-                      "compared_days": MetadataValue.int(0)})
-    differences: dict[str, dict[str, int]] = {}
-    examples: list[dict[str, str]] = []
+                                     f"at {snapshot.version}", metadata={**versions, "compared": False}))
+    verdicts = {}
     for day in days:
         here = {r[0] for r in snapshot.query("SELECT event_id FROM platform_events", days=[day])}
         there = resource.event_ids(day)
-        if here != there:
-            only_lake, only_engine = here - there, there - here
-            differences[day.isoformat()] = {"only_lake": len(only_lake), f"only_{engine}": len(only_engine)}
-            examples += [{"day": day.isoformat(), "event_id": e, "missing_in": where}
-                         for ids, where in ((only_lake, engine), (only_engine, "lake")) for e in sorted(ids)[:5]]
-    return AssetCheckResult(passed=not differences, metadata={
-        "lake_version": MetadataValue.int(snapshot.version), "compared_days": MetadataValue.int(len(days)),
-        "differences": MetadataValue.json(differences), "examples": MetadataValue.json(examples[:20])})
+        only_lake, only_engine = here - there, there - here
+        examples = [{"event_id": e, "missing_in": where}
+                    for ids, where in ((only_lake, engine), (only_engine, "lake")) for e in sorted(ids)[:10]]
+        verdicts[day.isoformat()] = AssetCheckResult(
+            passed=here == there,
+            description=None if here == there else
+            f"{len(only_lake)} event(s) only in the lake, {len(only_engine)} only in {engine}",
+            metadata={**versions, "compared": True, "only_lake": MetadataValue.int(len(only_lake)),
+                      f"only_{engine}": MetadataValue.int(len(only_engine)), "examples": MetadataValue.json(examples)})
+    return verdicts

@@ -1,8 +1,16 @@
 """Ingestion: the incoming events in PostgreSQL (observed), the sweep that validates and enriches them into the
-lake's day partitions (one Delta commit per sweep), and the replay of the dead letter."""
+lake's day partitions (one Delta commit per sweep), and the replay of the dead letter. Each records the day
+partitions it wrote and the lake's per-day checks of those days (:mod:`workdev_pipeline.assets.day_checks`)."""
 
+import time
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
+    AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
     AssetMaterialization,
@@ -13,8 +21,11 @@ from dagster import (
     asset,
 )
 
+from workdev_pipeline.assets.check_records import evaluations
+from workdev_pipeline.assets.day_checks import LAKE_DAY_CHECKS, lake_verdicts
 from workdev_pipeline.assets.metadata import outcome_metadata
 from workdev_pipeline.assets.partitions import partition_exists
+from workdev_pipeline.governance.redaction import redact_message
 from workdev_pipeline.ingest.ingestor import LoadOutcome
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
@@ -32,8 +43,8 @@ incoming_events = AssetSpec(
 )
 
 
-def _report_day_partitions(context: AssetExecutionContext, outcome: LoadOutcome, mode: str) -> None:
-    """A sweep or replay writes to several day partitions of the lake table: record each of them."""
+def _day_partitions(outcome: LoadOutcome, mode: str) -> Iterator[AssetMaterialization]:
+    """A sweep or replay writes to several day partitions of the lake table: one materialization each."""
     for day, rows in sorted(outcome.days.items()):
         if partition_exists(day):
             metadata = {"rows": MetadataValue.int(rows), "mode": mode}
@@ -41,8 +52,36 @@ def _report_day_partitions(context: AssetExecutionContext, outcome: LoadOutcome,
                 metadata["sweep_id"] = MetadataValue.int(outcome.sweep_id)
             if outcome.lake_version is not None:
                 metadata["lake_version"] = MetadataValue.int(outcome.lake_version)
-            context.log_event(AssetMaterialization(asset_key=LAKE_EVENTS, partition=day.isoformat(),
-                                                   description=f"{mode} of {rows:,} rows", metadata=metadata))
+            yield AssetMaterialization(asset_key=LAKE_EVENTS, partition=day.isoformat(),
+                                       description=f"{mode} of {rows:,} rows", metadata=metadata)
+
+
+def _day_checks(context: AssetExecutionContext, postgres: PostgresResource, lake: LakeResource,
+                outcome: LoadOutcome, since: int | None = None) -> Iterator[AssetCheckEvaluation]:
+    """The lake's per-day checks of the days ``outcome`` wrote, each recorded against its day (after the day's
+    materialization, which it is about). ``since``: the lake's version before a sweep, whose deep check decodes the
+    files committed after it only (the day's other files were checked when written). A check that cannot be
+    evaluated is recorded failed with its error: the load itself is committed and its run stays a success."""
+    days = sorted(d for d in outcome.days if partition_exists(d))
+    if not days or outcome.lake_version is None:
+        return
+    started = time.monotonic()
+    try:
+        paths: dict[date, list[str]] | None = None
+        if since is not None or outcome.kind == "sweep":
+            paths = {}
+            for path, day in lake.events().actions(-1 if since is None else since,
+                                                   outcome.lake_version).added.items():
+                paths.setdefault(day, []).append(path)
+        verdicts = lake_verdicts(days, postgres, lake, paths)
+    except Exception as exc:  # the events are in: say the checks could not run, on each day, and go on
+        error = f"{type(exc).__name__}: {redact_message(str(exc))}"[:300]
+        context.log.warning(f"the lake's day checks could not be evaluated: {error}")
+        failed = AssetCheckResult(passed=False, description=f"not evaluated after the {outcome.kind}: {error}")
+        verdicts = {name: {d.isoformat(): failed for d in days} for name in LAKE_DAY_CHECKS}
+    for name, by_day in verdicts.items():
+        yield from evaluations(context.instance, AssetCheckKey(LAKE_EVENTS, name), by_day)
+    context.log.info(f"the lake's day checks of {len(days)} day(s) in {time.monotonic() - started:.2f} s")
 
 
 @asset(
@@ -59,7 +98,8 @@ def _report_day_partitions(context: AssetExecutionContext, outcome: LoadOutcome,
                 "then the run fails with its events still pending, for the next sweep.",
 )
 def enriched_events(context: AssetExecutionContext, postgres: PostgresResource, lake: LakeResource
-                    ) -> MaterializeResult:
+                    ) -> Iterator[Any]:
+    before = lake.events().version()
     outcome = lake.ingestor(postgres.url()).sweep(run_id=context.run.run_id)
     context.log.info(f"sweep {outcome.status}: {outcome.events_loaded} loaded, {outcome.events_failed} failed in "
                      f"{outcome.seconds:.2f} s")
@@ -67,8 +107,9 @@ def enriched_events(context: AssetExecutionContext, postgres: PostgresResource, 
         raise Failure(description=f"sweep failed transiently ({outcome.error_kind}) after {outcome.retries + 1} "
                                   f"attempt(s); its events stay pending and the next sweep resumes them",
                       metadata=outcome_metadata(outcome))
-    _report_day_partitions(context, outcome, "append")
-    return MaterializeResult(metadata=outcome_metadata(outcome))
+    yield from _day_partitions(outcome, "append")
+    yield from _day_checks(context, postgres, lake, outcome, since=before)
+    yield MaterializeResult(metadata=outcome_metadata(outcome))
 
 
 @asset(
@@ -80,7 +121,8 @@ def enriched_events(context: AssetExecutionContext, postgres: PostgresResource, 
                 "events that pass now are loaded (their days rebuilt, exactly once), the rest stay failed.",
 )
 def dead_letter_replay(context: AssetExecutionContext, postgres: PostgresResource,
-                       lake: LakeResource) -> MaterializeResult:
+                       lake: LakeResource) -> Iterator[Any]:
     outcome = lake.ingestor(postgres.url()).replay(run_id=context.run.run_id)
-    _report_day_partitions(context, outcome, "replay")
-    return MaterializeResult(metadata=outcome_metadata(outcome))
+    yield from _day_partitions(outcome, "replay")
+    yield from _day_checks(context, postgres, lake, outcome)
+    yield MaterializeResult(metadata=outcome_metadata(outcome))

@@ -12,19 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from dagster import (
-    AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetCheckKey,
+    AssetCheckResult,
     AssetCheckSeverity,
-    AssetRecordsFilter,
     MetadataValue,
-    Output,
     asset_check,
-)
-
-# the materialization an evaluation is about: AssetCheckEvaluation's documented argument, its class not exported
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    AssetCheckEvaluationTargetMaterializationData,
 )
 
 from workdev_pipeline.aggregations.anomalies import (
@@ -37,6 +30,7 @@ from workdev_pipeline.aggregations.anomalies import (
 )
 from workdev_pipeline.aggregations.periods import HOURLY
 from workdev_pipeline.assets.aggregations import lake_key
+from workdev_pipeline.assets.check_records import checked_windows, record
 from workdev_pipeline.assets.partitions import hourly_partitions
 from workdev_pipeline.resources.lake import LakeResource
 
@@ -83,26 +77,14 @@ def outcome(volumes: HourVolumes) -> tuple[bool, AssetCheckSeverity, str]:
                          f"unjudged with fewer than {MIN_HISTORY_WEEKS} weeks of history. See "
                          "docs/architecture.md#volume-checks.")
 def volumes_within_history(context: AssetCheckExecutionContext, lake: LakeResource) -> Iterator[Any]:
-    hours = [hourly_partitions.time_window_for_partition_key(k).start for k in context.partition_keys]
+    windows = checked_windows(context, hourly_partitions)
+    hours = [w.start for w in windows.values()]
     counts = lake.aggregations().type_counts(HOURLY, [p for h in hours for p in (*history_hours(h), h)])
-    for key, hour in zip(context.partition_keys, hours, strict=True):
+    verdicts = {}
+    for key, hour in zip(windows, hours, strict=True):
         volumes = assess_hour(hour, counts)
         passed, severity, description = outcome(volumes)
         context.log.info(f"{key}: {'passed' if passed else severity.value} -- {description}")
-        yield AssetCheckEvaluation(
-            asset_key=CHECK_KEY.asset_key, check_name=CHECK_NAME, passed=passed, severity=severity,
-            description=description, metadata=evaluation_metadata(volumes), partition=key, blocking=False,
-            target_materialization_data=_materialization(context, key))
-    yield Output(None)  # the check's output (one evaluation per hour is recorded above, each against its hour)
-
-
-def _materialization(context: AssetCheckExecutionContext,
-                     partition_key: str) -> AssetCheckEvaluationTargetMaterializationData | None:
-    """The hour's latest materialization, which the evaluation is about (the UI links them)."""
-    records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=CHECK_KEY.asset_key, asset_partitions=[partition_key]), limit=1).records
-    if not records:
-        return None
-    return AssetCheckEvaluationTargetMaterializationData(
-        storage_id=records[0].storage_id, run_id=records[0].run_id, timestamp=records[0].timestamp)
-
+        verdicts[key] = AssetCheckResult(passed=passed, severity=severity, description=description,
+                                         metadata=evaluation_metadata(volumes))
+    yield from record(context, CHECK_KEY, verdicts)  # one evaluation per hour, each against its hour

@@ -4,7 +4,7 @@ has them), and the error that makes a governance operation refuse a damaged day.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import date
 from urllib.parse import unquote
@@ -55,16 +55,19 @@ class LakeDamaged(OperationFailed):
                          f"{first.path} ({first.error}); repair with `{fixes}` and run it again")
 
 
-def damaged_files(snapshot: LakeSnapshot, days: Iterable[date] | None = None, *,
-                  deep: bool = True) -> list[DamagedFile]:
-    """The snapshot's data files (of ``days``; every day when None) that cannot be read: a footer that does not
-    parse, a row count other than the log's, and (``deep``) any page of any column that does not decode."""
+def damaged_files(snapshot: LakeSnapshot, days: Iterable[date] | None = None, *, deep: bool = True,
+                  paths: Collection[str] | None = None) -> list[DamagedFile]:
+    """The snapshot's data files (of ``days``; every day when None; only ``paths`` when given) that cannot be read:
+    a footer that does not parse, a row count other than the log's, and (``deep``) any page of any column that
+    does not decode."""
     if snapshot.table is None:
         return []
     files = snapshot.files()
     if days is not None:
         wanted = sorted(set(days))
         files = files.filter(pc.is_in(files.column(PARTITION_COLUMN), value_set=pa.array(wanted, pa.date32())))
+    if paths is not None:
+        files = files.filter(pc.is_in(files.column("path"), value_set=pa.array(sorted(paths), pa.string())))
     fs = snapshot.lake.filesystem()
     damaged = []
     for path, day, records in zip(files.column("path").to_pylist(), files.column(PARTITION_COLUMN).to_pylist(),

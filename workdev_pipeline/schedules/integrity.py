@@ -35,7 +35,6 @@ deep_check_job = define_asset_job(
 def lake_deep_check_schedule(context: ScheduleEvaluationContext) -> list[RunRequest]:
     tick = (context.scheduled_execution_time or datetime.now(UTC)).astimezone(UTC)
     days = [tick.date() - timedelta(days=n) for n in range(DEEP_CHECK_DAYS)]
-    # the partition as a tag (as the UI sends it): a job selecting checks alone has no partitions of its own
     return [RunRequest(run_key=f"deep-check-{day.isoformat()}-{tick:%Y%m%d}",
                        tags={PARTITION_TAG: day.isoformat(), "workdev/trigger": "lake_deep_check_schedule"})
             for day in sorted(days) if partition_exists(day)]

@@ -1,6 +1,7 @@
 """The ingest sensor: replaces the seed's every-minute edge function. Every ~30 s it observes the pending
-backlog (reported on the incoming-events asset) and requests a sweep run while events are pending (or days wait for
-a rebuild) and no sweep is already queued or running -- after a sweep failed transiently, with backoff."""
+backlog (reported on the incoming-events asset, with the ``pending_backlog_fresh`` check evaluated from the same
+reading: a lagging pipeline reads red within a tick) and requests a sweep run while events are pending (or days wait
+for a rebuild) and no sweep is already queued or running -- after a sweep failed transiently, with backoff."""
 
 
 import json
@@ -20,11 +21,13 @@ from dagster import (
     sensor,
 )
 
+from workdev_pipeline.assets.checks import backlog_evaluation
 from workdev_pipeline.assets.ingestion import ENRICHED_EVENTS, INCOMING_EVENTS, LAKE_EVENTS
 from workdev_pipeline.ingest.backlog import Backlog
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.schedules.run_queue import OPERATOR_PRIORITY, SWEEP_PRIORITY, in_flight, priority_tags
+from workdev_pipeline.status import Limits
 
 # One step each, run inside the run's worker process (in_process_executor), not in a child of it: a killed run
 # takes its sweep along (the next run redoes it exactly once) instead of leaving an orphaned step that finishes the
@@ -38,14 +41,16 @@ replay_job = define_asset_job("replay_failed_events", selection=[AssetKey(["pipe
 
 check_lake_job = define_asset_job(
     "check_lake_days", selection=AssetSelection.checks_for_assets(LAKE_EVENTS),
-    description="Run the lake's partition checks for chosen days without rewriting them.")
-
+    description="Run the lake's per-day checks for chosen days without rewriting them: a day (the dagster/partition "
+                "tag), a range (the dagster/asset_partition_range_start and _end tags), or, given none, every day "
+                "the lake holds; each day's verdict is recorded against its day.")
 
 
 @sensor(job=ingest_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
         description="Requests a sweep while events are pending or days wait for a rebuild (replaces the seed's "
                     "pg_cron + edge function); after a sweep failed transiently, with backoff (30 s doubling per "
-                    "failed run, at most 10 minutes).")
+                    "failed run, at most 10 minutes). Every tick it observes the backlog and evaluates its "
+                    "pending_backlog_fresh check.")
 def ingest_sensor(context: SensorEvaluationContext, postgres: PostgresResource,
                   lake: LakeResource) -> SensorResult | SkipReason:
     with postgres.connection() as conn:
@@ -61,7 +66,8 @@ def ingest_sensor(context: SensorEvaluationContext, postgres: PostgresResource,
     observation = AssetObservation(asset_key=INCOMING_EVENTS, metadata=metadata)
     wanted = (backlog.owed or backlog.repair_days) if backlog.sweep_wanted and retry_in <= 0 else 0
     run_requests, cursor = sweep_requests(context, wanted, ingest_job.name, "ingest_sensor", "lake")
-    return SensorResult(run_requests=run_requests, asset_events=[observation], cursor=cursor)
+    return SensorResult(run_requests=run_requests, cursor=cursor,
+                        asset_events=[observation, backlog_evaluation(backlog, Limits.from_env())])
 
 
 def sweep_requests(context: SensorEvaluationContext, pending: int, job_name: str, trigger: str,
