@@ -6,22 +6,35 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetMaterialization,
+    AssetObservation,
     AssetSpec,
+    Config,
     Failure,
     MaterializeResult,
     MetadataValue,
+    OpExecutionContext,
     asset,
+    in_process_executor,
+    job,
+    op,
 )
+from pydantic import Field
 
 from workdev_pipeline.assets.metadata import outcome_metadata
+from workdev_pipeline.assets.operator_runs import operator_metadata, reason_field
 from workdev_pipeline.assets.partitions import partition_exists
+from workdev_pipeline.ingest.backlog import Backlog
 from workdev_pipeline.ingest.ingestor import LoadOutcome
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
+from workdev_pipeline.schedules.run_queue import OPERATOR_PRIORITY, priority_tags
 
 INCOMING_EVENTS = AssetKey(["postgres", "platform_events"])
 ENRICHED_EVENTS = AssetKey(["pipeline", "enriched_events"])
 LAKE_EVENTS = AssetKey(["lake", "platform_events"])
+DEAD_LETTER_REPLAY = AssetKey(["pipeline", "dead_letter_replay"])
+#: The op that takes the replay job's config.
+REPLAY_OP = "replay_dead_letter"
 
 incoming_events = AssetSpec(
     INCOMING_EVENTS,
@@ -32,7 +45,8 @@ incoming_events = AssetSpec(
 )
 
 
-def _report_day_partitions(context: AssetExecutionContext, outcome: LoadOutcome, mode: str) -> None:
+def _report_day_partitions(context: AssetExecutionContext | OpExecutionContext, outcome: LoadOutcome,
+                           mode: str) -> None:
     """A sweep or replay writes to several day partitions of the lake table: record each of them."""
     for day, rows in sorted(outcome.days.items()):
         if partition_exists(day):
@@ -71,16 +85,43 @@ def enriched_events(context: AssetExecutionContext, postgres: PostgresResource, 
     return MaterializeResult(metadata=outcome_metadata(outcome))
 
 
-@asset(
-    key=["pipeline", "dead_letter_replay"],
+dead_letter_replay = AssetSpec(
+    DEAD_LETTER_REPLAY,
     deps=[ENRICHED_EVENTS],
     group_name="ingestion",
     kinds={"python"},
-    description="Materialize to send the dead letter (failed events) back through once the cause is fixed: "
-                "events that pass now are loaded (their days rebuilt, exactly once), the rest stay failed.",
+    description="The dead letter (failed events) sent back through once the cause is fixed, recorded by the "
+                "replay_failed_events job (never materialized from the graph: run the job, or `workdev-pipeline "
+                "replay`): events that pass now are loaded (their days rebuilt, exactly once), the rest stay failed.",
 )
-def dead_letter_replay(context: AssetExecutionContext, postgres: PostgresResource,
-                       lake: LakeResource) -> MaterializeResult:
+
+
+class ReplayConfig(Config):
+    dry_run: bool = Field(default=False, description="Only report how many dead-lettered events would be tried "
+                                                     "again; change nothing.")
+    reason: str = reason_field()
+
+
+@op(name=REPLAY_OP, description="Send the dead letter back through (config: dry_run, reason) and record it on "
+                               "pipeline/dead_letter_replay.")
+def replay_dead_letter(context: OpExecutionContext, config: ReplayConfig, postgres: PostgresResource,
+                       lake: LakeResource) -> None:
+    reason = operator_metadata(config.dry_run, config.reason)
+    if config.dry_run:
+        with postgres.connection() as conn:
+            failed = Backlog.read(conn, lake.consumer).failed
+        context.log.info(f"dry run: {failed:,} dead-lettered event(s) would be tried again")
+        context.log_event(AssetObservation(asset_key=DEAD_LETTER_REPLAY, metadata={
+            "dead_letter": MetadataValue.int(failed), **reason}))
+        return
     outcome = lake.ingestor(postgres.url()).replay(run_id=context.run.run_id)
     _report_day_partitions(context, outcome, "replay")
-    return MaterializeResult(metadata=outcome_metadata(outcome))
+    context.log_event(AssetMaterialization(asset_key=DEAD_LETTER_REPLAY,
+                                           metadata={**outcome_metadata(outcome), **reason}))
+
+
+# One step, in the run's worker process, like the sweeps (see ``schedules/sensors.py``).
+@job(name="replay_failed_events", executor_def=in_process_executor, tags=priority_tags(OPERATOR_PRIORITY),
+     description="Send the dead letter back through once the cause is fixed (config: dry_run, reason).")
+def replay_job() -> None:
+    replay_dead_letter()

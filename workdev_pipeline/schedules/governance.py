@@ -39,7 +39,8 @@ def retention_schedule(context: ScheduleEvaluationContext) -> RunRequest:
     as_of = tick.astimezone(UTC).replace(microsecond=0)
     return RunRequest(
         run_key=f"retention-{as_of:%Y-%m-%d}",
-        run_config=RunConfig(ops={RETENTION_OP: RetentionConfig(as_of=as_of.isoformat())}),
+        run_config=RunConfig(ops={RETENTION_OP: RetentionConfig(as_of=as_of.isoformat(),
+                                                                      reason="the daily retention schedule")}),
         tags={"workdev/trigger": "retention_schedule", "workdev/as_of": as_of.isoformat()},
     )
 
@@ -55,5 +56,5 @@ def gdpr_erasure_requests_sensor(context: SensorEvaluationContext,
         return SkipReason("no open erasure request")
     label = ",".join(map(str, ids))
     return RunRequest(run_key=f"erasure-{label}",
-                      run_config=RunConfig(ops={ERASURE_OP: ErasureConfig(request_ids=ids)}),
+                      run_config=RunConfig(ops={ERASURE_OP: ErasureConfig(request_ids=ids, reason="requests filed")}),
                       tags={"workdev/trigger": "gdpr_erasure_requests_sensor", "workdev/erasure_requests": label})
