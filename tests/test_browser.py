@@ -143,3 +143,41 @@ def test_backfill_three_days_from_the_ui(dagster_dev: DevServer, page) -> None:
     # -- the lake holds those days again, every event of them, rebuilt in one commit -----------------------
     assert server.lake_day_counts(days) == expected
     assert server.lake.events().version() == dropped + 1
+
+
+def test_materialize_all_on_the_lineage_never_selects_an_operator_job(dagster_dev: DevServer, page) -> None:
+    """The global lineage's "Materialize all" counts and offers only the assets a sweep or backfill may run:
+    retention, erasure and the dead-letter replay are shown in the graph but never selected (they are op jobs,
+    launched from their own job pages with their typed config). The dialog is cancelled: nothing is launched."""
+    from playwright.sync_api import expect
+
+    from workdev_pipeline.definitions import build_definitions
+
+    graph = build_definitions().resolve_asset_graph()
+    materializable = [n.key for n in graph.asset_nodes if n.is_materializable]
+    operator_assets = ("retention_runs", "gdpr_erasure_requests", "dead_letter_replay")
+    server = dagster_dev
+    try:
+        community = page.get_by_role("dialog").filter(has_text="Join the Dagster community")
+        page.add_locator_handler(community, lambda: community.get_by_role("button", name="Skip").click())
+        page.goto(f"{server.url}/asset-groups")
+        button = page.get_by_role("button", name=re.compile(r"Materialize all"))
+        expect(button.first).to_have_text(re.compile(rf"Materialize all \({len(materializable)}\)"))
+        shot(page, "10-lineage-materialize-all")
+        button.first.click()
+        launch = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
+        expect(launch).to_contain_text(f"materialize {len(materializable)} assets")
+        launch.get_by_text("Preview", exact=True).click()  # the assets the backfill would launch, one row each
+        preview = page.get_by_role("dialog").filter(has_text="Backfill preview")
+        for key in materializable:
+            expect(preview).to_contain_text(" / ".join(key.path))
+        shot(page, "11-materialize-all-preview")
+        listed = preview.inner_text()
+        assert not [name for name in operator_assets if name in listed], listed
+        preview.get_by_role("button", name="OK").click()
+        launch.get_by_role("button", name="Cancel").click()  # nothing launched
+        expect(launch).to_be_hidden()
+    except Exception:
+        shot(page, "failure-materialize-all")
+        print(server.log_tail())
+        raise

@@ -106,7 +106,7 @@ def described(definitions: Definitions) -> tuple[set[str], set[tuple[str, str]],
     sensors = {}
     for sensor in repo.sensor_defs:
         assert sensor.default_status == DefaultSensorStatus.RUNNING, sensor.name
-        sensors[sensor.name] = (sensor.job_name if sensor.has_jobs else None, sensor.minimum_interval_seconds)
+        sensors[sensor.name] = (sensor.job_name if sensor.targets else None, sensor.minimum_interval_seconds)
     schedules = {}
     for schedule in repo.schedule_defs:
         assert schedule.default_status == DefaultScheduleStatus.RUNNING and schedule.execution_timezone == "UTC"

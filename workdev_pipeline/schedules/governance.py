@@ -45,7 +45,8 @@ def retention_schedule(context: ScheduleEvaluationContext) -> RunRequest:
     )
 
 
-@sensor(job=erasure_job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
+# by name: a sensor holding an op job that needs resources is rebuilt by Dagster at load, printing a BetaWarning
+@sensor(job_name=erasure_job.name, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
         description="Every minute: files requests for the users the seed's GDPR statement anonymised through the "
                     "platform_events view, and launches a gdpr_erasure run for the open requests (by request id: "
                     "no user id reaches run config or tags).")
