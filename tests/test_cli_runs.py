@@ -79,6 +79,18 @@ def test_a_cli_rebuild_is_a_run_whose_day_the_aggregations_automation_then_reque
                                                 cursor=first.cursor)
         assert day.isoformat() in result.get_requested_partitions(postgres_key(DAILY))
 
+    # a range: one run tagged with it (as a UI backfill's single run), each of its days materialized by it
+    first, last = day - timedelta(days=1), day
+    ranged = cli(env, "rebuild", "--from", first.isoformat(), "--to", last.isoformat())
+    with DagsterInstance.from_config(str(home)) as instance:
+        run = instance.get_runs(RunsFilter(tags={"workdev/trigger": "cli"}), limit=1)[0]
+        assert run.run_id in ranged.stdout and run.is_success
+        assert (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]) == (
+            first.isoformat(), last.isoformat())
+        records = instance.fetch_materializations(AssetRecordsFilter(
+            asset_key=LAKE_EVENTS, asset_partitions=[first.isoformat(), last.isoformat()]), limit=10).records
+        assert {r.partition_key for r in records if r.run_id == run.run_id} == {first.isoformat(), last.isoformat()}
+
 
 def test_operator_commands_run_their_jobs_by_request_id(db: str, tmp_path: Path) -> None:
     """``erase`` files a request and runs gdpr_erasure naming the request, never the user; ``retention --dry-run``

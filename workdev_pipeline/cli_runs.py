@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ from dagster import (
     AssetMaterialization,
     AssetObservation,
     DagsterInstance,
+    Definitions,
     ExecuteInProcessResult,
     Failure,
 )
@@ -110,7 +111,7 @@ def recording(home: Path, database_url: str, lake_uri: str | None) -> Iterator[C
 class CommandRuns:
     """Runs of the code location's jobs on an instance, in this process."""
 
-    def __init__(self, instance: DagsterInstance, definitions: Any) -> None:
+    def __init__(self, instance: DagsterInstance, definitions: Definitions) -> None:
         self.instance = instance
         self.definitions = definitions
 
@@ -132,7 +133,7 @@ class CommandRuns:
             instance=self.instance, asset_selection=[key], tags=tags,
             partition_key=days[0] if len(days) == 1 else None))
 
-    def _execute(self, job_name: str, execute: Any) -> RecordedRun:
+    def _execute(self, job_name: str, execute: Callable[[], ExecuteInProcessResult]) -> RecordedRun:
         try:
             result = execute()
         except Failure as failure:
