@@ -9,15 +9,17 @@ Screenshots go to ``$WORKDEV_TEST_ARTIFACTS`` (default ``test-artifacts/`` in th
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.dagster_dev_server import DevServer, days_back, wait_for_backfill
+from tests.dagster_dev_server import DevServer, days_back, graphql, wait_for_backfill, wait_for_run
 
 pytest_plugins = ["tests.dagster_dev_server"]
 #: slow; and on the same xdist worker as the GraphQL tests, which share its server (``--dist loadgroup``)
@@ -143,3 +145,91 @@ def test_backfill_three_days_from_the_ui(dagster_dev: DevServer, page) -> None:
     # -- the lake holds those days again, every event of them, rebuilt in one commit -----------------------
     assert server.lake_day_counts(days) == expected
     assert server.lake.events().version() == dropped + 1
+
+
+def test_materialize_all_on_the_lineage_never_selects_an_operator_job(dagster_dev: DevServer, page) -> None:
+    """The global lineage's "Materialize all" counts and offers only the assets a sweep or backfill may run:
+    retention, erasure and the dead-letter replay are shown in the graph but never selected (they are op jobs,
+    launched from their own job pages with their typed config). The dialog is cancelled: nothing is launched."""
+    from playwright.sync_api import expect
+
+    from workdev_pipeline.definitions import build_definitions
+
+    graph = build_definitions().resolve_asset_graph()
+    materializable = [n.key for n in graph.asset_nodes if n.is_materializable]
+    operator_assets = ("retention_runs", "gdpr_erasure_requests", "dead_letter_replay")
+    server = dagster_dev
+    try:
+        community = page.get_by_role("dialog").filter(has_text="Join the Dagster community")
+        page.add_locator_handler(community, lambda: community.get_by_role("button", name="Skip").click())
+        page.goto(f"{server.url}/asset-groups")
+        button = page.get_by_role("button", name=re.compile(r"Materialize all"))
+        expect(button.first).to_have_text(re.compile(rf"Materialize all \({len(materializable)}\)"))
+        shot(page, "10-lineage-materialize-all")
+        button.first.click()
+        launch = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
+        expect(launch).to_contain_text(f"materialize {len(materializable)} assets")
+        launch.get_by_text("Preview", exact=True).click()  # the assets the backfill would launch, one row each
+        preview = page.get_by_role("dialog").filter(has_text="Backfill preview")
+        for key in materializable:
+            expect(preview).to_contain_text(" / ".join(key.path))
+        shot(page, "11-materialize-all-preview")
+        listed = preview.inner_text()
+        assert not [name for name in operator_assets if name in listed], listed
+        preview.get_by_role("button", name="OK").click()
+        launch.get_by_role("button", name="Cancel").click()  # nothing launched
+        expect(launch).to_be_hidden()
+    except Exception:
+        shot(page, "failure-materialize-all")
+        print(server.log_tail())
+        raise
+
+
+RUN_CONFIG = """
+query Run($id: ID!) { runOrError(runId: $id) { __typename ... on Run { runConfigYaml tags { key value } } } }
+"""
+
+
+def test_an_erasure_launched_from_its_config_form_names_the_request_only(dagster_dev: DevServer, page) -> None:
+    """The operator files the request (`erase --file-only`: the user id goes to the ledger, never to Dagster), then
+    launches ``gdpr_erasure`` from its Launchpad with the request id and a reason: the run succeeds, its config
+    (shown by the run's page) names the request, and the user id is nowhere in the run's config or tags."""
+    from playwright.sync_api import expect
+
+    from workdev_pipeline.governance.erasure import file_erasure_requests
+
+    server = dagster_dev
+    user = str(uuid.uuid4())
+    (request_id,) = file_erasure_requests(server.database_url, [user])
+    config = (f"ops:\n  erase_requests:\n    config:\n      request_ids: [{request_id}]\n"
+              f"      reason: ticket GDPR-{request_id}\n")
+    try:
+        community = page.get_by_role("dialog").filter(has_text="Join the Dagster community")
+        page.add_locator_handler(community, lambda: community.get_by_role("button", name="Skip").click())
+        page.goto(f"{server.url}/locations/__repository__@{server.location_name}/jobs/gdpr_erasure/playground")
+        editor = page.locator(".CodeMirror").first
+        expect(editor).to_be_visible()
+        editor.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.press("Delete")
+        page.keyboard.insert_text(config)  # no key events: the editor's auto-indent leaves the YAML as it is
+        shot(page, "20-erasure-launchpad")
+        page.get_by_role("button", name=re.compile(r"Launch run", re.IGNORECASE)).click()
+        page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}"))
+        run_id = re.search(r"/runs/([0-9a-f-]{36})", page.url).group(1)
+        assert wait_for_run(server.url, run_id, context=server.log_tail) == "SUCCESS"
+        page.reload()
+        page.get_by_role("button", name=re.compile(r"View tags and config")).click()
+        shown = page.get_by_role("dialog").first
+        expect(shown).to_contain_text("request_ids")  # the run's page shows the config it ran with
+        expect(shown).to_contain_text(f"ticket GDPR-{request_id}")
+        shot(page, "21-erasure-run-config")
+        assert user not in shown.inner_text()
+    except Exception:
+        shot(page, "failure-erasure-launchpad")
+        print(server.log_tail())
+        raise
+    run = graphql(server.url, RUN_CONFIG, {"id": run_id})["runOrError"]
+    assert f"request_ids:\n      - {request_id}\n" in run["runConfigYaml"], run
+    assert user not in run["runConfigYaml"] + json.dumps(run["tags"])
+    assert {"key": "dagster/priority", "value": "5"} in run["tags"]  # an operator run: ahead of the metrics refresh

@@ -42,14 +42,13 @@ CHECKS = {("lake/platform_events", "reconciles_with_postgres"), ("lake/platform_
 #: job -> (the assets it materializes, the checks it runs)
 JOBS = {
     "ingest_events": ({"pipeline/enriched_events"}, set()),
-    "replay_failed_events": ({"pipeline/dead_letter_replay"}, set()),
+    "replay_failed_events": (set(), set()),  # operator jobs are op jobs: they record on their assets, never select
+    "apply_retention": (set(), set()),  # them (see test_operator_jobs.py)
+    "gdpr_erasure": (set(), set()),
     "check_lake_days": (set(), {c for c in CHECKS if c[0] == "lake/platform_events"}),
     "deep_check_lake_days": (set(), {("lake/platform_events", "day_files_decode")}),
     "refresh_metrics": ({"postgres/platform_metrics_realtime"}, set()),
     "cleanup_metrics": (set(), set()),  # an op job
-    "apply_retention": ({"postgres/retention_runs"}, {("postgres/retention_runs", "retention_enforced")}),
-    "gdpr_erasure": ({"postgres/gdpr_erasure_requests"},
-                     {("postgres/gdpr_erasure_requests", "erasure_leaves_no_trace")}),
     "lake_maintenance": ({"lake/maintenance"}, set()),
 }
 #: sensor -> (the job it requests, None for the automation sensor; its minimum interval in seconds)
@@ -107,7 +106,7 @@ def described(definitions: Definitions) -> tuple[set[str], set[tuple[str, str]],
     sensors = {}
     for sensor in repo.sensor_defs:
         assert sensor.default_status == DefaultSensorStatus.RUNNING, sensor.name
-        sensors[sensor.name] = (sensor.job_name if sensor.has_jobs else None, sensor.minimum_interval_seconds)
+        sensors[sensor.name] = (sensor.job_name if sensor.targets else None, sensor.minimum_interval_seconds)
     schedules = {}
     for schedule in repo.schedule_defs:
         assert schedule.default_status == DefaultScheduleStatus.RUNNING and schedule.execution_timezone == "UTC"

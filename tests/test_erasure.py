@@ -21,7 +21,7 @@ import pytest
 from dagster import AssetCheckKey, AssetSelection, DagsterInstance, Definitions, asset, materialize
 
 from tests.ingest_helpers import demo, wait_until_lock_released
-from workdev_pipeline.assets.governance import ERASURE_OP, ERASURE_REQUESTS, erasure_leaves_no_trace, gdpr_erasure
+from workdev_pipeline.assets.governance import ERASURE_OP, ERASURE_REQUESTS, erasure_leaves_no_trace, erasure_requests
 from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.governance.erasure import InvalidUserId, file_erasure_requests, parse_user_ids, scrub_message
 from workdev_pipeline.ingest.ingestor import Ingestor
@@ -344,7 +344,7 @@ def test_the_check_catches_what_is_left(db: str, conn: psycopg.Connection, defs:
     check_only = AssetSelection.checks(AssetCheckKey(ERASURE_REQUESTS, "erasure_leaves_no_trace"))
 
     def verdict() -> tuple[bool, dict]:
-        result = materialize([gdpr_erasure, erasure_leaves_no_trace], selection=check_only, instance=instance,
+        result = materialize([erasure_requests, erasure_leaves_no_trace], selection=check_only, instance=instance,
                              resources=resources)
         evaluation = result.get_asset_check_evaluations()[0]
         return evaluation.passed, evaluation.metadata["places"].value
@@ -580,7 +580,8 @@ def test_the_sensor_files_and_launches_requests_by_id(db: str, conn: psycopg.Con
     request = tick()
     (request_id,) = conn.execute("SELECT request_id FROM gdpr_erasure_requests WHERE requested_by LIKE "
                                  "'UPDATE platform_events%'").fetchone()
-    assert request.run_config["ops"] == {ERASURE_OP: {"config": {"request_ids": [request_id]}}}
+    assert request.run_config["ops"] == {ERASURE_OP: {"config": {"request_ids": [request_id], "dry_run": False,
+                                                                 "reason": "requests filed"}}}
     assert request.tags["workdev/erasure_requests"] == str(request_id)
     assert str(target.user_id) not in json.dumps([request.run_config, request.tags, request.run_key])
     result = defs.resolve_job_def("gdpr_erasure").execute_in_process(instance=instance, run_config=request.run_config,

@@ -171,6 +171,23 @@ def _ingestor(database_url: str | None, lake_uri: str | None):  # -> Ingestor
     return _lake(lake_uri).ingestor(_url(database_url))
 
 
+def _recorded_load(kind: str, database_url: str | None, lake_uri: str | None, launch):  # -> LoadOutcome | None
+    """The outcome of ``launch(runs)`` run on the Dagster instance (:mod:`workdev_pipeline.cli_runs`), read back
+    from what the run recorded; None when no instance is configured (the caller then runs the engine directly)."""
+    from workdev_pipeline.assets.ingestion import DEAD_LETTER_REPLAY, ENRICHED_EVENTS, LAKE_EVENTS
+    from workdev_pipeline.assets.metadata import outcome_from_metadata
+    from workdev_pipeline.cli_runs import configured_dagster_home, recording
+
+    home = configured_dagster_home()
+    if home is None:
+        return None
+    key = {"sweep": ENRICHED_EVENTS, "rebuild": LAKE_EVENTS, "replay": DEAD_LETTER_REPLAY}[kind]
+    with recording(home, _url(database_url), lake_uri) as runs:
+        run = launch(runs)
+    click.echo(f"recorded in Dagster: run {run.run_id} of {run.job_name} (DAGSTER_HOME={home})")
+    return outcome_from_metadata(kind, run.metadata(key))
+
+
 def _report(outcome) -> None:
     days = ", ".join(f"{d}: {n:,}" for d, n in sorted(outcome.days.items())) or "none"
     click.echo(f"{outcome.kind} {outcome.status}: {outcome.events_loaded:,} loaded, {outcome.events_failed:,} "
@@ -195,7 +212,8 @@ def sweep(database_url: str | None, lake_uri: str | None) -> None:
     """Load the pending events into the lake now (what the sensor's runs do): one Delta commit. A transient fault
     (database restarting, lake storage read-only or full) is retried for WORKDEV_RETRY_SECONDS (60); past that, one
     line and exit status 1, the events left pending for the next sweep."""
-    outcome = _ingestor(database_url, lake_uri).sweep(run_id="cli")
+    outcome = _recorded_load("sweep", database_url, lake_uri, lambda runs: runs.run("ingest_events")) \
+        or _ingestor(database_url, lake_uri).sweep(run_id="cli")
     if outcome.status == "busy":
         raise OperationFailed("another sweep or rebuild holds the lake's lock: run the command again once it ends")
     if outcome.status == "failed":
@@ -214,6 +232,13 @@ def rebuild(database_url: str | None, lake_uri: str | None, first: datetime, las
     if last < first:
         raise click.BadParameter(f"--to {last:%Y-%m-%d} is before --from {first:%Y-%m-%d}")
     days = [(first + timedelta(days=i)).date() for i in range((last - first).days + 1)]
+    from workdev_pipeline.assets.ingestion import LAKE_EVENTS
+
+    recorded = _recorded_load("rebuild", database_url, lake_uri, lambda runs: runs.materialize_days(
+        LAKE_EVENTS, [d.isoformat() for d in days]))
+    if recorded:
+        _report(recorded)
+        return
     from tqdm import tqdm
 
     with tqdm(total=len(days), unit="day", desc="rebuild", disable=len(days) < 2) as bar:
@@ -230,7 +255,8 @@ def rebuild(database_url: str | None, lake_uri: str | None, first: datetime, las
 @_lake_option
 def replay(database_url: str | None, lake_uri: str | None) -> None:
     """Send the dead letter (failed events) back through once the cause is fixed."""
-    _report(_ingestor(database_url, lake_uri).replay(run_id="cli"))
+    _report(_recorded_load("replay", database_url, lake_uri, lambda runs: runs.run("replay_failed_events"))
+            or _ingestor(database_url, lake_uri).replay(run_id="cli"))
 
 
 @main.command()
@@ -282,17 +308,13 @@ def status(database_url: str | None, lake_uri: str | None, no_probe: bool) -> No
 @click.option("--port", default=3000, show_default=True)
 def dev(database_url: str | None, host: str, port: int) -> None:
     """Start Dagster (webserver + daemon: the UI, the ingest sensor) on this database and the lake."""
-    import shutil
-
-    from workdev_pipeline.settings import DATABASE_URL_ENV, SQL_DIR, workdev_home
+    from workdev_pipeline.cli_runs import dev_dagster_home, prepare_dagster_home
+    from workdev_pipeline.settings import DATABASE_URL_ENV
 
     env = dict(os.environ)
     env[DATABASE_URL_ENV] = _url(database_url)
-    dagster_home = Path(env.get("DAGSTER_HOME") or workdev_home() / "dagster")
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    instance = dagster_home / "dagster.yaml"
-    if not instance.exists():  # the run queue: a backfill never starves the live sweeps
-        shutil.copyfile(SQL_DIR.parent / "deploy" / "dagster-dev.yaml", instance)
+    dagster_home = prepare_dagster_home(Path(env["DAGSTER_HOME"]) if env.get("DAGSTER_HOME")
+                                        else dev_dagster_home())
     env["DAGSTER_HOME"] = str(dagster_home)
     workspace = dagster_home / "workspace.yaml"  # the code location, named workdev_pipeline wherever this runs
     workspace.write_text(WORKSPACE_YAML)
@@ -326,8 +348,25 @@ def _governed(database_url: str | None, lake_uri: str | None):  # -> (url, [Gove
                                             "Default: now; never the future.")
 def retention(database_url: str | None, lake_uri: str | None, dry_run: bool, as_of: str | None) -> None:
     """Apply the retention policy (the daily 02:00 UTC job): expired events leave PostgreSQL and every warehouse."""
+    from workdev_pipeline.assets.governance import RETENTION_OP, RETENTION_RUNS
+    from workdev_pipeline.cli_runs import configured_dagster_home, recording
+    from workdev_pipeline.governance.common import parse_instant
     from workdev_pipeline.governance.retention import apply_retention
 
+    home = configured_dagster_home()
+    if home is not None:
+        parse_instant(as_of)  # bad input is reported before anything runs
+        config = {"dry_run": dry_run, "as_of": as_of or "", "reason": "workdev-pipeline retention"}
+        with recording(home, _url(database_url), lake_uri) as runs:
+            run = runs.run("apply_retention", run_config={"ops": {RETENTION_OP: {"config": config}}})
+        click.echo(f"recorded in Dagster: run {run.run_id} of {run.job_name} (DAGSTER_HOME={home})")
+        for message in run.messages:
+            click.echo(message)
+        metadata = run.metadata(RETENTION_RUNS)
+        for name in ("postgres_events_by_category", "dead_letter_rows", "bookkeeping_rows", "ledger_hashes_expired"):
+            if name in metadata:
+                click.echo(f"  {name}: {json.dumps(metadata[name].value)}")
+        return
     with _governed(database_url, lake_uri) as (url, warehouses, _, _):
         report = apply_retention(url, warehouses, as_of=as_of, dry_run=dry_run, run_id="cli")
     verb = "would go" if dry_run else "gone"
@@ -363,6 +402,8 @@ def erase(database_url: str | None, lake_uri: str | None, file_only: bool, pendi
     """GDPR erasure: remove these users' personal data (by the catalog's marks) from PostgreSQL, its dead letter,
     other users' references, the lake and every enabled engine, then recompute the closed aggregation periods
     they were counted in."""
+    from workdev_pipeline.assets.governance import ERASURE_OP
+    from workdev_pipeline.cli_runs import configured_dagster_home, recording
     from workdev_pipeline.governance.erasure import erase_requests, file_erasure_requests, parse_user_ids
     from workdev_pipeline.governance.reaggregation import reaggregate_erasures
 
@@ -373,6 +414,16 @@ def erase(database_url: str | None, lake_uri: str | None, file_only: bool, pendi
     request_ids = file_erasure_requests(url, ids) if ids else None
     if file_only:
         click.echo(f"filed request(s) #{', #'.join(map(str, request_ids or []))}")
+        return
+    home = configured_dagster_home()
+    if home is not None:  # run by request id: the run's config and tags name requests, never users
+        config = {"request_ids": request_ids or [], "reason": "workdev-pipeline erase"}
+        tags = {"workdev/erasure_requests": ",".join(map(str, request_ids))} if request_ids else {}
+        with recording(home, url, lake_uri) as runs:
+            run = runs.run("gdpr_erasure", run_config={"ops": {ERASURE_OP: {"config": config}}}, tags=tags)
+        click.echo(f"recorded in Dagster: run {run.run_id} of {run.job_name} (DAGSTER_HOME={home})")
+        for message in run.messages:
+            click.echo(message)
         return
     with _governed(database_url, lake_uri) as (url, warehouses, lake, remote):
         batch = erase_requests(url, request_ids, warehouses)

@@ -21,12 +21,12 @@ from workdev_pipeline.assets.engines import REMOTE_ENGINES, engine_definitions
 from workdev_pipeline.assets.governance import (
     erasure_job,
     erasure_leaves_no_trace,
-    event_retention,
-    gdpr_erasure,
+    erasure_requests,
     retention_enforced,
     retention_job,
+    retention_runs,
 )
-from workdev_pipeline.assets.ingestion import dead_letter_replay, enriched_events, incoming_events
+from workdev_pipeline.assets.ingestion import dead_letter_replay, enriched_events, incoming_events, replay_job
 from workdev_pipeline.assets.lake import lake_events
 from workdev_pipeline.assets.maintenance import lake_maintenance, lake_maintenance_job
 from workdev_pipeline.assets.metrics import realtime_metrics
@@ -45,7 +45,7 @@ from workdev_pipeline.schedules.metrics import (
     refresh_metrics_job,
     refresh_metrics_schedule,
 )
-from workdev_pipeline.schedules.sensors import check_lake_job, ingest_job, ingest_sensor, replay_job
+from workdev_pipeline.schedules.sensors import check_lake_job, ingest_job, ingest_sensor
 from workdev_pipeline.schedules.status import status_sensor
 from workdev_pipeline.settings import DATABASE_URL_ENV
 
@@ -73,7 +73,7 @@ def build_definitions(resource_defs: dict[str, object] | None = None) -> Definit
     engines = [engine_definitions(name) for name in REMOTE_ENGINES if name in resource_defs]
     return Definitions(
         assets=[incoming_events, enriched_events, dead_letter_replay, lake_events, lake_maintenance, realtime_metrics,
-                *aggregation_assets, event_retention, gdpr_erasure, pipeline_status,
+                *aggregation_assets, retention_runs, erasure_requests, pipeline_status,
                 *(a for e in engines for a in e.assets)],
         asset_checks=[reconciles_with_postgres, no_duplicate_event_ids, parquet_schema_matches, day_files_decode,
                       pending_backlog_fresh, retention_enforced, erasure_leaves_no_trace, *aggregation_checks,

@@ -1,33 +1,39 @@
 """Governance: the retention policy (a run daily at 02:00 UTC, see ``schedules/governance.py``) and GDPR erasure
-requests (run by request id, launched by a sensor as they are filed), each with the check that proves it."""
+requests (run by request id, launched by a sensor as they are filed), each an op job with typed config (dry run,
+reason) that records its work on a non-materializable asset and then evaluates the check that proves it."""
 
 
 from collections.abc import Iterator
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetExecutionContext,
     AssetKey,
     AssetMaterialization,
     AssetObservation,
-    AssetSelection,
+    AssetSpec,
     Config,
     Failure,
-    MaterializeResult,
+    In,
     MetadataValue,
-    asset,
+    Nothing,
+    OpExecutionContext,
+    Out,
+    Output,
     asset_check,
-    define_asset_job,
+    job,
+    op,
 )
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, LAKE_EVENTS
+from workdev_pipeline.assets.operator_runs import operator_metadata, reason_field
 from workdev_pipeline.assets.partitions import partition_exists
 from workdev_pipeline.governance.common import GovernanceInputError
-from workdev_pipeline.governance.erasure import ErasureBatch, erase_requests, verify_erasures
+from workdev_pipeline.governance.erasure import ErasureBatch, erase_requests, planned_requests, verify_erasures
 from workdev_pipeline.governance.reaggregation import Reaggregation, reaggregate_erasures
 from workdev_pipeline.governance.retention import RetentionReport, apply_retention, verify_retention
 from workdev_pipeline.governance.run_storage import search_run_storage
@@ -37,8 +43,13 @@ from workdev_pipeline.schedules.run_queue import OPERATOR_PRIORITY, priority_tag
 
 RETENTION_RUNS = AssetKey(["postgres", "retention_runs"])
 ERASURE_REQUESTS = AssetKey(["postgres", "gdpr_erasure_requests"])
-RETENTION_OP = RETENTION_RUNS.to_python_identifier()
-ERASURE_OP = ERASURE_REQUESTS.to_python_identifier()
+#: The ops that take the jobs' config (``{"ops": {RETENTION_OP: {"config": ...}}}``).
+RETENTION_OP = "apply_retention_policy"
+ERASURE_OP = "erase_requests"
+def check_evaluation(key: AssetKey, name: str, result: AssetCheckResult) -> AssetCheckEvaluation:
+    """A check's result as the event an operator job logs after its work (the check also runs on its own)."""
+    return AssetCheckEvaluation(asset_key=key, check_name=name, passed=result.passed, metadata=result.metadata,
+                                severity=result.severity, description=result.description)
 
 
 # -- retention ---------------------------------------------------------------------------------------------------
@@ -48,6 +59,7 @@ class RetentionConfig(Config):
                                                      "change nothing.")
     as_of: str = Field(default="", description="The instant the policy is applied as of (ISO 8601; naive means "
                                                "UTC). Empty: now. Never in the future.")
+    reason: str = reason_field()
 
 
 def retention_metadata(report: RetentionReport) -> dict[str, Any]:
@@ -86,21 +98,26 @@ def retention_metadata(report: RetentionReport) -> dict[str, Any]:
     return meta
 
 
-@asset(
-    key=RETENTION_RUNS,
+retention_runs = AssetSpec(
+    RETENTION_RUNS,
     deps=[INCOMING_EVENTS, LAKE_EVENTS],
     group_name="governance",
     kinds={"postgres", "deltalake"},
-    output_required=False,
-    description="The retention policy applied (the seed's daily 02:00 job): every event older than its type's "
-                "event_schemas.retention_days (transaction and content 7 years, user activity 2, interaction 1) "
-                "leaves PostgreSQL -- whole monthly partitions detached and dropped when all of them expired, rows "
-                "deleted otherwise, with their dead-letter and bookkeeping rows -- from the lake (one Delta DELETE, "
-                "then a vacuum) and from every enabled engine (DELETE in the engine). One row of retention_runs per "
-                "run. Config dry_run: only report what would go (an observation; nothing is materialized).",
+    description="The retention policy applied (the seed's daily 02:00 job), recorded by the apply_retention job "
+                "(never materialized from the graph: run the job, or `workdev-pipeline retention`): every event "
+                "older than its type's event_schemas.retention_days (transaction and content 7 years, user "
+                "activity 2, interaction 1) leaves PostgreSQL -- whole monthly partitions detached and dropped when "
+                "all of them expired, rows deleted otherwise, with their dead-letter and bookkeeping rows -- from "
+                "the lake (one Delta DELETE, then a vacuum) and from every enabled engine (DELETE in the engine). "
+                "One row of retention_runs per run. Config dry_run: only report what would go (an observation).",
 )
-def event_retention(context: AssetExecutionContext, config: RetentionConfig, postgres: PostgresResource,
-                    warehouses: EnabledWarehouses) -> Iterator[Any]:
+
+
+@op(name=RETENTION_OP, out=Out(Nothing, is_required=False), tags={"kind": "postgres"},
+    description="Apply the retention policy (config: dry_run, as_of, reason) and record it on "
+                "postgres/retention_runs; a dry run only observes it (and its check does not run).")
+def apply_retention_policy(context: OpExecutionContext, config: RetentionConfig, postgres: PostgresResource,
+                           warehouses: EnabledWarehouses) -> Iterator[Output]:
     url = postgres.url()
     try:
         report = apply_retention(url, warehouses.governed(url), as_of=config.as_of or None,
@@ -111,9 +128,9 @@ def event_retention(context: AssetExecutionContext, config: RetentionConfig, pos
     context.log.info(f"retention as of {report.as_of.isoformat()}{' (dry run)' if report.dry_run else ''}: "
                      f"PostgreSQL {totals}; {len(report.partitions_dropped)} partition(s) "
                      f"{'to drop' if report.dry_run else 'dropped'}")
-    metadata = retention_metadata(report)
+    metadata = {**retention_metadata(report), **operator_metadata(report.dry_run, config.reason)}
     if report.dry_run:
-        yield AssetObservation(asset_key=RETENTION_RUNS, metadata=metadata)
+        context.log_event(AssetObservation(asset_key=RETENTION_RUNS, metadata=metadata))
         return
     # Observed, not materialized: a materialization would make the aggregations of those days stale, and their
     # automation would recompute them without the expired events. Aggregates hold no personal data and outlive
@@ -126,13 +143,12 @@ def event_retention(context: AssetExecutionContext, config: RetentionConfig, pos
                     asset_key=LAKE_EVENTS, partition=day.isoformat(),
                     description="removed by retention" if day in removed else "expired events removed",
                     metadata={"mode": "retention", "removed": MetadataValue.bool(day in removed)}))
-    yield MaterializeResult(metadata=metadata)
+    context.log_event(AssetMaterialization(asset_key=RETENTION_RUNS, metadata=metadata))
+    yield Output(None)
 
 
-@asset_check(asset=RETENTION_RUNS, description="Nothing older than its policy remains, as of the last applied "
-             "run: no expired event in PostgreSQL's store or dead letter, no partition wholly before the longest "
-             "retention, no expired row in the warehouse.")
-def retention_enforced(postgres: PostgresResource, warehouses: EnabledWarehouses) -> AssetCheckResult:
+def retention_verdict(postgres: PostgresResource, warehouses: EnabledWarehouses) -> AssetCheckResult:
+    """Nothing older than its policy remains, as of the last applied run."""
     url = postgres.url()
     found = verify_retention(url, warehouses.governed(url))
     if found.as_of is None:
@@ -149,12 +165,36 @@ def retention_enforced(postgres: PostgresResource, warehouses: EnabledWarehouses
     })
 
 
+@asset_check(asset=RETENTION_RUNS, description="Nothing older than its policy remains, as of the last applied "
+             "run: no expired event in PostgreSQL's store or dead letter, no partition wholly before the longest "
+             "retention, no expired row in the warehouse.")
+def retention_enforced(postgres: PostgresResource, warehouses: EnabledWarehouses) -> AssetCheckResult:
+    return retention_verdict(postgres, warehouses)
+
+
+@op(ins={"applied": In(Nothing)}, description="Check that nothing expired remains (the check retention_enforced).")
+def verify_retention_policy(context: OpExecutionContext, postgres: PostgresResource,
+                            warehouses: EnabledWarehouses) -> None:
+    context.log_event(check_evaluation(RETENTION_RUNS, "retention_enforced", retention_verdict(postgres, warehouses)))
+
+
 # -- erasure -----------------------------------------------------------------------------------------------------
 
 class ErasureConfig(Config):
     request_ids: list[int] = Field(default_factory=list, description="The erasure requests to run, by id (file "
                                    "them with `workdev-pipeline erase --file-only USER_ID`; the seed's GDPR "
                                    "statement files its own). Empty: every open request. Never a user id.")
+    dry_run: bool = Field(default=False, description="Only report which open requests would run; change nothing.")
+    reason: str = reason_field()
+
+    @field_validator("request_ids")
+    @classmethod
+    def _request_ids(cls, value: list[int]) -> list[int]:
+        bad = [v for v in value if v < 1]
+        if bad:
+            raise ValueError(f"request ids are positive numbers (gdpr_erasure_requests.request_id), got {bad[0]}: "
+                             "file a request with `workdev-pipeline erase --file-only USER_ID` and give its id")
+        return list(dict.fromkeys(value))
 
 
 def erasure_metadata(batch: ErasureBatch, reaggregation: Reaggregation | None = None) -> dict[str, Any]:
@@ -201,13 +241,14 @@ def erasure_metadata(batch: ErasureBatch, reaggregation: Reaggregation | None = 
     return meta
 
 
-@asset(
-    key=ERASURE_REQUESTS,
+erasure_requests = AssetSpec(
+    ERASURE_REQUESTS,
     deps=[INCOMING_EVENTS, LAKE_EVENTS],
     group_name="governance",
     kinds={"postgres", "deltalake"},
-    description="GDPR erasure requests, run by request id (the gdpr_erasure_requests_sensor launches every open "
-                "one; file them with `workdev-pipeline erase --file-only USER_ID` or the seed's statement): each "
+    description="GDPR erasure requests, recorded by the gdpr_erasure job (never materialized from the graph: the "
+                "gdpr_erasure_requests_sensor launches it for every open request; file them with `workdev-pipeline "
+                "erase --file-only USER_ID` or the seed's statement; runs name request ids only): each "
                 "user's personal data removed by the catalog's marks at any depth in PostgreSQL (own events, "
                 "logged-out events of their sessions, other users' references replaced by a pseudonym), dead-letter "
                 "messages scrubbed, the profile deleted, the lake's and engines' copies rewritten, then the closed "
@@ -218,10 +259,23 @@ def erasure_metadata(batch: ErasureBatch, reaggregation: Reaggregation | None = 
                 "of the values (never the values) and the days/hours re-aggregated. An unknown user is a no-op, "
                 "reported; running it twice is harmless.",
 )
-def gdpr_erasure(context: AssetExecutionContext, config: ErasureConfig, postgres: PostgresResource,
-                 warehouses: EnabledWarehouses) -> MaterializeResult:
+
+
+@op(name=ERASURE_OP, out=Out(Nothing, is_required=False), tags={"kind": "postgres"},
+    description="Run erasure requests by id (config: request_ids, dry_run, reason) and record them on "
+                "postgres/gdpr_erasure_requests; a dry run only observes which would run (and its check does not "
+                "run).")
+def run_erasure_requests(context: OpExecutionContext, config: ErasureConfig, postgres: PostgresResource,
+                         warehouses: EnabledWarehouses) -> Iterator[Output]:
     url = postgres.url()
     try:
+        if config.dry_run:
+            planned = planned_requests(url, config.request_ids or None)
+            context.log.info(f"dry run: {len(planned)} open request(s) would run"
+                             + (f": #{', #'.join(map(str, planned))}" if planned else ""))
+            context.log_event(AssetObservation(asset_key=ERASURE_REQUESTS, metadata={
+                "requests_planned": MetadataValue.json(planned), **operator_metadata(True, config.reason)}))
+            return
         batch = erase_requests(url, config.request_ids or None, warehouses.governed(url), run_id=context.run.run_id)
     except GovernanceInputError as exc:
         raise Failure(description=str(exc)) from None
@@ -233,31 +287,31 @@ def gdpr_erasure(context: AssetExecutionContext, config: ErasureConfig, postgres
                 context.log_event(AssetMaterialization(
                     asset_key=LAKE_EVENTS, partition=day.isoformat(), description="rows of erased users rewritten",
                     metadata={"mode": "erasure", "rows": MetadataValue.int(rows)}))
+    reason = operator_metadata(False, config.reason)
     try:
         reaggregation = reaggregate_erasures(url, warehouses.lake.location(), engines=warehouses.remote())
     except Exception as exc:  # the erasure itself is done and recorded: its requests stay pending for the next run,
         # and the aggregations' automation recomputes the rewritten days' periods at its next :05 all the same
         context.log.error(f"recomputing the erased users' aggregation periods failed: {type(exc).__name__}: {exc}")
-        metadata = erasure_metadata(batch)
+        metadata = {**erasure_metadata(batch), **reason}
         metadata["aggregation_error"] = MetadataValue.text(f"{type(exc).__name__}: {exc}"[:2000])
-        return MaterializeResult(metadata=metadata)
+        context.log_event(AssetMaterialization(asset_key=ERASURE_REQUESTS, metadata=metadata))
+        yield Output(None)
+        return
     if reaggregation.request_ids:
         counts = ", ".join(f"{len(p)} {t}" for t, p in reaggregation.periods.items() if p) or "no closed"
         context.log.info(f"aggregations of request(s) #{', #'.join(map(str, reaggregation.request_ids))} "
                          f"recomputed: {counts} period(s) in {reaggregation.seconds:.2f} s")
-    return MaterializeResult(metadata=erasure_metadata(batch, reaggregation))
+    context.log_event(AssetMaterialization(asset_key=ERASURE_REQUESTS,
+                                           metadata={**erasure_metadata(batch, reaggregation), **reason}))
+    yield Output(None)
 
 
-@asset_check(asset=ERASURE_REQUESTS, description="No trace of any erased user anywhere: their id and every value "
-             "the ledger hashed (emails, phones, addresses, names, sessions, devices) looked for in every string of "
-             "PostgreSQL (store, profiles, dead letter), of every store (the lake's files and log, each engine) and "
-             "of Dagster's run storage; no (IP address, user agent) pair of theirs on a row without a user; no "
-             "erasure work left queued. Fails with the places found.")
-def erasure_leaves_no_trace(context: AssetCheckExecutionContext, postgres: PostgresResource,
-                            warehouses: EnabledWarehouses) -> AssetCheckResult:
+def erasure_verdict(instance: Any, postgres: PostgresResource, warehouses: EnabledWarehouses) -> AssetCheckResult:
+    """No trace of any erased user anywhere, Dagster's run storage (of ``instance``) included."""
     url = postgres.url()
     found = verify_erasures(url, warehouses.governed(url),
-                            run_storage=lambda search: search_run_storage(context.instance, search))
+                            run_storage=lambda search: search_run_storage(instance, search))
     places = found.places()
     return AssetCheckResult(
         passed=found.passed,
@@ -272,14 +326,37 @@ def erasure_leaves_no_trace(context: AssetCheckExecutionContext, postgres: Postg
         })
 
 
+@asset_check(asset=ERASURE_REQUESTS, description="No trace of any erased user anywhere: their id and every value "
+             "the ledger hashed (emails, phones, addresses, names, sessions, devices) looked for in every string of "
+             "PostgreSQL (store, profiles, dead letter), of every store (the lake's files and log, each engine) and "
+             "of Dagster's run storage; no (IP address, user agent) pair of theirs on a row without a user; no "
+             "erasure work left queued. Fails with the places found.")
+def erasure_leaves_no_trace(context: AssetCheckExecutionContext, postgres: PostgresResource,
+                            warehouses: EnabledWarehouses) -> AssetCheckResult:
+    return erasure_verdict(context.instance, postgres, warehouses)
+
+
+@op(ins={"erased": In(Nothing)}, description="Check that no erased user left a trace (the check "
+    "erasure_leaves_no_trace).")
+def verify_erasure_requests(context: OpExecutionContext, postgres: PostgresResource,
+                            warehouses: EnabledWarehouses) -> None:
+    context.log_event(check_evaluation(ERASURE_REQUESTS, "erasure_leaves_no_trace",
+                                       erasure_verdict(context.instance, postgres, warehouses)))
+
+
 # -- jobs --------------------------------------------------------------------------------------------------------
+# Op jobs, not asset jobs: no "Materialize all" of the asset graph can select them; what they did is recorded on
+# their (non-materializable) assets, and their checks are evaluated after the work.
 
-retention_job = define_asset_job(
-    "apply_retention", selection=AssetSelection.assets(RETENTION_RUNS),
-    description="Apply the retention policy (config dry_run: report only) and check nothing expired remains.",
-    tags=priority_tags(OPERATOR_PRIORITY))
+@job(name="apply_retention", tags=priority_tags(OPERATOR_PRIORITY),
+     description="Apply the retention policy (config: dry_run to report only, as_of, reason) and check nothing "
+                 "expired remains.")
+def retention_job() -> None:
+    verify_retention_policy(apply_retention_policy())
 
-erasure_job = define_asset_job(
-    "gdpr_erasure", selection=AssetSelection.assets(ERASURE_REQUESTS),
-    description="Run erasure requests (config: request_ids; empty: every open one) and check no trace remains.",
-    tags=priority_tags(OPERATOR_PRIORITY))
+
+@job(name="gdpr_erasure", tags=priority_tags(OPERATOR_PRIORITY),
+     description="Run erasure requests (config: request_ids, empty for every open one; dry_run; reason) and check "
+                 "no trace remains.")
+def erasure_job() -> None:
+    verify_erasure_requests(run_erasure_requests())

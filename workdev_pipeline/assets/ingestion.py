@@ -14,25 +14,38 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetMaterialization,
+    AssetObservation,
     AssetSpec,
+    Config,
     Failure,
     MaterializeResult,
     MetadataValue,
+    OpExecutionContext,
     asset,
+    in_process_executor,
+    job,
+    op,
 )
+from pydantic import Field
 
 from workdev_pipeline.assets.check_records import evaluations
 from workdev_pipeline.assets.day_checks import LAKE_DAY_CHECKS, lake_verdicts
 from workdev_pipeline.assets.metadata import outcome_metadata
+from workdev_pipeline.assets.operator_runs import operator_metadata, reason_field
 from workdev_pipeline.assets.partitions import partition_exists
 from workdev_pipeline.governance.redaction import redact_message
+from workdev_pipeline.ingest.backlog import Backlog
 from workdev_pipeline.ingest.ingestor import LoadOutcome
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
+from workdev_pipeline.schedules.run_queue import OPERATOR_PRIORITY, priority_tags
 
 INCOMING_EVENTS = AssetKey(["postgres", "platform_events"])
 ENRICHED_EVENTS = AssetKey(["pipeline", "enriched_events"])
 LAKE_EVENTS = AssetKey(["lake", "platform_events"])
+DEAD_LETTER_REPLAY = AssetKey(["pipeline", "dead_letter_replay"])
+#: The op that takes the replay job's config.
+REPLAY_OP = "replay_dead_letter"
 
 incoming_events = AssetSpec(
     INCOMING_EVENTS,
@@ -56,7 +69,7 @@ def _day_partitions(outcome: LoadOutcome, mode: str) -> Iterator[AssetMaterializ
                                        description=f"{mode} of {rows:,} rows", metadata=metadata)
 
 
-def _day_checks(context: AssetExecutionContext, postgres: PostgresResource, lake: LakeResource,
+def _day_checks(context: AssetExecutionContext | OpExecutionContext, postgres: PostgresResource, lake: LakeResource,
                 outcome: LoadOutcome, since: int | None = None) -> Iterator[AssetCheckEvaluation]:
     """The lake's per-day checks of the days ``outcome`` wrote, each recorded against its day (after the day's
     materialization, which it is about). ``since``: the lake's version before a sweep, whose deep check decodes the
@@ -112,17 +125,44 @@ def enriched_events(context: AssetExecutionContext, postgres: PostgresResource, 
     yield MaterializeResult(metadata=outcome_metadata(outcome))
 
 
-@asset(
-    key=["pipeline", "dead_letter_replay"],
+dead_letter_replay = AssetSpec(
+    DEAD_LETTER_REPLAY,
     deps=[ENRICHED_EVENTS],
     group_name="ingestion",
     kinds={"python"},
-    description="Materialize to send the dead letter (failed events) back through once the cause is fixed: "
-                "events that pass now are loaded (their days rebuilt, exactly once), the rest stay failed.",
+    description="The dead letter (failed events) sent back through once the cause is fixed, recorded by the "
+                "replay_failed_events job (never materialized from the graph: run the job, or `workdev-pipeline "
+                "replay`): events that pass now are loaded (their days rebuilt, exactly once), the rest stay failed.",
 )
-def dead_letter_replay(context: AssetExecutionContext, postgres: PostgresResource,
-                       lake: LakeResource) -> Iterator[Any]:
+
+
+class ReplayConfig(Config):
+    dry_run: bool = Field(default=False, description="Only report how many dead-lettered events would be tried "
+                                                     "again; change nothing.")
+    reason: str = reason_field()
+
+
+@op(name=REPLAY_OP, description="Send the dead letter back through (config: dry_run, reason) and record it on "
+                               "pipeline/dead_letter_replay.")
+def replay_dead_letter(context: OpExecutionContext, config: ReplayConfig, postgres: PostgresResource,
+                       lake: LakeResource) -> None:
+    reason = operator_metadata(config.dry_run, config.reason)
+    if config.dry_run:
+        with postgres.connection() as conn:
+            failed = Backlog.read(conn, lake.consumer).failed
+        context.log.info(f"dry run: {failed:,} dead-lettered event(s) would be tried again")
+        context.log_event(AssetObservation(asset_key=DEAD_LETTER_REPLAY, metadata={
+            "dead_letter": MetadataValue.int(failed), **reason}))
+        return
     outcome = lake.ingestor(postgres.url()).replay(run_id=context.run.run_id)
-    yield from _day_partitions(outcome, "replay")
-    yield from _day_checks(context, postgres, lake, outcome)
-    yield MaterializeResult(metadata=outcome_metadata(outcome))
+    for event in (*_day_partitions(outcome, "replay"), *_day_checks(context, postgres, lake, outcome)):
+        context.log_event(event)
+    context.log_event(AssetMaterialization(asset_key=DEAD_LETTER_REPLAY,
+                                           metadata={**outcome_metadata(outcome), **reason}))
+
+
+# One step, in the run's worker process, like the sweeps (see ``schedules/sensors.py``).
+@job(name="replay_failed_events", executor_def=in_process_executor, tags=priority_tags(OPERATOR_PRIORITY),
+     description="Send the dead letter back through once the cause is fixed (config: dry_run, reason).")
+def replay_job() -> None:
+    replay_dead_letter()

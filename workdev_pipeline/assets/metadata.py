@@ -4,6 +4,8 @@ messages with their values redacted (:mod:`workdev_pipeline.governance.redaction
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 from dagster import MetadataValue
@@ -23,6 +25,7 @@ def outcome_metadata(outcome: LoadOutcome, engine: str = "lake") -> dict[str, An
         "events_per_second": MetadataValue.float(round(outcome.events_per_second, 1)),
         "retries": MetadataValue.int(outcome.retries),
         "days_written": MetadataValue.int(len(outcome.days)),
+        "rows_by_day": MetadataValue.json({d.isoformat(): n for d, n in sorted(outcome.days.items())}),
     }
     if outcome.sweep_id is not None:
         meta["sweep_id"] = MetadataValue.int(outcome.sweep_id)
@@ -45,6 +48,22 @@ def outcome_metadata(outcome: LoadOutcome, engine: str = "lake") -> dict[str, An
         lines += [""] + [f"- {redact_message(n)}" for n in outcome.notes]
     meta["preview"] = MetadataValue.md("\n".join(lines))
     return meta
+
+
+def outcome_from_metadata(kind: str, metadata: Mapping[str, Any]) -> LoadOutcome:
+    """The figures of a load back from its materialization's metadata (what a command prints after running the
+    load as a Dagster run): status, counts, bytes, seconds, rows per day, lake version."""
+
+    def value(name: str, default: Any = None) -> Any:
+        entry = metadata.get(name)
+        return default if entry is None else getattr(entry, "value", entry)
+
+    version = value("lake_version")
+    return LoadOutcome(status=value("status", "loaded"), kind=kind, events_loaded=value("rows_loaded", 0),
+                       events_failed=value("rows_failed", 0), bytes_written=value("bytes_written", 0),
+                       seconds=value("seconds", 0.0), lake_version=version, retries=value("retries", 0),
+                       days={date.fromisoformat(d): n for d, n in value("rows_by_day", {}).items()},
+                       error=value("error"))
 
 
 def _cell(text: str) -> str:

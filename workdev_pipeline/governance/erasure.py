@@ -187,6 +187,24 @@ def open_request_ids(database_url: str) -> list[int]:
         return [r[0] for r in conn.execute(query("governance/open_erasures"), {"request_ids": None})]
 
 
+def planned_requests(database_url: str, request_ids: Sequence[int] | None) -> list[int]:
+    """The open requests a run of ``request_ids`` (``None``: every open one) would erase, changing nothing (the
+    erasure job's dry run): an unknown id is an :class:`UnknownRequest`, as in :func:`erase_requests`."""
+    wanted = None if request_ids is None else [int(r) for r in request_ids]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        if wanted is not None:
+            _check_known(conn, wanted)
+        return [r[0] for r in conn.execute(query("governance/open_erasures"), {"request_ids": wanted})]
+
+
+def _check_known(conn: psycopg.Connection, request_ids: list[int]) -> None:
+    known = {r[0] for r in conn.execute(query("governance/known_requests"), {"request_ids": request_ids})}
+    missing = sorted(set(request_ids) - known)
+    if missing:
+        raise UnknownRequest(f"no erasure request #{', #'.join(map(str, missing))} in the ledger: file one "
+                             "with `workdev-pipeline erase USER_ID`")
+
+
 def erase_users(database_url: str, user_ids: Sequence[str], warehouses: Sequence[GovernedWarehouse] = (), *,
                 requested_by: str = "cli", run_id: str | None = None) -> ErasureBatch:
     """File a request per user and run them (see the module's documentation)."""
@@ -207,11 +225,7 @@ def erase_requests(database_url: str, request_ids: Sequence[int] | None, warehou
         wanted = None if request_ids is None else [int(r) for r in request_ids]
         todo = conn.execute(query("governance/open_erasures"), {"request_ids": wanted}).fetchall()
         if wanted is not None:
-            known = {r[0] for r in conn.execute(query("governance/known_requests"), {"request_ids": wanted})}
-            missing = sorted(set(wanted) - known)
-            if missing:
-                raise UnknownRequest(f"no erasure request #{', #'.join(map(str, missing))} in the ledger: file one "
-                                     "with `workdev-pipeline erase USER_ID`")
+            _check_known(conn, wanted)
         for request_id, user_id, pseudonym, postgres_done in todo:
             if postgres_done:  # a run that failed in a store: PostgreSQL's part stands, the stores' work is queued
                 batch.results.append(ErasureResult(request_id, user_id, "running"))

@@ -39,12 +39,14 @@ def retention_schedule(context: ScheduleEvaluationContext) -> RunRequest:
     as_of = tick.astimezone(UTC).replace(microsecond=0)
     return RunRequest(
         run_key=f"retention-{as_of:%Y-%m-%d}",
-        run_config=RunConfig(ops={RETENTION_OP: RetentionConfig(as_of=as_of.isoformat())}),
+        run_config=RunConfig(ops={RETENTION_OP: RetentionConfig(as_of=as_of.isoformat(),
+                                                                      reason="the daily retention schedule")}),
         tags={"workdev/trigger": "retention_schedule", "workdev/as_of": as_of.isoformat()},
     )
 
 
-@sensor(job=erasure_job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
+# by name: a sensor holding an op job that needs resources is rebuilt by Dagster at load, printing a BetaWarning
+@sensor(job_name=erasure_job.name, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
         description="Every minute: files requests for the users the seed's GDPR statement anonymised through the "
                     "platform_events view, and launches a gdpr_erasure run for the open requests (by request id: "
                     "no user id reaches run config or tags).")
@@ -55,5 +57,5 @@ def gdpr_erasure_requests_sensor(context: SensorEvaluationContext,
         return SkipReason("no open erasure request")
     label = ",".join(map(str, ids))
     return RunRequest(run_key=f"erasure-{label}",
-                      run_config=RunConfig(ops={ERASURE_OP: ErasureConfig(request_ids=ids)}),
+                      run_config=RunConfig(ops={ERASURE_OP: ErasureConfig(request_ids=ids, reason="requests filed")}),
                       tags={"workdev/trigger": "gdpr_erasure_requests_sensor", "workdev/erasure_requests": label})

@@ -7,7 +7,6 @@ for a rebuild) and no sweep is already queued or running -- after a sweep failed
 import json
 
 from dagster import (
-    AssetKey,
     AssetObservation,
     AssetSelection,
     DefaultSensorStatus,
@@ -26,7 +25,7 @@ from workdev_pipeline.assets.ingestion import ENRICHED_EVENTS, INCOMING_EVENTS, 
 from workdev_pipeline.ingest.backlog import Backlog
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
-from workdev_pipeline.schedules.run_queue import OPERATOR_PRIORITY, SWEEP_PRIORITY, in_flight, priority_tags
+from workdev_pipeline.schedules.run_queue import SWEEP_PRIORITY, in_flight, priority_tags
 from workdev_pipeline.status import Limits
 
 # One step each, run inside the run's worker process (in_process_executor), not in a child of it: a killed run
@@ -34,10 +33,6 @@ from workdev_pipeline.status import Limits
 # sweep and reports success inside a run marked failed -- and a run starts one Python process fewer.
 ingest_job = define_asset_job("ingest_events", selection=[ENRICHED_EVENTS], executor_def=in_process_executor,
                               description="One sweep: pending events -> validated, enriched day partitions.")
-replay_job = define_asset_job("replay_failed_events", selection=[AssetKey(["pipeline", "dead_letter_replay"])],
-                              executor_def=in_process_executor,
-                              description="Send the dead letter back through once the cause is fixed.",
-                              tags=priority_tags(OPERATOR_PRIORITY))
 
 check_lake_job = define_asset_job(
     "check_lake_days", selection=AssetSelection.checks_for_assets(LAKE_EVENTS),
