@@ -187,6 +187,30 @@ def test_a_read_only_lake_under_a_sweep_is_one_line_exit_1(db: str, tmp_path: Pa
         assert "Read-only file system" in line and "stay pending" in line, line
 
 
+def test_retention_on_a_read_only_lake_is_one_line_exit_1(db: str, tmp_path: Path) -> None:
+    """Retention's deletes are written by delta-rs's own Parquet writer, whose failure on a read-only disk printed
+    object_store's `Already shut down` panic once per writer thread: the lake's writability is checked first."""
+    from tests.faults import lake_mount
+    from tests.ingest_helpers import demo
+
+    root = tmp_path / "mnt"
+    with lake_mount(root) as mount:
+        env = {**os.environ, "WORKDEV_DATABASE_URL": db, "WORKDEV_LAKE_URI": str(root / "lake")}
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([str(CLI), *args], capture_output=True, text=True, env=env, timeout=120,
+                                  check=False)
+
+        demo(db, 3_000, days=4)
+        assert cli("sweep").returncode == 0
+        with psycopg.connect(db) as conn:  # interaction events kept 2 days: some of each lake day to delete
+            conn.execute("UPDATE event_schemas SET retention_days = 2 WHERE event_category = 'interaction'")
+        assert "to rewrite" in cli("retention", "--dry-run").stdout
+        mount.read_only()
+        line = _one_error_line(cli("retention"), 1)
+        assert "read-only" in line, line
+
+
 def test_bad_input_is_one_line_exit_2(db: str) -> None:
     user = str(uuid.uuid4())
     for command, said in ((["emit", "user.login", "--user-id", user, "--data", "{method"], "not JSON"),

@@ -183,6 +183,7 @@ class EventLake(LakeTable):
         if table is None:
             return {"num_deleted_rows": 0}
         self.clean_staging()
+        self.check_writable()
         return table.delete(predicate, writer_properties=writer_properties(days))
 
     def _write(self, tables: Iterable[pa.Table], mode: str, transactions: list[Transaction],

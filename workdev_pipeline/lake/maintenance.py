@@ -184,6 +184,7 @@ def maintain(lake: EventLake, *, vacuum_retention_hours: float | None = None,
         if days:
             step = time.perf_counter()
             with lock.held():
+                lake.check_writable()
                 table.update_incremental()
                 optimizer = table.optimize
                 filters = [(PARTITION_COLUMN, "in", [d.isoformat() for d in days])]

@@ -4,6 +4,8 @@ gained), its version, and vacuum."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import ClassVar
 
 import pyarrow as pa
@@ -50,6 +52,22 @@ class LakeTable:
             table = self.table()
             assert table is not None
         return table
+
+    def check_writable(self) -> None:
+        """Raise the file system's own error (read-only, full, not permitted) before a write by delta-rs's Parquet
+        writer (retention's deletes, compaction) starts, for a table on this machine: that writer, failing
+        mid-write, lets object_store's ``BufWriter`` panic (``Already shut down``) on its runtime's threads -- one
+        Rust panic message per thread on stderr, besides the error it returns. A table in object storage is left
+        to the write (a probe proves little there)."""
+        root = self.location.local_path(self.NAME)
+        if root is None or not os.path.isdir(root):
+            return
+        fd, probe = tempfile.mkstemp(prefix="_write_probe_", dir=root)  # "_": never read as table data
+        try:
+            os.write(fd, b"\0")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
 
     def version(self) -> int | None:
         table = self.table()
