@@ -189,3 +189,14 @@ def test_deep_nesting_agrees_with_the_reference(validator: SchemaValidator, dept
     text = f'{{"title": "x", "budget": {budget}, "project_type": "fixed", "z": {"[" * depth}{"]" * depth}}}'
     got = validator.validate(pa.array(["project.created"]), pa.array([text])).to_pylist()
     assert got == [validator.reference("project.created", text)]
+
+
+@pytest.mark.parametrize("every", [1, 2, 997])
+def test_large_batches_with_type_errors_agree_with_the_reference(validator: SchemaValidator, every: int) -> None:
+    """A failed read is read again in chunks (or, where errors are everywhere, left to the reference): every row
+    still gets its own verdict, in place."""
+    data = [json.dumps({"title": f"t{i}", "budget": str(i) if i % every == 0 else i - 1000, "project_type": "fixed"})
+            for i in range(3_000)]
+    got = validator.validate(pa.array(["project.created"] * len(data)), pa.array(data)).to_pylist()
+    assert got == [validator.reference("project.created", d) for d in data]
+    assert sum(m is not None for m in got) == 3_000 if every == 1 else sum(m is not None for m in got) > 1_000

@@ -35,7 +35,7 @@ __all__ = ["BatchValidator"]
 
 #: Rows longer than this many bytes have their brackets counted: orjson refuses nesting past 1,024 levels.
 _DEEP = 1_000
-#: A failed read is retried in this many chunks, down to single rows (which go to the reference).
+#: A failed read is retried in this many chunks; a chunk of at most this many rows that fails goes to the reference.
 _SPLIT = 32
 #: Bytes of JSON each reader thread takes at a time.
 _BLOCK_BYTES = 1 << 20
@@ -104,15 +104,24 @@ class BatchValidator:
 
 def _check_type(checks: ColumnChecks, texts: pa.Array, rows: np.ndarray, verdicts: np.ndarray) -> None:
     """Verdicts for the rows ``rows`` of one type (their texts ``texts``)."""
-    pending = [(texts, rows)]
-    while pending:
-        texts, rows = pending.pop()
-        parsed = _read(texts, checks.arrow_schema)
-        if parsed is not None:
-            verdicts[rows] = checks.tokens(parsed)
-        elif len(rows) > 1:
-            step = -(-len(rows) // _SPLIT)
-            pending += [(texts.slice(k, step), rows[k:k + step]) for k in range(0, len(rows), step)]
+    level, first = [(texts, rows)], True
+    while level:
+        failed = []
+        for texts, rows in level:
+            parsed = _read(texts, checks.arrow_schema)
+            if parsed is not None:
+                verdicts[rows] = checks.tokens(parsed)
+            else:
+                failed.append((texts, rows))
+        # a failed read is read again in chunks, to find the failing rows; where most chunks fail too, errors are
+        # everywhere and re-reading would cost more than the reference: their rows go to it (their verdict stays)
+        if not first and len(failed) * 4 > len(level):
+            break
+        level, first = [], False
+        for texts, rows in failed:
+            if len(rows) > _SPLIT:
+                step = -(-len(rows) // _SPLIT)
+                level += [(texts.slice(k, step), rows[k:k + step]) for k in range(0, len(rows), step)]
 
 
 def _pool() -> ThreadPoolExecutor:

@@ -169,7 +169,7 @@ class SchemaValidator:
         ``event_types`` and ``event_data`` (JSON text: string, large_string or binary) have one row per event.
         """
         type_indices, type_names = distinct_strings(event_types)
-        texts, raw = _text_column(event_data)
+        texts, originals = _text_column(event_data)
         if len(texts) != len(type_indices):
             raise ValueError(f"event_types has {len(type_indices)} rows but event_data has {len(texts)}")
         verdicts = self._batch.verdicts(type_indices, type_names, texts)
@@ -178,8 +178,8 @@ class SchemaValidator:
             return pa.nulls(len(verdicts), pa.string())
         errors = np.full(len(verdicts), None, dtype=object)
         row_types = type_indices.take(pa.array(rows)).to_pylist()
-        for row, t in zip(rows.tolist(), row_types, strict=True):
-            errors[row] = self._message(t, type_names, verdicts[row], raw(row))
+        for row, t, text in zip(rows.tolist(), row_types, originals(rows), strict=True):
+            errors[row] = self._message(t, type_names, verdicts[row], text)
         return pa.array(errors, type=pa.string())
 
     def reference(self, event_type: str | None, event_data: str | bytes | None) -> str | None:
@@ -223,13 +223,13 @@ def _is_draft_07(schema: Any) -> bool:
 
 
 def _text_column(values: StringColumn | Sequence[str | bytes | None]) \
-        -> tuple[pa.Array, Callable[[int], str | bytes | None]]:
+        -> tuple[pa.Array, Callable[[np.ndarray], list[str | bytes | None]]]:
     """``values`` as one string array (text that is not UTF-8 as null: its row goes to the reference), and a
-    function giving one row's original value."""
+    function giving the original values of some rows."""
     if not isinstance(values, (pa.Array, pa.ChunkedArray)):
         values = list(values)
         texts = pa.array([_decoded(v) for v in values], pa.string())
-        return texts, values.__getitem__
+        return texts, lambda rows: [values[row] for row in rows.tolist()]
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
     if isinstance(values.type, pa.ExtensionType):
@@ -243,7 +243,7 @@ def _text_column(values: StringColumn | Sequence[str | bytes | None]) \
             texts = pa.array([_decoded(v) for v in values.to_pylist()], pa.string())
     else:
         texts = values.cast(pa.string()) if not pa.types.is_string(values.type) else values
-    return texts, lambda row: values[row].as_py()
+    return texts, lambda rows: values.take(pa.array(rows)).to_pylist()
 
 
 def _decoded(value: str | bytes | None) -> str | None:
