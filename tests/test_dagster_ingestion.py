@@ -36,7 +36,8 @@ from tests.waiting import wait_until
 from workdev_pipeline.assets.checks import (
     pending_backlog_fresh,
 )
-from workdev_pipeline.assets.ingestion import ENRICHED_EVENTS, INCOMING_EVENTS, LAKE_EVENTS, incoming_events
+from workdev_pipeline.assets.ingestion import incoming_events
+from workdev_pipeline.assets.keys import ENRICHED_EVENTS, INCOMING_EVENTS, LAKE_EVENTS
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.schedules.sensors import ingest_sensor
@@ -125,7 +126,7 @@ def test_backfill_of_three_days_twice_is_one_commit_each_same_rows_and_touches_n
     assert {d: events.snapshot().day_files(d) for d in others} == untouched  # other days: the same files
     with psycopg.connect(db) as conn:
         expected = days_in_postgres(conn)
-    meta = second.asset_materializations_for_node("lake__platform_events")[0].metadata
+    meta = second.asset_materializations_for_node("lake__lake_events")[0].metadata
     assert meta["rows_loaded"].value == sum(expected[d.isoformat()] for d in target)
     assert meta["lake_version"].value == before + 2
     assert len(first.get_asset_materialization_events()) == 3  # one per day partition of the range

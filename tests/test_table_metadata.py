@@ -7,7 +7,7 @@ import psycopg
 from dagster import DagsterInstance, Definitions
 
 from tests.ingest_helpers import days_in_postgres, demo
-from workdev_pipeline.assets.ingestion import LAKE_EVENTS
+from workdev_pipeline.assets.keys import LAKE_EVENTS
 from workdev_pipeline.assets.table_metadata import LAKE_COLUMNS
 from workdev_pipeline.lake.events import LAKE_SCHEMA
 from workdev_pipeline.resources.lake import LakeResource
@@ -35,5 +35,8 @@ def test_a_day_materialization_reports_that_days_row_count(db: str, defs: Defini
     assert result.success
     with psycopg.connect(db) as conn:
         expected = days_in_postgres(conn)[day.isoformat()]
-    meta = result.asset_materializations_for_node("lake__platform_events")[0].metadata
-    assert 0 < meta["dagster/row_count"].value == expected
+    meta = result.asset_materializations_for_node("lake__lake_events")[0].metadata
+    assert 0 < meta["dagster/partition_row_count"].value == expected
+    assert meta["dagster/row_count"].value == sum(n for _, n in lake.events().snapshot().query(
+        "SELECT event_date, count(*) FROM platform_events GROUP BY 1"))
+    assert meta["dagster/table_name"].value == "lake.platform_events"

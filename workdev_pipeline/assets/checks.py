@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
-from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, LAKE_EVENTS
+from workdev_pipeline.assets.keys import INCOMING_EVENTS, LAKE_EVENTS
 from workdev_pipeline.assets.partitions import daily_partitions, day_of
 from workdev_pipeline.ingest.backlog import Backlog
 from workdev_pipeline.lake.integrity import DamagedFile, damaged_files

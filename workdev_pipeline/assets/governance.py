@@ -10,7 +10,6 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
-    AssetKey,
     AssetMaterialization,
     AssetObservation,
     AssetSelection,
@@ -24,7 +23,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, LAKE_EVENTS
+from workdev_pipeline.assets.keys import ERASURE_REQUESTS, INCOMING_EVENTS, LAKE_EVENTS, RETENTION_RUNS
 from workdev_pipeline.assets.partitions import partition_exists
 from workdev_pipeline.governance.common import GovernanceInputError
 from workdev_pipeline.governance.erasure import ErasureBatch, erase_requests, verify_erasures
@@ -35,8 +34,6 @@ from workdev_pipeline.resources.fanout import EnabledWarehouses
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.schedules.run_queue import OPERATOR_PRIORITY, priority_tags
 
-RETENTION_RUNS = AssetKey(["postgres", "retention_runs"])
-ERASURE_REQUESTS = AssetKey(["postgres", "gdpr_erasure_requests"])
 RETENTION_OP = RETENTION_RUNS.to_python_identifier()
 ERASURE_OP = ERASURE_REQUESTS.to_python_identifier()
 

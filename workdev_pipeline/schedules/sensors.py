@@ -6,7 +6,6 @@ a rebuild) and no sweep is already queued or running -- after a sweep failed tra
 import json
 
 from dagster import (
-    AssetKey,
     AssetObservation,
     AssetSelection,
     DefaultSensorStatus,
@@ -20,7 +19,7 @@ from dagster import (
     sensor,
 )
 
-from workdev_pipeline.assets.ingestion import ENRICHED_EVENTS, INCOMING_EVENTS, LAKE_EVENTS
+from workdev_pipeline.assets.keys import DEAD_LETTER_REPLAY, ENRICHED_EVENTS, INCOMING_EVENTS, LAKE_EVENTS
 from workdev_pipeline.ingest.backlog import Backlog
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
@@ -31,7 +30,7 @@ from workdev_pipeline.schedules.run_queue import OPERATOR_PRIORITY, SWEEP_PRIORI
 # sweep and reports success inside a run marked failed -- and a run starts one Python process fewer.
 ingest_job = define_asset_job("ingest_events", selection=[ENRICHED_EVENTS], executor_def=in_process_executor,
                               description="One sweep: pending events -> validated, enriched day partitions.")
-replay_job = define_asset_job("replay_failed_events", selection=[AssetKey(["pipeline", "dead_letter_replay"])],
+replay_job = define_asset_job("replay_failed_events", selection=[DEAD_LETTER_REPLAY],
                               executor_def=in_process_executor,
                               description="Send the dead letter back through once the cause is fixed.",
                               tags=priority_tags(OPERATOR_PRIORITY))
