@@ -20,11 +20,11 @@ from workdev_pipeline.resources.postgres import PostgresResource
     group_name="lake",
     kinds={"deltalake", "parquet"},
     metadata=lake_table_metadata(),
-    description="platform_events in the lake: a Delta Lake table at WORKDEV_LAKE_URI, partitioned by event_date "
-                "(the UTC day of the event timestamp), with the seed's warehouse schema (geo_location and "
-                "device_info structs, event_data/metadata JSON text, ingested_at). Sweeps append new events in one "
-                "commit each; materializing days rebuilds them whole from PostgreSQL in one predicate overwrite, "
-                "idempotently, touching no other day. BigQuery and Redshift load from it.",
+    description="The lake's events table: platform_events, a Delta Lake table at WORKDEV_LAKE_URI, partitioned by "
+                "event_date (the UTC day of the event timestamp), with the seed's warehouse schema (geo_location "
+                "and device_info structs, event_data/metadata JSON text, ingested_at). Sweeps append new events in "
+                "one commit each; materializing days rebuilds them whole from PostgreSQL in one predicate "
+                "overwrite, idempotently, touching no other day. BigQuery and Redshift load from it.",
 )
 def lake_events(context: AssetExecutionContext, postgres: PostgresResource, lake: LakeResource) -> MaterializeResult:
     days = [day_of(key) for key in context.partition_keys]
