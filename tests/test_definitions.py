@@ -212,3 +212,7 @@ def test_code_references_link_to_the_repository_when_configured(monkeypatch: pyt
     (reference,) = spec.metadata["dagster/code_references"].code_references
     assert re.fullmatch(r"https://github\.com/example/workdev-pipeline/tree/v2/workdev_pipeline/assets/lake\.py#L\d+",
                         reference.url), reference.url
+
+    monkeypatch.setenv("WORKDEV_CODE_URL", "https://git.example.com/workdev-pipeline")
+    with pytest.raises(ValueError, match="WORKDEV_CODE_URL must be a GitHub or GitLab repository address"):
+        build_definitions(offline_resources())

@@ -115,6 +115,9 @@ def with_standards(assets: Sequence[AssetsDefinition | AssetSpec]) -> list[Asset
     url = os.environ.get(CODE_URL_ENV, "").strip()
     if not url:
         return list(standard)
+    if "github" not in url and "gitlab" not in url:  # Dagster links to those two only
+        raise ValueError(f"{CODE_URL_ENV} must be a GitHub or GitLab repository address (code references link "
+                         f"there), got {url!r}")
     mapping = AnchorBasedFilePathMapping(local_file_anchor=REPOSITORY_DIR / "pyproject.toml",
                                          file_anchor_path_in_repository="pyproject.toml")
     return list(link_code_references_to_git(standard, git_url=url.rstrip("/"),
