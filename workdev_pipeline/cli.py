@@ -304,6 +304,7 @@ def dev(database_url: str | None, host: str, port: int) -> None:
     dg = Path(sys.executable).with_name("dg")
     click.echo(f"Dagster UI at http://{host}:{port} (DAGSTER_HOME={dagster_home}, partitions from "
                f"{env[PARTITIONS_START_ENV]}); Ctrl-C stops it")
+    sys.stdout.flush()  # execve replaces the process: what is buffered would be lost
     os.execve(dg, [str(dg), "dev", "-w", str(workspace), "-h", host, "-p", str(port)], env)
 
 
