@@ -31,6 +31,11 @@ from workdev_pipeline.resources.postgres import PostgresResource
 LOCAL_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_TIMEZONE_ENV = "WORKDEV_TEST_PG_TIMEZONE"
 REPO = Path(__file__).resolve().parent.parent
+#: The tests' partitions start in 2020 (they use fixed days since 2024), here and in every process they start; set
+#: before a test module imports the definitions (nothing imported above reads it). The dev server's own start is the
+#: demo's first day (``tests/dagster_dev_server.py``).
+TEST_PARTITIONS_START = "2020-01-01"
+os.environ.setdefault("WORKDEV_PARTITIONS_START", TEST_PARTITIONS_START)
 
 
 def _reachable(url: str) -> bool:

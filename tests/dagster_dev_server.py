@@ -31,11 +31,13 @@ from dagster_graphql import DagsterGraphQLClient
 from tests.conftest import create_database, drop_database
 from tests.ingest_helpers import days_in_postgres, demo, lake_ids, loadable_ids
 from tests.waiting import wait_until
+from workdev_pipeline.assets.keys import LAKE_EVENTS
 from workdev_pipeline.lake.events import days_predicate
+from workdev_pipeline.partitions_start import PARTITIONS_START_ENV, earliest_event_day
 from workdev_pipeline.resources.lake import LakeResource
 
 REPO = Path(__file__).resolve().parent.parent
-LAKE_EVENTS_PATH = ["lake", "platform_events"]
+LAKE_EVENTS_PATH = list(LAKE_EVENTS.path)
 #: Demo traffic: the past DEMO_DAYS days, so the days before today are whole days of events.
 DEMO_DAYS, DEMO_EVENTS, DEMO_USERS = 7.0, 7_000, 300
 #: seconds, generous on a shared 2-core machine (a wait returns as soon as its condition holds)
@@ -249,7 +251,11 @@ def _answers(url: str) -> bool:
 
 
 def dev_environment(database_url: str, root: Path) -> dict[str, str]:
-    return {**os.environ, "WORKDEV_DATABASE_URL": database_url, "WORKDEV_HOME": str(root / "home"),
+    """What ``workdev-pipeline dev`` gives Dagster, the partitions starting at the day of the store's earliest event
+    (as ``dev`` does when WORKDEV_PARTITIONS_START is unset)."""
+    first = earliest_event_day(database_url)
+    return {**os.environ, PARTITIONS_START_ENV: (first or today()).isoformat(),
+            "WORKDEV_DATABASE_URL": database_url, "WORKDEV_HOME": str(root / "home"),
             "WORKDEV_LAKE_URI": str(root / "lake"), "DAGSTER_HOME": str(root / "dagster"),
             "DAGSTER_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
 

@@ -20,7 +20,7 @@ import pytest
 from dagster import DagsterInstance, Definitions
 
 from tests.ingest_helpers import REPO, demo, lake_ids, loadable_ids, wait_until_lock_released
-from workdev_pipeline.assets.ingestion import LAKE_EVENTS
+from workdev_pipeline.assets.keys import LAKE_EVENTS
 from workdev_pipeline.governance.erasure import erase_requests, file_erasure_requests
 from workdev_pipeline.governance.retention import apply_retention
 from workdev_pipeline.governance.warehouse import governed_warehouses

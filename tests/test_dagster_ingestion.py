@@ -36,7 +36,8 @@ from tests.waiting import wait_until
 from workdev_pipeline.assets.checks import (
     pending_backlog_fresh,
 )
-from workdev_pipeline.assets.ingestion import ENRICHED_EVENTS, INCOMING_EVENTS, LAKE_EVENTS, incoming_events
+from workdev_pipeline.assets.ingestion import incoming_events
+from workdev_pipeline.assets.keys import ENRICHED_EVENTS, INCOMING_EVENTS, LAKE_EVENTS
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.schedules.sensors import ingest_sensor
@@ -76,17 +77,34 @@ def test_sensor_requests_a_sweep_and_the_run_loads_every_event(db: str, defs: De
     assert lake.events().version() == materialization.metadata["lake_version"].value == 1
     # the sweep appended to day partitions of the lake table: they show as materialized, with that version
     with psycopg.connect(db) as conn:
-        days = set(days_in_postgres(conn))
+        per_day = days_in_postgres(conn)
         assert sorted(lake_ids(lake.events())) == sorted(loadable_ids(conn))
+    days = set(per_day)
     assert instance.get_materialized_partitions(LAKE_EVENTS) == days
     day_events = [m for m in run.asset_materializations_for_node("pipeline__enriched_events")
                   if m.asset_key == LAKE_EVENTS]
     assert {m.partition for m in day_events} == days
     assert {m.metadata["lake_version"].value for m in day_events} == {1}
+    # each day with the standard table figures: the table's rows and the day's own, as the lake holds them
+    assert {m.partition: m.metadata["dagster/partition_row_count"].value for m in day_events} == per_day
+    assert {m.metadata["dagster/row_count"].value for m in day_events} == {sum(per_day.values())}
+    assert {m.metadata["dagster/table_name"].value for m in day_events} == {"lake.platform_events"}
 
     # nothing pending any more: no run requested
     after = ingest_sensor(build_sensor_context(instance=instance, resources=resources, cursor=result.cursor))
     assert not after.run_requests and after.asset_events[0].metadata["pending"].value == 0
+
+    # a second sweep appending to the same days: each day's figure is the day's rows now, not those appended
+    demo(db, 300, seed=8)
+    second = run_job(defs, "ingest_events", instance)
+    with psycopg.connect(db) as conn:
+        per_day = days_in_postgres(conn)
+    day_events = [m for m in second.asset_materializations_for_node("pipeline__enriched_events")
+                  if m.asset_key == LAKE_EVENTS]
+    assert any(m.metadata["rows"].value < per_day[m.partition] for m in day_events)
+    assert {m.partition: m.metadata["dagster/partition_row_count"].value for m in day_events} == {
+        m.partition: per_day[m.partition] for m in day_events}
+    assert {m.metadata["dagster/row_count"].value for m in day_events} == {sum(per_day.values())}
 
 
 def test_sensor_holds_back_while_a_sweep_is_in_flight(db: str, lake: LakeResource,
@@ -125,7 +143,7 @@ def test_backfill_of_three_days_twice_is_one_commit_each_same_rows_and_touches_n
     assert {d: events.snapshot().day_files(d) for d in others} == untouched  # other days: the same files
     with psycopg.connect(db) as conn:
         expected = days_in_postgres(conn)
-    meta = second.asset_materializations_for_node("lake__platform_events")[0].metadata
+    meta = second.asset_materializations_for_node("lake__lake_events")[0].metadata
     assert meta["rows_loaded"].value == sum(expected[d.isoformat()] for d in target)
     assert meta["lake_version"].value == before + 2
     assert len(first.get_asset_materialization_events()) == 3  # one per day partition of the range

@@ -5,13 +5,16 @@ validate``) passing. Adding or dropping a definition means updating the expectat
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from dagster import (
     AssetCheckKey,
+    AssetSpec,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     Definitions,
@@ -19,6 +22,7 @@ from dagster import (
 )
 from dagster._core.errors import DagsterInvalidDefinitionError
 
+from workdev_pipeline.assets.keys import LAKE_EVENTS, RENAMED_FROM, lake_aggregations_key
 from workdev_pipeline.definitions import build_definitions, defs
 from workdev_pipeline.resources.bigquery import BigQueryWarehouseResource
 from workdev_pipeline.resources.lake import LakeResource
@@ -27,29 +31,29 @@ from workdev_pipeline.resources.redshift import RedshiftWarehouseResource
 
 REPO = Path(__file__).resolve().parent.parent
 GROUPS = {"ingestion", "lake", "aggregations", "governance", "metrics", "warehouse", "operations"}
-AGGREGATIONS = [f"{store}/event_aggregations_{g}" for store in ("lake", "postgres") for g in ("hourly", "daily",
-                                                                                              "weekly")]
-ASSETS = {"postgres/platform_events", "pipeline/enriched_events", "pipeline/dead_letter_replay", "lake/platform_events",
-          "lake/maintenance", "postgres/platform_metrics_realtime", "postgres/retention_runs",
-          "postgres/gdpr_erasure_requests", "pipeline/status", *AGGREGATIONS}
-CHECKS = {("lake/platform_events", "reconciles_with_postgres"), ("lake/platform_events", "no_duplicate_event_ids"),
-          ("lake/platform_events", "parquet_schema_matches"), ("lake/platform_events", "day_files_decode"),
-          ("postgres/platform_events", "pending_backlog_fresh"),
-          ("lake/event_aggregations_hourly", "volumes_within_history"),
+AGGREGATIONS = [f"{store}/{store}_aggregations_{g}" for store in ("lake", "postgres") for g in ("hourly", "daily",
+                                                                                                "weekly")]
+ASSETS = {"postgres/postgres_events", "pipeline/enriched_events", "pipeline/dead_letter_replay", "lake/lake_events",
+          "lake/lake_maintenance", "postgres/platform_metrics_realtime", "postgres/retention_runs",
+          "postgres/gdpr_erasure_requests", "pipeline/pipeline_status", *AGGREGATIONS}
+CHECKS = {("lake/lake_events", "reconciles_with_postgres"), ("lake/lake_events", "no_duplicate_event_ids"),
+          ("lake/lake_events", "parquet_schema_matches"), ("lake/lake_events", "day_files_decode"),
+          ("postgres/postgres_events", "pending_backlog_fresh"),
+          ("lake/lake_aggregations_hourly", "volumes_within_history"),
           ("postgres/retention_runs", "retention_enforced"),
           ("postgres/gdpr_erasure_requests", "erasure_leaves_no_trace"),
-          *((f"lake/event_aggregations_{g}", "amount_sums_fit") for g in ("hourly", "daily", "weekly"))}
+          *((f"lake/lake_aggregations_{g}", "amount_sums_fit") for g in ("hourly", "daily", "weekly"))}
 #: job -> (the assets it materializes, the checks it runs)
 JOBS = {
     "ingest_events": ({"pipeline/enriched_events"}, set()),
     "replay_failed_events": (set(), set()),  # operator jobs are op jobs: they record on their assets, never select
     "apply_retention": (set(), set()),  # them (see test_operator_jobs.py)
     "gdpr_erasure": (set(), set()),
-    "check_lake_days": (set(), {c for c in CHECKS if c[0] == "lake/platform_events"}),
-    "deep_check_lake_days": (set(), {("lake/platform_events", "day_files_decode")}),
+    "check_lake_days": (set(), {c for c in CHECKS if c[0] == "lake/lake_events"}),
+    "deep_check_lake_days": (set(), {("lake/lake_events", "day_files_decode")}),
     "refresh_metrics": ({"postgres/platform_metrics_realtime"}, set()),
     "cleanup_metrics": (set(), set()),  # an op job
-    "lake_maintenance": ({"lake/maintenance"}, set()),
+    "lake_maintenance": ({"lake/lake_maintenance"}, set()),
 }
 #: sensor -> (the job it requests, None for the automation sensor; its minimum interval in seconds)
 SENSORS = {"ingest_sensor": ("ingest_events", 30), "gdpr_erasure_requests_sensor": ("gdpr_erasure", 60),
@@ -64,11 +68,11 @@ SCHEDULES = {"refresh_metrics_every_minute": ("* * * * *", "refresh_metrics"),
 
 def engine_expectations(engine: str) -> tuple[set[str], set[tuple[str, str]], dict, dict]:
     """What one remote engine adds: assets, checks, jobs, sensors."""
-    table = f"{engine}/platform_events"
-    assets = {f"pipeline/{engine}_delivery", table, *(f"{engine}/event_aggregations_{g}"
+    table = f"{engine}/{engine}_events"
+    assets = {f"pipeline/{engine}_delivery", table, *(f"{engine}/{engine}_aggregations_{g}"
                                                      for g in ("hourly", "daily", "weekly"))}
     day_checks = {(table, n) for n in ("reconciles_with_postgres", "no_duplicate_event_ids", "parity_with_lake")}
-    checks = day_checks | {(f"{engine}/event_aggregations_{g}", "matches_postgres")
+    checks = day_checks | {(f"{engine}/{engine}_aggregations_{g}", "matches_postgres")
                            for g in ("hourly", "daily", "weekly")}
     jobs = {f"deliver_to_{engine}": ({f"pipeline/{engine}_delivery"}, set()),
             f"check_{engine}_days": (set(), day_checks)}
@@ -86,6 +90,29 @@ def offline_resources(*engines: str) -> dict[str, object]:
     return resources
 
 
+def assert_catalog_standards(specs: list[AssetSpec]) -> None:
+    """Every asset as a newcomer meets it in the catalog: a label (its key's last part, what the asset graph shows)
+    no other asset has, owners, kinds, tags ``tier`` and ``pii``, and a code reference to the line defining it; the
+    tables a reader relies on with their column schema, table name and freshness policy."""
+    labels = Counter(spec.key.path[-1] for spec in specs)
+    assert not {label for label, n in labels.items() if n > 1}, labels
+    for spec in specs:
+        assert spec.owners == ["team:data-platform"], spec.key
+        assert spec.kinds, spec.key
+        assert spec.tags["tier"] in {"source", "silver", "gold", "operations"} and spec.tags["pii"] in {"true", "false"}
+        reference = spec.metadata["dagster/code_references"].code_references[0]
+        assert Path(reference.file_path).is_relative_to(REPO / "workdev_pipeline") and reference.line_number > 0
+        if spec.key.path[-1].startswith(("lake_events", "lake_aggregations", "postgres_aggregations")):
+            assert spec.metadata["dagster/column_schema"].columns, spec.key
+            assert spec.metadata["dagster/table_name"] in {"lake.platform_events", "lake.event_aggregations",
+                                                           "postgres.event_aggregations"}, spec.key
+            assert spec.freshness_policy is not None, spec.key
+    by_key = {spec.key: spec for spec in specs}
+    assert by_key[LAKE_EVENTS].tags["pii"] == "true" and by_key[LAKE_EVENTS].tags["tier"] == "silver"
+    hourly = by_key[lake_aggregations_key("hourly")].tags
+    assert (hourly["tier"], hourly["pii"]) == ("gold", "false")
+
+
 def check_name(key: AssetCheckKey) -> tuple[str, str]:
     return key.asset_key.to_user_string(), key.name
 
@@ -98,6 +125,7 @@ def described(definitions: Definitions) -> tuple[set[str], set[tuple[str, str]],
     specs = list(definitions.resolve_all_asset_specs())
     for spec in specs:  # every asset named, described and grouped
         assert spec.description and spec.group_name in GROUPS, spec.key
+    assert_catalog_standards(specs)
     for key in graph.asset_check_keys:
         assert graph.get_check_spec(key).description, key
     jobs = {job.name: ({k.to_user_string() for k in job.asset_layer.executable_asset_keys},
@@ -161,3 +189,29 @@ def test_dagster_definitions_validate_passes() -> None:
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_no_asset_keeps_a_key_from_before_the_renaming() -> None:
+    """The keys named in docs/architecture.md's upgrade table are gone from the code location (with every engine),
+    and every renamed asset exists under its new key."""
+    assets = described(build_definitions(offline_resources("bigquery", "redshift")))[0]
+    assert not {old.to_user_string() for old in RENAMED_FROM.values()} & assets
+    assert {new.to_user_string() for new in RENAMED_FROM} <= assets
+    upgrade_table = (REPO / "docs" / "architecture.md").read_text()
+    for new, old in RENAMED_FROM.items():
+        assert f"| `{old.to_user_string()}` | `{new.to_user_string()}` |" in upgrade_table, new
+
+
+def test_code_references_link_to_the_repository_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With WORKDEV_CODE_URL (and WORKDEV_CODE_REF), each asset links to its file and line in the repository."""
+    monkeypatch.setenv("WORKDEV_CODE_URL", "https://github.com/example/workdev-pipeline/")
+    monkeypatch.setenv("WORKDEV_CODE_REF", "v2")
+    definitions = build_definitions(offline_resources())
+    spec = definitions.resolve_assets_def(LAKE_EVENTS).specs_by_key[LAKE_EVENTS]
+    (reference,) = spec.metadata["dagster/code_references"].code_references
+    assert re.fullmatch(r"https://github\.com/example/workdev-pipeline/tree/v2/workdev_pipeline/assets/lake\.py#L\d+",
+                        reference.url), reference.url
+
+    monkeypatch.setenv("WORKDEV_CODE_URL", "https://git.example.com/workdev-pipeline")
+    with pytest.raises(ValueError, match="WORKDEV_CODE_URL must be a GitHub or GitLab repository address"):
+        build_definitions(offline_resources())

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey
 
+from workdev_pipeline.assets.keys import LAKE_EVENTS
 from workdev_pipeline.definitions import build_definitions
 
 pytestmark = pytest.mark.slow  # each `dg` command loads the code location in a process of its own
@@ -53,7 +53,7 @@ def test_dg_list_defs_lists_every_definition(dg_env: dict[str, str]) -> None:
     assert {j["name"] for j in listed["jobs"]} == {j.name for j in defs.resolve_all_job_defs()} - {"__ASSET_JOB"}
     assert {s["name"] for s in listed["sensors"]} == {s.name for s in defs.sensors or ()}
     assert {s["name"] for s in listed["schedules"]} == {s.name for s in defs.schedules or ()}
-    assert AssetKey(["lake", "platform_events"]).to_user_string() in {a["asset_key"] for a in listed["assets"]}
+    assert LAKE_EVENTS.to_user_string() in {a["asset_key"] for a in listed["assets"]}
 
 
 def test_loading_the_code_location_prints_no_warning(dg_env: dict[str, str]) -> None:

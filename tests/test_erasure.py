@@ -21,7 +21,8 @@ import pytest
 from dagster import AssetCheckKey, AssetSelection, DagsterInstance, Definitions, asset, materialize
 
 from tests.ingest_helpers import demo, wait_until_lock_released
-from workdev_pipeline.assets.governance import ERASURE_OP, ERASURE_REQUESTS, erasure_leaves_no_trace, erasure_requests
+from workdev_pipeline.assets.governance import ERASURE_OP, erasure_leaves_no_trace, erasure_requests
+from workdev_pipeline.assets.keys import ERASURE_REQUESTS
 from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.governance.erasure import InvalidUserId, file_erasure_requests, parse_user_ids, scrub_message
 from workdev_pipeline.ingest.ingestor import Ingestor

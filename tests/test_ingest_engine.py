@@ -29,7 +29,8 @@ from tests.ingest_helpers import (
 )
 from tests.seed_queries import EVENT_PROCESSING_METRICS, FAILED_EVENTS
 from workdev_pipeline.assets.checks import pending_backlog_fresh
-from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, incoming_events
+from workdev_pipeline.assets.ingestion import incoming_events
+from workdev_pipeline.assets.keys import INCOMING_EVENTS
 from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.ingest.transient import TRANSIENT_ERRORS

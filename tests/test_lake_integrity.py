@@ -15,7 +15,7 @@ from dagster import DagsterInstance, Definitions, build_schedule_context
 
 from tests.ingest_helpers import demo
 from tests.lake_helpers import events
-from workdev_pipeline.assets.ingestion import LAKE_EVENTS
+from workdev_pipeline.assets.keys import LAKE_EVENTS
 from workdev_pipeline.governance.warehouse import LakeGovernedWarehouse
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.lake.events import EventLake

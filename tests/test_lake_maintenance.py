@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from dagster import DagsterInstance, Definitions, materialize
 from lake_helpers import events, make_lake, parquet_files_on_disk, user_ids
 
-from workdev_pipeline.assets.ingestion import LAKE_EVENTS
-from workdev_pipeline.assets.maintenance import LAKE_MAINTENANCE, lake_maintenance, lake_maintenance_job
+from workdev_pipeline.assets.keys import LAKE_EVENTS, LAKE_MAINTENANCE
+from workdev_pipeline.assets.maintenance import lake_maintenance, lake_maintenance_job
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.lake.maintenance import LakeBusy, lake_lock, maintain
 from workdev_pipeline.lake_cli import lake_group
@@ -101,9 +101,9 @@ def test_maintenance_asset_reports_files_bytes_seconds_and_version(tmp_path: Pat
                  "warehouses": EnabledWarehouses(lake=resource)}
     instance = DagsterInstance.ephemeral()
     outcome = materialize([lake_maintenance], resources=resources, instance=instance,
-                          run_config={"ops": {"lake__maintenance": {"config": {"vacuum_retention_hours": 0}}}})
+                          run_config={"ops": {"lake__lake_maintenance": {"config": {"vacuum_retention_hours": 0}}}})
     assert outcome.success
-    [materialization] = outcome.asset_materializations_for_node("lake__maintenance")
+    [materialization] = outcome.asset_materializations_for_node("lake__lake_maintenance")
     meta = {k: v.value for k, v in materialization.metadata.items()}
     assert (meta["files_before"], meta["files_after"], meta["days_compacted"]) == (4, 1, 1)
     assert meta["bytes_before"] > meta["bytes_after"] > 0 and meta["seconds"] > 0

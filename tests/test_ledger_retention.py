@@ -10,7 +10,8 @@ import pytest
 from dagster import DagsterInstance, Definitions
 from psycopg.types.json import Jsonb
 
-from workdev_pipeline.assets.governance import RETENTION_OP, RETENTION_RUNS
+from workdev_pipeline.assets.governance import RETENTION_OP
+from workdev_pipeline.assets.keys import RETENTION_RUNS
 from workdev_pipeline.governance.common import GovernanceInputError, erasure_key, keyed_hash
 from workdev_pipeline.governance.erasure import verify_erasures
 from workdev_pipeline.governance.ledger import LEDGER_RETENTION_ENV, ledger_retention_days

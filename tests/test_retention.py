@@ -19,7 +19,8 @@ from psycopg.types.json import Jsonb
 
 from tests.ingest_helpers import lake_ids, sweep_in_subprocess, wait_until_lock_released
 from workdev_pipeline import catalog
-from workdev_pipeline.assets.governance import RETENTION_OP, RETENTION_RUNS
+from workdev_pipeline.assets.governance import RETENTION_OP
+from workdev_pipeline.assets.keys import RETENTION_RUNS
 from workdev_pipeline.demo import generate_events, generate_users
 from workdev_pipeline.governance.common import GovernanceInputError
 from workdev_pipeline.governance.retention import apply_retention, verify_retention

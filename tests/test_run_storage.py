@@ -20,7 +20,7 @@ from dagster import (
 )
 from psycopg.types.json import Jsonb
 
-from workdev_pipeline.assets.ingestion import ENRICHED_EVENTS
+from workdev_pipeline.assets.keys import ENRICHED_EVENTS
 from workdev_pipeline.governance.common import erasure_key, keyed_hash
 from workdev_pipeline.governance.redaction import REDACTED, redact_message
 from workdev_pipeline.governance.run_storage import find_run_storage_traces, run_storage_traces

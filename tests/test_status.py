@@ -15,7 +15,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from tests.ingest_helpers import demo, sweep_in_subprocess, wait_until_lock_released
 from tests.redshift_standin import RedshiftStandin, redshift_standin  # noqa: F401 (a fixture)
-from workdev_pipeline.assets.status import PIPELINE_STATUS
+from workdev_pipeline.assets.keys import PIPELINE_STATUS
 from workdev_pipeline.cli import main
 from workdev_pipeline.errors import WorkdevError
 from workdev_pipeline.ingest.ingestor import LOCK_STATEMENT

@@ -307,19 +307,29 @@ def status(database_url: str | None, lake_uri: str | None, no_probe: bool) -> No
 @click.option("--host", default="127.0.0.1", show_default=True, help="Where the UI listens.")
 @click.option("--port", default=3000, show_default=True)
 def dev(database_url: str | None, host: str, port: int) -> None:
-    """Start Dagster (webserver + daemon: the UI, the ingest sensor) on this database and the lake."""
+    """Start Dagster (webserver + daemon: the UI, the ingest sensor) on this database and the lake; the partitions
+    start at WORKDEV_PARTITIONS_START, or when it is unset at the day of the store's earliest event."""
     from workdev_pipeline.cli_runs import dev_dagster_home, prepare_dagster_home
+    from workdev_pipeline.partitions_start import PARTITIONS_START_ENV, earliest_event_day, partitions_start
     from workdev_pipeline.settings import DATABASE_URL_ENV
 
     env = dict(os.environ)
     env[DATABASE_URL_ENV] = _url(database_url)
+    try:
+        partitions_start()  # a malformed value is an input error here, not a code location failing to load
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not env.get(PARTITIONS_START_ENV, "").strip():
+        env[PARTITIONS_START_ENV] = (earliest_event_day(env[DATABASE_URL_ENV]) or datetime.now(UTC).date()).isoformat()
     dagster_home = prepare_dagster_home(Path(env["DAGSTER_HOME"]) if env.get("DAGSTER_HOME")
                                         else dev_dagster_home())
     env["DAGSTER_HOME"] = str(dagster_home)
     workspace = dagster_home / "workspace.yaml"  # the code location, named workdev_pipeline wherever this runs
     workspace.write_text(WORKSPACE_YAML)
     dg = Path(sys.executable).with_name("dg")
-    click.echo(f"Dagster UI at http://{host}:{port} (DAGSTER_HOME={dagster_home}); Ctrl-C stops it")
+    click.echo(f"Dagster UI at http://{host}:{port} (DAGSTER_HOME={dagster_home}, partitions from "
+               f"{env[PARTITIONS_START_ENV]}); Ctrl-C stops it")
+    sys.stdout.flush()  # execve replaces the process: what is buffered would be lost
     os.execve(dg, [str(dg), "dev", "-w", str(workspace), "-h", host, "-p", str(port)], env)
 
 

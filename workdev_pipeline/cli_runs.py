@@ -95,7 +95,15 @@ class RecordedRun:
 
 @contextmanager
 def recording(home: Path, database_url: str, lake_uri: str | None) -> Iterator[CommandRuns]:
-    """The instance at ``home`` and the code location's jobs, with the command's database and lake."""
+    """The instance at ``home`` and the code location's jobs, with the command's database and lake. The partitions
+    start where ``dev``'s do (WORKDEV_PARTITIONS_START, else the day of the store's earliest event), so a day the UI
+    shows is a day the command can record."""
+    from workdev_pipeline.partitions_start import PARTITIONS_START_ENV, earliest_event_day
+
+    if not os.environ.get(PARTITIONS_START_ENV, "").strip():
+        earliest = earliest_event_day(database_url)
+        if earliest is not None:
+            os.environ[PARTITIONS_START_ENV] = earliest.isoformat()
     from workdev_pipeline.definitions import build_definitions
     from workdev_pipeline.engine_settings import remote_engine_resources
     from workdev_pipeline.resources.lake import LakeResource

@@ -30,6 +30,7 @@ from workdev_pipeline.assets.ingestion import dead_letter_replay, enriched_event
 from workdev_pipeline.assets.lake import lake_events
 from workdev_pipeline.assets.maintenance import lake_maintenance, lake_maintenance_job
 from workdev_pipeline.assets.metrics import realtime_metrics
+from workdev_pipeline.assets.standards import with_standards
 from workdev_pipeline.assets.status import pipeline_status
 from workdev_pipeline.assets.volume_checks import volumes_within_history
 from workdev_pipeline.engine_settings import remote_engine_resources
@@ -72,9 +73,10 @@ def build_definitions(resource_defs: dict[str, object] | None = None) -> Definit
         resource_defs.setdefault("warehouses", EnabledWarehouses.from_resources(resource_defs))
     engines = [engine_definitions(name) for name in REMOTE_ENGINES if name in resource_defs]
     return Definitions(
-        assets=[incoming_events, enriched_events, dead_letter_replay, lake_events, lake_maintenance, realtime_metrics,
-                *aggregation_assets, retention_runs, erasure_requests, pipeline_status,
-                *(a for e in engines for a in e.assets)],
+        assets=with_standards([
+            incoming_events, enriched_events, dead_letter_replay, lake_events, lake_maintenance, realtime_metrics,
+            *aggregation_assets, retention_runs, erasure_requests, pipeline_status,
+            *(a for e in engines for a in e.assets)]),
         asset_checks=[reconciles_with_postgres, no_duplicate_event_ids, parquet_schema_matches, day_files_decode,
                       pending_backlog_fresh, retention_enforced, erasure_leaves_no_trace, *aggregation_checks,
                       volumes_within_history,

@@ -1,5 +1,6 @@
-"""The pipeline's health at a glance (``workdev-pipeline status`` and the ``pipeline/status`` asset's observations):
-what :func:`read_status` measures, what :func:`diagnose` makes of it, and what to do about each problem.
+"""The pipeline's health at a glance (``workdev-pipeline status`` and the ``pipeline/pipeline_status`` asset's
+observations): what :func:`read_status` measures, what :func:`diagnose` makes of it, and what to do about each
+problem.
 
 Figures only -- counts, ages, versions, sweep ids and process ids; never an event, a user or a query's text. Ages
 are measured by the database's clock (lake commits too), so the host's time zone and clock do not matter.

@@ -1,4 +1,4 @@
-"""The aggregations' amount check: ``amount_sums_fit`` on each ``lake/event_aggregations_<type>`` asset.
+"""The aggregations' amount check: ``amount_sums_fit`` on each ``lake/lake_aggregations_<type>`` asset.
 
 A period's amount is exact everywhere or flagged, never silently wrong: PostgreSQL's ``event_aggregations`` holds the
 exact sum (``numeric``, unbounded); the lake's table and the engines hold DECIMAL(38, 9), and a sum that does not

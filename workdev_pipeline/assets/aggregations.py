@@ -1,11 +1,11 @@
 """Aggregations (group ``aggregations``): per closed UTC hour, day and week (Monday 00:00 UTC), event type and
 category, the events, their exact unique users and sessions, and the amounts of financial events -- in
 PostgreSQL's ``event_aggregations`` (what ``AnalyticsClient.query_aggregations`` and dashboards read) and in
-the lake (``lake/event_aggregations``: a Delta table partitioned by ``aggregation_type``).
+the lake (``<lake>/event_aggregations``: a Delta table partitioned by ``aggregation_type``).
 
 One multi-asset per granularity computes the periods once from the lake's events (DuckDB over one snapshot of
-the days' partitions) and materializes both stores: ``postgres/event_aggregations_<type>`` and
-``lake/event_aggregations_<type>``.
+the days' partitions) and materializes both stores: ``postgres/postgres_aggregations_<type>`` and
+``lake/lake_aggregations_<type>``.
 
 Lineage and partition mappings (all ``TimeWindowPartitionMapping``): every aggregation reads the lake's day
 partitions holding its periods (an hour -> its day, a day -> itself, a week -> its seven days); and a day comes
@@ -47,10 +47,17 @@ from dagster import (
 
 from workdev_pipeline.aggregations.engine import AggregationOutcome, Aggregator
 from workdev_pipeline.aggregations.periods import DAILY, HOURLY, WEEKLY, Granularity
-from workdev_pipeline.assets.ingestion import LAKE_EVENTS
+from workdev_pipeline.assets.keys import LAKE_EVENTS, lake_aggregations_key, postgres_aggregations_key
 from workdev_pipeline.assets.partitions import closed_daily_partitions, hourly_partitions, weekly_partitions
+from workdev_pipeline.assets.table_metadata import (
+    LAKE_AGGREGATIONS_TABLE,
+    POSTGRES_AGGREGATIONS_TABLE,
+    aggregation_table_metadata,
+    lake_aggregation_rows,
+)
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
+from workdev_pipeline.sql_files import query
 
 GROUP = "aggregations"
 
@@ -59,11 +66,11 @@ SETTLE_CRON = "5 * * * *"
 
 
 def postgres_key(granularity: Granularity) -> AssetKey:
-    return AssetKey(["postgres", f"event_aggregations_{granularity.name}"])
+    return postgres_aggregations_key(granularity.name)
 
 
 def lake_key(granularity: Granularity) -> AssetKey:
-    return AssetKey(["lake", f"event_aggregations_{granularity.name}"])
+    return lake_aggregations_key(granularity.name)
 
 
 def aggregation_condition() -> AutomationCondition:
@@ -130,17 +137,18 @@ _WHAT = ("per {period}, event type and category: events, exact unique users and 
 def _specs(granularity: Granularity, period: str, finer: Granularity | None) -> list[AssetSpec]:
     events = AssetDep(LAKE_EVENTS, partition_mapping=TimeWindowPartitionMapping())
     specs = []
-    for key_of, kinds, where in (
-        (postgres_key, {"duckdb", "postgres"}, "PostgreSQL's event_aggregations (aggregation_type "
-                                               f"'{granularity.name}'; read by AnalyticsClient.query_aggregations)"),
-        (lake_key, {"deltalake", "duckdb"}, "the lake's Delta table event_aggregations (partition aggregation_type="
-                                           f"'{granularity.name}')"),
+    for key_of, store, kinds, where in (
+        (postgres_key, "postgres", {"duckdb", "postgres"}, "PostgreSQL's event_aggregations (aggregation_type "
+                                   f"'{granularity.name}'; read by AnalyticsClient.query_aggregations)"),
+        (lake_key, "lake", {"deltalake", "duckdb"}, "the lake's Delta table event_aggregations (partition "
+                                                    f"aggregation_type='{granularity.name}')"),
     ):
         deps = [events] + ([AssetDep(key_of(finer), partition_mapping=TimeWindowPartitionMapping())]
                            if finer else [])
         specs.append(AssetSpec(
             key_of(granularity), deps=deps, group_name=GROUP, kinds=kinds,
             automation_condition=aggregation_condition(), tags={"aggregation_type": granularity.name},
+            metadata=aggregation_table_metadata(store),
             description=f"{granularity.name.capitalize()} aggregations in {where}: " + _WHAT.format(period=period)
                         + ", computed from the lake's events of the " + period + "."))
     return specs
@@ -165,13 +173,20 @@ def _aggregation_asset(granularity: Granularity, partitions_def: TimeWindowParti
         aggregator = Aggregator(lake.events())
         with postgres.connection() as conn:
             outcome = aggregator.rebuild(conn, granularity, window.start, window.end)
+            postgres_rows = conn.execute(query("aggregations/stored_rows"),
+                                         {"aggregation_type": granularity.name}).fetchone()[0]
         context.log.info(f"{granularity.name}: {outcome.periods} period(s), {outcome.rows_written} rows from "
                          f"{outcome.events} events in {outcome.seconds:.2f} s (read {outcome.read_seconds:.2f} s)")
+        lake_rows = lake_aggregation_rows(aggregator.aggregates.table(outcome.lake_version), granularity.name)
         metadata = aggregation_metadata(outcome)
+        if len(context.partition_keys) == 1:  # a range's metadata would be shown on each of its periods
+            metadata["dagster/partition_row_count"] = MetadataValue.int(outcome.rows_written)
         yield MaterializeResult(asset_key=pg_key, metadata={
-            **metadata, "table": MetadataValue.text("event_aggregations")})
+            **metadata, "dagster/table_name": POSTGRES_AGGREGATIONS_TABLE,
+            "dagster/row_count": MetadataValue.int(postgres_rows)})
         yield MaterializeResult(asset_key=lk_key, metadata={
-            **metadata, "table": MetadataValue.text(aggregator.aggregates.uri),
+            **metadata, "dagster/table_name": LAKE_AGGREGATIONS_TABLE,
+            "dagster/row_count": MetadataValue.int(lake_rows), "dagster/uri": aggregator.aggregates.uri,
             **({} if outcome.lake_version is None else {"lake_version": MetadataValue.int(outcome.lake_version)}),
             "commits": MetadataValue.int(outcome.lake_commits),
             "files_added": MetadataValue.int(outcome.files_added),

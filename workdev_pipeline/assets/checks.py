@@ -23,7 +23,7 @@ from dagster import (
 from workdev_pipeline.assets import day_checks
 from workdev_pipeline.assets.check_records import record
 from workdev_pipeline.assets.day_checks import DECODES, NO_DUPLICATES, RECONCILES, SCHEMA, checked_days
-from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, LAKE_EVENTS
+from workdev_pipeline.assets.keys import INCOMING_EVENTS, LAKE_EVENTS
 from workdev_pipeline.assets.partitions import daily_partitions
 from workdev_pipeline.ingest.backlog import Backlog
 from workdev_pipeline.resources.lake import LakeResource

@@ -1,5 +1,6 @@
-"""The aggregations in each remote engine (BigQuery, Redshift): ``<engine>/event_aggregations_<hourly|daily|weekly>``,
-partitioned as the lake's aggregation assets they copy (``lake/event_aggregations_<type>``, one partition of
+"""The aggregations in each remote engine (BigQuery, Redshift):
+``<engine>/<engine>_aggregations_<hourly|daily|weekly>``,
+partitioned as the lake's aggregation assets they copy (``lake/lake_aggregations_<type>``, one partition of
 it per partition here), in group ``aggregations`` so that the ``aggregations_automation`` sensor evaluates them.
 
 A partition is delivered when its lake partition was materialized since it was last requested -- the hourly
@@ -39,6 +40,7 @@ from workdev_pipeline.aggregations.amounts import nanos
 from workdev_pipeline.aggregations.periods import DAILY, HOURLY, WEEKLY, Granularity
 from workdev_pipeline.assets.aggregations import GROUP, SETTLE_CRON, lake_key
 from workdev_pipeline.assets.check_records import checked_windows, record
+from workdev_pipeline.assets.keys import engine_aggregations_key
 from workdev_pipeline.assets.partitions import closed_daily_partitions, hourly_partitions, weekly_partitions
 from workdev_pipeline.sql_files import query
 
@@ -48,7 +50,7 @@ GRANULARITIES: tuple[tuple[Granularity, TimeWindowPartitionsDefinition], ...] = 
 
 
 def engine_aggregation_key(engine: str, granularity: Granularity) -> AssetKey:
-    return AssetKey([engine, f"event_aggregations_{granularity.name}"])
+    return engine_aggregations_key(engine, granularity.name)
 
 
 def delivery_condition() -> AutomationCondition:

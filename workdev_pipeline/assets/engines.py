@@ -4,7 +4,7 @@ a failure in one never blocks or duplicates another:
 * its delivery asset (``["pipeline", "bigquery_delivery"]``): loads what the lake committed since the engine's last
   delivered version (:mod:`workdev_pipeline.lake.delivery`), run by its sensor whenever the lake's version is past
   the one the engine delivered;
-* its table asset (``["bigquery", "platform_events"]``: day partitions, downstream of the lake's): materializing
+* its table asset (``bigquery/bigquery_events``: day partitions, downstream of the lake's): materializing
   days (a backfill) replaces them in the engine with the lake's current rows, one atomic load per day;
 * its checks, which query the engine: reconciliation with PostgreSQL's processed events (those the lake's sweep
   took), no duplicate, parity with the lake (compared once the engine has delivered the lake's current version);
@@ -46,7 +46,7 @@ from dagster import (
 from workdev_pipeline.assets.check_records import Verdicts, record
 from workdev_pipeline.assets.day_checks import checked_days, no_duplicates, reconcile
 from workdev_pipeline.assets.engine_aggregations import engine_aggregation_definitions
-from workdev_pipeline.assets.ingestion import LAKE_EVENTS
+from workdev_pipeline.assets.keys import LAKE_EVENTS, engine_delivery_key, engine_events_key
 from workdev_pipeline.assets.partitions import daily_partitions, day_of, partition_exists
 from workdev_pipeline.governance.redaction import redact_message
 from workdev_pipeline.lake.delivery import Delivery, delivered_version
@@ -76,11 +76,11 @@ class EngineDefinitions:
 
 
 def table_key(engine: str) -> AssetKey:
-    return AssetKey([engine, "platform_events"])
+    return engine_events_key(engine)
 
 
 def delivery_key(engine: str) -> AssetKey:
-    return AssetKey(["pipeline", f"{engine}_delivery"])
+    return engine_delivery_key(engine)
 
 
 def delivery_job_name(engine: str) -> str:

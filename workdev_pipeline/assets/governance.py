@@ -29,9 +29,10 @@ from dagster import (
 )
 from pydantic import Field, field_validator
 
-from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, LAKE_EVENTS
+from workdev_pipeline.assets.keys import ERASURE_REQUESTS, INCOMING_EVENTS, LAKE_EVENTS, RETENTION_RUNS
 from workdev_pipeline.assets.operator_runs import operator_metadata, reason_field
 from workdev_pipeline.assets.partitions import partition_exists
+from workdev_pipeline.assets.standards import defined_here
 from workdev_pipeline.governance.common import GovernanceInputError
 from workdev_pipeline.governance.erasure import ErasureBatch, erase_requests, planned_requests, verify_erasures
 from workdev_pipeline.governance.reaggregation import Reaggregation, reaggregate_erasures
@@ -41,11 +42,11 @@ from workdev_pipeline.resources.fanout import EnabledWarehouses
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.schedules.run_queue import OPERATOR_PRIORITY, priority_tags
 
-RETENTION_RUNS = AssetKey(["postgres", "retention_runs"])
-ERASURE_REQUESTS = AssetKey(["postgres", "gdpr_erasure_requests"])
 #: The ops that take the jobs' config (``{"ops": {RETENTION_OP: {"config": ...}}}``).
 RETENTION_OP = "apply_retention_policy"
 ERASURE_OP = "erase_requests"
+
+
 def check_evaluation(key: AssetKey, name: str, result: AssetCheckResult) -> AssetCheckEvaluation:
     """A check's result as the event an operator job logs after its work (the check also runs on its own)."""
     return AssetCheckEvaluation(asset_key=key, check_name=name, passed=result.passed, metadata=result.metadata,
@@ -100,6 +101,7 @@ def retention_metadata(report: RetentionReport) -> dict[str, Any]:
 
 retention_runs = AssetSpec(
     RETENTION_RUNS,
+    metadata=defined_here(),
     deps=[INCOMING_EVENTS, LAKE_EVENTS],
     group_name="governance",
     kinds={"postgres", "deltalake"},
@@ -243,6 +245,7 @@ def erasure_metadata(batch: ErasureBatch, reaggregation: Reaggregation | None = 
 
 erasure_requests = AssetSpec(
     ERASURE_REQUESTS,
+    metadata=defined_here(),
     deps=[INCOMING_EVENTS, LAKE_EVENTS],
     group_name="governance",
     kinds={"postgres", "deltalake"},

@@ -12,7 +12,6 @@ from dagster import (
     AssetCheckKey,
     AssetCheckResult,
     AssetExecutionContext,
-    AssetKey,
     AssetMaterialization,
     AssetObservation,
     AssetSpec,
@@ -30,9 +29,12 @@ from pydantic import Field
 
 from workdev_pipeline.assets.check_records import evaluations
 from workdev_pipeline.assets.day_checks import LAKE_DAY_CHECKS, lake_verdicts
+from workdev_pipeline.assets.keys import DEAD_LETTER_REPLAY, ENRICHED_EVENTS, INCOMING_EVENTS, LAKE_EVENTS
 from workdev_pipeline.assets.metadata import outcome_metadata
 from workdev_pipeline.assets.operator_runs import operator_metadata, reason_field
 from workdev_pipeline.assets.partitions import partition_exists
+from workdev_pipeline.assets.standards import defined_here
+from workdev_pipeline.assets.table_metadata import LAKE_EVENTS_TABLE, lake_rows
 from workdev_pipeline.governance.redaction import redact_message
 from workdev_pipeline.ingest.backlog import Backlog
 from workdev_pipeline.ingest.ingestor import LoadOutcome
@@ -40,15 +42,12 @@ from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.schedules.run_queue import OPERATOR_PRIORITY, priority_tags
 
-INCOMING_EVENTS = AssetKey(["postgres", "platform_events"])
-ENRICHED_EVENTS = AssetKey(["pipeline", "enriched_events"])
-LAKE_EVENTS = AssetKey(["lake", "platform_events"])
-DEAD_LETTER_REPLAY = AssetKey(["pipeline", "dead_letter_replay"])
 #: The op that takes the replay job's config.
 REPLAY_OP = "replay_dead_letter"
 
 incoming_events = AssetSpec(
     INCOMING_EVENTS,
+    metadata=defined_here(),
     group_name="ingestion",
     kinds={"postgres"},
     description="Every platform event, as emitted by emit_platform_event() / AnalyticsClient into PostgreSQL "
@@ -56,11 +55,15 @@ incoming_events = AssetSpec(
 )
 
 
-def _day_partitions(outcome: LoadOutcome, mode: str) -> Iterator[AssetMaterialization]:
-    """A sweep or replay writes to several day partitions of the lake table: one materialization each."""
+def _day_partitions(outcome: LoadOutcome, mode: str, lake: LakeResource) -> Iterator[AssetMaterialization]:
+    """A sweep or replay writes to several day partitions of the lake table: one materialization each, with the
+    day's and the table's rows at the version committed (from the Delta log)."""
+    total, per_day = lake_rows(lake.events().snapshot(outcome.lake_version)) if outcome.days else (0, {})
     for day, rows in sorted(outcome.days.items()):
         if partition_exists(day):
-            metadata = {"rows": MetadataValue.int(rows), "mode": mode}
+            metadata = {"rows": MetadataValue.int(rows), "mode": mode, "dagster/table_name": LAKE_EVENTS_TABLE,
+                        "dagster/row_count": MetadataValue.int(total),
+                        "dagster/partition_row_count": MetadataValue.int(per_day[day])}
             if outcome.sweep_id is not None:
                 metadata["sweep_id"] = MetadataValue.int(outcome.sweep_id)
             if outcome.lake_version is not None:
@@ -105,7 +108,7 @@ def _day_checks(context: AssetExecutionContext | OpExecutionContext, postgres: P
     description="Validated and enriched batches: each sweep takes the events committed since the last one "
                 "(commit-order safe, by transaction id), checks each against its type's JSON schema, adds user "
                 "role and tenure, device (ua-parser) and geo location (offline database), and appends them to "
-                "the lake (lake/platform_events) in one Delta commit carrying the sweep id, exactly once. Invalid "
+                "the lake (lake/lake_events) in one Delta commit carrying the sweep id, exactly once. Invalid "
                 "events go to the dead letter (event_failures) and never block the batch; a transient fault (the "
                 "database restarting, the lake's storage read-only or full) is retried for WORKDEV_RETRY_SECONDS, "
                 "then the run fails with its events still pending, for the next sweep.",
@@ -120,13 +123,14 @@ def enriched_events(context: AssetExecutionContext, postgres: PostgresResource, 
         raise Failure(description=f"sweep failed transiently ({outcome.error_kind}) after {outcome.retries + 1} "
                                   f"attempt(s); its events stay pending and the next sweep resumes them",
                       metadata=outcome_metadata(outcome))
-    yield from _day_partitions(outcome, "append")
+    yield from _day_partitions(outcome, "append", lake)
     yield from _day_checks(context, postgres, lake, outcome, since=before)
     yield MaterializeResult(metadata=outcome_metadata(outcome))
 
 
 dead_letter_replay = AssetSpec(
     DEAD_LETTER_REPLAY,
+    metadata=defined_here(),
     deps=[ENRICHED_EVENTS],
     group_name="ingestion",
     kinds={"python"},
@@ -155,7 +159,7 @@ def replay_dead_letter(context: OpExecutionContext, config: ReplayConfig, postgr
             "dead_letter": MetadataValue.int(failed), **reason}))
         return
     outcome = lake.ingestor(postgres.url()).replay(run_id=context.run.run_id)
-    for event in (*_day_partitions(outcome, "replay"), *_day_checks(context, postgres, lake, outcome)):
+    for event in (*_day_partitions(outcome, "replay", lake), *_day_checks(context, postgres, lake, outcome)):
         context.log_event(event)
     context.log_event(AssetMaterialization(asset_key=DEAD_LETTER_REPLAY,
                                            metadata={**outcome_metadata(outcome), **reason}))

@@ -2,12 +2,12 @@
 exactly those days from PostgreSQL in one Delta commit (a predicate overwrite)."""
 
 
-from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, asset
+from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
-from workdev_pipeline.assets.ingestion import ENRICHED_EVENTS, LAKE_EVENTS
+from workdev_pipeline.assets.keys import ENRICHED_EVENTS, LAKE_EVENTS
 from workdev_pipeline.assets.metadata import outcome_metadata
 from workdev_pipeline.assets.partitions import daily_partitions, day_of
-from workdev_pipeline.assets.table_metadata import OWNERS, lake_table_metadata
+from workdev_pipeline.assets.table_metadata import LAKE_EVENTS_TABLE, lake_rows, lake_table_metadata
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 
@@ -19,14 +19,12 @@ from workdev_pipeline.resources.postgres import PostgresResource
     backfill_policy=BackfillPolicy.single_run(),
     group_name="lake",
     kinds={"deltalake", "parquet"},
-    owners=OWNERS,
-    tags={"tier": "silver", "pii": "true"},
     metadata=lake_table_metadata(),
-    description="platform_events in the lake: a Delta Lake table at WORKDEV_LAKE_URI, partitioned by event_date "
-                "(the UTC day of the event timestamp), with the seed's warehouse schema (geo_location and "
-                "device_info structs, event_data/metadata JSON text, ingested_at). Sweeps append new events in one "
-                "commit each; materializing days rebuilds them whole from PostgreSQL in one predicate overwrite, "
-                "idempotently, touching no other day. BigQuery and Redshift load from it.",
+    description="The lake's events table: platform_events, a Delta Lake table at WORKDEV_LAKE_URI, partitioned by "
+                "event_date (the UTC day of the event timestamp), with the seed's warehouse schema (geo_location "
+                "and device_info structs, event_data/metadata JSON text, ingested_at). Sweeps append new events in "
+                "one commit each; materializing days rebuilds them whole from PostgreSQL in one predicate "
+                "overwrite, idempotently, touching no other day. BigQuery and Redshift load from it.",
 )
 def lake_events(context: AssetExecutionContext, postgres: PostgresResource, lake: LakeResource) -> MaterializeResult:
     days = [day_of(key) for key in context.partition_keys]
@@ -35,7 +33,9 @@ def lake_events(context: AssetExecutionContext, postgres: PostgresResource, lake
         context.log.info(f"day {day} rebuilt, {rows:,} events ({next(done)}/{len(days)})")))
     context.log.info(f"rebuilt {len(days)} day(s) in lake version {outcome.lake_version}: {outcome.events_loaded} "
                      f"events in {outcome.seconds:.2f} s")
-    metadata = outcome_metadata(outcome)
+    total, _ = lake_rows(lake.events().snapshot(outcome.lake_version))
+    metadata = {**outcome_metadata(outcome), "dagster/table_name": LAKE_EVENTS_TABLE,
+                "dagster/row_count": MetadataValue.int(total)}
     if len(days) == 1:  # a range's metadata would be shown on each of its days: the day's own count only here
-        metadata["dagster/row_count"] = outcome.days.get(days[0], 0)
+        metadata["dagster/partition_row_count"] = MetadataValue.int(outcome.days.get(days[0], 0))
     return MaterializeResult(metadata=metadata)

@@ -2,8 +2,8 @@
 sweeps leave compacted, old files vacuumed, a checkpoint written and the log cleaned -- each step under the lake
 writers' lock (``workdev_pipeline.lake.maintenance``).
 
-Materialized as ``["lake", "maintenance"]`` (files, bytes, seconds, the lake version: plotted over time in the UI); the
-compacted days of ``["lake", "platform_events"]`` are *observed*, not materialized: a compaction keeps every row, and a
+Materialized as ``lake/lake_maintenance`` (files, bytes, seconds, the lake version: plotted over time in the UI); the
+compacted days of ``lake/lake_events`` are *observed*, not materialized: a compaction keeps every row, and a
 materialization would make their aggregations stale for nothing.
 """
 
@@ -12,7 +12,6 @@ from typing import Any
 
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
     AssetObservation,
     AssetSelection,
     Config,
@@ -25,7 +24,7 @@ from dagster import (
 from deltalake.exceptions import DeltaError
 from pydantic import Field
 
-from workdev_pipeline.assets.ingestion import LAKE_EVENTS
+from workdev_pipeline.assets.keys import LAKE_EVENTS, LAKE_MAINTENANCE
 from workdev_pipeline.assets.partitions import partition_exists
 from workdev_pipeline.governance.redaction import redact_message
 from workdev_pipeline.lake.delivery import delivered_versions
@@ -40,7 +39,6 @@ from workdev_pipeline.resources.fanout import EnabledWarehouses
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 
-LAKE_MAINTENANCE = AssetKey(["lake", "maintenance"])
 LAKE_MAINTENANCE_JOB = "lake_maintenance"
 
 
@@ -92,7 +90,7 @@ def maintenance_metadata(result: MaintenanceResult, uri: str) -> dict[str, Any]:
     deps=[LAKE_EVENTS],
     group_name="lake",
     kinds={"deltalake"},
-    description="Maintenance of lake/platform_events (hourly at :30 UTC): the days' small sweep files compacted "
+    description="Maintenance of the lake's events table (hourly at :30 UTC): the days' small sweep files compacted "
                 "(optimize.compact) into files of ~128 MiB, removed files vacuumed after the retention, a checkpoint "
                 "written and expired log entries cleaned up, each step under the lake writers' lock; the aggregation "
                 "table's small files compacted too. Files, bytes, "

@@ -4,7 +4,7 @@ what AnalyticsClient.get_dashboard_metrics serves (it recomputes them itself whe
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, OpExecutionContext, asset, op
 from pydantic import Field
 
-from workdev_pipeline.assets.ingestion import INCOMING_EVENTS
+from workdev_pipeline.assets.keys import INCOMING_EVENTS, REALTIME_METRICS
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.sql_files import query
 
@@ -15,7 +15,7 @@ class MetricsConfig(Config):
 
 
 @asset(
-    key=["postgres", "platform_metrics_realtime"],
+    key=REALTIME_METRICS,
     deps=[INCOMING_EVENTS],
     group_name="metrics",
     kinds={"postgres"},

@@ -1,15 +1,19 @@
 """The shared partitions, all UTC: days of the event's timestamp (the warehouses' partitions), and the closed
-hours, days and weeks (Monday 00:00 UTC) of the aggregations."""
+hours, days and weeks (Monday 00:00 UTC) of the aggregations, from the first day read when the code location loads
+(:mod:`workdev_pipeline.partitions_start`: ``WORKDEV_PARTITIONS_START``). The aggregations keep one partition per
+hour -- a closed hour is the unit their automation builds at :05 and the volume check judges -- which is 24 a day
+from that first day, not from an arbitrary epoch: a demo's week is ~190 hourly partitions, a year of data 8,760."""
 
 from __future__ import annotations
 
-import os
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 
 from dagster import DailyPartitionsDefinition, HourlyPartitionsDefinition, WeeklyPartitionsDefinition
 
-#: First day a backfill can target; events older than it (7-year retention) need an earlier start.
-PARTITIONS_START = os.environ.get("WORKDEV_PARTITIONS_START", "2020-01-01")
+from workdev_pipeline.partitions_start import partitions_start
+
+#: First day a partition (and so a backfill from the UI) exists for.
+PARTITIONS_START = partitions_start().isoformat()
 
 #: Today's partition exists from the day's start (end_offset=1): events land in it as they arrive.
 daily_partitions = DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC", end_offset=1,
@@ -19,8 +23,8 @@ daily_partitions = DailyPartitionsDefinition(start_date=PARTITIONS_START, timezo
 # when the period ends -- the moment its aggregation may be computed. Keys: "2026-11-23-14:00" (hours),
 # "2026-11-23" (days), "2026-11-23" (weeks, by their Monday; the first week is the first Monday on or after
 # the start).
-hourly_partitions = HourlyPartitionsDefinition(start_date=datetime.fromisoformat(PARTITIONS_START).replace(tzinfo=UTC),
-                                               timezone="UTC", end_offset=0)
+hourly_partitions = HourlyPartitionsDefinition(
+    start_date=datetime.combine(date.fromisoformat(PARTITIONS_START), time(), tzinfo=UTC), timezone="UTC", end_offset=0)
 closed_daily_partitions = DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC", end_offset=0,
                                                     fmt="%Y-%m-%d")
 weekly_partitions = WeeklyPartitionsDefinition(start_date=PARTITIONS_START, day_offset=1, timezone="UTC",

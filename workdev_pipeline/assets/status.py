@@ -1,4 +1,4 @@
-"""``pipeline/status``: the pipeline's health as an external asset, observed every minute by
+"""``pipeline/pipeline_status``: the pipeline's health as an external asset, observed every minute by
 ``pipeline_status_sensor`` (:mod:`workdev_pipeline.schedules.status`) with the figures ``workdev-pipeline status``
 prints (:mod:`workdev_pipeline.status`) as numeric metadata, and each problem with what to do about it."""
 
@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagster import AssetKey, AssetObservation, AssetSpec, MetadataValue
+from dagster import AssetObservation, AssetSpec, MetadataValue
 
-from workdev_pipeline.assets.ingestion import INCOMING_EVENTS, LAKE_EVENTS
+from workdev_pipeline.assets.keys import INCOMING_EVENTS, LAKE_EVENTS, PIPELINE_STATUS
+from workdev_pipeline.assets.standards import defined_here
 from workdev_pipeline.status import PipelineStatus, Problem, figures, verdict
-
-PIPELINE_STATUS = AssetKey(["pipeline", "status"])
 
 pipeline_status = AssetSpec(
     PIPELINE_STATUS,
+    metadata=defined_here(),
     deps=[INCOMING_EVENTS, LAKE_EVENTS],
     group_name="operations",
     kinds={"postgres", "deltalake"},
@@ -26,7 +26,8 @@ pipeline_status = AssetSpec(
 
 
 def status_observation(status: PipelineStatus, problems: list[Problem]) -> AssetObservation:
-    """``status`` as an observation of ``pipeline/status``: every figure as a number, the verdict, the diagnosis."""
+    """``status`` as an observation of ``pipeline/pipeline_status``: every figure as a number, the verdict, the
+    diagnosis."""
     metadata: dict[str, Any] = {
         name: MetadataValue.int(value) if isinstance(value, int) else MetadataValue.float(float(value))
         for name, value in figures(status, problems).items()}

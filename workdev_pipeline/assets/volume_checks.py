@@ -1,4 +1,4 @@
-"""The hourly volume check: ``volumes_within_history`` on ``lake/event_aggregations_hourly``, one evaluation per
+"""The hourly volume check: ``volumes_within_history`` on ``lake/lake_aggregations_hourly``, one evaluation per
 closed hour, riding along with the hours' materializations (and runnable alone for chosen hours).
 
 Each event type's count in the hour is compared with the same hour of the week in the previous weeks, read from

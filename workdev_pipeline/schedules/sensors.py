@@ -21,7 +21,7 @@ from dagster import (
 )
 
 from workdev_pipeline.assets.checks import backlog_evaluation
-from workdev_pipeline.assets.ingestion import ENRICHED_EVENTS, INCOMING_EVENTS, LAKE_EVENTS
+from workdev_pipeline.assets.keys import ENRICHED_EVENTS, INCOMING_EVENTS, LAKE_EVENTS
 from workdev_pipeline.ingest.backlog import Backlog
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource

@@ -1,5 +1,5 @@
-"""``pipeline_status_sensor``: every minute, observes ``pipeline/status`` (no run): the figures and diagnosis of
-``workdev-pipeline status``, the enabled engines probed through their resources."""
+"""``pipeline_status_sensor``: every minute, observes ``pipeline/pipeline_status`` (no
+run): the figures and diagnosis of ``workdev-pipeline status``, the enabled engines probed through their resources."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ def status_sensor(engines: Sequence[str] = ()) -> SensorDefinition:
 
     @sensor(name=STATUS_SENSOR, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
             required_resource_keys={"postgres", "lake", *engines},
-            description="Observes pipeline/status every minute: backlog, sweeps, dead letter, loads, deliveries, "
-                        "queues, and what to do about each problem (as `workdev-pipeline status` prints).")
+            description="Observes pipeline/pipeline_status every minute: backlog, sweeps, dead letter, loads, "
+                        "deliveries, queues, and what to do about each problem (as `workdev-pipeline status` prints).")
     def pipeline_status_sensor(context: SensorEvaluationContext) -> SensorResult:
         resources = context.resources
         probes = {name: getattr(resources, name).ping for name in engines}
