@@ -163,6 +163,10 @@ def test_postgres_down_past_the_retry_budget_one_line_exit_1_then_the_next_sweep
     server.crash()
     assert sweep.wait(timeout=300) == 1  # the server is still down
     out, err = server.output("sweep")
+    # The server's own shutdown notice, printed by libpq's default notice processor inside the ADBC driver when
+    # the crash meets the sweep's extraction connection open (a race; not ours to word): not counted as ours.
+    err = "".join(line for line in err.splitlines(keepends=True)
+                  if not line.startswith("WARNING:  terminating connection due to immediate shutdown"))
     assert out == "" and len(err.splitlines()) == 1, (out, err)
     assert err.startswith("error: sweep failed: transient failure (database unavailable)"), err
     assert "its events stay pending" in err
