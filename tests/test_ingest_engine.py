@@ -75,6 +75,8 @@ def test_sweep_loads_every_event_once_enriched(db: str, conn: psycopg.Connection
     row = conn.execute("""SELECT e.event_id::text, u.user_role, e."timestamp" - u.signed_up_at, e.metadata
                           FROM platform_event_store e JOIN user_attributes u USING (user_id)
                           WHERE e.metadata ? 'user_agent' AND e.metadata->>'user_agent' LIKE '%%Windows NT%%Chrome%%'
+                            AND e.metadata->>'user_agent' NOT LIKE '%%OPR/%%'  -- Opera and Edge carry "Chrome" too
+                            AND e.metadata->>'user_agent' NOT LIKE '%%Edg/%%'
                           LIMIT 1""").fetchone()
     event_id, role, age, metadata = row
     got = files.snapshot().query("SELECT user_role, user_tenure_days, device_info, metadata::varchar, "
