@@ -73,8 +73,8 @@ def test_a_replay_dry_run_counts_the_dead_letter_and_changes_nothing(db: str, de
                                                                       instance: DagsterInstance) -> None:
     demo(db, 200)
     bad = emit_bad_budgets(db, 3)
-    # a sweep stops below any transaction it cannot attribute to another database (sweep_bounds.sql): on a busy
-    # server the first one may find nothing yet, so sweep until these events are in
+    # a sweep stops below any transaction it cannot attribute to another database (sweep_bounds.sql asks a few
+    # times, test_ingest_engine.py::test_a_busy_neighbour_...): sweep until these events are in rather than once
     swept = wait_until(lambda: lake.ingestor(db).sweep(), "a sweep takes the demo and the three bad events",
                        timeout=120, until=lambda outcome: outcome.status != "idle")
     assert swept.events_failed == 3, swept

@@ -58,6 +58,8 @@ from workdev_pipeline.sql_files import query
 log = logging.getLogger(__name__)
 
 LOCK_STATEMENT = "SELECT {}(hashtext('workdev.ingest'), hashtext(%s))"
+# how many times the sweep asks for its bounds while a transaction nobody could attribute sets the upper one
+BOUNDS_ATTEMPTS = 5
 
 
 @dataclass
@@ -211,8 +213,7 @@ class Ingestor:
             running = conn.execute(query("ingest/running_sweep"), {"consumer": self.consumer}).fetchone()
             if running is None:
                 self._drain_rebuild_queue(conn, run_id, outcome)
-                tx_low, tx_high, has_events = conn.execute(query("ingest/sweep_bounds"),
-                                                           {"consumer": self.consumer}).fetchone()
+                tx_low, tx_high, has_events = self._sweep_bounds(conn)
                 if tx_high <= tx_low or not has_events:
                     if tx_high > tx_low:  # transactions that wrote no events: just move past them
                         conn.execute(query("ingest/advance_watermark"),
@@ -227,6 +228,16 @@ class Ingestor:
             self._run_sweep(conn, running, run_id, outcome)
             self._drain_rebuild_queue(conn, run_id, outcome)
             return outcome
+
+    def _sweep_bounds(self, conn: psycopg.Connection) -> tuple[int, int, bool]:
+        """The next range to sweep and whether it holds events; asked again (a new snapshot) while an in-progress
+        transaction nobody could attribute sets its upper bound."""
+        for _ in range(BOUNDS_ATTEMPTS):
+            tx_low, tx_high, has_events, unattributed = conn.execute(query("ingest/sweep_bounds"),
+                                                                     {"consumer": self.consumer}).fetchone()
+            if not unattributed:
+                break
+        return tx_low, tx_high, has_events
 
     def finish_running_sweep(self, conn: psycopg.Connection, run_id: str | None = None) -> LoadOutcome | None:
         """Finish the sweep a killed run left claimed (the lock held), if any."""
