@@ -10,11 +10,20 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from workdev_pipeline.lake import EventLake, LakeLocation
 from workdev_pipeline.settings import MIGRATIONS_DIR
 
 CLI = Path(sys.executable).with_name("workdev-pipeline")
+
+
+@pytest.fixture(autouse=True)
+def cli_homes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command's homes are the test's own: a ``dev`` instance under the repository's ``.workdev`` (or a
+    ``DAGSTER_HOME`` of the shell running the tests) would otherwise record the commands' runs."""
+    monkeypatch.setenv("WORKDEV_HOME", str(tmp_path / "workdev"))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
 
 
 def run(*args: str, url: str) -> subprocess.CompletedProcess[str]:
