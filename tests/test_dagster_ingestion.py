@@ -157,9 +157,8 @@ def test_partition_checks_pass_then_catch_a_duplicated_commit(db: str, defs: Def
     day = events.snapshot().days()[-1]
 
     def run_checks() -> dict[str, bool]:
-        # the partition goes in as a tag (as the UI sends it): execute_in_process(partition_key=) only
-        # validates keys against selected assets, and this job selects checks alone
-        result = run_job(defs, "check_lake_days", instance, tags={"dagster/partition": day.isoformat()})
+        # the day as the launchpad's partition picker gives it (the job is partitioned by the daily partitions)
+        result = run_job(defs, "check_lake_days", instance, partition_key=day.isoformat())
         return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
     assert run_checks() == {"reconciles_with_postgres": True, "no_duplicate_event_ids": True,

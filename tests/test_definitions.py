@@ -23,6 +23,7 @@ from dagster import (
 from dagster._core.errors import DagsterInvalidDefinitionError
 
 from workdev_pipeline.assets.keys import LAKE_EVENTS, RENAMED_FROM, lake_aggregations_key
+from workdev_pipeline.assets.partitions import daily_partitions
 from workdev_pipeline.definitions import build_definitions, defs
 from workdev_pipeline.resources.bigquery import BigQueryWarehouseResource
 from workdev_pipeline.resources.lake import LakeResource
@@ -167,6 +168,18 @@ def test_each_remote_engine_adds_its_own_set(engines: tuple[str, ...]) -> None:
         jobs.update(more[2])
         sensors.update(more[3])
     assert described(build_definitions(offline_resources(*engines)))[:4] == (assets, checks, jobs, sensors)
+
+
+def test_the_day_check_jobs_take_a_day_from_the_launchpad() -> None:
+    """The jobs of day checks are partitioned by the daily partitions, with no run config of their own: the
+    launchpad shows the day picker, the job's Partitions page backfills a range (a run per day)."""
+    repo = build_definitions(offline_resources("bigquery", "redshift")).get_repository_def()
+    day = daily_partitions.get_first_partition_key()
+    for name in ("check_lake_days", "deep_check_lake_days", "check_bigquery_days", "check_redshift_days"):
+        job = repo.get_job(name)
+        assert job.partitions_def == daily_partitions, name
+        assert job.partitioned_config.get_run_config_for_partition_key(day) == {}, name
+    assert repo.get_job("ingest_events").partitions_def is None
 
 
 def test_validate_loadable_rejects_a_job_whose_asset_was_dropped() -> None:

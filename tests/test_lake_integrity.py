@@ -50,8 +50,8 @@ def truncate(path: Path) -> None:
 
 
 def run_checks(defs: Definitions, instance: DagsterInstance, day: date) -> dict[str, tuple[bool, dict]]:
-    result = defs.resolve_job_def("check_lake_days").execute_in_process(
-        instance=instance, tags={"dagster/partition": day.isoformat()})
+    result = defs.resolve_job_def("check_lake_days").execute_in_process(instance=instance,
+                                                                         partition_key=day.isoformat())
     assert result.success  # a failed check is a verdict, not a crashed step
     return {e.check_name: (e.passed, e.metadata) for e in result.get_asset_check_evaluations()}
 
@@ -110,12 +110,13 @@ def test_the_daily_schedule_deep_checks_the_recent_days(defs: Definitions, lake:
     requests = repository.get_schedule_def(lake_deep_check_schedule.name).evaluate_tick(build_schedule_context(
         instance=instance, scheduled_execution_time=tick, repository_def=repository)).run_requests
     days = [tick.date() - timedelta(days=n) for n in range(DEEP_CHECK_DAYS)]
-    assert [r.tags["dagster/partition"] for r in requests] == sorted(d.isoformat() for d in days)
+    assert [r.partition_key for r in requests] == sorted(d.isoformat() for d in days)  # a day partition each
     day = days[1]
     lake.events().append([events(day, 20_000)], app_id="lake", version=1)
     scribble(day_file(lake.events(), day)[1])
-    [request] = [r for r in requests if r.tags["dagster/partition"] == day.isoformat()]
-    result = defs.resolve_job_def("deep_check_lake_days").execute_in_process(instance=instance, tags=request.tags)
+    [request] = [r for r in requests if r.partition_key == day.isoformat()]
+    result = defs.resolve_job_def("deep_check_lake_days").execute_in_process(
+        instance=instance, partition_key=request.partition_key, tags=request.tags)
     assert result.success
     [evaluation] = result.get_asset_check_evaluations()
     assert evaluation.check_name == "day_files_decode" and evaluation.passed is False

@@ -47,7 +47,7 @@ from workdev_pipeline.assets.check_records import Verdicts, record
 from workdev_pipeline.assets.day_checks import checked_days, no_duplicates, reconcile
 from workdev_pipeline.assets.engine_aggregations import engine_aggregation_definitions
 from workdev_pipeline.assets.keys import LAKE_EVENTS, engine_delivery_key, engine_events_key
-from workdev_pipeline.assets.partitions import daily_partitions, day_of, partition_exists
+from workdev_pipeline.assets.partitions import daily_checks_config, daily_partitions, day_of, partition_exists
 from workdev_pipeline.governance.redaction import redact_message
 from workdev_pipeline.lake.delivery import Delivery, delivered_version
 from workdev_pipeline.resources.lake import LakeResource
@@ -202,8 +202,11 @@ def engine_definitions(engine: str) -> EngineDefinitions:
     deliver = define_asset_job(delivery_job_name(engine), selection=[delivery], tags={"workdev/engine": engine},
                                description=f"One delivery from the lake into {engine}.")
     checks_job = define_asset_job(f"check_{engine}_days", selection=AssetSelection.checks_for_assets(table),
-                                  description=f"Run {engine}'s per-day checks for chosen days (a day, a range, or "
-                                              "every day the lake holds), each recorded against its day.")
+                                  config=daily_checks_config(),
+                                  description=f"Run {engine}'s per-day checks for chosen days (a day from the "
+                                              "launchpad's partition picker, a range by a backfill from the job's "
+                                              "Partitions page, or, given none, every day the lake holds), each "
+                                              "recorded against its day.")
 
     @sensor(name=delivery_sensor_name(engine), job=deliver, minimum_interval_seconds=30,
             default_status=DefaultSensorStatus.RUNNING, required_resource_keys={"postgres", "lake", engine},

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 
-from dagster import DailyPartitionsDefinition, HourlyPartitionsDefinition, WeeklyPartitionsDefinition
+from dagster import (
+    DailyPartitionsDefinition,
+    HourlyPartitionsDefinition,
+    PartitionedConfig,
+    WeeklyPartitionsDefinition,
+)
 
 from workdev_pipeline.partitions_start import partitions_start
 
@@ -38,3 +43,14 @@ def day_of(partition_key: str) -> date:
 def partition_exists(day: date) -> bool:
     """Whether ``day`` has a partition (events dated before the start or in the future have none)."""
     return daily_partitions.has_partition_key(day.isoformat())
+
+
+def daily_checks_config() -> PartitionedConfig:
+    """The config of a job of day checks (``check_lake_days``, ``check_<engine>_days``, ``deep_check_lake_days``):
+    partitioned by the daily partitions, with no run config of its own. The launchpad shows the day picker, the
+    job's Partitions page backfills a range (a run per day), a schedule requests a day by ``partition_key``."""
+    return PartitionedConfig(partitions_def=daily_partitions, run_config_for_partition_key_fn=_no_run_config)
+
+
+def _no_run_config(_partition_key: str) -> dict:
+    return {}

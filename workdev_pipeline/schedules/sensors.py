@@ -22,6 +22,7 @@ from dagster import (
 
 from workdev_pipeline.assets.checks import backlog_evaluation
 from workdev_pipeline.assets.keys import ENRICHED_EVENTS, INCOMING_EVENTS, LAKE_EVENTS
+from workdev_pipeline.assets.partitions import daily_checks_config
 from workdev_pipeline.ingest.backlog import Backlog
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
@@ -35,10 +36,11 @@ ingest_job = define_asset_job("ingest_events", selection=[ENRICHED_EVENTS], exec
                               description="One sweep: pending events -> validated, enriched day partitions.")
 
 check_lake_job = define_asset_job(
-    "check_lake_days", selection=AssetSelection.checks_for_assets(LAKE_EVENTS),
-    description="Run the lake's per-day checks for chosen days without rewriting them: a day (the dagster/partition "
-                "tag), a range (the dagster/asset_partition_range_start and _end tags), or, given none, every day "
-                "the lake holds; each day's verdict is recorded against its day.")
+    "check_lake_days", selection=AssetSelection.checks_for_assets(LAKE_EVENTS), config=daily_checks_config(),
+    description="Run the lake's per-day checks for chosen days without rewriting them: a day (the launchpad's "
+                "partition picker), a range (a backfill from the job's Partitions page: a run per day; or one run "
+                "with the dagster/asset_partition_range_start and _end tags), or, given none, every day the lake "
+                "holds; each day's verdict is recorded against its day.")
 
 
 @sensor(job=ingest_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
