@@ -1,5 +1,5 @@
-"""The lake's writes: bounded memory whatever the backlog's shape, one commit per write, and nothing staged left
-behind by a write that failed or was killed."""
+"""The lake's writes: bounded memory whatever the backlog's shape, one commit per write, nothing staged left
+behind by a write that failed or was killed, and every writer's files encoded as ``lake/parquet_settings.py`` says."""
 
 from __future__ import annotations
 
@@ -13,13 +13,23 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from tests.lake_helpers import events
+from workdev_pipeline.aggregations.engine import Aggregator
+from workdev_pipeline.aggregations.periods import HOURLY
 from workdev_pipeline.lake.day_files import STAGING_DIR
 from workdev_pipeline.lake.events import EventLake
 from workdev_pipeline.lake.location import LakeLocation
 from workdev_pipeline.lake.maintenance import maintain
+from workdev_pipeline.lake.parquet_settings import (
+    FILE_SETTINGS,
+    STATS_COLUMNS,
+    WIDE_FILE_SETTINGS,
+    WIDE_WRITE_DAYS,
+    FileSettings,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 FIRST = date(2026, 1, 1)
@@ -150,3 +160,69 @@ def test_a_staging_list_left_after_its_commit_keeps_the_committed_files(root: Pa
     assert not staging_lists(root)
     assert lake.snapshot().query("SELECT count(*) FROM platform_events")[0][0] == 20
     assert pc.sum(lake.snapshot().files().column("num_records")).as_py() == 20
+
+
+def encoding_mismatches(path: Path, settings: FileSettings, rows: int) -> list[str]:
+    """How the Parquet file at ``path`` (``rows`` rows) differs from ``settings``: codec, dictionary pages and
+    footer statistics of every column of every row group, and the row groups' sizes."""
+    meta = pq.ParquetFile(path).metadata
+    wrong = []
+    if meta.num_rows != rows:
+        wrong.append(f"{meta.num_rows} rows")
+    expected_groups = [min(settings.row_group_rows, rows - start) for start in range(0, rows, settings.row_group_rows)]
+    if [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] != expected_groups:
+        wrong.append(f"row groups of {[meta.row_group(g).num_rows for g in range(meta.num_row_groups)]} rows")
+    for g in range(meta.num_row_groups):
+        for c in range(meta.num_columns):
+            column = meta.row_group(g).column(c)
+            top = column.path_in_schema.split(".")[0]
+            if column.compression != settings.compression.upper():
+                wrong.append(f"{column.path_in_schema}: {column.compression}")
+            if column.has_dictionary_page != settings.dictionary(top):
+                wrong.append(f"{column.path_in_schema}: dictionary {column.has_dictionary_page}")
+            if column.is_stats_set != (top in settings.stats_columns):
+                wrong.append(f"{column.path_in_schema}: statistics {column.is_stats_set}")
+    return sorted(set(wrong))
+
+
+def day_file(lake: EventLake, root: Path, day: date) -> Path:
+    (path,) = lake.snapshot().day_files(day)
+    return root / "platform_events" / path
+
+
+def test_every_writer_encodes_the_files_as_the_settings_say(root: Path) -> None:
+    """The sweep's pyarrow writer, delta-rs's compaction and its deletes (one day; many days: the wide settings)."""
+    assert {"timestamp", "event_type"} <= set(FILE_SETTINGS.stats_columns) == set(STATS_COLUMNS)
+    assert not FILE_SETTINGS.dictionary("event_id") and FILE_SETTINGS.dictionary("user_id")
+    lake = EventLake(LakeLocation.from_env(str(root)))
+    copies = FILE_SETTINGS.row_group_rows // 1_000 + 8  # two row groups
+    lake.append([pa.concat_tables([events(FIRST, 1_000)] * copies)], app_id="lake", version=1)
+    rows = copies * 1_000
+    assert encoding_mismatches(day_file(lake, root, FIRST), FILE_SETTINGS, rows) == []
+
+    lake.append([events(FIRST, 1_000, start=rows)], app_id="lake", version=2)
+    assert maintain(lake).files_after == 1  # delta-rs's optimize.compact
+    rows += 1_000
+    assert encoding_mismatches(day_file(lake, root, FIRST), FILE_SETTINGS, rows) == []
+
+    rows -= lake.delete(f"event_date = '{FIRST.isoformat()}' AND user_tenure_days = 1", days=1)["num_deleted_rows"]
+    assert encoding_mismatches(day_file(lake, root, FIRST), FILE_SETTINGS, rows) == []
+
+    wide = lake.delete(f"event_date = '{FIRST.isoformat()}' AND user_tenure_days = 2", days=WIDE_WRITE_DAYS + 1)
+    rows -= wide["num_deleted_rows"]
+    assert encoding_mismatches(day_file(lake, root, FIRST), WIDE_FILE_SETTINGS, rows) == []
+    assert lake.snapshot().query("SELECT count(*) FROM platform_events")[0][0] == rows
+
+
+def test_a_compacted_day_still_reads_whole(root: Path) -> None:
+    """delta-rs's compaction of files without footer statistics commits null min/max in the log, and readers
+    through the Arrow dataset (the aggregations) then prune the whole day (delta-rs #3173)."""
+    lake = EventLake(LakeLocation.from_env(str(root)))
+    for i in range(4):
+        lake.append([events(FIRST, 500, start=500 * i)], app_id="lake", version=i + 1)
+    assert maintain(lake).files_after == 1
+    midnight = datetime(FIRST.year, FIRST.month, FIRST.day, tzinfo=UTC)
+    hours, files = Aggregator(lake).compute(HOURLY, midnight, midnight + timedelta(days=1), {})
+    assert files == 1 and pc.sum(hours.column("total_events")).as_py() == 2_000
+    day = (ds.field("timestamp") >= midnight) & (ds.field("timestamp") < midnight + timedelta(days=1))
+    assert lake.snapshot().dataset([FIRST]).count_rows(filter=day) == 2_000

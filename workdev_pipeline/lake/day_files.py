@@ -4,7 +4,7 @@ shared by all days, staged until the caller commits them as one Delta commit.
 Rows wait in memory per day; whenever all days together hold more than ``budget_bytes``, the largest days are
 written out as files of their own (until half the budget is left), so a backlog spread thin over hundreds of days
 costs the same memory as one over a few days: a day may end with several files, which maintenance compacts. The
-files carry Parquet page checksums (a damaged page fails to read instead of decoding to wrong values).
+files are encoded as the write's :class:`FileSettings` say (``lake/parquet_settings.py``: with page checksums).
 
 **Staging.** Until its commit, a write's files are in the table's directory but not in its log. Their paths are
 listed in ``_staging/<token>.json`` (beside ``_delta_log``; readers and vacuum ignore it) *before* each file is
@@ -30,12 +30,13 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake.transaction import AddAction
 
+from workdev_pipeline.lake.parquet_settings import FileSettings
+
 log = logging.getLogger(__name__)
 
 STAGING_DIR = "_staging"
 #: What one write may hold in memory, all days together (Arrow bytes of rows waiting for their day's next file).
 DEFAULT_BUDGET_BYTES = 128 * 1024 * 1024
-ROW_GROUP_ROWS = 128 * 1024
 
 
 @dataclass
@@ -49,15 +50,17 @@ class WriteStats:
 
 
 class DayFileWriter:
-    """Writes one commit's data files into the table at ``fs`` (a file system rooted at the table's directory)."""
+    """Writes one commit's data files into the table at ``fs`` (a file system rooted at the table's directory),
+    encoded as ``settings`` say; their add actions carry the statistics of ``settings.stats_columns``."""
 
     def __init__(self, fs: pafs.FileSystem, *, schema: pa.Schema, partition_column: str,
-                 stats_columns: tuple[str, ...], budget_bytes: int = DEFAULT_BUDGET_BYTES,
+                 settings: FileSettings, budget_bytes: int = DEFAULT_BUDGET_BYTES,
                  version_before: int | None = None) -> None:
         self.fs = fs
         self.partition_column = partition_column
         self.file_schema = schema.remove(schema.get_field_index(partition_column))
-        self.stats_columns = stats_columns
+        self.settings = settings
+        self._options = settings.pyarrow_options(self.file_schema)
         self.budget_bytes = budget_bytes
         self.token = uuid.uuid4().hex
         self.stats = WriteStats()
@@ -105,17 +108,16 @@ class DayFileWriter:
         self._buffered -= self._pending_bytes.pop(day)
         table = pa.concat_tables(pieces).drop_columns([self.partition_column])
         del pieces
-        path = f"{self.partition_column}={day.isoformat()}/part-{len(self._staged):05d}-{self.token}-c000.zstd.parquet"
+        path = (f"{self.partition_column}={day.isoformat()}/part-{len(self._staged):05d}-{self.token}-c000."
+                f"{self.settings.compression}.parquet")
         self._staged.append(path)
         self._write_staging_list()  # before the file: a file on disk is always listed
         self.fs.create_dir(path.rpartition("/")[0], recursive=True)
         with self.fs.open_output_stream(path) as sink:
-            pq.write_table(table.cast(self.file_schema), sink, row_group_size=ROW_GROUP_ROWS, compression="zstd",
-                           compression_level=1, write_statistics=list(self.stats_columns),
-                           write_page_checksum=True)
+            pq.write_table(table.cast(self.file_schema), sink, **self._options)
         size = self.fs.get_file_info(path).size
         self.actions.append(AddAction(path, size, {self.partition_column: day.isoformat()}, int(time.time() * 1000),
-                                      True, file_stats(table, self.stats_columns)))
+                                      True, file_stats(table, self.settings.stats_columns)))
         self.stats.files += 1
         self.stats.bytes_written += size
 

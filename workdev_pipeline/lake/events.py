@@ -13,7 +13,7 @@ add actions at the end:
   never a user id), and :meth:`EventLake.vacuum` removes the files that still held the data.
 
 Column statistics in the log are kept to the non-personal columns (``STATS_COLUMNS``), so neither the log nor its
-checkpoints ever carry a user id, email or IP.
+checkpoints ever carry a user id, email or IP. The data files' Parquet settings are ``lake/parquet_settings.py``'s.
 """
 
 from __future__ import annotations
@@ -30,13 +30,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transaction, WriterProperties
+from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.fs import DeltaStorageHandler
 
 from workdev_pipeline.ingest.extract import read_ahead
 from workdev_pipeline.ingest.schema import WAREHOUSE_SCHEMA
 from workdev_pipeline.lake.day_files import DEFAULT_BUDGET_BYTES, DayFileWriter, clean_staging
 from workdev_pipeline.lake.location import LakeConfigurationError, LakeLocation
+from workdev_pipeline.lake.parquet_settings import FILE_SETTINGS, STATS_COLUMNS, FileSettings, file_settings
 from workdev_pipeline.lake.table import LakeTable
 
 TABLE = "platform_events"
@@ -48,35 +49,10 @@ LAKE_SCHEMA = pa.schema([
       for f in WAREHOUSE_SCHEMA),
     pa.field(PARTITION_COLUMN, pa.date32(), nullable=False),
 ])
-#: The only columns whose min/max/null counts go into the Delta log (what queries prune by; nothing personal).
-STATS_COLUMNS = ("event_type", "event_category", "timestamp", "ingested_at")
 TABLE_CONFIGURATION = {
     "delta.dataSkippingStatsColumns": ",".join(STATS_COLUMNS),
     "delta.checkpointInterval": "100",
 }
-#: delta-rs's data files (compaction, retention's rewrites; ``lake/day_files.py`` writes the same for appends and
-#: overwrites): zstd Parquet, large row groups, column statistics only where they prune (the same columns as the
-#: log's): 14 % less CPU per write than statistics everywhere (``bench/README.md``), and no footer holds the
-#: min/max of a personal column.
-WRITER_PROPERTIES = WriterProperties(
-    compression="ZSTD", compression_level=1, max_row_group_size=128 * 1024,
-    default_column_properties=ColumnProperties(statistics_enabled="NONE"),
-    column_properties={c: ColumnProperties(statistics_enabled="CHUNK") for c in STATS_COLUMNS})
-#: A delta-rs write spanning more days keeps one Parquet writer open per day until its commit, and zstd's per-column
-#: contexts make each cost ~0.5 MiB: 1.5 GiB for 2,900 thin days. Such writes (retention over years of history) use
-#: snappy without dictionaries: 0.77 GiB for the same write, files ~1.6x larger (measured in
-#: ``bench/README.md``; compaction re-encodes a day with zstd once it holds several files).
-WIDE_WRITE_DAYS = 64
-WIDE_WRITER_PROPERTIES = WriterProperties(
-    compression="SNAPPY", max_row_group_size=128 * 1024,
-    default_column_properties=ColumnProperties(statistics_enabled="NONE", dictionary_enabled=False),
-    column_properties={c: ColumnProperties(statistics_enabled="CHUNK", dictionary_enabled=False)
-                       for c in STATS_COLUMNS})
-
-
-def writer_properties(days: int | None) -> WriterProperties:
-    """The data files' settings for a write touching ``days`` days (None: unknown, as few as a sweep's)."""
-    return WIDE_WRITER_PROPERTIES if days is not None and days > WIDE_WRITE_DAYS else WRITER_PROPERTIES
 
 
 @dataclass
@@ -145,16 +121,19 @@ def days_predicate(days: Iterable[date]) -> str:
 
 class EventLake(LakeTable):
     """The events table of the lake at ``location``; a write holds at most ``write_budget_bytes`` of rows in
-    memory (``WORKDEV_LAKE_WRITE_BUDGET_MIB``, default 128 MiB), whatever the number of days it spans."""
+    memory (``WORKDEV_LAKE_WRITE_BUDGET_MIB``, default 128 MiB), whatever the number of days it spans; appends and
+    overwrites encode their files with ``file_settings`` (the lake's ``FILE_SETTINGS``; another only to measure)."""
 
     NAME = TABLE
     SCHEMA = LAKE_SCHEMA
     PARTITION_COLUMN = PARTITION_COLUMN
     CONFIGURATION = TABLE_CONFIGURATION
 
-    def __init__(self, location: LakeLocation, *, write_budget_bytes: int | None = None) -> None:
+    def __init__(self, location: LakeLocation, *, write_budget_bytes: int | None = None,
+                 file_settings: FileSettings = FILE_SETTINGS) -> None:
         super().__init__(location)
         self.write_budget_bytes = write_budget_bytes or write_budget_from_env()
+        self.file_settings = file_settings
 
     def committed_version(self, app_id: str) -> int | None:
         """The last application-transaction version ``app_id`` committed (a sweep id), None if none."""
@@ -178,13 +157,13 @@ class EventLake(LakeTable):
 
     def delete(self, predicate: str, *, days: int | None = None) -> dict:
         """Delete the rows matching ``predicate`` (no personal values in it: it is written to the log); ``days``:
-        how many days it rewrites, when known (see ``writer_properties``)."""
+        how many days it rewrites, when known (see ``file_settings``)."""
         table = self.table()
         if table is None:
             return {"num_deleted_rows": 0}
         self.clean_staging()
         self.check_writable()
-        return table.delete(predicate, writer_properties=writer_properties(days))
+        return table.delete(predicate, writer_properties=file_settings(days).writer_properties())
 
     def _write(self, tables: Iterable[pa.Table], mode: str, transactions: list[Transaction],
                days: list[date] | None = None) -> LakeCommit:
@@ -198,7 +177,7 @@ class EventLake(LakeTable):
         before = table.version()
         self.clean_staging()
         writer = DayFileWriter(self.filesystem(), schema=LAKE_SCHEMA, partition_column=PARTITION_COLUMN,
-                               stats_columns=STATS_COLUMNS, budget_bytes=self.write_budget_bytes,
+                               settings=self.file_settings, budget_bytes=self.write_budget_bytes,
                                version_before=before)
         commit = LakeCommit(None, dict.fromkeys(days or [], 0))
         try:

@@ -39,7 +39,7 @@ from deltalake.fs import DeltaStorageHandler
 
 from workdev_pipeline.errors import OperationFailed
 from workdev_pipeline.ingest.ingestor import LOCK_STATEMENT
-from workdev_pipeline.lake.events import PARTITION_COLUMN, WRITER_PROPERTIES, EventLake
+from workdev_pipeline.lake.events import PARTITION_COLUMN, EventLake
 
 #: Compacted files aim at this size (delta-rs' default is 100 MiB): a day of 1 M events is ~1-2 files.
 TARGET_FILE_BYTES = 128 * 1024 * 1024
@@ -190,10 +190,10 @@ def maintain(lake: EventLake, *, vacuum_retention_hours: float | None = None,
                 filters = [(PARTITION_COLUMN, "in", [d.isoformat() for d in days])]
                 if z_order:
                     metrics = optimizer.z_order(["user_id"], partition_filters=filters, target_size=target_size,
-                                                writer_properties=WRITER_PROPERTIES)
+                                                writer_properties=lake.file_settings.writer_properties())
                 else:
                     metrics = optimizer.compact(partition_filters=filters, target_size=target_size,
-                                                writer_properties=WRITER_PROPERTIES)
+                                                writer_properties=lake.file_settings.writer_properties())
             result.days_compacted = days
             result.z_ordered = z_order
             result.files_removed = int(metrics.get("numFilesRemoved", 0))

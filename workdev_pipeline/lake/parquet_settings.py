@@ -1,0 +1,92 @@
+"""The lake's Parquet settings, in one place: the sweep's pyarrow writer (``lake/day_files.py``) and delta-rs's own
+writes (compaction, retention's deletes) both take them from a :class:`FileSettings`.
+
+Chosen by measurement (``bench/bench_parquet.py``; figures and reasons in ``bench/README.md`` and
+``docs/lake.md``):
+
+* **zstd level 1**: higher levels cost write CPU for a few per cent of bytes; snappy writes larger files that the
+  day's aggregation reads no faster;
+* **row groups of 128 Ki rows**;
+* **no dictionary on the high-cardinality columns** (``PLAIN_COLUMNS``: ids, instants, payloads): their
+  dictionaries overflow to plain pages anyway after the encoder has paid for them;
+* **statistics only on the columns that prune** (``STATS_COLUMNS``, the Delta log's too, nothing personal): no
+  footer holds the min/max of a personal column. They are not optional: delta-rs's compaction of files without
+  footer statistics commits files the day's reads see as empty (delta-rs issue #3173), so compaction writes them
+  too (``tests/test_lake_writes.py`` checks a compacted day still reads whole).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from deltalake import ColumnProperties, WriterProperties
+
+#: The only columns whose min/max/null counts go into the Delta log and the files' footers (what queries prune by;
+#: nothing personal).
+STATS_COLUMNS = ("event_type", "event_category", "timestamp", "ingested_at")
+#: Columns written without a dictionary: (nearly) every value distinct within a row group.
+PLAIN_COLUMNS = ("event_id", "timestamp", "session_id", "entity_id", "event_data")
+
+
+@dataclass(frozen=True)
+class FileSettings:
+    """How one kind of write encodes the lake's data files."""
+
+    compression: str = "zstd"  # pyarrow's name; delta-rs takes it upper-cased
+    compression_level: int | None = 1
+    row_group_rows: int = 128 * 1024
+    stats_columns: tuple[str, ...] = STATS_COLUMNS
+    #: columns without a dictionary (None: no column has one)
+    plain_columns: tuple[str, ...] | None = PLAIN_COLUMNS
+
+    def dictionary(self, column: str) -> bool:
+        """Whether the top-level ``column`` (or a field of it) is dictionary-encoded."""
+        return self.plain_columns is not None and column not in self.plain_columns
+
+    def pyarrow_options(self, schema: pa.Schema) -> dict[str, Any]:
+        """Keyword arguments of ``pyarrow.parquet.write_table`` / ``ParquetWriter`` for files of ``schema`` (page
+        checksums on: a damaged page fails to read instead of decoding to wrong values)."""
+        leaves = [(f.name, path) for f in schema for path in _leaf_paths(f)]
+        return {
+            "compression": self.compression, "compression_level": self.compression_level,
+            "row_group_size": self.row_group_rows,
+            "use_dictionary": [path for top, path in leaves if self.dictionary(top)],
+            "write_statistics": [path for top, path in leaves if top in self.stats_columns],
+            "write_page_checksum": True,
+        }
+
+    def writer_properties(self) -> WriterProperties:
+        """The same settings as delta-rs ``WriterProperties`` (its writes: compaction, deletes, overwrites)."""
+        named = set(self.stats_columns) | set(self.plain_columns or ())
+        return WriterProperties(
+            compression=self.compression.upper(), compression_level=self.compression_level,
+            max_row_group_size=self.row_group_rows,
+            default_column_properties=ColumnProperties(dictionary_enabled=self.plain_columns is not None,
+                                                       statistics_enabled="NONE"),
+            column_properties={c: ColumnProperties(
+                dictionary_enabled=self.dictionary(c),
+                statistics_enabled="CHUNK" if c in self.stats_columns else "NONE") for c in sorted(named)})
+
+
+def _leaf_paths(field: pa.Field) -> list[str]:
+    """The Parquet column paths of ``field`` (a struct's fields as ``name.field``)."""
+    if pa.types.is_struct(field.type):
+        return [f"{field.name}.{path}" for child in field.type for path in _leaf_paths(child)]
+    return [field.name]
+
+
+#: Every write of the events table's data files, but those spanning many days.
+FILE_SETTINGS = FileSettings()
+#: A delta-rs write spanning more than ``WIDE_WRITE_DAYS`` days keeps one Parquet writer open per day until its
+#: commit, and zstd's per-column contexts make each cost ~0.5 MiB: 1.5 GiB for 2,900 thin days. Such writes
+#: (retention over years of history) use snappy without dictionaries: 0.77 GiB for the same write, files ~1.6x
+#: larger (``bench/README.md``; compaction re-encodes a day with zstd once it holds several files).
+WIDE_FILE_SETTINGS = FileSettings(compression="snappy", compression_level=None, plain_columns=None)
+WIDE_WRITE_DAYS = 64
+
+
+def file_settings(days: int | None) -> FileSettings:
+    """The data files' settings for a write touching ``days`` days (None: unknown, as few as a sweep's)."""
+    return WIDE_FILE_SETTINGS if days is not None and days > WIDE_WRITE_DAYS else FILE_SETTINGS
