@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -13,10 +17,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from google.auth import exceptions as auth_exceptions
 from google.cloud import bigquery
 
 from tests.bq_emulator import BigQueryEmulator, bigquery_emulator, start_bqemulator  # noqa: F401
 from workdev_pipeline.ingest.schema import JSON, WAREHOUSE_SCHEMA
+from workdev_pipeline.resources.bigquery import BigQueryWarehouseResource
 from workdev_pipeline.warehouses.bigquery import (
     CLUSTERING_FIELDS,
     TRANSIENT_ERRORS,
@@ -328,3 +334,57 @@ def _sha256(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+SERVICE_ACCOUNT = "loader@key-project.iam.gserviceaccount.com"
+
+#: Builds the resource's client from a base64 key (project unset) with dagster-gcp made unimportable, after loading
+#: the code location with BigQuery enabled; prints what the client carries.
+CLIENT_FROM_KEY = """
+import json, os, sys
+sys.modules["dagster_gcp"] = None  # any import of it raises
+from workdev_pipeline.definitions import defs
+from workdev_pipeline.resources.bigquery import BigQueryWarehouseResource
+assert "bigquery" in defs().resources
+client = BigQueryWarehouseResource(gcp_credentials=os.environ["KEY"], location="EU").client()
+print(json.dumps({"project": client.project, "location": client.location,
+                  "account": client._credentials.service_account_email,
+                  "key_file": os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")}))
+"""
+
+
+def service_account_key() -> str:
+    """A base64 service-account key (a fresh RSA key; never sent anywhere)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    info = {"type": "service_account", "project_id": "key-project", "private_key_id": "k1", "private_key": private,
+            "client_email": SERVICE_ACCOUNT, "client_id": "1", "token_uri": "https://oauth2.googleapis.com/token"}
+    return base64.b64encode(json.dumps(info).encode()).decode()
+
+
+def test_the_resource_builds_its_client_from_a_base64_key_without_dagster_gcp() -> None:
+    """BIGQUERY_CREDENTIALS' key gives the client its credentials and, with no project set, its project: decoded in
+    memory (no key file, no GOOGLE_APPLICATION_CREDENTIALS), in a process where dagster-gcp cannot be imported."""
+    env = {**os.environ, "KEY": service_account_key(), "BIGQUERY_ENABLED": "true", "BIGQUERY_PROJECT_ID": "p"}
+    env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    done = subprocess.run([sys.executable, "-c", CLIENT_FROM_KEY], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "project": "key-project", "location": "EU", "account": SERVICE_ACCOUNT, "key_file": None}
+
+
+def test_a_key_that_is_not_base64_json_is_a_credentials_error() -> None:
+    """A malformed key is the credentials error the command line reports as such (exit 1, naming
+    BIGQUERY_CREDENTIALS), not a traceback; the key's text is not in the message."""
+    from workdev_pipeline.cli_errors import explain
+
+    for key in ("not base64!", base64.b64encode(b"{not json").decode()):
+        with pytest.raises(auth_exceptions.DefaultCredentialsError) as raised:
+            BigQueryWarehouseResource(gcp_credentials=key).client()
+        failure = explain(raised.value)
+        assert failure is not None and failure.status == 1 and "BIGQUERY_CREDENTIALS" in failure.line
+        assert key not in failure.line

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import psutil
 import psycopg
+import pytest
 from dagster import (
     AssetCheckKey,
     AssetSelection,
@@ -105,6 +107,29 @@ def test_sensor_requests_a_sweep_and_the_run_loads_every_event(db: str, defs: De
     assert {m.partition: m.metadata["dagster/partition_row_count"].value for m in day_events} == {
         m.partition: per_day[m.partition] for m in day_events}
     assert {m.metadata["dagster/row_count"].value for m in day_events} == {sum(per_day.values())}
+
+
+def test_a_sweep_records_when_it_read_its_first_event(db: str, defs: Definitions, lake: LakeResource,
+                                                     instance: DagsterInstance) -> None:
+    """The sweep's materialization says when its first event was read and how long after its process started (the
+    run's fixed cost: start-up, imports, code location, resources, claim); a sweep that read nothing says neither."""
+    demo(db, 500)
+    before = time.time()
+    run = run_job(defs, "ingest_events", instance)
+    after = time.time()
+    metadata = next(m for m in run.asset_materializations_for_node("pipeline__enriched_events")
+                    if m.asset_key == ENRICHED_EVENTS).metadata
+    read_at = metadata["first_event_read_at"].value
+    assert before < read_at < after
+    # from this process's start as the kernel records it (psutil rounds the boot time to the second)
+    started = psutil.Process().create_time()
+    assert metadata["seconds_before_first_event"].value == pytest.approx(read_at - started, abs=1.5)
+
+    idle = run_job(defs, "ingest_events", instance)
+    metadata = next(m for m in idle.asset_materializations_for_node("pipeline__enriched_events")
+                    if m.asset_key == ENRICHED_EVENTS).metadata
+    assert metadata["status"].value == "idle"
+    assert "first_event_read_at" not in metadata and "seconds_before_first_event" not in metadata
 
 
 def test_sensor_holds_back_while_a_sweep_is_in_flight(db: str, lake: LakeResource,

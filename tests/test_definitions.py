@@ -5,6 +5,8 @@ validate``) passing. Adding or dropping a definition means updating the expectat
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -202,6 +204,46 @@ def test_dagster_definitions_validate_passes() -> None:
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_the_ingest_sensor_ticks_every_configured_interval() -> None:
+    """WORKDEV_INGEST_INTERVAL_SECONDS sets the ingest sensor's interval in the loaded code location (the others keep
+    theirs); a value that is not a whole number of seconds >= 1 stops ``workdev-pipeline dev`` with one line, exit 2,
+    before anything starts."""
+    script = ("import json\nfrom workdev_pipeline.definitions import defs\n"
+              "print(json.dumps({s.name: s.minimum_interval_seconds for s in defs().sensors}))")
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "WORKDEV_INGEST_INTERVAL_SECONDS": "45"},
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        name: 45 if name == "ingest_sensor" else interval for name, (_, interval) in SENSORS.items()}
+    cli = Path(sys.executable).with_name("workdev-pipeline")
+    for bad in ("0", "abc", "2.5"):
+        result = subprocess.run([str(cli), "dev", "--database-url", "postgresql://nobody@127.0.0.1:9/none"],
+                                env={**os.environ, "WORKDEV_INGEST_INTERVAL_SECONDS": bad}, capture_output=True,
+                                text=True, timeout=120, check=False)
+        assert result.returncode == 2, (bad, result.stdout, result.stderr)
+        assert result.stderr.strip() == (f"error: WORKDEV_INGEST_INTERVAL_SECONDS must be a whole number of seconds, "
+                                         f"at least 1; got '{bad}'"), result.stderr
+
+
+#: Imported when used, never by loading the code location: each costs a run's start-up 0.1-0.8 s before its sweep
+#: reads its first event (bench/README.md, the run start-up). dagster-gcp is no dependency any more.
+IMPORTED_ON_USE = ("dagster_gcp", "google.cloud.bigquery", "redshift_connector", "boto3", "duckdb")
+
+
+def test_loading_the_code_location_imports_no_engine_library() -> None:
+    """A run's process loads the code location before its step: with both engines enabled, that imports neither
+    the engines' client libraries nor DuckDB."""
+    env = {**os.environ, "BIGQUERY_ENABLED": "true", "BIGQUERY_PROJECT_ID": "p", "REDSHIFT_ENABLED": "true",
+           "REDSHIFT_HOST": "127.0.0.1"}
+    script = ("import json, sys\nfrom workdev_pipeline.definitions import defs\nloaded = defs()\n"
+              "assert {'bigquery', 'redshift'} <= set(loaded.resources), loaded.resources\n"
+              f"print(json.dumps([m for m in {IMPORTED_ON_USE!r} if m in sys.modules]))")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
 def test_no_asset_keeps_a_key_from_before_the_renaming() -> None:

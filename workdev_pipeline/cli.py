@@ -308,11 +308,13 @@ def status(database_url: str | None, lake_uri: str | None, no_probe: bool) -> No
 @click.option("--port", default=3000, show_default=True)
 def dev(database_url: str | None, host: str, port: int) -> None:
     """Start Dagster (webserver + daemon: the UI, the ingest sensor) on this database and the lake; the partitions
-    start at WORKDEV_PARTITIONS_START, or when it is unset at the day of the store's earliest event."""
+    start at WORKDEV_PARTITIONS_START, or when it is unset at the day of the store's earliest event; the ingest sensor
+    ticks every WORKDEV_INGEST_INTERVAL_SECONDS (30)."""
     from workdev_pipeline.cli_runs import dev_dagster_home, prepare_dagster_home
     from workdev_pipeline.partitions_start import PARTITIONS_START_ENV, earliest_event_day, partitions_start
-    from workdev_pipeline.settings import DATABASE_URL_ENV
+    from workdev_pipeline.settings import DATABASE_URL_ENV, ingest_interval_seconds
 
+    interval = ingest_interval_seconds()  # a bad value is an input error here, not a code location failing to load
     env = dict(os.environ)
     env[DATABASE_URL_ENV] = _url(database_url)
     try:
@@ -327,8 +329,8 @@ def dev(database_url: str | None, host: str, port: int) -> None:
     workspace = dagster_home / "workspace.yaml"  # the code location, named workdev_pipeline wherever this runs
     workspace.write_text(WORKSPACE_YAML)
     dg = Path(sys.executable).with_name("dg")
-    click.echo(f"Dagster UI at http://{host}:{port} (DAGSTER_HOME={dagster_home}, partitions from "
-               f"{env[PARTITIONS_START_ENV]}); Ctrl-C stops it")
+    click.echo(f"Dagster UI at http://{host}:{port} (DAGSTER_HOME={dagster_home}, ingest sensor every {interval} s, "
+               f"partitions from {env[PARTITIONS_START_ENV]}); Ctrl-C stops it")
     sys.stdout.flush()  # execve replaces the process: what is buffered would be lost
     os.execve(dg, [str(dg), "dev", "-w", str(workspace), "-h", host, "-p", str(port)], env)
 

@@ -18,6 +18,10 @@ class OperationFailed(WorkdevError):
     the command line exits 1 for these, 2 for the other errors of this package."""
 
 
+class SettingInvalid(WorkdevError, ValueError):
+    """A setting of the environment holds a value it cannot take (the message names the variable)."""
+
+
 class EventRejected(WorkdevError, ValueError):
     """An event was refused; nothing of its call was written.
 

@@ -27,9 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -39,6 +38,9 @@ from workdev_pipeline.aggregations.periods import Granularity, days_covering, ut
 from workdev_pipeline.lake.aggregations import AGGREGATION_SCHEMA, AggregationLake
 from workdev_pipeline.lake.events import EventLake, LakeSnapshot
 from workdev_pipeline.sql_files import query
+
+if TYPE_CHECKING:  # DuckDB is imported when a query runs, not when the code location loads
+    import duckdb
 
 
 @dataclass
@@ -172,6 +174,8 @@ class Aggregator:
 
 @contextmanager
 def _duckdb() -> Iterator[duckdb.DuckDBPyConnection]:
+    import duckdb
+
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")  # date_trunc of a TIMESTAMPTZ works in the session's zone

@@ -4,8 +4,11 @@ messages with their values redacted (:mod:`workdev_pipeline.governance.redaction
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Mapping
 from datetime import date
+from functools import cache
 from typing import Any
 
 from dagster import MetadataValue
@@ -39,6 +42,11 @@ def outcome_metadata(outcome: LoadOutcome, engine: str = "lake") -> dict[str, An
         meta["error"] = MetadataValue.text(redact_message(outcome.error))
     if outcome.error_kind:
         meta["error_kind"] = MetadataValue.text(outcome.error_kind)
+    if outcome.first_event_read_at is not None:
+        meta["first_event_read_at"] = MetadataValue.timestamp(outcome.first_event_read_at)
+        started = process_started_at()
+        if started is not None:
+            meta["seconds_before_first_event"] = MetadataValue.float(round(outcome.first_event_read_at - started, 3))
     lines = ["| day | rows |", "|---|---|"] + [f"| {d} | {n:,} |" for d, n in sorted(outcome.days.items())]
     if outcome.failure_samples:
         lines += ["", "**Dead-lettered (first 20)**", "", "| event_id | type | reason |", "|---|---|---|"]
@@ -64,6 +72,21 @@ def outcome_from_metadata(kind: str, metadata: Mapping[str, Any]) -> LoadOutcome
                        seconds=value("seconds", 0.0), lake_version=version, retries=value("retries", 0),
                        days={date.fromisoformat(d): n for d, n in value("rows_by_day", {}).items()},
                        error=value("error"))
+
+
+@cache
+def process_started_at() -> float | None:
+    """When this process started (epoch seconds, to the kernel's clock tick), from ``/proc/self/stat``; None where
+    there is no ``/proc``. A run's ``seconds_before_first_event`` counts from here: its process start, imports, code
+    location load, resources and the sweep's claim -- the fixed cost of a run before any event is read."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks_since_boot = int(fields[19])  # field 22, starttime: clock ticks after boot (the name may hold spaces)
+    age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks_since_boot / os.sysconf("SC_CLK_TCK")
+    return time.time() - age
 
 
 def _cell(text: str) -> str:

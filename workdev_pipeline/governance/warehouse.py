@@ -18,7 +18,6 @@ from datetime import time as dtime
 from pathlib import Path
 from typing import Any, Protocol
 
-import duckdb
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -125,6 +124,8 @@ class LakeGovernedWarehouse:
                tables: Mapping[str, pa.Table] | None = None) -> list[tuple]:
         """DuckDB over the lake's latest snapshot (``{events}``: its rows, with ``event_date``); a read that fails
         on a damaged file raises :class:`LakeDamaged` (``operation`` refused, naming the file and the fix)."""
+        import duckdb
+
         snapshot = self.lake.snapshot()
         if snapshot.table is None:
             return []

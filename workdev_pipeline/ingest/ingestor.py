@@ -82,10 +82,19 @@ class LoadOutcome:
     error_kind: str | None = None  # a failed sweep's fault: database unavailable, network, lake file system: ...
     notes: list[str] = field(default_factory=list)
     failure_samples: list[tuple[str, str, str]] = field(default_factory=list)  # (event_id, type, message)
+    first_event_read_at: float | None = None  # a sweep's: when its first batch of events arrived (epoch seconds)
 
     @property
     def events_per_second(self) -> float:
         return self.events_loaded / self.seconds if self.seconds > 0 else 0.0
+
+
+def _noting_first(batches: Iterator[pa.RecordBatch], outcome: LoadOutcome) -> Iterator[pa.RecordBatch]:
+    """``batches``, the wall time the first one arrived noted as ``outcome.first_event_read_at``."""
+    for batch in batches:
+        if outcome.first_event_read_at is None:
+            outcome.first_event_read_at = time.time()
+        yield batch
 
 
 class Ingestor:
@@ -266,8 +275,8 @@ class Ingestor:
         transformer = self.transformer(conn)
         with self._reader() as reader:
             tables = (self._transformed(transformer, batch, claimed_at, failures)
-                      for batch in reader.stream("ingest/sweep_events", consumer=self.consumer,
-                                                 tx_low=tx_low, tx_high=tx_high))
+                      for batch in _noting_first(reader.stream("ingest/sweep_events", consumer=self.consumer,
+                                                               tx_low=tx_low, tx_high=tx_high), outcome))
             if committed:
                 for table in tables:  # the failures and counts again; nothing is written
                     for day, rows in _day_counts(table).items():

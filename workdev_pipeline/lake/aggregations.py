@@ -18,8 +18,8 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -32,6 +32,9 @@ from workdev_pipeline.aggregations.amounts import LAKE_DECIMAL
 from workdev_pipeline.aggregations.periods import Granularity, utc
 from workdev_pipeline.lake.table import LakeTable
 from workdev_pipeline.warehouses.remote import check_aggregation_rows
+
+if TYPE_CHECKING:  # DuckDB is imported when a query runs, not when the code location loads
+    import duckdb
 
 TABLE = "event_aggregations"
 PARTITION_COLUMN = "aggregation_type"
@@ -180,6 +183,8 @@ class AggregationLake(LakeTable):
               granularity: Granularity | None = None) -> list[tuple]:
         """DuckDB ``sql`` where ``name`` is the table's latest version (of ``granularity`` only when given; UTC
         session time zone); ``parameters`` positional (``?``) or named (``$name``)."""
+        import duckdb
+
         con = duckdb.connect()
         try:
             con.execute("SET TimeZone = 'UTC'")

@@ -23,9 +23,9 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -39,6 +39,9 @@ from workdev_pipeline.lake.day_files import DEFAULT_BUDGET_BYTES, DayFileWriter,
 from workdev_pipeline.lake.location import LakeConfigurationError, LakeLocation
 from workdev_pipeline.lake.parquet_settings import FILE_SETTINGS, STATS_COLUMNS, FileSettings, file_settings
 from workdev_pipeline.lake.table import LakeTable
+
+if TYPE_CHECKING:  # DuckDB is imported when a query runs: a sweep reads its first event without it
+    import duckdb
 
 TABLE = "platform_events"
 WRITE_BUDGET_ENV = "WORKDEV_LAKE_WRITE_BUDGET_MIB"
@@ -303,6 +306,8 @@ class LakeSnapshot:
     def query(self, sql: str, parameters: Sequence | None = None, days: Iterable[date] | None = None,
               name: str = "platform_events") -> list[tuple]:
         """DuckDB ``sql`` where ``name`` is the snapshot's rows (UTC session time zone)."""
+        import duckdb
+
         con = duckdb.connect()
         try:
             con.execute("SET TimeZone = 'UTC'")

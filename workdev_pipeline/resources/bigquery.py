@@ -1,18 +1,34 @@
-"""The BigQuery warehouse: dagster-gcp's ``BigQueryResource`` (project, location, base64 credentials) with the
-dataset and table of the events, an optional API endpoint (an emulator, with anonymous credentials), and the
-remote-engine behaviour of :class:`RemoteWarehouseMixin` (fed from the lake, governed in place)."""
+"""The BigQuery warehouse: project, location and a base64 service-account key (the settings dagster-gcp's resource
+had, without importing dagster-gcp and its Google client libraries each time the code location loads), the dataset
+and table of the events, an optional API endpoint (an emulator, with anonymous credentials), and the remote-engine
+behaviour of :class:`RemoteWarehouseMixin` (fed from the lake, governed in place). The client library is imported
+when a client is built."""
 
 from __future__ import annotations
 
-from dagster_gcp import BigQueryResource
+from typing import TYPE_CHECKING
+
+from dagster import ConfigurableResource
 from pydantic import Field
 
 from workdev_pipeline.resources.remote import RemoteWarehouseMixin
 from workdev_pipeline.warehouses.remote import RemoteAggregationTable, RemoteEventTable
 
+if TYPE_CHECKING:
+    from google.cloud import bigquery
 
-class BigQueryWarehouseResource(BigQueryResource, RemoteWarehouseMixin):
+
+class BigQueryWarehouseResource(ConfigurableResource, RemoteWarehouseMixin):
     """``platform_events`` in a BigQuery dataset, partitioned by DATE(timestamp), loaded by Parquet load jobs."""
+
+    project: str | None = Field(default=None, description="the project the client acts for (BIGQUERY_PROJECT_ID); "
+                                                          "unset: the key's project, else the environment's")
+    location: str | None = Field(default=None, description="default location of jobs and datasets "
+                                                           "(BIGQUERY_LOCATION)")
+    gcp_credentials: str | None = Field(default=None, description="a base64 service-account key "
+                                                                  "(BIGQUERY_CREDENTIALS, from the environment: "
+                                                                  "EnvVar); unset: the environment's default "
+                                                                  "credentials")
 
     dataset: str = Field(default="workdev_events", description="the dataset (BIGQUERY_DATASET_ID)")
     table_name: str = Field(default="platform_events", description="the events table")
@@ -28,19 +44,14 @@ class BigQueryWarehouseResource(BigQueryResource, RemoteWarehouseMixin):
     def engine(self) -> str:
         return "bigquery"
 
-    def get_object_to_set_on_execution_context(self) -> BigQueryWarehouseResource:
-        """``context.resources.bigquery`` is this resource (dagster-gcp's sets a client there instead)."""
-        return self
-
-    def client(self):  # -> google.cloud.bigquery.Client
-        """A client for the project: the emulator's when ``api_endpoint`` is set, else dagster-gcp's (which
-        reads the base64 credentials, when given)."""
-        from workdev_pipeline.warehouses.bigquery import emulator_client
+    def client(self) -> bigquery.Client:
+        """A client for the project: the emulator's when ``api_endpoint`` is set, else one with the key's
+        credentials (decoded in memory, never written to a file) or, without a key, the environment's."""
+        from workdev_pipeline.warehouses.bigquery import emulator_client, service_client
 
         if self.api_endpoint:
             return emulator_client(self.api_endpoint, self.project or "workdev", location=self.location)
-        with self.get_client() as client:  # the credentials are read when the client is built
-            return client
+        return service_client(self.project, location=self.location, key=self.gcp_credentials)
 
     def ping(self, timeout_seconds: float = 10.0) -> None:
         """Read the dataset's metadata (a dataset not created yet, before the first delivery, is no error)."""

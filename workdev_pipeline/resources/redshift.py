@@ -4,14 +4,16 @@ never logged), the schema, the S3 bucket and IAM role of the COPY path, and the 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import redshift_connector
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from workdev_pipeline.resources.remote import RemoteWarehouseMixin
 from workdev_pipeline.warehouses.remote import RemoteAggregationTable, RemoteEventTable
+
+if TYPE_CHECKING:  # the driver (and boto3 behind it) is imported when a connection is made
+    import redshift_connector
 
 
 class RedshiftWarehouseResource(ConfigurableResource, RemoteWarehouseMixin):
@@ -38,6 +40,8 @@ class RedshiftWarehouseResource(ConfigurableResource, RemoteWarehouseMixin):
         return "redshift"
 
     def connect(self, timeout_seconds: int | None = None) -> redshift_connector.Connection:
+        import redshift_connector
+
         return redshift_connector.connect(host=self.host, port=self.port, database=self.database, user=self.user,
                                           password=self.password, ssl=self.ssl, timeout=timeout_seconds)
 

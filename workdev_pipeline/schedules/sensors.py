@@ -1,4 +1,5 @@
-"""The ingest sensor: replaces the seed's every-minute edge function. Every ~30 s it observes the pending
+"""The ingest sensor: replaces the seed's every-minute edge function. Every ~30 s (``WORKDEV_INGEST_INTERVAL_SECONDS``,
+read when the code location loads) it observes the pending
 backlog (reported on the incoming-events asset, with the ``pending_backlog_fresh`` check evaluated from the same
 reading: a lagging pipeline reads red within a tick) and requests a sweep run while events are pending (or days wait
 for a rebuild) and no sweep is already queued or running -- after a sweep failed transiently, with backoff."""
@@ -27,6 +28,7 @@ from workdev_pipeline.ingest.backlog import Backlog
 from workdev_pipeline.resources.lake import LakeResource
 from workdev_pipeline.resources.postgres import PostgresResource
 from workdev_pipeline.schedules.run_queue import SWEEP_PRIORITY, in_flight, priority_tags
+from workdev_pipeline.settings import INGEST_INTERVAL_ENV, ingest_interval_seconds
 from workdev_pipeline.status import Limits
 
 # One step each, run inside the run's worker process (in_process_executor), not in a child of it: a killed run
@@ -43,11 +45,12 @@ check_lake_job = define_asset_job(
                 "holds; each day's verdict is recorded against its day.")
 
 
-@sensor(job=ingest_job, minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
-        description="Requests a sweep while events are pending or days wait for a rebuild (replaces the seed's "
-                    "pg_cron + edge function); after a sweep failed transiently, with backoff (30 s doubling per "
-                    "failed run, at most 10 minutes). Every tick it observes the backlog and evaluates its "
-                    "pending_backlog_fresh check.")
+@sensor(job=ingest_job, minimum_interval_seconds=ingest_interval_seconds(),
+        default_status=DefaultSensorStatus.RUNNING,
+        description=f"Every {INGEST_INTERVAL_ENV} (30 s by default): requests a sweep while events are pending or "
+                    "days wait for a rebuild (replaces the seed's pg_cron + edge function); after a sweep failed "
+                    "transiently, with backoff (30 s doubling per failed run, at most 10 minutes). Every tick it "
+                    "observes the backlog and evaluates its pending_backlog_fresh check.")
 def ingest_sensor(context: SensorEvaluationContext, postgres: PostgresResource,
                   lake: LakeResource) -> SensorResult | SkipReason:
     with postgres.connection() as conn:

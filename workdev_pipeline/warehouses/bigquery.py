@@ -54,8 +54,11 @@ used; rows are read with ``result()``, never ``to_dataframe``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import ipaddress
+import json
 import logging
 import re
 import tempfile
@@ -229,6 +232,22 @@ def _digest(sources: Sequence[Source]) -> str:
 
 
 # -- clients ---------------------------------------------------------------------------------------------
+
+
+def service_client(project: str | None, *, location: str | None = None, key: str | None = None) -> bigquery.Client:
+    """A client of BigQuery itself: with ``key`` (a base64 service-account key, decoded in memory) its credentials
+    and, when ``project`` is unset, its project; without, the environment's default credentials and project."""
+    if not key:
+        return bigquery.Client(project=project, location=location)
+    from google.oauth2 import service_account
+
+    try:
+        info = json.loads(base64.b64decode(key, validate=True))
+    except (binascii.Error, ValueError) as exc:
+        raise auth_exceptions.MalformedError(f"BIGQUERY_CREDENTIALS is not a base64 service-account key "
+                                             f"({type(exc).__name__})") from None
+    credentials = service_account.Credentials.from_service_account_info(info)
+    return bigquery.Client(project=project or credentials.project_id, location=location, credentials=credentials)
 
 
 def emulator_client(endpoint: str, project: str, *, location: str | None = None) -> bigquery.Client:
