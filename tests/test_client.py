@@ -272,6 +272,60 @@ def test_two_open_transactions_sending_the_same_ids_wait_for_that_id_only_then_s
         assert count(conn, "event_id IN (%s, %s)", (x, y)) == 2
 
 
+# -- the plain insert's subtransactions (migration 0021) ------------------------------------------------------
+#
+# A supplied batch is first inserted plainly in a subtransaction; one that wrote keeps its own XID until the
+# transaction ends, and it is the xmin of the rows it wrote. Rows written on the ON CONFLICT path carry the
+# transaction's own XID. So grouping a transaction's rows by xmin shows which path each batch took.
+
+
+def rows_by_xmin(conn: psycopg.Connection) -> dict[int, int]:
+    """How many stored rows each inserting (sub)transaction wrote."""
+    return dict(conn.execute("SELECT xmin::text::bigint, count(*) FROM platform_event_store GROUP BY 1"))
+
+
+def test_a_transaction_inserts_at_most_the_limit_of_batches_in_subtransactions_then_falls_back(
+        db: str, conn: psycopg.Connection, now: datetime) -> None:
+    """Past emit_plain_insert_limit() batches in one transaction every batch takes the ON CONFLICT path (more
+    subtransactions with XIDs would overflow PostgreSQL's 64-entry subtransaction cache), and every event is
+    still stored once: re-sends of the previous batch and repeats inside a batch are skipped on both paths."""
+    limit = conn.execute("SELECT emit_plain_insert_limit()").fetchone()[0]
+    assert limit == 32
+    ts = now - timedelta(minutes=5)
+    batches = [[logout(uuid.uuid4(), ts) for _ in range(3)] for _ in range(limit + 8)]
+    with psycopg.connect(db) as producer:
+        top = producer.execute("SELECT pg_current_xact_id()::xid::text::bigint").fetchone()[0]
+        previous: list[dict[str, Any]] = []
+        for batch in batches:
+            # a re-send of the previous batch's first event (2 days later: the ±7-day probe) and a repeat
+            repeats = [{**previous[0], "timestamp": ts - timedelta(days=2)}] if previous else []
+            assert emit_batch(producer, [*batch, *repeats, {**batch[1], "event_data": {"again": True}}]) == 3
+            previous = batch
+        assert producer.execute("SELECT emit_plain_inserts_used()").fetchone()[0] == limit
+        producer.commit()
+    written = rows_by_xmin(conn)
+    assert written.pop(top) == 3 * 8  # the batches past the limit, on the transaction's own XID
+    assert sorted(written.values()) == [3] * limit  # one subtransaction per batch up to the limit
+    assert count(conn) == 3 * len(batches)
+    assert conn.execute("SELECT count(DISTINCT event_id) FROM platform_event_store").fetchone()[0] == count(conn)
+    assert count(conn, "event_data ? 'again'") == 0
+
+
+@pytest.mark.parametrize("tampered", ["-1000000", "-1", "1e9", "2147483648", "seven", " 0"])
+def test_a_plain_insert_count_the_caller_set_sends_its_batches_to_on_conflict(
+        db: str, conn: psycopg.Connection, now: datetime, tampered: str) -> None:
+    """workdev.emit_plain_inserts is the caller's to set: a value emit_staged_events could not have written
+    reads as the limit reached, never as more room (nor as an error)."""
+    ts = now - timedelta(minutes=5)
+    with psycopg.connect(db) as producer:
+        top = producer.execute("SELECT pg_current_xact_id()::xid::text::bigint").fetchone()[0]
+        producer.execute("SELECT set_config('workdev.emit_plain_inserts', %s, true)", (tampered,))
+        for _ in range(3):
+            assert emit_batch(producer, [logout(uuid.uuid4(), ts) for _ in range(2)]) == 2
+        producer.commit()
+    assert rows_by_xmin(conn) == {top: 6}
+
+
 def test_query_events_filters_pages_and_counts(client: AnalyticsClient, now: datetime) -> None:
     alice, bob = uuid.uuid4(), uuid.uuid4()
     base = now - timedelta(days=2)
