@@ -181,14 +181,41 @@ def raw_copy(conn: psycopg.Connection, statement: sql.Composable) -> int:
     return rows
 
 
-def timed_copy(url: str, statement: sql.Composable, expected: int) -> Run:
+def backend_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a PostgreSQL backend has used so far (``/proc``: a server on this machine;
+    None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class CpuCost:
+    """CPU seconds one read of the rows cost: the PostgreSQL backend's (None: not measurable) and the client's."""
+
+    backend: float | None
+    client: float
+
+
+def timed_copy(url: str, statement: sql.Composable, expected: int, costs: list[CpuCost] | None = None) -> Run:
+    """The raw COPY of ``statement`` timed; its CPU (backend and this process) appended to ``costs``."""
     with psycopg.connect(url) as conn:
         conn.execute("SELECT 1")
+        backend_before = backend_cpu_seconds(conn.info.backend_pid)
+        client_before = time.process_time()
         started = time.perf_counter()
         rows = raw_copy(conn, statement)
         seconds = time.perf_counter() - started
+        client = time.process_time() - client_before
+        backend_after = backend_cpu_seconds(conn.info.backend_pid)
     if rows != expected:
         raise RuntimeError(f"raw COPY read {rows} rows, expected {expected}")
+    if costs is not None:
+        backend = None if backend_before is None or backend_after is None else backend_after - backend_before
+        costs.append(CpuCost(backend, client))
     return Run(rows, seconds)
 
 
@@ -282,16 +309,44 @@ def child_main(args: argparse.Namespace) -> int:
     from workdev_pipeline.ingest.ingestor import Ingestor
 
     ingestor = Ingestor(args.database_url, event_lake(Path(args.warehouse)), consumer=CONSUMER)
+    backends = extraction_backends()
     sweep = args.child == "sweep"
+    cpu_before = time.process_time()
     outcome = ingestor.sweep(run_id="bench") if sweep else ingestor.rebuild([args.day], run_id="bench")
     finished_at = time.time()  # committed to the lake (and the bookkeeping committed)
+    cpu = time.process_time() - cpu_before
     print(json.dumps({
         "status": outcome.status, "kind": outcome.kind, "events_loaded": outcome.events_loaded,
         "events_failed": outcome.events_failed, "bytes_written": outcome.bytes_written, "seconds": outcome.seconds,
         "days": {d.isoformat(): n for d, n in outcome.days.items()}, "sweep_id": outcome.sweep_id,
         "lake_version": outcome.lake_version, "error": outcome.error, "finished_at": finished_at,
-        "vm_hwm_kib": vm_hwm_kib()}), flush=True)
+        "vm_hwm_kib": vm_hwm_kib(), "cpu_seconds": cpu,
+        "extraction_backend_cpu_seconds": None if None in backends else sum(backends)}), flush=True)
     return 0
+
+
+def extraction_backends() -> list[float | None]:
+    """The CPU seconds of each extraction connection's PostgreSQL backend, read as the connection closes (its
+    whole life: the statements the sweep streams); filled in as the operation runs. Instruments this tree's
+    ``EventReader`` only (the previous code's children report none)."""
+    backends: list[float | None] = []
+    try:
+        from workdev_pipeline.ingest.extract import EventReader
+    except ImportError:
+        return [None]
+    close = EventReader.close
+
+    def closing(reader: Any) -> None:
+        try:
+            with reader._conn.cursor() as cur:
+                cur.execute("SELECT pg_backend_pid()")
+                backends.append(backend_cpu_seconds(cur.fetchone()[0]))
+        except Exception:  # a connection a fault broke: its backend is gone, its CPU unknown
+            backends.append(None)
+        close(reader)
+
+    EventReader.close = closing
+    return backends
 
 
 # -- where a sweep's time goes ---------------------------------------------------------------------------
@@ -449,9 +504,10 @@ def measure_sweep(url: str, engines: Sequence[Engine], events: int, rounds: int,
     view_rows = sql.SQL("SELECT * FROM pipeline_event_rows {}").format(bounds)
     runs: dict[str, list[Run]] = {"raw": [], "view": [], **{e.name: [] for e in engines}}
     children: dict[str, list[ChildRun]] = {e.name: [] for e in engines}
+    raw_costs: list[CpuCost] = []
     for r in range(1, rounds + 1):
         reset_ingestion(url, roots)
-        runs["raw"].append(timed_copy(url, store_rows, count))
+        runs["raw"].append(timed_copy(url, store_rows, count, raw_costs))
         runs["view"].append(timed_copy(url, view_rows, count))
         order = engines if r % 2 else list(reversed(engines))  # alternate who goes first
         for engine in order:
@@ -501,6 +557,9 @@ def measure_sweep(url: str, engines: Sequence[Engine], events: int, rounds: int,
                        "ratio_to": raw["figure"], "goal": RATIO_GOAL, "meets_goal": ratio >= RATIO_GOAL,
                        "per_round": [round(a.rate / b.rate, 3)
                                      for a, b in zip(runs["lake"], runs["raw"], strict=True)]})
+    cpu = cpu_figure(children["lake"], raw_costs, lake)
+    if cpu is not None:
+        figures.insert(2, cpu)
     if "previous" in sweeps:
         figures.append(ratio_to_previous("sweep_ratio_to_previous", lake, sweeps["previous"], runs["lake"],
                                          runs["previous"], children))
@@ -520,6 +579,31 @@ def measure_sweep(url: str, engines: Sequence[Engine], events: int, rounds: int,
                             "note": SPLIT_NOTE})
             log(f"{engine.name} sweep time split ({child.run.rate:,.0f}/s): {child.split['percent']}")
     return figures
+
+
+def cpu_figure(sweeps: Sequence[ChildRun], raw: Sequence[CpuCost], lake: dict[str, Any]) -> dict[str, Any] | None:
+    """CPU seconds per run of the raw COPY (backend + client) over the sweep's (its extraction backend + its own
+    process, start-up excluded), medians: on a machine whose cores are all busy, wall time goes as CPU time, so this
+    is the ratio to the wire a loaded machine gives; ``two_core_ceiling``, the most an idle 2-core machine could
+    give: a sweep keeping both cores busy all along (its CPU / 2, at least its backend's) against a COPY whose
+    backend and client overlap (the larger of the two). None when the server's backends cannot be read (a server
+    on another machine)."""
+    backends = [c.outcome.get("extraction_backend_cpu_seconds") for c in sweeps]
+    if not raw or any(c.backend is None for c in raw) or None in backends:
+        return None
+    sweep_backend = statistics.median(backends)
+    sweep_process = statistics.median(c.outcome["cpu_seconds"] for c in sweeps)
+    raw_backend = statistics.median(c.backend for c in raw)
+    raw_client = statistics.median(c.client for c in raw)
+    sweep_total, raw_total = sweep_backend + sweep_process, raw_backend + raw_client
+    ceiling = max(raw_backend, raw_client) / max(sweep_total / 2, sweep_backend)
+    return {"figure": "sweep_cpu_ratio_to_raw_copy", "value": round(raw_total / sweep_total, 3), "unit": "ratio",
+            "events": lake["events"], "seconds": round(sweep_total, 2),
+            "sweep_cpu_seconds": {"extraction_backend": round(sweep_backend, 2), "process": round(sweep_process, 2)},
+            "raw_copy_cpu_seconds": {"backend": round(raw_backend, 2), "client": round(raw_client, 2)},
+            "two_core_ceiling": round(ceiling, 3), "statistic": f"medians of {len(sweeps)} interleaved runs",
+            "note": "raw COPY CPU (backend + client) / sweep CPU (extraction backend + sweep process, imports "
+                    "excluded); backends' CPU from /proc/<pid>/stat"}
 
 
 # -- phase 5: peak memory by the backlog's shape -----------------------------------------------------------
