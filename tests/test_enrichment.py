@@ -299,6 +299,19 @@ def test_demo_events_of_every_type_are_valid(validator: SchemaValidator, demo_ev
     assert errors.null_count == len(demo_events), [m for m in errors.to_pylist() if m][:5]
 
 
+def test_the_per_event_reference_is_compiled_only_for_the_types_a_row_needs(demo_events: list[dict]) -> None:
+    """A batch the column checks decide compiles no reference validator (a sweep run reads its first event without
+    compiling the catalog's); a row only the reference can judge compiles its own type's, once."""
+    validator = SchemaValidator.from_catalog()
+    types = pa.array([e["event_type"] for e in demo_events])
+    data = pa.array([orjson.dumps(e["event_data"]).decode() for e in demo_events])
+    assert validator.validate(types, data).null_count == len(demo_events)
+    assert not validator._checks
+    assert validator.validate_one("user.login", "[1]") is not None  # not an object: the reference's to judge
+    assert validator.validate_one("user.login", "[2]") is not None
+    assert set(validator._checks) == {"user.login"}
+
+
 def _project(**changes: object) -> str:
     data = {"title": "Build a React dashboard", "budget": 1500.0, "project_type": "fixed", "skills": ["React"]}
     data.update(changes)
