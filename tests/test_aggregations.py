@@ -71,7 +71,9 @@ def materialize(defs: Definitions, instance: DagsterInstance, granularity: str, 
     for key in (postgres_key(g), lake_key(g)):  # one materialization per period and store
         events = [e for e in result.get_asset_materialization_events() if e.asset_key == key]
         assert len(events) == periods
-        assert events[0].materialization.metadata["periods"].value == periods
+        assert events[0].materialization.metadata["run"].value["periods"] == periods
+        own = [e.materialization.metadata["rows_written"].value for e in events]  # each period its own rows
+        assert sum(own) == events[0].materialization.metadata["run"].value["rows_written"]
 
 
 # -- the expectation, computed independently ----------------------------------------------------------------

@@ -94,6 +94,22 @@ def test_a_cli_rebuild_is_a_run_whose_day_the_aggregations_automation_then_reque
         records = instance.fetch_materializations(AssetRecordsFilter(
             asset_key=LAKE_EVENTS, asset_partitions=[first.isoformat(), last.isoformat()]), limit=10).records
         assert {r.partition_key for r in records if r.run_id == run.run_id} == {first.isoformat(), last.isoformat()}
+        # each day's materialization carries that day's own figures (PostgreSQL's count of the day, the bytes of
+        # its files in the lake), the run's totals are in ``run``, and the command printed the totals
+        ranged_meta = {r.partition_key: r.asset_materialization.metadata for r in records if r.run_id == run.run_id}
+    with psycopg.connect(db) as conn:
+        own = dict(conn.execute("SELECT (\"timestamp\" AT TIME ZONE 'UTC')::date::text, count(*) FROM "
+                                "platform_event_store WHERE (\"timestamp\" AT TIME ZONE 'UTC')::date BETWEEN %s AND %s "
+                                "GROUP BY 1", (first, last)).fetchall())
+    files = lake.events().snapshot().files().to_pylist()
+    own_bytes = {d: sum(f["size_bytes"] for f in files if f["event_date"].isoformat() == d) for d in own}
+    assert len(own) == 2 and own[first.isoformat()] != own[last.isoformat()]
+    assert {d: m["rows_loaded"].value for d, m in ranged_meta.items()} == own
+    assert {d: m["dagster/partition_row_count"].value for d, m in ranged_meta.items()} == own
+    assert {d: m["bytes_written"].value for d, m in ranged_meta.items()} == own_bytes
+    assert all(m["seconds"].value > 0 and m["events_per_second"].value > 0 for m in ranged_meta.values())
+    totals = {m["run"].value["rows_loaded"] for m in ranged_meta.values()}
+    assert totals == {sum(own.values())} and f"rebuild loaded: {sum(own.values()):,} loaded" in ranged.stdout
 
 
 def test_operator_commands_run_their_jobs_by_request_id(db: str, tmp_path: Path) -> None:

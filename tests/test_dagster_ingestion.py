@@ -103,7 +103,7 @@ def test_sensor_requests_a_sweep_and_the_run_loads_every_event(db: str, defs: De
         per_day = days_in_postgres(conn)
     day_events = [m for m in second.asset_materializations_for_node("pipeline__enriched_events")
                   if m.asset_key == LAKE_EVENTS]
-    assert any(m.metadata["rows"].value < per_day[m.partition] for m in day_events)
+    assert any(m.metadata["rows_loaded"].value < per_day[m.partition] for m in day_events)
     assert {m.partition: m.metadata["dagster/partition_row_count"].value for m in day_events} == {
         m.partition: per_day[m.partition] for m in day_events}
     assert {m.metadata["dagster/row_count"].value for m in day_events} == {sum(per_day.values())}
@@ -168,8 +168,11 @@ def test_backfill_of_three_days_twice_is_one_commit_each_same_rows_and_touches_n
     assert {d: events.snapshot().day_files(d) for d in others} == untouched  # other days: the same files
     with psycopg.connect(db) as conn:
         expected = days_in_postgres(conn)
-    meta = second.asset_materializations_for_node("lake__lake_events")[0].metadata
-    assert meta["rows_loaded"].value == sum(expected[d.isoformat()] for d in target)
+    days_meta = {m.partition: m.metadata for m in second.asset_materializations_for_node("lake__lake_events")}
+    assert {d: m["rows_loaded"].value for d, m in days_meta.items()} == {d.isoformat(): expected[d.isoformat()]
+                                                                         for d in target}  # each day its own rows
+    meta = days_meta[target[0].isoformat()]
+    assert meta["run"].value["rows_loaded"] == sum(expected[d.isoformat()] for d in target)  # the run's total
     assert meta["lake_version"].value == before + 2
     assert len(first.get_asset_materialization_events()) == 3  # one per day partition of the range
 

@@ -114,6 +114,7 @@ def test_a_delivery_sends_exactly_what_the_lake_holds(table: RemoteAggregationTa
     lake.replace_periods(DAILY, T0, end, rows("daily", [(T0, "job.posted", 500, None)], timedelta(days=1)))
     sent = deliver_aggregations(lake, table, HOURLY, T0, end, retries=0)
     assert (sent.rows, sent.loads, sent.periods, sent.periods_with_rows) == (25, 1, 24, 24)
+    assert sent.per_period == {T0 + i * hour: 2 if i == 3 else 1 for i in range(24)}  # each period's own rows
     assert held(table, "hourly", T0, end) == expected(first) and held(table, "daily", T0, end) == []
     # the lake's range rebuilt with fewer rows: the next delivery leaves the engine exactly those
     fewer = first.slice(0, 12)

@@ -25,12 +25,15 @@ from psycopg.conninfo import conninfo_to_dict
 from tests.bq_emulator import bigquery_emulator  # noqa: F401 (a fixture)
 from tests.ingest_helpers import REPO, days_in_postgres, demo, loadable_ids, wait_until_lock_released
 from tests.redshift_standin import redshift_standin  # noqa: F401 (a fixture)
+from workdev_pipeline.aggregations.periods import DAILY
+from workdev_pipeline.assets.engine_aggregations import engine_aggregation_key
 from workdev_pipeline.assets.engines import (
     delivery_job_name,
     delivery_key,
     delivery_sensor_name,
     table_key,
 )
+from workdev_pipeline.assets.keys import lake_aggregations_key, postgres_aggregations_key
 from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.definitions import build_definitions
 from workdev_pipeline.governance.erasure import erase_users, verify_erasures
@@ -163,8 +166,12 @@ def test_sensor_delivers_the_lake_into_the_engine_and_its_checks_pass(
                 if m.asset_key == delivery_key(engine.name)).metadata
     assert meta["engine"].value == engine.name and meta["mode"].value == "full" and meta["rows_loaded"].value > 0
     with psycopg.connect(db) as conn:
-        days = set(days_in_postgres(conn))
+        per_day = days_in_postgres(conn)
+        days = set(per_day)
     assert instance.get_materialized_partitions(table_key(engine.name)) == days
+    day_records = {m.partition: m.metadata for m in run.asset_materializations_for_node(
+        f"pipeline__{engine.name}_delivery") if m.asset_key == table_key(engine.name)}
+    assert {d: m["rows_loaded"].value for d, m in day_records.items()} == per_day  # each day its own rows
 
     day = max(days)
     checks = run_job(defs, f"check_{engine.name}_days", instance, tags={"dagster/partition": day})
@@ -267,6 +274,17 @@ def test_backfill_twice_replaces_the_days_from_the_lake(db: str, engine: EngineS
         assert len(run.get_asset_materialization_events()) == len(target)
         assert engine.resource.days() == set(target)
     snapshot = lake.snapshot()
+    # each day's materialization: that day's own rows (as the engine counts them), the lake files and bytes they
+    # came from, its seconds; the run's totals in ``run``
+    meta = {e.partition: e.materialization.metadata for e in run.get_asset_materialization_events()}
+    files = snapshot.files().to_pylist()
+    own = {d.isoformat(): (sum(engine.resource.day_counts(d).values()),
+                           sum(1 for f in files if f["event_date"] == d),
+                           sum(f["size_bytes"] for f in files if f["event_date"] == d)) for d in target}
+    assert len({rows for rows, _, _ in own.values()}) == len(target)  # days of different sizes
+    assert {d: (m["rows_loaded"].value, m["files"].value, m["bytes"].value) for d, m in meta.items()} == own
+    assert all(m["seconds"].value > 0 and m["events_per_second"].value > 0 for m in meta.values())
+    assert {m["run"].value["rows_loaded"] for m in meta.values()} == {sum(rows for rows, _, _ in own.values())}
     for day in target:
         assert engine.resource.event_ids(day) == {r[0] for r in snapshot.query("SELECT event_id FROM platform_events",
                                                                                days=[day])}
@@ -276,6 +294,37 @@ def test_backfill_twice_replaces_the_days_from_the_lake(db: str, engine: EngineS
     assert_exactly_once(db, engine.resource)
     assert engine.resource.days() == set(days)
     assert others
+
+
+def test_aggregations_delivered_over_a_range_report_each_periods_own_rows(
+        db: str, engine: EngineSetup, lake: LakeResource, instance: DagsterInstance) -> None:
+    """The lake's daily aggregations of two days, then the engine's, each in one run: each day's materialization in
+    the engine carries the rows the engine holds for that day (PostgreSQL's count of the period's rows), the
+    run's totals in ``run``."""
+    defs = engine_defs(db, lake, engine)
+    demo(db, 1_500, days=4)
+    sweep(db, lake.events())
+    with psycopg.connect(db) as conn:
+        days = sorted(date.fromisoformat(d) for d in days_in_postgres(conn))[1:3]
+    job = defs.resolve_implicit_global_asset_job_def()
+    tags = {RANGE_START: days[0].isoformat(), RANGE_END: days[-1].isoformat()}
+    local = [postgres_aggregations_key("daily"), lake_aggregations_key("daily")]
+    assert job.execute_in_process(instance=instance, asset_selection=local, tags=tags).success
+    run = job.execute_in_process(instance=instance, asset_selection=[engine_aggregation_key(engine.name, DAILY)],
+                                 tags=tags)
+    assert run.success
+    meta = {e.partition: e.materialization.metadata for e in run.get_asset_materialization_events()}
+    start = datetime.combine(days[0], datetime.min.time(), tzinfo=UTC)
+    in_engine = engine.resource.aggregation_rows("daily", start, start + timedelta(days=len(days)))
+    own = {d.isoformat(): sum(1 for r in in_engine if r[0].astimezone(UTC).date() == d) for d in days}
+    with psycopg.connect(db) as conn:
+        assert own == {d.isoformat(): n for d, n in conn.execute(
+            "SELECT (period_start AT TIME ZONE 'UTC')::date, count(*) FROM event_aggregations WHERE "
+            "aggregation_type = 'daily' AND period_start >= %s AND period_start < %s GROUP BY 1",
+            (start, start + timedelta(days=2)))}
+    assert {d: m["rows_loaded"].value for d, m in meta.items()} == own
+    assert {d: m["dagster/partition_row_count"].value for d, m in meta.items()} == own
+    assert {m["run"].value["rows_loaded"] for m in meta.values()} == {sum(own.values())}
 
 
 def _deliver_in_subprocess(db: str, engine: EngineSetup, lake_root: Path, home: Path,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
@@ -41,6 +41,7 @@ class AggregationDelivery:
     periods_with_rows: int = 0
     retries: int = 0
     seconds: float = 0.0
+    per_period: dict[datetime, int] = field(default_factory=dict)  # rows sent per period start (periods with rows)
 
 
 def load_ranges(granularity: Granularity, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
@@ -75,7 +76,9 @@ def deliver_aggregations(aggregates: AggregationLake, table: RemoteAggregationTa
         outcome.retries += retrying.statistics.get("attempt_number", 1) - 1
         outcome.loads += 1
         outcome.rows += rows.num_rows
-        outcome.periods_with_rows += len(set(rows.column("period_start").to_pylist()))
+        for period in rows.column("period_start").to_pylist():
+            outcome.per_period[period] = outcome.per_period.get(period, 0) + 1
+    outcome.periods_with_rows = len(outcome.per_period)
     outcome.seconds = time.perf_counter() - started
     log.info("%s: %s periods [%s, %s): %d rows in %d load(s), %.2f s", table.engine, granularity.name,
              start.isoformat(), end.isoformat(), outcome.rows, outcome.loads, outcome.seconds)

@@ -23,7 +23,7 @@ whose events landed, other than the latest closed one, is due at once: a fresh i
 aggregations on the next sensor tick, not at the next ``:05``.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -92,8 +92,24 @@ def aggregation_condition() -> AutomationCondition:
             & ~AutomationCondition.in_progress()).with_label("aggregation_due")
 
 
-def aggregation_metadata(outcome: AggregationOutcome) -> dict[str, Any]:
-    """Rows written, periods, seconds and a markdown preview of one rebuild."""
+def aggregation_run_figures(outcome: AggregationOutcome) -> dict[str, Any]:
+    """The rebuild's totals as plain values (the ``run`` entry of each of its periods' materializations)."""
+    return {"aggregation_type": outcome.aggregation_type,
+            "range": f"[{outcome.range_start.isoformat()}, {outcome.range_end.isoformat()})",
+            "periods": outcome.periods, "periods_with_events": outcome.periods_with_events,
+            "rows_written": outcome.rows_written, "events": outcome.events, "seconds": round(outcome.seconds, 3),
+            "read_seconds": round(outcome.read_seconds, 3), "postgres_seconds": round(outcome.postgres_seconds, 3),
+            "lake_seconds": round(outcome.lake_seconds, 3), "source_files": outcome.source_files}
+
+
+def aggregation_metadata(outcome: AggregationOutcome, lake: bool = False) -> dict[str, Any]:
+    """What each period of a rebuild carries besides its own figures (:func:`period_metadata`): the events version
+    read, the run's totals in one ``run`` entry (in the lake's, also its commits and files) and the run's preview
+    (``run_preview``) -- a run of a range shows the same entries on each of its periods."""
+    run = aggregation_run_figures(outcome)
+    if lake:
+        run.update(commits=outcome.lake_commits, files_added=outcome.files_added, files_removed=outcome.files_removed,
+                   bytes_written=outcome.bytes_written)
     lines = [f"**{outcome.aggregation_type}** periods from {outcome.range_start:%Y-%m-%d %H:%M} to "
              f"{outcome.range_end:%Y-%m-%d %H:%M} UTC: {outcome.periods_with_events} of {outcome.periods} with "
              f"events, {outcome.rows_written:,} rows, {outcome.events:,} events", "",
@@ -109,20 +125,24 @@ def aggregation_metadata(outcome: AggregationOutcome) -> dict[str, Any]:
                   f"{r['total_events']:,} | {r['unique_users']:,} | {r['unique_sessions']:,} | "
                   f"{_money(r['amount_exact'], r['amount_overflow'])} |" for r in outcome.top_rows]
     return {
-        "rows_written": MetadataValue.int(outcome.rows_written),
-        "periods": MetadataValue.int(outcome.periods),
-        "periods_with_events": MetadataValue.int(outcome.periods_with_events),
-        "events": MetadataValue.int(outcome.events),
-        "seconds": MetadataValue.float(round(outcome.seconds, 3)),
-        "read_seconds": MetadataValue.float(round(outcome.read_seconds, 3)),
-        "postgres_seconds": MetadataValue.float(round(outcome.postgres_seconds, 3)),
-        "lake_seconds": MetadataValue.float(round(outcome.lake_seconds, 3)),
-        "source_files": MetadataValue.int(outcome.source_files),
         **({} if outcome.events_version is None else
            {"events_version": MetadataValue.int(outcome.events_version)}),
-        "range": MetadataValue.text(f"[{outcome.range_start.isoformat()}, {outcome.range_end.isoformat()})"),
-        "preview": MetadataValue.md("\n".join(lines)),
+        "run": MetadataValue.json(run),
+        "run_preview": MetadataValue.md("\n".join(lines)),
     }
+
+
+def period_metadata(outcome: AggregationOutcome, partitions_def: TimeWindowPartitionsDefinition,
+                    keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each period's own figures, by partition key: the rows written and the events they count (0 for a period
+    without events); its rows are the partition's row count."""
+    by_start = {start.timestamp(): (rows, events) for start, rows, events in outcome.per_period}
+    figures = {}
+    for key in keys:
+        rows, events = by_start.get(partitions_def.time_window_for_partition_key(key).start.timestamp(), (0, 0))
+        figures[key] = {"rows_written": MetadataValue.int(rows), "events": MetadataValue.int(events),
+                        "dagster/partition_row_count": MetadataValue.int(rows)}
+    return figures
 
 
 def _money(exact: str | None, overflow: bool | None) -> str:
@@ -178,20 +198,16 @@ def _aggregation_asset(granularity: Granularity, partitions_def: TimeWindowParti
         context.log.info(f"{granularity.name}: {outcome.periods} period(s), {outcome.rows_written} rows from "
                          f"{outcome.events} events in {outcome.seconds:.2f} s (read {outcome.read_seconds:.2f} s)")
         lake_rows = lake_aggregation_rows(aggregator.aggregates.table(outcome.lake_version), granularity.name)
-        metadata = aggregation_metadata(outcome)
-        if len(context.partition_keys) == 1:  # a range's metadata would be shown on each of its periods
-            metadata["dagster/partition_row_count"] = MetadataValue.int(outcome.rows_written)
+        for key, figures in period_metadata(outcome, partitions_def, context.partition_keys).items():
+            for asset_key in (pg_key, lk_key):  # each period its own figures
+                context.add_asset_metadata(figures, asset_key=asset_key, partition_key=key)
         yield MaterializeResult(asset_key=pg_key, metadata={
-            **metadata, "dagster/table_name": POSTGRES_AGGREGATIONS_TABLE,
+            **aggregation_metadata(outcome), "dagster/table_name": POSTGRES_AGGREGATIONS_TABLE,
             "dagster/row_count": MetadataValue.int(postgres_rows)})
         yield MaterializeResult(asset_key=lk_key, metadata={
-            **metadata, "dagster/table_name": LAKE_AGGREGATIONS_TABLE,
+            **aggregation_metadata(outcome, lake=True), "dagster/table_name": LAKE_AGGREGATIONS_TABLE,
             "dagster/row_count": MetadataValue.int(lake_rows), "dagster/uri": aggregator.aggregates.uri,
-            **({} if outcome.lake_version is None else {"lake_version": MetadataValue.int(outcome.lake_version)}),
-            "commits": MetadataValue.int(outcome.lake_commits),
-            "files_added": MetadataValue.int(outcome.files_added),
-            "files_removed": MetadataValue.int(outcome.files_removed),
-            "bytes_written": MetadataValue.int(outcome.bytes_written)})
+            **({} if outcome.lake_version is None else {"lake_version": MetadataValue.int(outcome.lake_version)})})
 
     return _asset
 

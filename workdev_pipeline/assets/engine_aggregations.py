@@ -108,16 +108,15 @@ def _delivery_asset(engine: str, kinds: set[str], granularity: Granularity,
         outcome = resource.deliver_aggregations(aggregates, granularity, window.start, window.end)
         context.log.info(f"{engine}: {outcome.rows:,} {granularity.name} rows of {outcome.periods} period(s) in "
                          f"{outcome.loads} load(s), {outcome.seconds:.2f} s")
-        return MaterializeResult(metadata={
-            "engine": MetadataValue.text(engine),
-            "rows_loaded": MetadataValue.int(outcome.rows),
-            "periods": MetadataValue.int(outcome.periods),
-            "periods_with_rows": MetadataValue.int(outcome.periods_with_rows),
-            "loads": MetadataValue.int(outcome.loads),
-            "retries": MetadataValue.int(outcome.retries),
-            "seconds": MetadataValue.float(round(outcome.seconds, 3)),
-            "range": MetadataValue.text(f"[{window.start.isoformat()}, {window.end.isoformat()})"),
-        })
+        by_start = {start.timestamp(): rows for start, rows in outcome.per_period.items()}
+        for key in context.partition_keys:  # each period its own rows; the run's totals in ``run``
+            rows = by_start.get(partitions.time_window_for_partition_key(key).start.timestamp(), 0)
+            context.add_asset_metadata({"rows_loaded": MetadataValue.int(rows),
+                                        "dagster/partition_row_count": MetadataValue.int(rows)}, partition_key=key)
+        return MaterializeResult(metadata={"engine": MetadataValue.text(engine), "run": MetadataValue.json({
+            "range": f"[{window.start.isoformat()}, {window.end.isoformat()})", "rows_loaded": outcome.rows,
+            "periods": outcome.periods, "periods_with_rows": outcome.periods_with_rows, "loads": outcome.loads,
+            "retries": outcome.retries, "seconds": round(outcome.seconds, 3)})})
 
     return delivery
 

@@ -109,31 +109,60 @@ class EngineView:
         return self.resource.event_ids(day)
 
 
+def delivery_figures(outcome: Delivery) -> dict[str, Any]:
+    """The delivery's totals as plain values: the unpartitioned delivery's figures, and the ``run`` entry of each
+    day a replace of days materialized (whose own figures are :func:`delivery_day_metadata`)."""
+    return {"rows_loaded": outcome.rows, "days_replaced": len(outcome.days_replaced),
+            "days_merged": len(outcome.days_merged), "files": outcome.files, "bytes": outcome.bytes,
+            "seconds": round(outcome.seconds, 3), "load_seconds": round(outcome.load_seconds, 3),
+            "events_per_second": round(outcome.events_per_second, 1), "retries": outcome.retries}
+
+
 def delivery_metadata(outcome: Delivery) -> dict[str, Any]:
-    meta: dict[str, Any] = {
-        "engine": outcome.engine,
-        "status": outcome.status,
-        "mode": outcome.mode,
-        "rows_loaded": MetadataValue.int(outcome.rows),
-        "days_replaced": MetadataValue.int(len(outcome.days_replaced)),
-        "days_merged": MetadataValue.int(len(outcome.days_merged)),
-        "files": MetadataValue.int(outcome.files),
-        "bytes": MetadataValue.int(outcome.bytes),
-        "seconds": MetadataValue.float(round(outcome.seconds, 3)),
-        "load_seconds": MetadataValue.float(round(outcome.load_seconds, 3)),
-        "events_per_second": MetadataValue.float(round(outcome.events_per_second, 1)),
-        "retries": MetadataValue.int(outcome.retries),
-    }
+    """The metadata of the engine's (unpartitioned) delivery asset: the delivery's figures, versions, preview."""
+    meta: dict[str, Any] = {"engine": outcome.engine, "status": outcome.status, "mode": outcome.mode}
+    for name, figure in delivery_figures(outcome).items():
+        meta[name] = MetadataValue.float(figure) if isinstance(figure, float) else MetadataValue.int(figure)
+    return {**meta, **_versions(outcome), "preview": _delivery_preview(outcome)}
+
+
+def partitioned_delivery_metadata(outcome: Delivery) -> dict[str, Any]:
+    """What each day of a replace of days carries besides its own figures (:func:`delivery_day_metadata`): engine,
+    status, mode, lake version, and the run's totals in one ``run`` entry with its preview (``run_preview``)."""
+    return {"engine": outcome.engine, "status": outcome.status, "mode": outcome.mode,
+            "run": MetadataValue.json(delivery_figures(outcome)), **_versions(outcome),
+            "run_preview": _delivery_preview(outcome)}
+
+
+def delivery_day_metadata(outcome: Delivery, day: date) -> dict[str, Any]:
+    """The day's own figures in ``outcome``: rows loaded, the lake's files and bytes they came from, and -- for a
+    day loaded on its own -- its seconds and events per second."""
+    rows = outcome.days.get(day, 0)
+    meta: dict[str, Any] = {"rows_loaded": MetadataValue.int(rows),
+                            "files": MetadataValue.int(outcome.day_files.get(day, 0)),
+                            "bytes": MetadataValue.int(outcome.day_bytes.get(day, 0))}
+    if day in outcome.day_seconds:
+        seconds = outcome.day_seconds[day]
+        meta["seconds"] = MetadataValue.float(round(seconds, 3))
+        meta["events_per_second"] = MetadataValue.float(round(rows / seconds, 1) if seconds > 0 else 0.0)
+    return meta
+
+
+def _versions(outcome: Delivery) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
     if outcome.from_version is not None:
         meta["lake_version_from"] = MetadataValue.int(outcome.from_version)
     if outcome.to_version is not None:
         meta["lake_version"] = MetadataValue.int(outcome.to_version)
+    return meta
+
+
+def _delivery_preview(outcome: Delivery) -> MetadataValue:
     replaced = set(outcome.days_replaced)
     lines = ["| day | load | rows |", "|---|---|---|"] + [
         f"| {d} | {'replace' if d in replaced else 'merge'} | {n:,} |" for d, n in sorted(outcome.days.items())]
     lines += [f"- {redact_message(n)}" for n in outcome.notes]
-    meta["preview"] = MetadataValue.md("\n".join(lines[:400]))
-    return meta
+    return MetadataValue.md("\n".join(lines[:400]))
 
 
 def engine_definitions(engine: str) -> EngineDefinitions:
@@ -170,7 +199,9 @@ def engine_definitions(engine: str) -> EngineDefinitions:
                                         run_id=context.run.run_id)
         context.log.info(f"{engine}: {len(days)} day(s) replaced from lake version {outcome.to_version}: "
                          f"{outcome.rows:,} rows in {outcome.seconds:.2f} s")
-        return MaterializeResult(metadata=delivery_metadata(outcome))
+        for key, day in zip(context.partition_keys, days, strict=True):  # each day its own figures
+            context.add_asset_metadata(delivery_day_metadata(outcome, day), partition_key=key)
+        return MaterializeResult(metadata=partitioned_delivery_metadata(outcome))
 
     @asset_check(asset=table, partitions_def=daily_partitions, name="reconciles_with_postgres",
                  required_resource_keys={"postgres", "lake", engine},
@@ -226,9 +257,9 @@ def engine_definitions(engine: str) -> EngineDefinitions:
 def _report_days(context: AssetExecutionContext, table: AssetKey, outcome: Delivery, engine: str) -> None:
     """A delivery loads several day partitions of the engine's table: record each of them."""
     replaced = set(outcome.days_replaced)
-    for day, rows in sorted(outcome.days.items()):
+    for day in sorted(outcome.days):
         if partition_exists(day):
-            metadata = {"rows": MetadataValue.int(rows), "mode": "replace" if day in replaced else "merge",
+            metadata = {**delivery_day_metadata(outcome, day), "mode": "replace" if day in replaced else "merge",
                         "engine": engine}
             if outcome.to_version is not None:
                 metadata["lake_version"] = MetadataValue.int(outcome.to_version)

@@ -30,7 +30,7 @@ from pydantic import Field
 from workdev_pipeline.assets.check_records import evaluations
 from workdev_pipeline.assets.day_checks import LAKE_DAY_CHECKS, lake_verdicts
 from workdev_pipeline.assets.keys import DEAD_LETTER_REPLAY, ENRICHED_EVENTS, INCOMING_EVENTS, LAKE_EVENTS
-from workdev_pipeline.assets.metadata import outcome_metadata
+from workdev_pipeline.assets.metadata import day_metadata, outcome_metadata
 from workdev_pipeline.assets.operator_runs import operator_metadata, reason_field
 from workdev_pipeline.assets.partitions import partition_exists
 from workdev_pipeline.assets.standards import defined_here
@@ -56,12 +56,13 @@ incoming_events = AssetSpec(
 
 
 def _day_partitions(outcome: LoadOutcome, mode: str, lake: LakeResource) -> Iterator[AssetMaterialization]:
-    """A sweep or replay writes to several day partitions of the lake table: one materialization each, with the
-    day's and the table's rows at the version committed (from the Delta log)."""
+    """A sweep or replay writes to several day partitions of the lake table: one materialization each, with what
+    it wrote to the day (rows, bytes) and the day's and the table's rows at the version committed (from the Delta
+    log)."""
     total, per_day = lake_rows(lake.events().snapshot(outcome.lake_version)) if outcome.days else (0, {})
     for day, rows in sorted(outcome.days.items()):
         if partition_exists(day):
-            metadata = {"rows": MetadataValue.int(rows), "mode": mode, "dagster/table_name": LAKE_EVENTS_TABLE,
+            metadata = {**day_metadata(outcome, day), "mode": mode, "dagster/table_name": LAKE_EVENTS_TABLE,
                         "dagster/row_count": MetadataValue.int(total),
                         "dagster/partition_row_count": MetadataValue.int(per_day[day])}
             if outcome.sweep_id is not None:

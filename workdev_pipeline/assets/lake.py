@@ -1,11 +1,12 @@
 """The lake's events table, one partition per UTC day: materializing a day (or backfilling a range) rebuilds
-exactly those days from PostgreSQL in one Delta commit (a predicate overwrite)."""
+exactly those days from PostgreSQL in one Delta commit (a predicate overwrite). Each day's materialization carries
+its own rows, bytes, seconds and events per second; the run's totals are in its ``run`` entry."""
 
 
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from workdev_pipeline.assets.keys import ENRICHED_EVENTS, LAKE_EVENTS
-from workdev_pipeline.assets.metadata import outcome_metadata
+from workdev_pipeline.assets.metadata import day_metadata, partitioned_outcome_metadata
 from workdev_pipeline.assets.partitions import daily_partitions, day_of
 from workdev_pipeline.assets.table_metadata import LAKE_EVENTS_TABLE, lake_rows, lake_table_metadata
 from workdev_pipeline.resources.lake import LakeResource
@@ -33,9 +34,10 @@ def lake_events(context: AssetExecutionContext, postgres: PostgresResource, lake
         context.log.info(f"day {day} rebuilt, {rows:,} events ({next(done)}/{len(days)})")))
     context.log.info(f"rebuilt {len(days)} day(s) in lake version {outcome.lake_version}: {outcome.events_loaded} "
                      f"events in {outcome.seconds:.2f} s")
-    total, _ = lake_rows(lake.events().snapshot(outcome.lake_version))
-    metadata = {**outcome_metadata(outcome), "dagster/table_name": LAKE_EVENTS_TABLE,
-                "dagster/row_count": MetadataValue.int(total)}
-    if len(days) == 1:  # a range's metadata would be shown on each of its days: the day's own count only here
-        metadata["dagster/partition_row_count"] = MetadataValue.int(outcome.days.get(days[0], 0))
-    return MaterializeResult(metadata=metadata)
+    total, per_day = lake_rows(lake.events().snapshot(outcome.lake_version))
+    for key, day in zip(context.partition_keys, days, strict=True):  # each day its own figures
+        context.add_asset_metadata({**day_metadata(outcome, day),
+                                    "dagster/partition_row_count": MetadataValue.int(per_day.get(day, 0))},
+                                   partition_key=key)
+    return MaterializeResult(metadata={**partitioned_outcome_metadata(outcome), "dagster/table_name": LAKE_EVENTS_TABLE,
+                                       "dagster/row_count": MetadataValue.int(total)})

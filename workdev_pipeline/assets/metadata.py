@@ -1,6 +1,8 @@
 """Materialization metadata from a load's outcome: counts, bytes, timings, the lake version it committed, a
-markdown preview. Dagster's run storage is out of erasure's reach: dead-letter samples show event ids, types and
-messages with their values redacted (:mod:`workdev_pipeline.governance.redaction`), and so do errors and notes."""
+markdown preview; a day partition of a run carries its own figures (:func:`day_metadata`) and the run's totals in
+one ``run`` entry (:func:`partitioned_outcome_metadata`). Dagster's run storage is out of erasure's reach:
+dead-letter samples show event ids, types and messages with their values redacted
+(:mod:`workdev_pipeline.governance.redaction`), and so do errors and notes."""
 
 from __future__ import annotations
 
@@ -17,19 +19,54 @@ from workdev_pipeline.governance.redaction import failure_sample, redact_message
 from workdev_pipeline.ingest.ingestor import LoadOutcome
 
 
+def outcome_figures(outcome: LoadOutcome) -> dict[str, Any]:
+    """The load's totals as plain values: the unpartitioned materialization's figures, and the ``run`` entry of a
+    day partition's (whose own figures are :func:`day_metadata`)."""
+    return {"rows_loaded": outcome.events_loaded, "rows_failed": outcome.events_failed,
+            "bytes_written": outcome.bytes_written, "seconds": round(outcome.seconds, 3),
+            "events_per_second": round(outcome.events_per_second, 1), "retries": outcome.retries,
+            "days_written": len(outcome.days),
+            "rows_by_day": {d.isoformat(): n for d, n in sorted(outcome.days.items())}}
+
+
 def outcome_metadata(outcome: LoadOutcome, engine: str = "lake") -> dict[str, Any]:
-    meta: dict[str, Any] = {
-        "status": outcome.status,
-        "engine": engine,
-        "rows_loaded": MetadataValue.int(outcome.events_loaded),
-        "rows_failed": MetadataValue.int(outcome.events_failed),
-        "bytes_written": MetadataValue.int(outcome.bytes_written),
-        "seconds": MetadataValue.float(round(outcome.seconds, 3)),
-        "events_per_second": MetadataValue.float(round(outcome.events_per_second, 1)),
-        "retries": MetadataValue.int(outcome.retries),
-        "days_written": MetadataValue.int(len(outcome.days)),
-        "rows_by_day": MetadataValue.json({d.isoformat(): n for d, n in sorted(outcome.days.items())}),
-    }
+    """The metadata of an unpartitioned record of a load (a sweep, a replay): its figures, its lake version, a
+    preview."""
+    figures = outcome_figures(outcome)
+    meta: dict[str, Any] = {"status": outcome.status, "engine": engine}
+    for name in ("rows_loaded", "rows_failed", "bytes_written", "retries", "days_written"):
+        meta[name] = MetadataValue.int(figures[name])
+    meta["seconds"] = MetadataValue.float(figures["seconds"])
+    meta["events_per_second"] = MetadataValue.float(figures["events_per_second"])
+    meta["rows_by_day"] = MetadataValue.json(figures["rows_by_day"])
+    return {**meta, **_about(outcome), "preview": _preview(outcome)}
+
+
+def partitioned_outcome_metadata(outcome: LoadOutcome, engine: str = "lake") -> dict[str, Any]:
+    """What each day partition of a load's run carries besides its own figures (:func:`day_metadata`): status,
+    engine, lake version, and the run's totals in one ``run`` entry with its preview (``run_preview``) -- a run of
+    a range shows the same entries on each of its days, so nothing else there is a run figure."""
+    return {"status": outcome.status, "engine": engine, "run": MetadataValue.json(outcome_figures(outcome)),
+            **_about(outcome), "run_preview": _preview(outcome)}
+
+
+def day_metadata(outcome: LoadOutcome, day: date) -> dict[str, Any]:
+    """The day's own figures in ``outcome``: rows written and their bytes, and for a rebuild the seconds the day
+    took and its events per second."""
+    rows = outcome.days.get(day, 0)
+    meta: dict[str, Any] = {"rows_loaded": MetadataValue.int(rows)}
+    if day in outcome.day_bytes:
+        meta["bytes_written"] = MetadataValue.int(outcome.day_bytes[day])
+    if day in outcome.day_seconds:
+        seconds = outcome.day_seconds[day]
+        meta["seconds"] = MetadataValue.float(round(seconds, 3))
+        meta["events_per_second"] = MetadataValue.float(round(rows / seconds, 1) if seconds > 0 else 0.0)
+    return meta
+
+
+def _about(outcome: LoadOutcome) -> dict[str, Any]:
+    """Sweep id, lake version, transaction range, redo and error of a load."""
+    meta: dict[str, Any] = {}
     if outcome.sweep_id is not None:
         meta["sweep_id"] = MetadataValue.int(outcome.sweep_id)
     if outcome.lake_version is not None:
@@ -47,6 +84,11 @@ def outcome_metadata(outcome: LoadOutcome, engine: str = "lake") -> dict[str, An
         started = process_started_at()
         if started is not None:
             meta["seconds_before_first_event"] = MetadataValue.float(round(outcome.first_event_read_at - started, 3))
+    return meta
+
+
+def _preview(outcome: LoadOutcome) -> MetadataValue:
+    """Rows per day, the first dead-lettered events (values redacted) and the notes, as markdown."""
     lines = ["| day | rows |", "|---|---|"] + [f"| {d} | {n:,} |" for d, n in sorted(outcome.days.items())]
     if outcome.failure_samples:
         lines += ["", "**Dead-lettered (first 20)**", "", "| event_id | type | reason |", "|---|---|---|"]
@@ -54,23 +96,25 @@ def outcome_metadata(outcome: LoadOutcome, engine: str = "lake") -> dict[str, An
                   for sample in outcome.failure_samples]
     if outcome.notes:
         lines += [""] + [f"- {redact_message(n)}" for n in outcome.notes]
-    meta["preview"] = MetadataValue.md("\n".join(lines))
-    return meta
+    return MetadataValue.md("\n".join(lines))
 
 
 def outcome_from_metadata(kind: str, metadata: Mapping[str, Any]) -> LoadOutcome:
     """The figures of a load back from its materialization's metadata (what a command prints after running the
-    load as a Dagster run): status, counts, bytes, seconds, rows per day, lake version."""
+    load as a Dagster run): status, counts, bytes, seconds, rows per day, lake version -- the totals of a day
+    partition's ``run`` entry, or an unpartitioned record's own."""
 
     def value(name: str, default: Any = None) -> Any:
         entry = metadata.get(name)
         return default if entry is None else getattr(entry, "value", entry)
 
-    version = value("lake_version")
-    return LoadOutcome(status=value("status", "loaded"), kind=kind, events_loaded=value("rows_loaded", 0),
-                       events_failed=value("rows_failed", 0), bytes_written=value("bytes_written", 0),
-                       seconds=value("seconds", 0.0), lake_version=version, retries=value("retries", 0),
-                       days={date.fromisoformat(d): n for d, n in value("rows_by_day", {}).items()},
+    totals = value("run") or {name: value(name) for name in ("rows_loaded", "rows_failed", "bytes_written",
+                                                              "seconds", "retries", "rows_by_day")}
+    return LoadOutcome(status=value("status", "loaded"), kind=kind, events_loaded=totals.get("rows_loaded") or 0,
+                       events_failed=totals.get("rows_failed") or 0, bytes_written=totals.get("bytes_written") or 0,
+                       seconds=totals.get("seconds") or 0.0, lake_version=value("lake_version"),
+                       retries=totals.get("retries") or 0,
+                       days={date.fromisoformat(d): n for d, n in (totals.get("rows_by_day") or {}).items()},
                        error=value("error"))
 
 

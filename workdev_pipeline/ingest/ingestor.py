@@ -73,6 +73,10 @@ class LoadOutcome:
     bytes_written: int = 0
     seconds: float = 0.0
     days: dict[date, int] = field(default_factory=dict)  # rows written per day
+    day_bytes: dict[date, int] = field(default_factory=dict)  # data-file bytes written per day
+    #: a rebuild's seconds per day: reading, validating, enriching and encoding the day's rows (the commit, shared by
+    #: the days, is in ``seconds`` only)
+    day_seconds: dict[date, float] = field(default_factory=dict)
     sweep_id: int | None = None
     tx_range: tuple[int, int] | None = None
     lake_version: int | None = None
@@ -284,6 +288,7 @@ class Ingestor:
             else:
                 commit = self.lake.append(tables, app_id=self.consumer, version=sweep_id)
                 counted, outcome.bytes_written, outcome.lake_version = commit.days, commit.bytes_written, commit.version
+                outcome.day_bytes = dict(commit.day_bytes)
         crash_point("after_commit")
         outcome.days = dict(counted)
         outcome.events_loaded += sum(counted.values())
@@ -357,18 +362,19 @@ class Ingestor:
         transformer = self.transformer(conn)
         ingest_times = IngestTimes(conn, self.consumer)
         written: dict[date, int] = {}
+        seconds: dict[date, float] = {}
 
         def tables() -> Iterator[pa.Table]:
             with self._reader() as reader:
                 for day in days:
                     start = datetime.combine(day, dtime.min, tzinfo=UTC)
-                    rows = 0
+                    rows, day_started = 0, time.perf_counter()
                     for batch in reader.stream("ingest/day_events", consumer=self.consumer, tx_high=watermark,
                                                day_start=start, day_end=start + timedelta(days=1)):
                         table = self._transformed(transformer, batch, ingest_times, failures)
                         rows += table.num_rows
-                        yield table
-                    written[day] = rows
+                        yield table  # the writer's encoding runs meanwhile (it takes a couple of tables ahead)
+                    written[day], seconds[day] = rows, time.perf_counter() - day_started
                     if on_day is not None:
                         on_day(day, rows)
 
@@ -384,6 +390,8 @@ class Ingestor:
                                   written.get(day, 0), written.get(day, 0), 0, 0, started_at)
         for day in days:
             outcome.days[day] = written.get(day, 0)
+            outcome.day_bytes[day] = commit.day_bytes.get(day, 0)
+            outcome.day_seconds[day] = seconds.get(day, 0.0)
         outcome.events_loaded += sum(written.values())
         outcome.events_failed += len(failures)
         outcome.bytes_written += commit.bytes_written

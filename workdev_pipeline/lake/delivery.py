@@ -104,6 +104,10 @@ class Delivery:
     days_replaced: list[date] = field(default_factory=list)
     days_merged: list[date] = field(default_factory=list)
     days: dict[date, int] = field(default_factory=dict)  # rows loaded per day
+    day_files: dict[date, int] = field(default_factory=dict)  # the lake's data files loaded per day
+    day_bytes: dict[date, int] = field(default_factory=dict)  # their bytes
+    #: seconds of each day loaded on its own (a replace or a merge, retries included); days filled together have none
+    day_seconds: dict[date, float] = field(default_factory=dict)
     files: int = 0
     bytes: int = 0
     seconds: float = 0.0
@@ -321,9 +325,12 @@ class LakeDelivery:
 
         def load(day: date) -> int:
             kind, paths = loads[day]
+            day_started = time.perf_counter()
             with sources.files(paths) as files:
-                return self._retrying(lambda: methods[kind](day, files, f"lake-{outcome.mode}-{tag}-{day:%Y%m%d}"),
-                                      outcome)
+                loaded = self._retrying(lambda: methods[kind](day, files, f"lake-{outcome.mode}-{tag}-{day:%Y%m%d}"),
+                                        outcome)
+            outcome.day_seconds[day] = time.perf_counter() - day_started  # one key per thread: no lock needed
+            return loaded
 
         workers = max(1, min(int(getattr(self.table, "parallel_loads", 1)), len(loads)))
         if workers == 1:
@@ -337,8 +344,10 @@ class LakeDelivery:
             kind, paths = loads[day]
             (outcome.days_merged if kind == "merge" else outcome.days_replaced).append(day)
             outcome.days[day] = rows[day]
-            outcome.files += len(paths)
-            outcome.bytes += sum(int(sizes.get(p) or 0) for p in paths)
+            outcome.day_files[day] = len(paths)
+            outcome.day_bytes[day] = sum(int(sizes.get(p) or 0) for p in paths)
+            outcome.files += outcome.day_files[day]
+            outcome.bytes += outcome.day_bytes[day]
         outcome.load_seconds += time.perf_counter() - started
 
     def _retrying(self, action: Callable[[], T], outcome: Delivery) -> T:

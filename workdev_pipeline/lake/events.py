@@ -65,6 +65,7 @@ class LakeCommit:
     version: int | None
     days: dict[date, int] = field(default_factory=dict)
     bytes_written: int = 0
+    day_bytes: dict[date, int] = field(default_factory=dict)  # data-file bytes committed per day
     files: int = 0  # data files written
     peak_buffered_bytes: int = 0  # the most rows the write held in memory at once (Arrow bytes)
 
@@ -206,7 +207,9 @@ class EventLake(LakeTable):
         if table.version() > before:
             commit.version = table.version()
             actions = self.actions(before, commit.version)
-            commit.bytes_written = sum(actions.sizes.get(p, 0) for p in actions.added)
+            for path, day in actions.added.items():
+                commit.day_bytes[day] = commit.day_bytes.get(day, 0) + actions.sizes.get(path, 0)
+            commit.bytes_written = sum(commit.day_bytes.values())
         return commit
 
     def clean_staging(self) -> int:
