@@ -38,6 +38,7 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.redshift_standin import RedshiftStandin, standin_connect
+from workdev_pipeline.aggregations.amounts import event_amounts
 from workdev_pipeline.enrichment import DEVICE_INFO_TYPE, GEO_LOCATION_TYPE
 from workdev_pipeline.ingest.schema import JSON, WAREHOUSE_SCHEMA
 from workdev_pipeline.warehouses.redshift import COLUMNS, RedshiftEventTable, _column_values
@@ -80,6 +81,7 @@ def synthetic_rows(start: int, n: int) -> pa.Table:
                                 DEVICE_INFO_TYPE),
         "ingested_at": pa.repeat(pa.scalar(datetime(2024, 3, 11, tzinfo=UTC), pa.timestamp("us", tz="UTC")), n),
     }
+    columns["amount"], columns["amount_overflow"] = event_amounts(columns["event_type"], columns["event_data"])
     return pa.Table.from_arrays([columns[f.name] for f in WAREHOUSE_SCHEMA], schema=WAREHOUSE_SCHEMA)
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from workdev_pipeline.enrichment import DEVICE_INFO_TYPE, GEO_LOCATION_TYPE
 from workdev_pipeline.ingest.schema import warehouse_table
@@ -55,3 +56,31 @@ def events(day: date, n: int, *, start: int = 0, users: list[str] | None = None,
 
 def parquet_files_on_disk(table_dir: Path, day: date) -> list[Path]:
     return sorted((table_dir / f"event_date={day.isoformat()}").glob("*.parquet"))
+
+
+def money_events(day: date, budgets: list[object], *, start: int) -> pa.Table:
+    """``events`` made ``project.created`` events with these budgets (JSON text as the client writes it)."""
+    table = events(day, len(budgets), start=start)
+    for name, values in (("event_type", ["project.created"] * len(budgets)),
+                         ("event_data", [f'{{"title": "t", "budget": {b}, "project_type": "fixed"}}'
+                                         for b in budgets])):
+        index = table.schema.get_field_index(name)
+        column = pa.array(values)
+        if name == "event_data":
+            column = pa.ExtensionArray.from_storage(table.schema.field(name).type, column)
+        table = table.set_column(index, table.schema.field(name), column)
+    return table.drop_columns(["amount", "amount_overflow"])  # as written before the typed amounts
+
+
+def old_lake(lake: EventLake, rows: pa.Table) -> None:
+    """Make ``lake`` a lake of the schema before the typed amounts (no ``amount``/``amount_overflow``) holding
+    ``rows`` (warehouse rows without those columns), written as such a lake's writer wrote them."""
+    from deltalake import DeltaTable, write_deltalake
+
+    from workdev_pipeline.lake.events import LAKE_SCHEMA, TABLE_CONFIGURATION
+
+    old_schema = pa.schema([f for f in LAKE_SCHEMA if f.name not in ("amount", "amount_overflow")])
+    DeltaTable.create(lake.uri, schema=old_schema, partition_by=["event_date"], configuration=TABLE_CONFIGURATION)
+    columns = [c.cast(pa.string()) if isinstance(c.type, pa.BaseExtensionType) else c for c in rows.columns]
+    columns.append(pc.cast(rows.column("timestamp"), pa.date32()))
+    write_deltalake(lake.uri, pa.Table.from_arrays(columns, schema=old_schema), mode="append")

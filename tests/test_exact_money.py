@@ -8,21 +8,26 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Context, Decimal, Inexact, localcontext
 
 import psycopg
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.bq_emulator import bigquery_emulator  # noqa: F401 (a fixture)
+from tests.lake_helpers import money_events, old_lake
 from tests.redshift_standin import redshift_standin  # noqa: F401 (a fixture)
 from tests.test_engines import EngineSetup, _bigquery, _redshift, engine_defs
-from workdev_pipeline.aggregations.amounts import exact_sum, fits
+from workdev_pipeline.aggregations.amounts import amount_of, event_amounts, exact_sum, fits
 from workdev_pipeline.aggregations.periods import DAILY
 from workdev_pipeline.assets.aggregations import lake_key, postgres_key
 from workdev_pipeline.assets.engine_aggregations import engine_aggregation_key
+from workdev_pipeline.catalog import amount_fields
 from workdev_pipeline.client import AnalyticsClient
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.resources.lake import LakeResource
@@ -75,15 +80,25 @@ def sweep(db: str, lake: LakeResource) -> None:
     assert outcome.status == "loaded" and outcome.events_loaded
 
 
-def test_the_lake_keeps_the_payloads_text(db: str, client: AnalyticsClient, lake: LakeResource) -> None:
+def test_the_lake_keeps_the_payloads_text_and_types_the_amount(db: str, client: AnalyticsClient,
+                                                               lake: LakeResource) -> None:
     start = datetime.now(UTC) - timedelta(hours=1)
     huge = 10**400  # past a double's range: jsonb holds it, the validation must not call it invalid JSON
     for i, amount in enumerate((*AMOUNTS, huge)):
         client.track("project.created", project(amount), entity_type="project", entity_id=uuid.uuid4(),
                      timestamp=start + timedelta(seconds=i))
     sweep(db, lake)
-    rows = lake.events().snapshot().query("SELECT event_data FROM platform_events ORDER BY \"timestamp\"")
+    rows = lake.events().snapshot().query("SELECT event_data, amount, amount_overflow FROM platform_events "
+                                          "ORDER BY \"timestamp\"")
     assert [json.loads(r[0], parse_float=Decimal)["budget"] for r in rows] == [Decimal(a) for a in (*AMOUNTS, huge)]
+    # the typed column: every digit where DECIMAL(38, 9) holds it, else NULL and flagged -- never rounded
+    assert [r[1:] for r in rows] == [(Decimal("12345678901234567.89"), False), (Decimal(2**70), False),
+                                     (None, True), (Decimal("0.000000001"), False), (None, True)]
+    # delta-rs reads the same Decimals
+    typed = lake.events().snapshot().dataset().to_table(columns=["timestamp", "amount", "amount_overflow"])
+    typed = typed.sort_by("timestamp")
+    assert typed.column("amount").type == pa.decimal128(38, 9)
+    assert typed.column("amount").to_pylist() == [r[1] for r in rows]
 
 
 @pytest.fixture(params=["bigquery", "redshift"])
@@ -135,6 +150,16 @@ def test_a_days_amounts_are_exact_or_flagged_in_every_store(db: str, conn: psyco
     [matches] = [e for e in run.get_asset_check_evaluations() if e.check_name == "matches_postgres"]
     assert matches.passed
 
+    # the engine's events carry each amount typed: every digit where NUMERIC(38, 9) holds it, 10**30 flagged; its
+    # per-type sums are the lake's, and the parity check compares them
+    fitting = {"project.created": (Decimal(1 + 2**70), 1), "milestone.approved": (milestone_sum, 0)}
+    assert defs.resolve_job_def(f"deliver_to_{engine.name}").execute_in_process(instance=instance).success
+    assert engine.resource.amounts(day.date()) == fitting == lake.amounts(day.date())
+    checks = defs.resolve_job_def(f"check_{engine.name}_days").execute_in_process(
+        instance=instance, tags={"dagster/partition": partition}, raise_on_error=False)
+    [parity] = [e for e in checks.get_asset_check_evaluations() if e.check_name == "parity_with_lake"]
+    assert parity.passed and parity.metadata["compared"].value is True
+
 
 def test_exact_sums_and_what_decimal_38_9_holds() -> None:
     assert exact_sum(Decimal(1), [json.dumps(project(2**70)), '{"budget": 1000000000000000000000000000000}',
@@ -171,3 +196,64 @@ def test_an_aggregation_table_of_the_older_schema_gains_amount_overflow(tmp_path
     assert pa.schema(DeltaTable(aggregates.uri).schema().to_arrow()).names == AGGREGATION_SCHEMA.names
     held = aggregates.read_range(DAILY, day, day + timedelta(days=2)).to_pylist()
     assert [(r["amount_sum"], r["amount_overflow"]) for r in held] == [(None, True), (Decimal("6"), None)]
+
+
+def test_each_events_amount_by_the_catalogs_field() -> None:
+    """``event_amounts``: the catalog's amount field of each type (catalog.amount_fields), read exactly (numbers
+    and decimal strings), NULL and flagged when DECIMAL(38, 9) cannot hold it (a 5,000-digit integer too: no
+    int-conversion limit), NULL and unflagged when there is none."""
+    assert amount_fields()["project.created"] == "budget" and amount_fields()["payment.completed"] == "amount"
+    assert "user.login" not in amount_fields()
+    rows = [("project.created", '{"budget": 12345678901234567.89}', Decimal("12345678901234567.89"), False),
+            ("payment.completed", '{"amount": "99.5", "currency": "EUR"}', Decimal("99.5"), False),
+            ("payment.completed", '{"amount": 1e2}', Decimal(100), False),
+            ("project.created", '{"budget": 1000000000000000000000000000000}', None, True),
+            ("project.created", '{"budget": 0.0000000001}', None, True),
+            ("project.created", '{"budget": ' + "9" * 5000 + "}", None, True),
+            ("project.created", '{"budget": true}', None, False),
+            ("project.created", '{"title": "no budget"}', None, False),
+            ("user.login", '{"amount": 5}', None, False),
+            ("project.created", None, None, False)]
+    amount, overflow = event_amounts(pa.array([r[0] for r in rows]), pa.array([r[1] for r in rows]))
+    assert amount.type == pa.decimal128(38, 9)
+    assert amount.to_pylist() == [r[2] for r in rows] and overflow.to_pylist() == [r[3] for r in rows]
+
+
+def test_an_engine_gets_typed_amounts_from_old_lake_files(db: str, lake: LakeResource, engine: EngineSetup) -> None:
+    """A lake whose files predate the typed amounts: a delivery fills each event's amount (NUMERIC in BigQuery,
+    NUMERIC(38, 9) in Redshift) from event_data -- every digit, the one that does not fit flagged; so does a
+    replace of the day after delta-rs rewrote the old rows (compaction keeps their NULLs). The engine's per-type
+    sums are the lake's, exactly."""
+    day = date(2026, 3, 14)
+    events = lake.events()
+    old_lake(events, money_events(day, ["12345678901234567.89", 2**70, 10**30], start=0))
+    expected = {"project.created": (Decimal("12345678901234567.89") + Decimal(2**70), 1)}
+    assert engine.resource.deliver(db, events).status == "delivered"
+    assert engine.resource.amounts(day) == expected == lake.amounts(day)
+
+    # new rows evolve the table; delta-rs's compaction rewrites the old rows with NULL amounts into one file
+    events.append([money_events(day, [Decimal("0.000000001")], start=10)], app_id="lake", version=1)
+    events.table().optimize.compact()
+    [file] = events.snapshot().day_files(day)
+    assert pq.read_table(events.snapshot().file_uri(file), columns=["amount_overflow"]).column(0).null_count == 3
+    engine.resource.replace_days(db, events, [day])
+    expected = {"project.created": (Decimal("1180603966396312537991.890000001"), 1)}  # 31 digits
+    assert engine.resource.amounts(day) == expected == lake.amounts(day)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.decimals(allow_nan=False, allow_infinity=False), st.integers(), st.booleans(),
+                          st.none(), st.text(max_size=6), st.decimals().map(str)), min_size=1, max_size=12))
+def test_arrows_reading_agrees_with_the_exact_one(values: list[object]) -> None:
+    """Whatever a group of payloads holds -- decimals of any size and scale, integers, booleans, strings (decimal or
+    not) -- ``event_amounts`` (Arrow's JSON reader, or its fallback) types each amount as ``amount_of`` reads it."""
+    def text(value: object) -> str:
+        if value is None:
+            return '{"currency": "EUR"}'
+        return '{"amount": ' + (json.dumps(value) if isinstance(value, bool | str | int) else str(value)) + "}"
+
+    payloads = [text(v) for v in values]
+    expected = [amount_of(p, "amount") for p in payloads]
+    amount, overflow = event_amounts(pa.array(["payment.completed"] * len(payloads)), pa.array(payloads))
+    assert amount.to_pylist() == [a if a is not None and fits(a) else None for a in expected]
+    assert overflow.to_pylist() == [a is not None and not fits(a) for a in expected]

@@ -4,6 +4,7 @@ overwrite per batch of days (idempotent), and bad input reported as one ``error:
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from lake_helpers import events, make_lake
+from lake_helpers import events, make_lake, money_events, old_lake
 
 from workdev_pipeline.lake_cli import lake_group
 
@@ -129,3 +130,34 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path: Path, layout: str, mes
     assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert not (tmp_path / "lake").exists()  # nothing was written
+
+
+def test_an_old_lake_gains_the_typed_amount_columns(tmp_path: Path) -> None:
+    """A lake written before ``amount``/``amount_overflow``: the next write adds them (one metadata commit, NULL in
+    the old files' rows), new rows carry them; DuckDB and delta-rs read both generations by name; an overwrite of an
+    old day (a rebuild, an erasure) fills them from event_data; an import of old files fills them."""
+    lake = make_lake(tmp_path / "lake")
+    old_lake(lake, money_events(DAY1, ["12345678901234567.89", 10**30], start=0))
+    assert lake.snapshot().query("SELECT amount, amount_overflow FROM platform_events") == [(None, None)] * 2
+
+    lake.append([events(DAY2, 2, start=10)], app_id="lake", version=1)
+    assert {"amount", "amount_overflow"} <= set(pa.schema(lake.table().schema().to_arrow()).names)
+    both = lake.snapshot().query("SELECT event_date, amount, amount_overflow FROM platform_events ORDER BY 1, 2")
+    assert both == [(DAY1, None, None), (DAY1, None, None), (DAY2, None, False), (DAY2, None, False)]
+
+    # a day overwritten with its own rows read back (as an erasure does) gets its amounts from event_data
+    day1 = lake.snapshot().dataset(days=[DAY1]).to_table()
+    lake.replace_days([DAY1], [day1])
+    held = lake.snapshot().query("SELECT amount, amount_overflow FROM platform_events WHERE event_date = ? "
+                                 "ORDER BY amount NULLS LAST", [DAY1])
+    assert held == [(Decimal("12345678901234567.890000000"), False), (None, True)]
+
+    # an old warehouse directory's files (no amount columns) are imported with their amounts
+    source = tmp_path / "warehouse" / "platform_events" / "event_date=2026-02-03"
+    source.mkdir(parents=True)
+    pq.write_table(plain_json(money_events(DAY3, [2**70, "0.000000001"], start=20)), source / "part-s1.parquet")
+    result = CliRunner().invoke(lake_group, ["import", str(tmp_path / "warehouse"), "--no-lock", "--lake-uri",
+                                             str(tmp_path / "lake")])
+    assert result.exit_code == 0, result.output
+    assert lake.snapshot().query("SELECT amount, amount_overflow FROM platform_events WHERE event_date = ? "
+                                 "ORDER BY 1", [DAY3]) == [(Decimal("1E-9"), False), (Decimal(2**70), False)]

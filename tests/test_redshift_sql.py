@@ -46,6 +46,7 @@ RENDERED: dict[str, Callable[[], list[str]]] = {
     "create_staging": lambda: [EVENTS.statement("create_staging")],
     "create_table": lambda: [EVENTS.ddl()[1]],
     "day_counts": lambda: [EVENTS.statement("day_counts")],
+    "day_amounts": lambda: [EVENTS.statement("day_amounts")],
     "days": lambda: [EVENTS.statement("days")],
     "delete_aggregations": lambda: [AGGREGATIONS.statement("delete_aggregations")],
     "delete_day": lambda: [EVENTS.statement("delete_day")],

@@ -16,6 +16,7 @@ import pytest
 import redshift_connector
 
 from tests.redshift_standin import RedshiftStandin, redshift_database, redshift_standin, standin_connect
+from workdev_pipeline.aggregations.amounts import event_amounts
 from workdev_pipeline.enrichment import DEVICE_INFO_TYPE, GEO_LOCATION_TYPE
 from workdev_pipeline.ingest.schema import JSON, WAREHOUSE_SCHEMA
 from workdev_pipeline.warehouses.redshift import COLUMNS, RedshiftEventTable, table_column_definitions
@@ -52,6 +53,7 @@ def events(day: date, ids: Sequence[int], *, user: str | None = "user-1", event_
                                 DEVICE_INFO_TYPE),
         "ingested_at": pa.array([ingested_at or datetime(2024, 3, 12, tzinfo=UTC)] * n, pa.timestamp("us", tz="UTC")),
     }
+    columns["amount"], columns["amount_overflow"] = event_amounts(columns["event_type"], columns["event_data"])
     return pa.Table.from_arrays([columns[f.name] for f in WAREHOUSE_SCHEMA], schema=WAREHOUSE_SCHEMA)
 
 
@@ -87,10 +89,14 @@ def test_ensure_table_is_idempotent_and_adds_missing_columns(redshift_database: 
     events_table.ensure_table()
     columns = "SELECT column_name FROM information_schema.columns WHERE table_schema = %s ORDER BY ordinal_position"
     assert [row[0] for row in fetch(redshift_database, columns, ["warehouse"])] == list(COLUMNS)
-    # a table made before the schema gained its last two columns
-    fetch(redshift_database, "ALTER TABLE warehouse.platform_events DROP COLUMN device_info, DROP COLUMN ingested_at")
+    # a table made before the schema gained its last two columns (the typed amount)
+    fetch(redshift_database, "ALTER TABLE warehouse.platform_events DROP COLUMN amount, DROP COLUMN amount_overflow")
     events_table.ensure_table()
     assert [row[0] for row in fetch(redshift_database, columns, ["warehouse"])] == list(COLUMNS)
+    numeric = fetch(redshift_database, "SELECT data_type, numeric_precision, numeric_scale FROM "
+                                       "information_schema.columns WHERE table_schema = %s AND column_name = 'amount'",
+                    ["warehouse"])
+    assert [tuple(row) for row in numeric] == [("numeric", 38, 9)]
     types = fetch(redshift_database, "SELECT column_name, data_type FROM information_schema.columns "
                                      "WHERE table_schema = %s AND data_type = 'jsonb'", ["warehouse"])
     assert {row[0] for row in types} == {"event_data", "metadata", "geo_location", "device_info"}

@@ -314,6 +314,13 @@ def types_in_category(category: str) -> list[EventType]:
     return [t for t in EVENT_TYPES if t.category.name == category]
 
 
+def amount_fields() -> dict[str, str]:
+    """{event type: its amount field} -- the one place saying which top-level key of ``event_data`` is a type's
+    amount (synced into ``event_schemas.amount_field``; read by the lake's typed ``amount`` column, see
+    ``aggregations/amounts.py``, and by the aggregations)."""
+    return {t.name: t.amount_field for t in EVENT_TYPES if t.amount_field}
+
+
 def event_schema_rows() -> list[dict[str, Any]]:
     """The catalog as rows of the ``event_schemas`` table."""
     return [

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 from workdev_pipeline.aggregations.amounts import amount_columns
 from workdev_pipeline.aggregations.periods import Granularity, days_covering, utc
 from workdev_pipeline.lake.aggregations import AGGREGATION_SCHEMA, AggregationLake
-from workdev_pipeline.lake.events import EventLake, LakeSnapshot
+from workdev_pipeline.lake.events import ADDED_COLUMNS, EventLake, LakeSnapshot
 from workdev_pipeline.sql_files import query
 
 if TYPE_CHECKING:  # DuckDB is imported when a query runs, not when the code location loads
@@ -109,7 +109,10 @@ class Aggregator:
         if not files:
             return _empty_rows(), 0
         with _duckdb() as con:
-            con.register("platform_events", dataset)
+            con.register("lake_rows", dataset)
+            missing = [f"CAST(NULL AS {kind}) AS {column}" for column, kind in ADDED_COLUMNS.items()
+                       if column not in dataset.schema.names]  # a lake not written since it gained them
+            con.execute(f"CREATE VIEW platform_events AS SELECT {', '.join(['*', *missing])} FROM lake_rows")
             table = con.sql(query("aggregations/aggregate_events"), params={
                 "unit": granularity.unit, "step": granularity.step, "range_start": start, "range_end": end,
                 "amount_types": list(fields), "amount_paths": [json_path(f) for f in fields.values()],

@@ -17,6 +17,7 @@ Resources are looked up by the engine's name (``context.resources.bigquery``), s
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from dagster import (
@@ -223,7 +224,8 @@ def engine_definitions(engine: str) -> EngineDefinitions:
 
     @asset_check(asset=table, partitions_def=daily_partitions, name="parity_with_lake", additional_deps=[LAKE_EVENTS],
                  required_resource_keys={"postgres", "lake", engine},
-                 description=f"{engine} holds the same event_ids as the lake for the day, compared once {engine} "
+                 description=f"{engine} holds the same event_ids as the lake for the day, and the same exact amount "
+                             f"sums and amount_overflow counts per event type, compared once {engine} "
                              "has delivered the lake's current version.")
     def parity(context: AssetCheckExecutionContext) -> Iterator[Any]:
         days = checked_days(context, context.resources.lake)
@@ -282,7 +284,8 @@ def versions_behind(postgres: PostgresResource, lake: LakeResource, engine: str)
 
 def lake_parity(days: list[date], postgres: PostgresResource, lake: LakeResource, resource: RemoteWarehouseMixin,
                 engine: str) -> Verdicts:
-    """Event ids of each day in the engine against the lake's current version. Compared only when the engine has
+    """Event ids and typed amounts (per event type: the exact sum, the events flagged ``amount_overflow``) of each
+    day in the engine against the lake's current version. Compared only when the engine has
     delivered exactly that version (otherwise it may simply be a delivery behind): passed, and said so, otherwise.
     The lake is read at the version checked, so a commit meanwhile cannot make the two disagree."""
     snapshot = lake.snapshot()
@@ -301,10 +304,17 @@ def lake_parity(days: list[date], postgres: PostgresResource, lake: LakeResource
         only_lake, only_engine = here - there, there - here
         examples = [{"event_id": e, "missing_in": where}
                     for ids, where in ((only_lake, engine), (only_engine, "lake")) for e in sorted(ids)[:10]]
+        sums, held = lake.amounts(day, snapshot), resource.amounts(day)
+        nothing = (Decimal(0), 0)
+        amounts = [{"event_type": t, "lake": str(sums.get(t, nothing)[0]), engine: str(held.get(t, nothing)[0]),
+                    "lake_overflow": sums.get(t, nothing)[1], f"{engine}_overflow": held.get(t, nothing)[1]}
+                   for t in sorted(set(sums) | set(held)) if sums.get(t, nothing) != held.get(t, nothing)]
+        problems = [*([f"{len(only_lake)} event(s) only in the lake, {len(only_engine)} only in {engine}"]
+                      if here != there else []),
+                    *([f"amounts of {len(amounts)} event type(s) differ"] if amounts else [])]
         verdicts[day.isoformat()] = AssetCheckResult(
-            passed=here == there,
-            description=None if here == there else
-            f"{len(only_lake)} event(s) only in the lake, {len(only_engine)} only in {engine}",
+            passed=not problems, description="; ".join(problems) or None,
             metadata={**versions, "compared": True, "only_lake": MetadataValue.int(len(only_lake)),
-                      f"only_{engine}": MetadataValue.int(len(only_engine)), "examples": MetadataValue.json(examples)})
+                      f"only_{engine}": MetadataValue.int(len(only_engine)), "examples": MetadataValue.json(examples),
+                      "amounts_differ": MetadataValue.json(amounts[:20])})
     return verdicts

@@ -38,6 +38,10 @@ LAKE_COLUMNS: dict[str, tuple[str, bool]] = {
     "geo_location": ("Country, region and city derived from the IP address at the sweep.", True),
     "device_info": ("Device type, browser and OS derived from the user agent at the sweep.", False),
     "ingested_at": ("When the sweep (or rebuild) wrote the event (UTC).", False),
+    "amount": ("For financial types, the catalog's amount field of event_data, exactly (DECIMAL(38, 9)); NULL when "
+               "the type has none, the event carries none, or it does not fit (then amount_overflow).", False),
+    "amount_overflow": ("True when the event's amount does not fit DECIMAL(38, 9) (amount is NULL, event_data "
+                        "keeps every digit); NULL in rows of files written before the column existed.", False),
     "event_date": ("The UTC day of timestamp: the table's partition column.", False),
 }
 

@@ -48,7 +48,7 @@ from workdev_pipeline.governance.warehouse import (
 )
 from workdev_pipeline.ingest.schema import WAREHOUSE_SCHEMA
 from workdev_pipeline.lake.delivery import engine_lock
-from workdev_pipeline.lake.events import EventLake
+from workdev_pipeline.lake.events import EventLake, engine_rows
 from workdev_pipeline.sql_files import query
 from workdev_pipeline.warehouses.remote import RemoteEventTable
 
@@ -144,8 +144,10 @@ class EngineGovernedWarehouse:
                                "the engines' rows come from the lake, refreshed first")
         with engine_lock(conn, self.engine), tempfile.TemporaryDirectory(prefix="workdev_refresh_") as folder:
             held = self.table.held_event_ids(ids, start, end)
-            rows = snapshot.dataset(days).to_table(
-                columns=WAREHOUSE_SCHEMA.names, filter=pc.field("event_id").isin(ids))
+            dataset = snapshot.dataset(days)
+            rows = engine_rows(dataset.to_table(  # (a lake not written since it gained the amount columns lacks them)
+                columns=[c for c in WAREHOUSE_SCHEMA.names if c in dataset.schema.names],
+                filter=pc.field("event_id").isin(ids)))
             paths = []
             if rows.num_rows:
                 paths.append(Path(folder) / "refresh.parquet")

@@ -1,5 +1,5 @@
-"""The warehouse's events table (the seed's warehouse schema) as an Arrow schema, and the conversion of an
-extracted, enriched batch into it."""
+"""The warehouse's events table (the seed's warehouse schema, plus each event's typed amount) as an Arrow schema,
+and the conversion of an extracted, enriched batch into it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import datetime
 
 import pyarrow as pa
 
+from workdev_pipeline.aggregations.amounts import LAKE_DECIMAL, event_amounts
 from workdev_pipeline.enrichment import DEVICE_INFO_TYPE, GEO_LOCATION_TYPE
 
 JSON = pa.json_(pa.string())
@@ -28,6 +29,11 @@ WAREHOUSE_SCHEMA = pa.schema([
     pa.field("geo_location", GEO_LOCATION_TYPE),
     pa.field("device_info", DEVICE_INFO_TYPE),
     pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    # the event type's amount field (catalog.amount_fields) typed exactly, NULL when it does not fit DECIMAL(38, 9)
+    # (then amount_overflow is true; event_data keeps every digit): aggregations/amounts.py. Added last (schema
+    # evolution of older lakes and engine tables).
+    pa.field("amount", LAKE_DECIMAL),
+    pa.field("amount_overflow", pa.bool_()),
 ])
 
 #: Columns copied as they come from PostgreSQL (see the pipeline_event_rows view).
@@ -50,4 +56,5 @@ def warehouse_table(batch: pa.RecordBatch | pa.Table, geo_location: pa.Array, de
     stamp = pa.timestamp("us", tz="UTC")
     columns["ingested_at"] = (ingested_at.cast(stamp) if isinstance(ingested_at, pa.Array | pa.ChunkedArray)
                               else pa.repeat(pa.scalar(ingested_at, stamp), n))
+    columns["amount"], columns["amount_overflow"] = event_amounts(columns["event_type"], columns["event_data"])
     return pa.Table.from_arrays([columns[f.name] for f in WAREHOUSE_SCHEMA], schema=WAREHOUSE_SCHEMA)

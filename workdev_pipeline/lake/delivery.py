@@ -37,7 +37,9 @@ plans again from a new snapshot.
 **Where the files are read.** A lake on this machine's file system gives the engines local paths. A lake in object
 storage gives an engine the files' URIs when it loads that scheme itself (``uri_schemes``: BigQuery's load jobs
 read ``gs://``); for any other engine (Redshift: COPY from the lake's own ``s3://`` objects would need a manifest,
-not done yet) the day's files are copied to a temporary directory first.
+not done yet) the day's files are copied to a temporary directory first. A file some of whose rows lack their typed
+amount (``amount_overflow`` NULL: written before the column existed, or rewritten since by delta-rs) is loaded from
+a filled copy instead (``engine_rows``), so an engine's ``amount`` is there for every event.
 """
 
 from __future__ import annotations
@@ -56,12 +58,14 @@ from pathlib import Path
 from typing import TypeVar
 
 import psycopg
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from deltalake.fs import DeltaStorageHandler
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from workdev_pipeline.ingest.faults import crash_point
-from workdev_pipeline.lake.events import EventLake, LakeSnapshot
+from workdev_pipeline.lake.events import EventLake, LakeSnapshot, engine_rows
 from workdev_pipeline.sql_files import query
 from workdev_pipeline.warehouses.remote import RemoteEventTable, Source
 
@@ -388,18 +392,54 @@ class _Sources:
 
     @contextmanager
     def files(self, paths: Sequence[str]) -> Iterator[list[Source]]:
-        if self.local:
-            yield [Path(self.snapshot.file_uri(p)) for p in paths]
-            return
-        if self.direct:
+        """The files as the engine loads them. A file some of whose rows lack their typed amount (written before
+        the ``amount`` columns existed, or rewritten since by delta-rs, which keeps their NULLs) is given as a
+        filled copy instead (``engine_rows``): the engine's ``amount`` is never NULL for want of a fill."""
+        if self.direct and not any(map(self._needs_amounts, paths)):
             yield [self.snapshot.file_uri(p) for p in paths]
             return
-        fs = pafs.PyFileSystem(DeltaStorageHandler(self.lake.uri, options=self.lake.storage_options))
         with tempfile.TemporaryDirectory(prefix="workdev_lake_files_") as folder:
-            copies: list[Source] = []
+            sources: list[Source] = []
             for i, path in enumerate(paths):
-                target = Path(folder) / f"{i:05d}.parquet"
-                with fs.open_input_stream(path) as source, open(target, "wb") as sink:
-                    shutil.copyfileobj(source, sink, 1 << 20)
-                copies.append(target)
-            yield copies
+                local = Path(self.snapshot.file_uri(path)) if self.local else None
+                if local is None:
+                    local = Path(folder) / f"{i:05d}.parquet"
+                    with self._fs().open_input_stream(path) as source, open(local, "wb") as sink:
+                        shutil.copyfileobj(source, sink, 1 << 20)
+                if _needs_amounts(pq.ParquetFile(local)):
+                    filled = Path(folder) / f"{i:05d}-amounts.parquet"
+                    _write_with_amounts(local, filled)
+                    local = filled
+                sources.append(local)
+            yield sources
+
+    def _fs(self) -> pafs.FileSystem:
+        return pafs.PyFileSystem(DeltaStorageHandler(self.lake.uri, options=self.lake.storage_options))
+
+    def _needs_amounts(self, path: str) -> bool:
+        with self._fs().open_input_file(path) as stream:
+            return _needs_amounts(pq.ParquetFile(stream))
+
+
+def _needs_amounts(file: pq.ParquetFile) -> bool:
+    """Whether some rows of the data file lack their typed amount (``amount_overflow`` NULL or missing)."""
+    if "amount_overflow" not in file.schema_arrow.names:
+        return True
+    return file.read(columns=["amount_overflow"]).column(0).null_count > 0
+
+
+def _write_with_amounts(source: Path, target: Path) -> None:
+    """``source``'s rows with their typed amounts (``engine_rows``), batch by batch, as a Parquet file."""
+    file = pq.ParquetFile(source)
+    writer: pq.ParquetWriter | None = None
+    try:
+        for batch in file.iter_batches(batch_size=64 * 1024):
+            rows = engine_rows(pa.Table.from_batches([batch]))
+            if writer is None:
+                writer = pq.ParquetWriter(target, rows.schema, compression="zstd")
+            writer.write_table(rows)
+        if writer is None:  # no rows
+            writer = pq.ParquetWriter(target, engine_rows(file.schema_arrow.empty_table()).schema)
+    finally:
+        if writer is not None:
+            writer.close()

@@ -1,5 +1,7 @@
 """``lake/platform_events``: the enriched events in one Delta table, partitioned by ``event_date`` (the UTC day of
-``timestamp``), with the seed's warehouse schema (JSON columns as strings).
+``timestamp``), with the seed's warehouse schema (JSON columns as strings) and each event's typed amount
+(``amount``, ``amount_overflow``: ``aggregations/amounts.py``; NULL in files written before they existed, filled by
+any write that reads such rows back, ``to_lake``, and for the engines by ``engine_rows``).
 
 Every write is one Delta commit. Appends and day overwrites write their own data files (``lake/day_files.py``:
 split by day under one memory budget, staged until committed, deleted when the write fails) and commit all their
@@ -33,6 +35,7 @@ import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.fs import DeltaStorageHandler
 
+from workdev_pipeline.aggregations.amounts import fill_amounts
 from workdev_pipeline.ingest.extract import read_ahead
 from workdev_pipeline.ingest.schema import WAREHOUSE_SCHEMA
 from workdev_pipeline.lake.day_files import DEFAULT_BUDGET_BYTES, DayFileWriter, clean_staging
@@ -52,6 +55,8 @@ LAKE_SCHEMA = pa.schema([
       for f in WAREHOUSE_SCHEMA),
     pa.field(PARTITION_COLUMN, pa.date32(), nullable=False),
 ])
+#: Columns the lake gained after its first schema, as DuckDB types (NULL in older files: see ``LakeSnapshot.register``).
+ADDED_COLUMNS = {"amount": "DECIMAL(38, 9)", "amount_overflow": "BOOLEAN"}
 TABLE_CONFIGURATION = {
     "delta.dataSkippingStatsColumns": ",".join(STATS_COLUMNS),
     "delta.checkpointInterval": "100",
@@ -100,12 +105,30 @@ def write_budget_from_env() -> int:
 
 def to_lake(table: pa.Table) -> pa.Table:
     """Warehouse rows (``WAREHOUSE_SCHEMA``) as lake rows: JSON as text, ``event_date`` from ``timestamp`` (UTC);
-    lake rows (read back from the lake) as they are."""
-    if table.schema.equals(LAKE_SCHEMA):
+    lake rows (read back from the lake) as they are. Columns are taken by name, and rows without their typed amount
+    (read from files written before ``amount``/``amount_overflow`` existed) get it (``fill_amounts``)."""
+    if table.schema.equals(LAKE_SCHEMA) and not table.column("amount_overflow").null_count:
         return table
-    columns = [c.cast(pa.string()) if isinstance(c.type, pa.BaseExtensionType) else c for c in table.columns]
-    columns.append(pc.cast(table.column("timestamp"), pa.date32()))
+    table = fill_amounts(table)
+    columns = []
+    for target in LAKE_SCHEMA:
+        if target.name == PARTITION_COLUMN and target.name not in table.column_names:
+            columns.append(pc.cast(table.column("timestamp"), pa.date32()))
+            continue
+        column = table.column(target.name)
+        columns.append(column.cast(pa.string()) if isinstance(column.type, pa.BaseExtensionType) else column)
     return pa.Table.from_arrays(columns, schema=LAKE_SCHEMA)
+
+
+def engine_rows(rows: pa.Table) -> pa.Table:
+    """Lake rows of any generation as the engines load them (their tables' columns, in ``WAREHOUSE_SCHEMA``'s
+    order, JSON as text, no ``event_date``), with their typed amounts (``fill_amounts``: rows of files written
+    before the amount columns existed get them)."""
+    rows = fill_amounts(rows)
+    return pa.Table.from_arrays(
+        [c.cast(pa.string()) if isinstance(c.type, pa.BaseExtensionType) else c
+         for c in (rows.column(name) for name in WAREHOUSE_SCHEMA.names)],
+        names=WAREHOUSE_SCHEMA.names)
 
 
 def days_predicate(days: Iterable[date]) -> str:
@@ -304,7 +327,13 @@ class LakeSnapshot:
             con.register(name, ds.dataset(pa.Table.from_batches([], LAKE_SCHEMA)))
             return
         paths = [os.path.join(root, unquote(p)) for p in files.column("path").to_pylist()]
-        con.read_parquet(paths, hive_partitioning=True).create_view(name)
+        # by name: files written before the typed amount columns lack them (NULL there, as delta-rs reads them)
+        relation = con.read_parquet(paths, hive_partitioning=True, union_by_name=True)
+        missing = [f"CAST(NULL AS {kind}) AS {column}" for column, kind in ADDED_COLUMNS.items()
+                   if column not in relation.columns]
+        if missing:
+            relation = relation.select(", ".join([*(f'"{c}"' for c in relation.columns), *missing]))
+        relation.create_view(name)
 
     def query(self, sql: str, parameters: Sequence | None = None, days: Iterable[date] | None = None,
               name: str = "platform_events") -> list[tuple]:

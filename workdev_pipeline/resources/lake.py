@@ -4,11 +4,15 @@ PostgreSQL as, and the ingestion engine and readers built on it."""
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from workdev_pipeline.aggregations.amounts import amount_totals, fill_amounts
+from workdev_pipeline.catalog import amount_fields
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.lake.aggregations import AggregationLake
 from workdev_pipeline.lake.events import LAKE_SCHEMA, EventLake, LakeSnapshot
@@ -65,6 +69,18 @@ class LakeResource(ConfigurableResource):
 
     def event_ids(self, day: date) -> set[str]:
         return {r[0] for r in self.snapshot().query("SELECT event_id FROM platform_events", days=[day])}
+
+    def amounts(self, day: date, snapshot: LakeSnapshot | None = None) -> dict[str, tuple[Decimal, int]]:
+        """Per event type of ``day`` (in ``snapshot``, the latest by default): (exact sum of the typed amounts,
+        events whose amount does not fit), as an engine's ``amounts(day)`` reads it (rows of files older than the
+        typed columns get theirs first)."""
+        dataset = (snapshot or self.snapshot()).dataset(days=[day])
+        columns = [c for c in ("event_type", "amount", "amount_overflow") if c in dataset.schema.names]
+        financial = pc.field("event_type").isin(list(amount_fields()))
+        rows = dataset.to_table(columns=columns, filter=financial)
+        if "amount_overflow" not in columns or rows.column("amount_overflow").null_count:
+            rows = fill_amounts(dataset.to_table(columns=[*columns, "event_data"], filter=financial))
+        return amount_totals(rows)
 
     def schema_problems(self, day: date) -> list[str]:
         """How the table's schema differs from the declared lake schema (empty when it matches)."""

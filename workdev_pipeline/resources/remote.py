@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from workdev_pipeline.warehouses.remote import RemoteAggregationTable, RemoteEventTable
@@ -114,6 +115,10 @@ class RemoteWarehouseMixin:
     def user_row_count(self, user_id: str) -> int:
         with self.table() as table:
             return table.user_row_count(user_id)
+
+    def amounts(self, day: date) -> dict[str, tuple[Decimal, int]]:
+        with self.table() as table:
+            return table.amounts(day)
 
     # -- aggregations ------------------------------------------------------------------------------------------
     def deliver_aggregations(self, aggregates: AggregationLake, granularity: Granularity, start: datetime,

@@ -64,6 +64,7 @@ import re
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from string import Template
@@ -612,6 +613,10 @@ class BigQueryEventTable(BigQueryTable):
         parameters = [bigquery.ScalarQueryParameter("user_id", "STRING", user_id)]
         rows = list(self._query(self.statement("user_row_count"), parameters))
         return int(rows[0][0]) if rows else 0
+
+    def amounts(self, day: date) -> dict[str, tuple[Decimal, int]]:
+        return {row[0]: (Decimal(row[1] or 0), int(row[2]))
+                for row in self._query(self.statement("day_amounts"), self._day_parameters(day))}
 
     # -- governance in place -------------------------------------------------------------------------
     @staticmethod

@@ -68,6 +68,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from functools import cache
 from itertools import chain
 from pathlib import Path
@@ -419,6 +420,10 @@ class RedshiftEventTable(RedshiftTable):
     def user_row_count(self, user_id: str) -> int:
         """Rows held for ``user_id`` over every day."""
         return int(self._query(self.statement("user_row_count"), [user_id])[0][0])
+
+    def amounts(self, day: date) -> dict[str, tuple[Decimal, int]]:
+        return {event_type: (Decimal(total or 0), int(overflowed))
+                for event_type, total, overflowed in self._query(self.statement("day_amounts"), day_range(day))}
 
     # -- governance in place -------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
 
@@ -93,6 +94,11 @@ class RemoteEventTable(Protocol):
 
     def user_row_count(self, user_id: str) -> int:
         """Rows held for ``user_id`` over every day (erasure's no-trace check)."""
+        ...
+
+    def amounts(self, day: date) -> dict[str, tuple[Decimal, int]]:
+        """Per event type of ``day``: (exact sum of the typed ``amount``, events whose amount did not fit --
+        ``amount_overflow``), for the types having either (parity with the lake's, ``amount_totals``)."""
         ...
 
     # -- governance in place ---------------------------------------------------------------------------------

@@ -12,6 +12,8 @@
 -- the low-cardinality strings (event types, categories, roles, sources), AZ64 for integers and timestamps,
 -- ZSTD for ids and free text. SUPER holds event_data/metadata (JSON objects) and the enrichment structs
 -- geo_location {country, region, city} and device_info {device_type, browser, os} as SUPER objects.
+-- amount: the event type's amount field, exact (NUMERIC(38, 9), the lake's decimal128(38, 9)); NULL with
+-- amount_overflow true when it does not fit (event_data keeps every digit). Added last (older tables gain them).
 CREATE TABLE IF NOT EXISTS {table} (
     event_id VARCHAR(64) NOT NULL ENCODE ZSTD,
     event_type VARCHAR(128) NOT NULL ENCODE BYTEDICT,
@@ -28,7 +30,9 @@ CREATE TABLE IF NOT EXISTS {table} (
     session_id VARCHAR(64) ENCODE ZSTD,
     geo_location SUPER,
     device_info SUPER,
-    ingested_at TIMESTAMPTZ NOT NULL ENCODE AZ64
+    ingested_at TIMESTAMPTZ NOT NULL ENCODE AZ64,
+    amount NUMERIC(38, 9) ENCODE AZ64,
+    amount_overflow BOOLEAN ENCODE ZSTD
 )
 DISTSTYLE KEY
 DISTKEY (event_id)

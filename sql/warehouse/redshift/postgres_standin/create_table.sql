@@ -16,5 +16,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     session_id VARCHAR(64),
     geo_location JSONB,
     device_info JSONB,
-    ingested_at TIMESTAMPTZ NOT NULL
+    ingested_at TIMESTAMPTZ NOT NULL,
+    amount NUMERIC(38, 9),
+    amount_overflow BOOLEAN
 )
