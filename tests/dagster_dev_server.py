@@ -2,8 +2,9 @@
 demo events, shared by the browser and GraphQL tests (a pytest plugin: ``pytest_plugins = [__name__]``), and
 the GraphQL helpers both use.
 
-The demo events are swept into the lake before the server starts, so the ingest sensor has nothing
-pending and every day the tests backfill has a known number of events: PostgreSQL's count.
+The demo events are swept into the lake before the server starts, by the ingest job run on the server's instance
+(as the ``sweep`` command records it): the ingest sensor has nothing pending, the demo's days read materialized and
+their checks evaluated, and every day the tests backfill has a known number of events: PostgreSQL's count.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from dagster_graphql import DagsterGraphQLClient
 from tests.conftest import create_database, drop_database
 from tests.ingest_helpers import days_in_postgres, demo, lake_ids, loadable_ids
 from tests.waiting import wait_until
-from workdev_pipeline.assets.keys import LAKE_EVENTS
+from workdev_pipeline.assets.keys import ENRICHED_EVENTS, LAKE_EVENTS
+from workdev_pipeline.cli_runs import RecordedRun, recording
 from workdev_pipeline.lake.events import days_predicate
 from workdev_pipeline.partitions_start import PARTITIONS_START_ENV, earliest_event_day
 from workdev_pipeline.resources.lake import LakeResource
@@ -145,17 +147,6 @@ def stop_instigators(base_url: str, keep: set[str]) -> list[str]:
     return stopped
 
 
-def launch_asset_backfill(base_url: str, asset_path: Sequence[str], first: date, last: date, *,
-                          title: str = "") -> str:
-    """``launchPartitionBackfill`` of the days [first, last] of one asset; returns the backfill id."""
-    params = {"partitionsByAssets": [{"assetKey": {"path": list(asset_path)},
-                                      "partitions": {"range": {"start": first.isoformat(), "end": last.isoformat()}}}],
-              "title": title or f"{'/'.join(asset_path)} {first}..{last}"}
-    result = graphql(base_url, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
-    assert result["__typename"] == "LaunchBackfillSuccess", f"the backfill was not launched: {result}"
-    return result["backfillId"]
-
-
 def wait_for_backfill(base_url: str, backfill_id: str, timeout: float = RUN_TIMEOUT,
                       context: Callable[[], str] | None = None) -> dict:
     """Poll ``partitionBackfillOrError`` until the backfill is done (and its runs have finished)."""
@@ -226,6 +217,11 @@ class DevServer:
     def log_tail(self, chars: int = 4_000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
+    def postgres_days(self) -> list[str]:
+        """The days of the events in PostgreSQL (the demo's, and any the tests added)."""
+        with psycopg.connect(self.database_url) as conn:
+            return sorted(days_in_postgres(conn))
+
     def postgres_day_counts(self, days: Sequence[date]) -> dict[str, int]:
         with psycopg.connect(self.database_url) as conn:
             counts = days_in_postgres(conn)
@@ -260,6 +256,26 @@ def dev_environment(database_url: str, root: Path) -> dict[str, str]:
             "DAGSTER_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
 
 
+def instance_home(env: dict[str, str]) -> Path:
+    """The server's instance directory, with its instance file."""
+    home = Path(env["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return home
+
+
+def record_first_sweep(database_url: str, root: Path) -> RecordedRun:
+    """The first sweep of the store's events, run as the ``ingest_events`` job on the instance the server will use
+    (what ``workdev-pipeline sweep`` records): its run, the day partitions it wrote and their checks are in the
+    instance before the webserver starts, as after a fresh demo's first sensor tick."""
+    env = dev_environment(database_url, root)
+    with pytest.MonkeyPatch.context() as patch:  # the server's first day; this process's environment left as it was
+        patch.setenv(PARTITIONS_START_ENV, env[PARTITIONS_START_ENV])
+        with recording(instance_home(env), database_url, env["WORKDEV_LAKE_URI"]) as runs:
+            return runs.run("ingest_events")
+
+
 def start_dagster_dev(database_url: str, root: Path, *, timeout: float = STARTUP_TIMEOUT,
                       keep_running: set[str] | None = None) -> DevServer:
     """``dagster dev`` (webserver + daemon) on 127.0.0.1 with this database and a lake under ``root``.
@@ -269,9 +285,7 @@ def start_dagster_dev(database_url: str, root: Path, *, timeout: float = STARTUP
     With ``keep_running``, every other schedule and sensor is stopped as soon as the code location loads.
     """
     env = dev_environment(database_url, root)
-    dagster_home = Path(env["DAGSTER_HOME"])
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    home = instance_home(env)
     port = free_port()
     log_path = root / "dagster-dev.log"
     dagster = Path(sys.executable).with_name("dagster")
@@ -282,7 +296,7 @@ def start_dagster_dev(database_url: str, root: Path, *, timeout: float = STARTUP
             env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = DevServer(process, port, database_url,
                        LakeResource(uri=env["WORKDEV_LAKE_URI"], backoff_seconds=0.01),
-                       dagster_home, log_path)
+                       home, log_path)
     try:
         wait_until(lambda: _answers(f"{server.url}/server_info"), "dagster dev's webserver to answer", timeout=timeout,
                    ignore=(OSError,), context=server.log_tail,
@@ -336,16 +350,15 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 @pytest.fixture(scope="session")
 def dagster_dev(admin_url: str, run_tag: str, template_db: str,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    """``dagster dev`` on a database of its own holding DEMO_DAYS days of demo events, all swept already (in
-    this process, before the server starts: the ingest sensor finds nothing pending and launches nothing)."""
+    """``dagster dev`` on a database of its own holding DEMO_DAYS days of demo events, all swept already (a run on
+    its instance, before the server starts: the ingest sensor finds nothing pending and launches nothing)."""
     name = f"{run_tag}_dev_{secrets.token_hex(3)}"
     url = create_database(admin_url, name, template=template_db)
     root = tmp_path_factory.mktemp("dagster_dev")
     try:
         demo(url, DEMO_EVENTS, users=DEMO_USERS, days=DEMO_DAYS, seed=23)
-        lake = LakeResource(uri=str(root / "lake"), backoff_seconds=0.01)
-        outcome = lake.ingestor(url).sweep(run_id="test-setup")
-        assert outcome.status == "loaded" and outcome.events_loaded == DEMO_EVENTS, outcome
+        swept = record_first_sweep(url, root)
+        assert swept.metadata(ENRICHED_EVENTS)["rows_loaded"].value == DEMO_EVENTS, swept.messages
         # the every-minute metrics schedule and the aggregations' automation would only compete for the
         # 2 cores with the runs under test: only the ingest sensor stays on
         server = start_dagster_dev(url, root, keep_running={"ingest_sensor"})

@@ -1,8 +1,9 @@
 """The Dagster UI in a real browser: headless Chromium (the Debian package, driven by Playwright) against
-``dagster dev`` on a test database with a week of demo events. A data engineer's path: dismiss the first-run
-dialog, see every asset group on the asset graph, open the lake table's partitions, launch a 3-day
-backfill from the Materialize dialog, and find those days rebuilt in the lake; then read the global lineage (no two
-nodes alike) and the lake table's overview (columns, row count, owner, storage, tags, freshness).
+``dagster dev`` on a test database with a week of demo events, swept once. A data engineer's path: dismiss the
+first-run dialog, see every asset group on the asset graph, open the lake table's partitions (every day of the demo
+materialized), launch a 3-day backfill from the Materialize dialog, find those days rebuilt in the lake and each of
+their checks Passed by the backfill's run; then read the global lineage (no two nodes alike) and the lake table's
+overview (columns, row count, owner, storage, tags, freshness, the sensor that feeds it).
 
 Screenshots go to ``$WORKDEV_TEST_ARTIFACTS`` (default ``test-artifacts/`` in the repository); with
 ``WORKDEV_UPDATE_SCREENSHOTS=1`` the asset graph is also saved as ``docs/asset-graph.png`` for the README.
@@ -24,10 +25,10 @@ from tests.dagster_dev_server import (
     DevServer,
     days_back,
     graphql,
-    launch_asset_backfill,
     wait_for_backfill,
     wait_for_run,
 )
+from workdev_pipeline.assets.day_checks import LAKE_DAY_CHECKS
 from workdev_pipeline.assets.keys import LAKE_EVENTS
 
 pytest_plugins = ["tests.dagster_dev_server"]
@@ -82,6 +83,7 @@ def test_backfill_three_days_from_the_ui(dagster_dev: DevServer, page) -> None:
     first, last = days[0].isoformat(), days[-1].isoformat()
     expected = server.postgres_day_counts(days)
     assert all(expected.values()), f"the demo left a day empty: {expected}"
+    demo_days = len(server.postgres_days())
     try:
         # -- first run: the community dialog, dismissed --------------------------------------------------
         page.goto(f"{server.url}/asset-groups")
@@ -113,7 +115,9 @@ def test_backfill_three_days_from_the_ui(dagster_dev: DevServer, page) -> None:
         expect(page.get_by_text("a Delta Lake table at WORKDEV_LAKE_URI", exact=False).first).to_be_visible()
         page.get_by_role("tab", name="Partitions").click()
         expect(page.get_by_text(first, exact=True).first).to_be_visible()
-        expect(page.get_by_text(re.compile(r"Materialized \(\d+\)")).first).to_be_visible()
+        # the demo's first sweep materialized each of its days (a fresh demo's partitions read filled)
+        expect(page.get_by_text(f"Materialized ({demo_days})", exact=True)).to_be_visible()
+        expect(page.get_by_text("Missing (0)", exact=True)).to_be_visible()
         shot(page, "03-partitions")
 
         # -- Materialize -> a range of 3 days -> Launch backfill -------------------------------------------
@@ -144,9 +148,12 @@ def test_backfill_three_days_from_the_ui(dagster_dev: DevServer, page) -> None:
         expect(page.get_by_text(f"{first}...{last}").first).to_be_visible()
         shot(page, "05-backfill-succeeded")
         page.goto(f"{server.url}/assets/{LAKE_PATH}?view=partitions")  # the days show materialized
-        expect(page.get_by_text(re.compile(r"Materialized \(\d+\)")).first).to_have_text(
-            re.compile(r"Materialized \(([3-9]|\d{2,})\)"))
+        expect(page.get_by_text(f"Materialized ({demo_days})", exact=True)).to_be_visible()
         shot(page, "06-partitions-materialized")
+        (run,) = backfill["runs"]
+        for n, check in enumerate(LAKE_DAY_CHECKS):  # each check's Partitions tab: the 3 days Passed
+            expect_days_passed(page, server, check, days, days[n % len(days)].isoformat(), run["runId"])
+        shot(page, "06b-check-partitions-passed")
     except Exception:
         shot(page, "failure")
         print(server.log_tail())
@@ -155,6 +162,35 @@ def test_backfill_three_days_from_the_ui(dagster_dev: DevServer, page) -> None:
     # -- the lake holds those days again, every event of them, rebuilt in one commit -----------------------
     assert server.lake_day_counts(days) == expected
     assert server.lake.events().version() == dropped + 1
+    for check in LAKE_DAY_CHECKS:  # every day's latest verdict of every check: the backfill's run, passed
+        for day in days:
+            (latest, *_) = graphql(server.url, CHECK_EXECUTIONS, {"path": list(LAKE_EVENTS.path), "check": check,
+                                                                  "day": day.isoformat()})["assetCheckExecutions"]
+            assert (latest["runId"], latest["status"]) == (run["runId"], "SUCCEEDED"), (check, day, latest)
+
+
+CHECK_EXECUTIONS = """
+query Executions($path: [String!]!, $check: String!, $day: String!) {
+  assetCheckExecutions(assetKey: {path: $path}, checkName: $check, partition: $day, limit: 5) { runId status } }
+"""
+
+
+def expect_days_passed(page, server: DevServer, check: str, days: list, shown: str, run_id: str) -> None:
+    """On the check's Partitions tab, the range of ``days`` reads Passed for each day and nothing else; the day
+    ``shown``, opened, reads Passed by the run ``run_id``."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{server.url}/assets/{LAKE_PATH}?view=checks&checkDetail={check}")
+    page.locator('button[role="tab"]').filter(has_text="Partitions").click()  # the check's (the asset's: a link)
+    expect(page.get_by_text("Partitions Selected", exact=False)).to_be_visible()
+    selection = page.get_by_placeholder(re.compile(r"^ex: "))  # the range of days shown ("[2026-11-26...]")
+    selection.fill(f"[{days[0].isoformat()}...{days[-1].isoformat()}]")
+    selection.press("Enter")
+    expect(page.get_by_text(f"{len(days)} Partitions Selected", exact=True)).to_be_visible()
+    expect(page.get_by_text(f"Passed ({len(days)})", exact=True)).to_be_visible()
+    page.get_by_text(shown, exact=True).first.click()
+    expect(page.get_by_text("Passed", exact=True)).to_be_visible()  # the day's status tag
+    expect(page.get_by_text(run_id[:8], exact=True)).to_be_visible()
 
 
 def test_materialize_all_on_the_lineage_never_selects_an_operator_job(dagster_dev: DevServer, page) -> None:
@@ -301,16 +337,12 @@ def test_the_global_lineage_shows_every_asset_under_a_label_of_its_own(dagster_d
 
 def test_the_lake_tables_overview_shows_its_columns_row_count_owner_and_freshness(dagster_dev: DevServer,
                                                                                   page) -> None:
-    """After a day of the lake's events is materialized: its overview lists the described columns (personal ones
-    tagged), the table's row count as the materialization reported it, the owner, the table name, the tier and pii
-    tags, and its freshness policy passing."""
+    """After the demo's first sweep (and whatever the tests before rebuilt): its overview lists the described columns
+    (personal ones tagged), the table's row count as its latest materialization reported it, the owner, the table
+    name, the tier and pii tags, its freshness policy passing and the ingest sensor among its automations."""
     from playwright.sync_api import expect
 
     server = dagster_dev
-    (day,) = days_back(5, 5)
-    backfill = wait_for_backfill(server.url, launch_asset_backfill(server.url, LAKE_EVENTS.path, day, day),
-                                 context=server.log_tail)
-    assert backfill["status"] == "COMPLETED_SUCCESS", backfill
     rows = sum(n for _, n in server.lake.events().snapshot().query("SELECT event_type, count(*) FROM platform_events "
                                                                    "GROUP BY 1"))
     community_dialog_seen(server)
@@ -326,6 +358,7 @@ def test_the_lake_tables_overview_shows_its_columns_row_count_owner_and_freshnes
         expect(page.get_by_text("data-platform", exact=True).first).to_be_visible()  # the owner
         expect(page.get_by_text("lake.platform_events", exact=True).first).to_be_visible()  # storage: table name
         expect(page.get_by_text("tier: silver", exact=True).first).to_be_visible()
+        expect(page.locator('a[href$="/sensors/ingest_sensor"]')).to_be_visible()  # automation: the sensor feeding it
         freshness = page.get_by_text("Freshness policy", exact=True).first.locator("..")
         expect(freshness.get_by_text("Passing", exact=True)).to_be_visible()  # the daemon's evaluation
         shot(page, "08-lake-overview")

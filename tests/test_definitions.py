@@ -53,14 +53,16 @@ JOBS = {
     "apply_retention": (set(), set()),  # them (see test_operator_jobs.py)
     "gdpr_erasure": (set(), set()),
     "check_lake_days": (set(), {c for c in CHECKS if c[0] == "lake/lake_events"}),
+    "rebuild_lake_days": ({"lake/lake_events"}, {c for c in CHECKS if c[0] == "lake/lake_events"}),
     "deep_check_lake_days": (set(), {("lake/lake_events", "day_files_decode")}),
     "refresh_metrics": ({"postgres/platform_metrics_realtime"}, set()),
     "cleanup_metrics": (set(), set()),  # an op job
     "lake_maintenance": ({"lake/lake_maintenance"}, set()),
 }
-#: sensor -> (the job it requests, None for the automation sensor; its minimum interval in seconds)
-SENSORS = {"ingest_sensor": ("ingest_events", 30), "gdpr_erasure_requests_sensor": ("gdpr_erasure", 60),
-           "aggregations_automation": (None, 30), "pipeline_status_sensor": (None, 60)}
+#: sensor -> (the jobs it may request, None for the automation sensor; its minimum interval in seconds)
+SENSORS = {"ingest_sensor": ("ingest_events, rebuild_lake_days", 30),
+           "gdpr_erasure_requests_sensor": ("gdpr_erasure", 60), "aggregations_automation": (None, 30),
+           "pipeline_status_sensor": (None, 60)}
 #: schedule -> (cron, the job it runs); all in UTC
 SCHEDULES = {"refresh_metrics_every_minute": ("* * * * *", "refresh_metrics"),
              "cleanup_metrics_every_15_minutes": ("*/15 * * * *", "cleanup_metrics"),
@@ -137,7 +139,7 @@ def described(definitions: Definitions) -> tuple[set[str], set[tuple[str, str]],
     sensors = {}
     for sensor in repo.sensor_defs:
         assert sensor.default_status == DefaultSensorStatus.RUNNING, sensor.name
-        sensors[sensor.name] = (sensor.job_name if sensor.targets else None, sensor.minimum_interval_seconds)
+        sensors[sensor.name] = (", ".join(t.job_name for t in sensor.targets) or None, sensor.minimum_interval_seconds)
     schedules = {}
     for schedule in repo.schedule_defs:
         assert schedule.default_status == DefaultScheduleStatus.RUNNING and schedule.execution_timezone == "UTC"

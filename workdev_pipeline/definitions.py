@@ -46,7 +46,7 @@ from workdev_pipeline.schedules.metrics import (
     refresh_metrics_job,
     refresh_metrics_schedule,
 )
-from workdev_pipeline.schedules.sensors import check_lake_job, ingest_job, ingest_sensor
+from workdev_pipeline.schedules.sensors import check_lake_job, ingest_job, ingest_sensor, lake_days_job
 from workdev_pipeline.schedules.status import status_sensor
 from workdev_pipeline.settings import DATABASE_URL_ENV
 
@@ -81,8 +81,8 @@ def build_definitions(resource_defs: dict[str, object] | None = None) -> Definit
                       pending_backlog_fresh, retention_enforced, erasure_leaves_no_trace, *aggregation_checks,
                       volumes_within_history,
                       *(c for e in engines for c in e.asset_checks)],
-        jobs=[ingest_job, replay_job, check_lake_job, refresh_metrics_job, cleanup_metrics, retention_job,
-              erasure_job, lake_maintenance_job, deep_check_job,
+        jobs=[ingest_job, lake_days_job, replay_job, check_lake_job, refresh_metrics_job, cleanup_metrics,
+              retention_job, erasure_job, lake_maintenance_job, deep_check_job,
               *(j for e in engines for j in e.jobs)],
         schedules=[refresh_metrics_schedule, cleanup_metrics_schedule, retention_schedule, lake_maintenance_schedule,
                    lake_deep_check_schedule],

@@ -44,8 +44,15 @@ check_lake_job = define_asset_job(
                 "with the dagster/asset_partition_range_start and _end tags), or, given none, every day the lake "
                 "holds; each day's verdict is recorded against its day.")
 
+lake_days_job = define_asset_job(
+    "rebuild_lake_days", selection=AssetSelection.assets(LAKE_EVENTS),
+    description="Rebuild chosen days of the lake from PostgreSQL and run their checks: a day (the launchpad's "
+                "partition picker) or a range (a backfill: one run, one Delta commit). Among the ingest sensor's jobs: "
+                "the sensor's sweeps write the lake's days, so the lake table's page lists the sensor as its "
+                "automation.")
 
-@sensor(job=ingest_job, minimum_interval_seconds=ingest_interval_seconds(),
+
+@sensor(jobs=[ingest_job, lake_days_job], minimum_interval_seconds=ingest_interval_seconds(),
         default_status=DefaultSensorStatus.RUNNING,
         description=f"Every {INGEST_INTERVAL_ENV} (30 s by default): requests a sweep while events are pending or "
                     "days wait for a rebuild (replaces the seed's pg_cron + edge function); after a sweep failed "
@@ -78,7 +85,7 @@ def sweep_requests(context: SensorEvaluationContext, pending: int, job_name: str
     run_requests = []
     if pending and not in_flight(context.instance, job_name):
         cursor["requests"] += 1
-        run_requests.append(RunRequest(run_key=f"sweep-{cursor['requests']}", tags={
+        run_requests.append(RunRequest(run_key=f"sweep-{cursor['requests']}", job_name=job_name, tags={
             **priority_tags(SWEEP_PRIORITY), "workdev/trigger": trigger, "workdev/pending": str(pending),
             "workdev/engine": engine}))
     return run_requests, json.dumps(cursor)
