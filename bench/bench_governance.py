@@ -25,8 +25,9 @@ Erasure (bar: one user among 1,000,000 events in <= 2 s, PostgreSQL plus the lak
 
 * ``erasure_seconds``: ``erase_users`` of one user of median activity in a store of 1,000,000 demo events
   (20,000 users over 30 days), swept into the lake; each round on a fresh copy of the database and the lake,
-  erasing a different user of the same activity; the lake's days the user was active on are overwritten
-  (one predicate overwrite), then vacuumed at once;
+  erasing a different user of the same activity; the lake's data files holding the touched events are replaced
+  (one commit: ``EventLake.replace_files``), then vacuumed at once; ``erasure_store_sweep_cpu_seconds``: the
+  bulk write of that store (its one sweep), what the lake's file size (``--file-rows``) costs writes;
 * ``erasure_rebuild_alternative_seconds``: rebuilding those days from PostgreSQL instead (``Ingestor.rebuild``):
   what refreshing only the user's rows saves;
 * ``erasure_reaggregation_seconds`` (and ``erasure_dense_reaggregation_seconds``): what the Dagster erasure job
@@ -102,7 +103,7 @@ from workdev_pipeline.governance.reaggregation import reaggregate_erasures
 from workdev_pipeline.governance.retention import apply_retention, verify_retention
 from workdev_pipeline.governance.warehouse import LakeGovernedWarehouse
 from workdev_pipeline.ingest.ingestor import Ingestor
-from workdev_pipeline.lake.events import EventLake
+from workdev_pipeline.lake.events import FILE_ROWS_ENV, EventLake, file_rows_from_env
 from workdev_pipeline.lake.location import LakeLocation
 from workdev_pipeline.migrate import migrate
 
@@ -165,7 +166,8 @@ class LakeSteps:
     """Seconds spent in the lake's steps, timed around the methods the governance code calls (this process only)."""
 
     WRAPPED = ((LakeGovernedWarehouse, "expired_by_day", "plan_query"), (EventLake, "delete", "delta_delete"),
-               (EventLake, "replace_days", "delta_overwrite"), (EventLake, "vacuum", "vacuum"))
+               (EventLake, "replace_days", "delta_overwrite"), (EventLake, "replace_files", "file_replace"),
+               (EventLake, "vacuum", "vacuum"))
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
@@ -207,7 +209,8 @@ def operate(url: str, lake: Path, operation: str, params: dict[str, Any]) -> dic
                 "session_rows": getattr(result, "session_rows", 0),
                 "reference_rows": getattr(result, "reference_rows", 0),
                 "seconds": batch.seconds, "days": sorted(d.isoformat() for d in refresh.days),
-                "rows_rewritten": sum(refresh.days.values()), "refresh_seconds": refresh.seconds}
+                "rows_rewritten": sum(refresh.days.values()), "files_replaced": refresh.files_replaced,
+                "refresh_seconds": refresh.seconds}
     if operation == "reaggregate":
         return {"periods": reaggregate_erasures(url, LakeLocation.from_env(str(lake))).periods_recomputed}
     if operation == "rebuild":
@@ -315,12 +318,18 @@ def checkpoint(url: str) -> None:
         conn.execute("CHECKPOINT")
 
 
-def sweep(url: str, root: Path) -> None:
+def sweep(url: str, root: Path) -> dict[str, Any]:
+    """One sweep of everything into the lake at ``root``; its wall and CPU seconds (this process, every thread)."""
+    cpu = time.process_time()
     outcome = Ingestor(url, lake_at(root), consumer=CONSUMER).sweep(run_id="bench")
+    cpu = time.process_time() - cpu
     if outcome.status != "loaded":
         raise RuntimeError(f"the sweep ended {outcome.status}: {outcome.error}")
-    log(f"swept {outcome.events_loaded:,} events into {len(outcome.days):,} day(s) of the lake in "
-        f"{outcome.seconds:.1f} s (lake version {outcome.lake_version})")
+    files = lake_at(root).snapshot().files().num_rows
+    log(f"swept {outcome.events_loaded:,} events into {len(outcome.days):,} day(s) of the lake ({files:,} files) in "
+        f"{outcome.seconds:.1f} s, {cpu:.1f} CPU-s (lake version {outcome.lake_version})")
+    return {"events": outcome.events_loaded, "seconds": round(outcome.seconds, 2), "cpu_seconds": round(cpu, 2),
+            "files": files, "bytes": outcome.bytes_written}
 
 
 # -- retention --------------------------------------------------------------------------------------------------
@@ -409,7 +418,7 @@ def measure_retention(admin: str, name: str, windows: list[tuple[float, float, i
         runs, daily = [], []
         detail: dict[str, Any] = {}
         for r in range(1, rounds + 1):
-            with fresh_copy(admin, template, root, Path(tmp) / f"round-{r}") as (url, copy):
+            with fresh_copy(admin, template, root, tmp / f"round-{r}") as (url, copy):
                 run = measure(url, copy, "retention", as_of=as_of)
                 report, held = run.result, run.result["lake"]
                 runs.append(run)
@@ -464,43 +473,89 @@ def users_by_activity(url: str) -> list[tuple[str, int, int]]:
             "FROM platform_event_store WHERE user_id IS NOT NULL GROUP BY 1 ORDER BY 2, 1").fetchall()
 
 
+def bulk_write(url: str, root: Path) -> dict[str, Any]:
+    """Every day of the store written into a new lake at ``root`` (one rebuild: extraction, validation, enrichment,
+    Parquet, one commit -- what a sweep of the whole store does); its wall and CPU seconds (this process)."""
+    cpu = time.process_time()
+    days = [d for (d,) in _rows(url, "SELECT DISTINCT (\"timestamp\" AT TIME ZONE 'UTC')::date FROM "
+                                     "platform_event_store ORDER BY 1")]
+    outcome = Ingestor(url, lake_at(root), consumer=CONSUMER).rebuild(days, run_id="bench")
+    cpu = time.process_time() - cpu
+    files = lake_at(root).snapshot().files().num_rows
+    log(f"wrote {outcome.events_loaded:,} events of {len(days):,} day(s) into a lake of "
+        f"{lake_at(root).file_rows:,}-row files ({files:,} files) in {outcome.seconds:.1f} s, {cpu:.1f} CPU-s")
+    return {"events": outcome.events_loaded, "seconds": round(outcome.seconds, 2), "cpu_seconds": round(cpu, 2),
+            "files": files, "bytes": outcome.bytes_written}
+
+
+def _rows(url: str, statement: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(statement).fetchall()
+
+
 def measure_erasure(admin: str, events: int, users: int, days: float, rounds: int, name: str,
-                    rebuild_alternative: bool) -> list[dict[str, Any]]:
+                    rebuild_alternative: bool, proof: bool = True,
+                    file_rows: Sequence[int] = ()) -> list[dict[str, Any]]:
+    """The erasure figures; with ``file_rows``, for each of those lake layouts in turn (the first one's figures keep
+    their names, the others' are ``<name>_<rows>_rows_*``; the rebuild alternative and the proof check for the first
+    only), each lake written anew from the same store."""
     with throwaway_database(admin) as template, tempfile.TemporaryDirectory(prefix="wd-bench-gov-") as tmp:
         migrate(template)
-        root = Path(tmp) / "template"
         log(f"{name}: {events:,} demo events, {users:,} users over {days:g} days (seed {SEED})")
         report = load_demo(template, users=users, events=events, days=days, seed=SEED)
         log(f"  loaded in {report.seconds:.1f} s")
-        sweep(template, root)
-        files = lake_at(root).snapshot().files().num_rows
-        ranked = users_by_activity(template)
-        middle = len(ranked) // 2
-        chosen = ranked[middle:middle + rounds]
-        runs, rebuilds, reaggregations = [], [], []
-        for r, (user_id, user_events, user_days) in enumerate(chosen, 1):
-            with fresh_copy(admin, template, root, Path(tmp) / f"round-{r}") as (url, copy):
-                run = measure(url, copy, "erasure", user_id=user_id)
-                result = run.result
-                if result["status"] != "erased" or result["store_rows"] != user_events:
-                    raise RuntimeError(f"erasure of {user_id}: {result['summary']}")
-                runs.append(run)
-                log(f"round {r}/{rounds}: a user with {user_events} events on {user_days} day(s) "
-                    f"({result.get('session_rows', 0)} logged-out event(s) of their sessions, "
-                    f"{result.get('reference_rows', 0)} other users' event(s) naming them) erased in "
-                    f"{run.seconds:.2f} s (PostgreSQL {result['seconds']['postgres']:.2f} s incl. the lake scan, "
-                    f"lake {result['refresh_seconds']:.2f} s: {len(result['days'])} day(s), "
-                    f"{result['rows_rewritten']:,} rows rewritten; steps {run.split}; peak RSS "
-                    f"{run.peak_rss_mib:,.0f} MiB)")
-                again = measure(url, copy, "reaggregate")
-                reaggregations.append(again)
-                log(f"  then its {again.result['periods']} closed aggregation period(s) recomputed in "
-                    f"{again.seconds:.2f} s")
-                if rebuild_alternative and r == 1:
-                    rebuild = measure(url, copy, "rebuild", days=result["days"])
-                    rebuilds.append(rebuild)
-                    log(f"  the alternative, rebuilding those {len(result['days'])} day(s) from PostgreSQL: "
-                        f"{rebuild.seconds:.2f} s")
+        if not file_rows:
+            return _erasure_rounds(admin, template, Path(tmp), events, users, days, rounds, name,
+                                   rebuild_alternative, proof, sweep(template, Path(tmp) / "template"))
+        sweep(template, Path(tmp) / "swept")  # the consumer's watermark; each layout's lake is then written anew
+        shutil.rmtree(Path(tmp) / "swept")
+        figures = []
+        for k, rows in enumerate(file_rows):
+            os.environ[FILE_ROWS_ENV] = str(rows)  # this process's writes and the timed child processes
+            written = bulk_write(template, Path(tmp) / "template")
+            found = _erasure_rounds(admin, template, Path(tmp), events, users, days, rounds, name,
+                                    rebuild_alternative and k == 0, proof and k == 0, written)
+            for figure in found:
+                if k:
+                    figure["figure"] = figure["figure"].replace(name, f"{name}_{rows}_rows", 1)
+                figures.append(figure)
+            shutil.rmtree(Path(tmp) / "template")
+        return figures
+
+
+def _erasure_rounds(admin: str, template: str, tmp: Path, events: int, users: int, days: float, rounds: int,
+                    name: str, rebuild_alternative: bool, proof: bool, swept: dict[str, Any]) -> list[dict[str, Any]]:
+    root = tmp / "template"
+    files = swept["files"]
+    ranked = users_by_activity(template)
+    middle = len(ranked) // 2
+    chosen = ranked[middle:middle + rounds]
+    runs, rebuilds, reaggregations = [], [], []
+    for r, (user_id, user_events, user_days) in enumerate(chosen, 1):
+        with fresh_copy(admin, template, root, tmp / f"round-{r}") as (url, copy):
+            run = measure(url, copy, "erasure", user_id=user_id)
+            result = run.result
+            if result["status"] != "erased" or result["store_rows"] != user_events:
+                raise RuntimeError(f"erasure of {user_id}: {result['summary']}")
+            runs.append(run)
+            log(f"round {r}/{rounds}: a user with {user_events} events on {user_days} day(s) "
+                f"({result.get('session_rows', 0)} logged-out event(s) of their sessions, "
+                f"{result.get('reference_rows', 0)} other users' event(s) naming them) erased in "
+                f"{run.seconds:.2f} s (PostgreSQL {result['seconds']['postgres']:.2f} s incl. the lake scan, "
+                f"lake {result['refresh_seconds']:.2f} s: {len(result['days'])} day(s), "
+                f"{result.get('files_replaced', 0):,} file(s) of {result['rows_rewritten']:,} rows rewritten; "
+                f"steps {run.split}; peak RSS "
+                f"{run.peak_rss_mib:,.0f} MiB)")
+            again = measure(url, copy, "reaggregate")
+            reaggregations.append(again)
+            log(f"  then its {again.result['periods']} closed aggregation period(s) recomputed in "
+                f"{again.seconds:.2f} s")
+            if rebuild_alternative and r == 1:
+                rebuild = measure(url, copy, "rebuild", days=result["days"])
+                rebuilds.append(rebuild)
+                log(f"  the alternative, rebuilding those {len(result['days'])} day(s) from PostgreSQL: "
+                    f"{rebuild.seconds:.2f} s")
+            if proof:
                 found = verify_erasures(url, [governed(url, copy)])
                 if not found.passed:
                     raise RuntimeError(f"erasure left traces: {found.places()}")
@@ -509,13 +564,22 @@ def measure_erasure(admin: str, events: int, users: int, days: float, rounds: in
         f"{name}_seconds", [m.seconds for m in runs], events=events, bar=ERASURE_BAR_SECONDS, measured=runs,
         shape=f"demo, {users:,} users, {events:,} events over {days:g} days, swept; users of median activity",
         user_events=[c[1] for c in chosen], user_days=[c[2] for c in chosen], lake_rows_rewritten=rewritten,
-        lake_files=files, postgres_seconds=[round(m.result["seconds"]["postgres"], 3) for m in runs],
+        lake_files=files, file_rows=lake_at(root).file_rows,
+        lake_files_replaced=[m.result.get("files_replaced", 0) for m in runs],
+        postgres_seconds=[round(m.result["seconds"]["postgres"], 3) for m in runs],
         lake_seconds=[round(m.result["refresh_seconds"], 3) for m in runs],
         session_events=[m.result.get("session_rows", 0) for m in runs],
         referencing_events=[m.result.get("reference_rows", 0) for m in runs],
         path="erase_users([user]) on a fresh clone and lake copy, in a process of its own: PostgreSQL (anonymise, "
-             "queue, dead letter, profile, ledger) + the lake's refresh (one predicate overwrite of the user's days, "
-             "vacuum at 0 h)")]
+             "queue, dead letter, profile, ledger; the lake's part prepared meanwhile) + the lake's refresh (the data "
+             "files holding touched events replaced in one commit, vacuum at 0 h)")]
+    figures.append({"figure": f"{name}_store_write_cpu_seconds", "value": swept["cpu_seconds"], "unit": "CPU-s",
+                    "events": swept["events"], "seconds": swept["seconds"], "lake_files": swept["files"],
+                    "bytes_written": swept["bytes"], "file_rows": lake_at(root).file_rows,
+                    "cpu_seconds_per_million_events": round(swept["cpu_seconds"] * 1e6 / max(swept["events"], 1), 2),
+                    "statistic": "one run: the bulk write of the erasure store (one sweep, or with --file-rows one "
+                                 "rebuild, of every event; this process's CPU, every thread: extraction, "
+                                 "validation, enrichment, Parquet, commit)"})
     figures.append(seconds_figure(f"{name}_reaggregation_seconds", [m.seconds for m in reaggregations],
                                   events=events, measured=reaggregations,
                                   path="reaggregate_erasures() after each round's erasure: the closed hours, days "
@@ -614,6 +678,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-retention", action="store_true")
     parser.add_argument("--skip-erasure", action="store_true")
     parser.add_argument("--skip-dense", action="store_true", help="leave out the dense (every user every day) case")
+    parser.add_argument("--skip-proof", action="store_true",
+                        help="leave out the proof check after each erasure round (~80 s a round on 1 M events)")
+    parser.add_argument("--file-rows", type=lambda v: [int(x) for x in v.split(",")], default=[],
+                        help="rows per lake data file, or several (4096,16384): the erasure store's lake written with "
+                             "each in turn and measured (WORKDEV_LAKE_FILE_ROWS; default: the lake's FILE_ROWS)")
     parser.add_argument("--skip-backlog", action="store_true", help="leave out the 8-year backlog retention case")
     parser.add_argument("--skip-catchup", action="store_true", help="leave out the 5-week catch-up retention case")
     parser.add_argument("--previous", default=PREVIOUS_REV,
@@ -634,6 +703,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         child(*args.child)
         return 0
+    if args.file_rows:
+        os.environ[FILE_ROWS_ENV] = str(args.file_rows[0])  # this process's writes and the timed child processes
     started = time.perf_counter()
     load_start = load_average()
     log(f"load average at start: {load_start} ({os.cpu_count()} cores)")
@@ -649,10 +720,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.skip_erasure:
         def erasure() -> list[dict[str, Any]]:
             figures = measure_erasure(admin, args.erasure_events, ERASURE_USERS, ERASURE_DAYS, args.rounds,
-                                      "erasure", rebuild_alternative=True)
+                                      "erasure", rebuild_alternative=True, proof=not args.skip_proof,
+                                      file_rows=args.file_rows)
             if not args.skip_dense:
                 figures += measure_erasure(admin, args.erasure_events, DENSE_USERS, DENSE_DAYS, args.rounds,
-                                           "erasure_dense", rebuild_alternative=False)
+                                           "erasure_dense", rebuild_alternative=False, proof=not args.skip_proof,
+                                           file_rows=args.file_rows[:1])
             return figures
         groups.append(("erasure", erasure))
     previous = None if args.previous == "none" else Previous.prepare(args.previous, args.previous_tree)
@@ -681,6 +754,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     emit_figure({"figure": "governance_bench_run", "value": round(time.perf_counter() - started, 1), "unit": "s",
                  "events": 0, "seconds": round(time.perf_counter() - started, 1), "load_average_start": load_start,
                  "load_average_end": load_end, "cores": os.cpu_count(), "previous": args.previous,
+                 "file_rows": file_rows_from_env(),
                  "parent_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                  "parent": "this process: loading the stores and sweeping them into the lake (not timed)"})
     log(f"load average at end: {load_end}; done in {time.perf_counter() - started:.1f} s")

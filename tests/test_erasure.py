@@ -197,6 +197,46 @@ def test_erasure_leaves_no_trace_and_touches_no_one_else(db: str, conn: psycopg.
     assert files.version() == snapshot
 
 
+@pytest.fixture
+def small_files(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Lake files of 64 rows: a day of the fixture's traffic spans several files."""
+    monkeypatch.setenv("WORKDEV_LAKE_FILE_ROWS", "64")
+    return 64
+
+
+def files_by_event(files: EventLake) -> dict[str, tuple[str, str]]:
+    """{event_id: (the data file holding it, its row as text)} of the lake's latest version."""
+    root = Path(files.uri)
+    found = {}
+    for path in files.snapshot().files().column("path").to_pylist():
+        for row in pq.read_table(root / path).to_pylist():
+            found[row["event_id"]] = (path, str(sorted(row.items())))
+    return found
+
+
+def test_erasure_rewrites_only_the_files_holding_changed_rows(small_files: int, db: str, conn: psycopg.Connection,
+                                                              defs: Definitions, lake: LakeResource,
+                                                              instance: DagsterInstance, people) -> None:
+    target, _ = people
+    files = lake.events()
+    before = files_by_event(files)
+    assert max(files.snapshot().files().column("num_records").to_pylist()) == small_files
+
+    result = erase(defs, instance, user_id=str(target.user_id))
+    assert result.success and [e.passed for e in result.get_asset_check_evaluations()] == [True]
+    after = files_by_event(files)
+    changed = {e for e, (_, row) in before.items() if after.get(e, (None, None))[1] != row}
+    assert changed and set(after) == set(before)  # the user's rows anonymised in place, none lost or added
+    rewritten = {before[e][0] for e in changed}
+    paths_before = {p for p, _ in before.values()}
+    paths_after = {p for p, _ in after.values()}
+    assert paths_before - paths_after == rewritten  # exactly the files holding changed rows, no others
+    days = {p.split("/")[0] for p in rewritten}
+    untouched = {p for p in paths_before - rewritten if p.split("/")[0] in days}
+    assert untouched and untouched <= paths_after  # the touched days' other files stay as they were
+    assert not any(v in everything_in_lake(files) for v in target.values)
+
+
 def aggregation_rows(conn: psycopg.Connection, periods: list[tuple[str, datetime]]) -> dict[tuple, tuple]:
     """{(aggregation_type, period_start, event_type): (total_events, unique_users, unique_sessions, computed_at)}."""
     return {(t, p, e): rest for t, p, e, *rest in conn.execute(

@@ -19,7 +19,7 @@ import pytest
 from tests.lake_helpers import events
 from workdev_pipeline.aggregations.engine import Aggregator
 from workdev_pipeline.aggregations.periods import HOURLY
-from workdev_pipeline.lake.day_files import STAGING_DIR
+from workdev_pipeline.lake.day_files import FILE_ROWS, STAGING_DIR
 from workdev_pipeline.lake.events import EventLake
 from workdev_pipeline.lake.location import LakeLocation
 from workdev_pipeline.lake.maintenance import maintain
@@ -190,32 +190,38 @@ def encoding_mismatches(path: Path, settings: FileSettings, rows: int) -> list[s
     return sorted(set(wrong))
 
 
-def day_file(lake: EventLake, root: Path, day: date) -> Path:
-    (path,) = lake.snapshot().day_files(day)
-    return root / "platform_events" / path
+def day_files(lake: EventLake, root: Path, day: date) -> list[tuple[Path, int]]:
+    """The day's data files and their rows."""
+    files = lake.snapshot().files().to_pylist()
+    return [(root / "platform_events" / f["path"], f["num_records"]) for f in files if f["event_date"] == day]
+
+
+def day_mismatches(lake: EventLake, root: Path, day: date, settings: FileSettings) -> list[str]:
+    return sorted({w for path, rows in day_files(lake, root, day) for w in encoding_mismatches(path, settings, rows)})
 
 
 def test_every_writer_encodes_the_files_as_the_settings_say(root: Path) -> None:
-    """The sweep's pyarrow writer, delta-rs's compaction and its deletes (one day; many days: the wide settings)."""
+    """The sweep's pyarrow writer, the compaction's re-sort and delta-rs's deletes (one day; many days: the wide
+    settings); the lake's own files are single row groups of at most FILE_ROWS rows, delta-rs's of 128 Ki rows."""
     assert {"timestamp", "event_type"} <= set(FILE_SETTINGS.stats_columns) == set(STATS_COLUMNS)
     assert not FILE_SETTINGS.dictionary("event_id") and FILE_SETTINGS.dictionary("user_id")
     lake = EventLake(LakeLocation.from_env(str(root)))
-    copies = FILE_SETTINGS.row_group_rows // 1_000 + 8  # two row groups
-    lake.append([pa.concat_tables([events(FIRST, 1_000)] * copies)], app_id="lake", version=1)
-    rows = copies * 1_000
-    assert encoding_mismatches(day_file(lake, root, FIRST), FILE_SETTINGS, rows) == []
+    rows = 2 * FILE_ROWS + 1_000
+    lake.append([events(FIRST, rows)], app_id="lake", version=1)
+    assert [n for _, n in day_files(lake, root, FIRST)] == [FILE_ROWS, FILE_ROWS, 1_000]
+    assert day_mismatches(lake, root, FIRST, FILE_SETTINGS) == []
 
     lake.append([events(FIRST, 1_000, start=rows)], app_id="lake", version=2)
-    assert maintain(lake).files_after == 1  # delta-rs's optimize.compact
+    assert maintain(lake).files_after == 3  # the re-sort: 4,096 + 4,096 + 2,000 rows
     rows += 1_000
-    assert encoding_mismatches(day_file(lake, root, FIRST), FILE_SETTINGS, rows) == []
+    assert day_mismatches(lake, root, FIRST, FILE_SETTINGS) == []
 
     rows -= lake.delete(f"event_date = '{FIRST.isoformat()}' AND user_tenure_days = 1", days=1)["num_deleted_rows"]
-    assert encoding_mismatches(day_file(lake, root, FIRST), FILE_SETTINGS, rows) == []
+    assert day_mismatches(lake, root, FIRST, FILE_SETTINGS) == []
 
     wide = lake.delete(f"event_date = '{FIRST.isoformat()}' AND user_tenure_days = 2", days=WIDE_WRITE_DAYS + 1)
     rows -= wide["num_deleted_rows"]
-    assert encoding_mismatches(day_file(lake, root, FIRST), WIDE_FILE_SETTINGS, rows) == []
+    assert day_mismatches(lake, root, FIRST, WIDE_FILE_SETTINGS) == []
     assert lake.snapshot().query("SELECT count(*) FROM platform_events")[0][0] == rows
 
 

@@ -81,21 +81,24 @@ def import_command(directory: str, database_url: str | None, no_lock: bool, lake
 @click.option("--vacuum-retention-hours", default=None, type=click.FloatRange(min=0),
               help="Keep files removed from the table for this long (readers of older versions); unset: the "
                    "table's delta.deletedFileRetentionDuration (7 days unless set).")
-@click.option("--target-file-mb", default=128, show_default=True, type=click.IntRange(min=1),
-              help="Size compacted files aim at.")
+@click.option("--target-file-mb", default=None, type=click.IntRange(min=1),
+              help="Size compacted files aim at (MiB); unset: the lake's layout, FILE_ROWS rows per file in time "
+                   "order (see docs/lake.md).")
 @click.option("--since-days", default=0, show_default=True, type=click.IntRange(min=0),
               help="Compact only days from this many days ago on (0: every day with small files).")
 @click.option("--z-order/--no-z-order", default=False, show_default=True,
               help="Rewrite the days z-ordered by user_id (measured not to pay; see docs/lake.md).")
 def maintain_command(database_url: str | None, no_lock: bool, lake_uri: str | None, consumer: str,
-                     vacuum_retention_hours: float | None, target_file_mb: int, since_days: int, z_order: bool) -> None:
+                     vacuum_retention_hours: float | None, target_file_mb: int | None, since_days: int,
+                     z_order: bool) -> None:
     """Compact the events table's small files, vacuum, write a checkpoint and clean the log (the hourly job)."""
     from workdev_pipeline.lake.maintenance import maintain
 
     since = (datetime.now(UTC) - timedelta(days=since_days)).date() if since_days else None
     result = maintain(_lake(lake_uri), vacuum_retention_hours=vacuum_retention_hours,
                       database_url=_database_url(database_url, no_lock), consumer=consumer,
-                      target_size=target_file_mb * 1024 * 1024, since=since, z_order=z_order)
+                      target_size=None if target_file_mb is None else target_file_mb * 1024 * 1024, since=since,
+                      z_order=z_order)
     click.echo(result.summary())
     for note in result.notes:
         click.echo(f"  {note}")

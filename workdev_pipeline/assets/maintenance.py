@@ -30,7 +30,6 @@ from workdev_pipeline.governance.redaction import redact_message
 from workdev_pipeline.lake.delivery import delivered_versions
 from workdev_pipeline.lake.maintenance import (
     DEFAULT_LOCK_TIMEOUT_SECONDS,
-    TARGET_FILE_BYTES,
     LakeBusy,
     MaintenanceResult,
     maintain,
@@ -47,8 +46,10 @@ class LakeMaintenanceConfig(Config):
         default=None, ge=0, description="Files removed from the table are kept this long (readers of older "
                                         "versions, time travel). Unset: the table's "
                                         "delta.deletedFileRetentionDuration (7 days unless set).")
-    target_file_mb: int = Field(default=TARGET_FILE_BYTES // 2**20, ge=1,
-                                description="The size compacted files aim at (MiB).")
+    target_file_mb: int | None = Field(default=None, ge=1,
+                                       description="The size compacted files aim at (MiB). Unset: the lake's layout, "
+                                                   "files of FILE_ROWS rows in time order (what erasure relies on to "
+                                                   "rewrite only the files it touches: docs/lake.md).")
     since_days: int = Field(default=0, ge=0, description="Compact only the days from this many days before today on "
                                                          "(0: every day with small files, late events included).")
     z_order_user_id: bool = Field(default=False, description="Rewrite the compacted days z-ordered by user_id "
@@ -106,7 +107,8 @@ def lake_maintenance(context: AssetExecutionContext, config: LakeMaintenanceConf
         result = maintain(lake.events(), vacuum_retention_hours=config.vacuum_retention_hours,
                           keep_log_from_version=min(behind) if behind else None,
                           database_url=postgres.url(), consumer=lake.consumer,
-                          target_size=config.target_file_mb * 2**20, since=since, z_order=config.z_order_user_id,
+                          target_size=None if config.target_file_mb is None else config.target_file_mb * 2**20,
+                          since=since, z_order=config.z_order_user_id,
                           lock_timeout_seconds=config.lock_timeout_seconds or None)
     except LakeBusy as exc:
         raise Failure(description=redact_message(str(exc))) from None

@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 from workdev_pipeline.governance.policy import RetentionPolicy
 from workdev_pipeline.governance.traces import TraceSearch
 from workdev_pipeline.governance.warehouse import (
+    PreparedErasure,
     WarehouseRefresh,
     WarehouseRetention,
     ip_user_agent_pairs,
@@ -123,6 +124,11 @@ class EngineGovernedWarehouse:
     def user_rows(self, user_id: str) -> list[tuple[str, datetime, str | None]]:
         self._ensure()
         return self.table.user_rows(user_id)
+
+    def prepare(self, user_id: str) -> PreparedErasure:
+        """The engine's rows of the user, read now (its refresh reads the lake's refreshed rows: nothing to do
+        ahead)."""
+        return PreparedErasure.of(self.user_rows(user_id))
 
     def refresh(self, conn: psycopg.Connection, *, run_id: str | None = None) -> WarehouseRefresh:
         """The queued events' rows replaced by the lake's current rows of them, then dequeued (``conn``:

@@ -272,7 +272,7 @@ def _erase_in_postgres(conn: psycopg.Connection, key: bytes, request_id: int, us
     conn.execute(query("governance/begin_erasure"), {"request_id": request_id, "run_id": run_id})
     result = ErasureResult(request_id, user_id, "running", previous_requests=previous)
     try:
-        held = {w.consumer: w.user_rows(user_id) for w in warehouses}
+        prepared = {w.consumer: w.prepare(user_id) for w in warehouses}  # the lake's runs beside PostgreSQL's part
         with conn.transaction():
             removed = Removed()
             own = conn.execute(query("governance/user_events"), {"user_id": user_id}).fetchall()
@@ -307,6 +307,7 @@ def _erase_in_postgres(conn: psycopg.Connection, key: bytes, request_id: int, us
             result.store_rows, result.session_rows = len(own), len(anon)
             result.reference_rows = len(rewrites) - len(erased)
             events = {(r[0][0], r[0][1]): r[0][2] for r in rewrites}  # (event_id, timestamp) -> type
+            held = {consumer: part.user_rows() for consumer, part in prepared.items()}
             for consumer, found in held.items():
                 queued = dict(events)
                 queued.update({(uuid.UUID(e), ts): t for e, ts, t in found})

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 import psycopg
 import pyarrow as pa
@@ -33,7 +36,7 @@ from workdev_pipeline.ingest.faults import crash_point
 from workdev_pipeline.ingest.ingest_times import IngestTimes
 from workdev_pipeline.ingest.ingestor import Ingestor
 from workdev_pipeline.ingest.transform import Failures
-from workdev_pipeline.lake.events import days_predicate
+from workdev_pipeline.lake.events import LAKE_SCHEMA, LakeSnapshot, days_predicate, to_lake
 from workdev_pipeline.lake.integrity import diagnose, require_intact
 from workdev_pipeline.sql_files import query
 
@@ -41,6 +44,9 @@ from workdev_pipeline.sql_files import query
 VERIFIED = ds.ParquetFragmentScanOptions(page_checksum_verification=True)
 #: Hours a retention run's vacuum keeps the files it removed from the lake (time travel); erasure vacuums at once.
 RETENTION_VACUUM_ENV = "WORKDEV_LAKE_RETENTION_VACUUM_HOURS"
+
+log = logging.getLogger(__name__)
+
 @dataclass
 class WarehouseRetention:
     """What retention removed from one warehouse (or would, in a dry run)."""
@@ -61,6 +67,7 @@ class WarehouseRefresh:
     rows_by_request: dict[int | None, int] = field(default_factory=dict)  # the warehouse's rows of queued events
     days: dict[date, int] = field(default_factory=dict)  # rows each rewritten day holds now
     rows_appended: int = 0  # the events' current (anonymised) rows written back
+    files_replaced: int = 0  # data files rewritten (a lake's)
     seconds: float = 0.0
 
 
@@ -77,6 +84,11 @@ class GovernedWarehouse(Protocol):
 
     def user_rows(self, user_id: str) -> list[tuple[str, datetime, str | None]]:
         """(event_id, timestamp, event_type) of every row the warehouse holds for ``user_id``."""
+        ...
+
+    def prepare(self, user_id: str) -> PreparedErasure:
+        """Begin the store's part of ``user_id``'s erasure before PostgreSQL's (its rows of the user, and whatever
+        the store can do ahead of its refresh)."""
         ...
 
     def refresh(self, conn: psycopg.Connection, *, run_id: str | None = None) -> WarehouseRefresh:
@@ -118,6 +130,9 @@ class LakeGovernedWarehouse:
         self.consumer = ingestor.consumer
         self.retention_vacuum_hours = (float(os.environ.get(RETENTION_VACUUM_ENV, "0"))
                                        if retention_vacuum_hours is None else retention_vacuum_hours)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-erasure")
+        self._read_ahead: list[Future[None]] = []
+        self._files_read: dict[str, pa.Table] = {}  # data files read ahead by :meth:`prepare`, by path
 
     # -- reading -------------------------------------------------------------------------------------------
     def _query(self, sql: str, parameters: list[Any], operation: str,
@@ -200,58 +215,111 @@ class LakeGovernedWarehouse:
         return [tuple(r) for r in self._query(
             'SELECT event_id, "timestamp", event_type FROM {events} WHERE user_id = ?', [user_id], "erasure")]
 
+    def prepare(self, user_id: str) -> PreparedErasure:
+        """Begin the lake's part of ``user_id``'s erasure on a thread while PostgreSQL's runs: the user's rows (what
+        PostgreSQL's transaction queues), then the files holding them read ahead (verified, within the write
+        budget) for :meth:`refresh`, which uses those still in the table when it runs."""
+        future = self._executor.submit(self.user_rows, user_id)
+        self._read_ahead.append(self._executor.submit(self._read_files_of, future))
+        return PreparedErasure(future)
+
+    def _read_files_of(self, rows: Future[list[tuple[str, datetime, str | None]]]) -> None:
+        snapshot = self.lake.snapshot()
+        paths = snapshot.files_holding(stamp for _, stamp, _ in rows.result())
+        fragments = _fragments(snapshot, paths)
+        held = sum(t.nbytes for t in self._files_read.values())
+        for path in sorted(paths):
+            if held > self.lake.write_budget_bytes:
+                break
+            if path not in self._files_read and path in fragments:
+                self._files_read[path] = table = _read(fragments[path])
+                held += table.nbytes
+
+    def _files_read_ahead(self) -> dict[str, pa.Table]:
+        """What :meth:`prepare` read, once every read-ahead has ended (one that failed is only logged: its files
+        are read again)."""
+        for future in self._read_ahead:
+            try:
+                future.result()
+            except Exception as exc:  # the refresh reads the files itself
+                log.warning("reading the lake's files ahead of an erasure failed: %s", type(exc).__name__)
+        self._read_ahead.clear()
+        files, self._files_read = self._files_read, {}
+        return files
+
     def refresh(self, conn: psycopg.Connection, *, run_id: str | None = None) -> WarehouseRefresh:
-        """The queued events' days overwritten in one commit -- their rows dropped and written back as PostgreSQL
-        now holds them, enriched as a rebuild would -- then the queue emptied and the lake vacuumed at once (the
-        log names only the days). Refused with :class:`LakeDamaged` (the work stays queued) when one of those days
-        holds a damaged file."""
+        """Only the data files holding queued events replaced, in one commit (:meth:`EventLake.replace_files`):
+        each such file's other rows kept, the events' rows dropped and written back as PostgreSQL now holds them
+        (enriched as a rebuild would), in files of their own per replaced file; then the queue emptied and the lake
+        vacuumed at once (the log names only files and days). The files come from the events' timestamps and the
+        files' ``timestamp`` statistics. Refused with :class:`LakeDamaged` (the work stays queued) when one of
+        those files is damaged."""
         started = time.perf_counter()
         result = WarehouseRefresh(self.consumer)
+        read_ahead = self._files_read_ahead()
         with self.ingestor.locked() as locked:
             self.ingestor.finish_running_sweep(locked, run_id)
             queued = locked.execute(query("governance/queued_refresh"), {"consumer": self.consumer}).fetchall()
             if not queued:
                 return result
             owners: dict[str, int | None] = {str(event_id): request_id for event_id, _, request_id in queued}
-            days = sorted({timestamp.astimezone(UTC).date() for _, timestamp, _ in queued})
             ids = pa.array(list(owners), pa.string())
             counted: Counter[int | None] = Counter()
-            appended = Counter()
             failures = Failures()
             snapshot = self.lake.snapshot()
+            candidates = snapshot.files_holding(timestamp for _, timestamp, _ in queued)
             watermark = locked.execute(query("ingest/consumer_watermark"), {"consumer": self.consumer}).fetchone()[0]
             transformer = self.ingestor.transformer(locked)
             ingest_times = IngestTimes(locked, self.consumer)
-            kept: Counter[date] = Counter()
-            # A damaged day is never rewritten (its damage would persist): footers and row counts checked here, every
-            # page by the rewrite's own read below (checksums verified), which names the damaged files if it fails.
-            require_intact(snapshot, days, "erasure", deep=False)
+            # A damaged file is never rewritten (its damage would persist): footers and row counts checked here,
+            # every page by the rewrite's own read below (checksums verified), which names the damaged files if it
+            # fails.
+            require_intact(snapshot, None, "erasure", deep=False, paths=candidates)
+            days = sorted({timestamp.astimezone(UTC).date() for _, timestamp, _ in queued})
+            current: list[pa.Table] = []
+            with EventReader(self.ingestor.url, batch_bytes=self.ingestor.batch_bytes) as reader:
+                start = datetime.combine(days[0], dtime.min, tzinfo=UTC)
+                for chunk in reader.stream("governance/refreshed_events", consumer=self.consumer, tx_high=watermark,
+                                           day_start=start, day_end=datetime.combine(days[-1], dtime.min, tzinfo=UTC)
+                                           + timedelta(days=1)):
+                    table, bad = transformer.transform(chunk, ingest_times)
+                    failures.extend(bad)
+                    current.append(to_lake(table))
+            fresh = pa.concat_tables(current) if current else None
+            placed = pa.array([], pa.string())
+            rewritten: Counter[date] = Counter()
+            fragments = _fragments(snapshot, candidates)
 
-            def tables() -> Iterator[pa.Table]:
-                with EventReader(self.ingestor.url, batch_bytes=self.ingestor.batch_bytes) as reader:
-                    for day in days:
-                        for batch in snapshot.dataset(days=[day]).to_batches(fragment_scan_options=VERIFIED):
-                            hit = pc.is_in(batch.column("event_id"), value_set=ids)
-                            if pc.any(hit).as_py():
-                                counted.update(owners[e] for e in batch.column("event_id").filter(hit).to_pylist())
-                                table = without_rows(pa.Table.from_batches([batch]), hit)
-                            else:
-                                table = pa.Table.from_batches([batch])
-                            kept[day] += table.num_rows
-                            yield table
-                        start = datetime.combine(day, dtime.min, tzinfo=UTC)
-                        for chunk in reader.stream("governance/refreshed_events", consumer=self.consumer,
-                                                   tx_high=watermark, day_start=start,
-                                                   day_end=start + timedelta(days=1)):
-                            table, bad = transformer.transform(chunk, ingest_times)
-                            failures.extend(bad)
-                            appended[day] += table.num_rows
-                            yield table
+            def groups() -> Iterator[tuple[list[str], pa.Table]]:
+                """Each file holding queued events: its other rows and the events' current rows (the file's
+                replacement); then the current rows of events no file held."""
+                nonlocal placed
+                for path in sorted(candidates):
+                    table = read_ahead.pop(path, None)
+                    if table is None:
+                        table = _read(fragments[path])
+                    hit = pc.is_in(table.column("event_id"), value_set=ids)
+                    if not pc.any(hit).as_py():
+                        continue
+                    found = table.column("event_id").filter(hit)
+                    counted.update(owners[e] for e in found.to_pylist())
+                    parts = [without_rows(table, hit)]
+                    if fresh is not None:
+                        parts.append(fresh.filter(pc.is_in(fresh.column("event_id"), value_set=found)))
+                        placed = pa.concat_arrays([placed, found.combine_chunks()])
+                    group = pa.concat_tables(parts)
+                    rewritten[candidates[path]] += group.num_rows
+                    yield [path], group
+                if fresh is not None:
+                    rest = fresh.filter(pc.invert(pc.is_in(fresh.column("event_id"), value_set=placed)))
+                    for entry in pc.value_counts(rest.column("event_date")).to_pylist() if rest.num_rows else []:
+                        rewritten[entry["values"]] += entry["counts"]
+                    yield [], rest
 
             try:
-                self.lake.replace_days(days, tables())
+                commit = self.lake.replace_files(groups())
             except Exception as exc:
-                diagnose(snapshot, days, "erasure", exc)
+                diagnose(snapshot, None, "erasure", exc, paths=candidates)
                 raise
             crash_point("after_commit")
             with locked.transaction():
@@ -260,8 +328,9 @@ class LakeGovernedWarehouse:
                                {"consumer": self.consumer, "event_ids": list(owners)})
             self.lake.vacuum(0)
         result.rows_by_request = dict(counted)
-        result.days = {day: kept[day] + appended[day] for day in days}
-        result.rows_appended = sum(appended.values())
+        result.days = dict(sorted(rewritten.items()))
+        result.files_replaced = commit.files_removed
+        result.rows_appended = 0 if fresh is None else fresh.num_rows
         result.seconds = time.perf_counter() - started
         return result
 
@@ -361,3 +430,42 @@ def without_rows(table: pa.Table, drop: pa.BooleanArray) -> pa.Table:
     if start < table.num_rows:
         parts.append(table.slice(start))
     return pa.concat_tables(parts) if parts else table.slice(0, 0)
+
+
+def _fragments(snapshot: LakeSnapshot, paths: Mapping[str, date]) -> dict[str, _Fragment]:
+    """The snapshot's fragments of the data files ``paths`` (as the log names them, with their days), by path."""
+    if snapshot.table is None or not paths:
+        return {}
+    dataset = snapshot.dataset(days=set(paths.values()))
+    wanted = {unquote(p): p for p in paths}
+    return {wanted[f.path]: _Fragment(f, dataset.schema) for f in dataset.get_fragments() if f.path in wanted}
+
+
+@dataclass(frozen=True)
+class _Fragment:
+    fragment: ds.Fragment
+    schema: pa.Schema
+
+
+def _read(fragment: _Fragment) -> pa.Table:
+    """A data file's rows as lake rows (``event_date`` included), its pages' checksums verified."""
+    rows = fragment.fragment.to_table(schema=fragment.schema, fragment_scan_options=VERIFIED)
+    return rows.select(LAKE_SCHEMA.names).cast(LAKE_SCHEMA)
+
+
+class PreparedErasure:
+    """A store's part of one user's erasure, begun before PostgreSQL's (:meth:`GovernedWarehouse.prepare`)."""
+
+    def __init__(self, rows: Future[list[tuple[str, datetime, str | None]]]) -> None:
+        self._rows = rows
+
+    @classmethod
+    def of(cls, rows: list[tuple[str, datetime, str | None]]) -> PreparedErasure:
+        """A part already done: the store's rows of the user."""
+        future: Future[list[tuple[str, datetime, str | None]]] = Future()
+        future.set_result(rows)
+        return cls(future)
+
+    def user_rows(self) -> list[tuple[str, datetime, str | None]]:
+        """(event_id, timestamp, event_type) of every row the store holds for the user (waits for them)."""
+        return self._rows.result()

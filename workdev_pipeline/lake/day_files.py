@@ -1,10 +1,20 @@
-"""The data files of one lake write: a stream of lake rows split by day into Parquet files under a memory budget
-shared by all days, staged until the caller commits them as one Delta commit.
+"""The data files of one lake write: a stream of lake rows split by day into Parquet files of at most ``FILE_ROWS``
+rows each, in time order, under a memory budget shared by all days, staged until the caller commits them as one
+Delta commit.
+
+**Layout.** A day's rows are written sorted by ``timestamp`` and cut into files of ``FILE_ROWS`` rows (the last
+one shorter), so each file covers its own stretch of the day and its ``timestamp`` min/max in the log say which
+file holds an event: an erasure rewrites only the files holding touched events, not whole days
+(:meth:`~workdev_pipeline.lake.events.EventLake.replace_files`). Smaller files rewrite less per touched event and
+cost more per bulk write (a footer, a file and a log action each): the choice is measured in ``bench/README.md``
+and ``docs/lake.md``.
 
 Rows wait in memory per day; whenever all days together hold more than ``budget_bytes``, the largest days are
-written out as files of their own (until half the budget is left), so a backlog spread thin over hundreds of days
-costs the same memory as one over a few days: a day may end with several files, which maintenance compacts. The
-files are encoded as the write's :class:`FileSettings` say (``lake/parquet_settings.py``: with page checksums).
+written out (their full files; a day's last, partial file waits for more rows unless the day is short), until half
+the budget is left, so a backlog spread thin over hundreds of days costs the same memory as one over a few days: a
+day may end with several runs of files, which maintenance re-sorts (``lake/maintenance.py``). The files are
+encoded as the write's :class:`FileSettings` say (``lake/parquet_settings.py``: with page checksums); a file is a
+single row group (its rows are fewer than the settings' ``row_group_rows``: the file size is what bounds it).
 
 **Staging.** Until its commit, a write's files are in the table's directory but not in its log. Their paths are
 listed in ``_staging/<token>.json`` (beside ``_delta_log``; readers and vacuum ignore it) *before* each file is
@@ -37,6 +47,9 @@ log = logging.getLogger(__name__)
 STAGING_DIR = "_staging"
 #: What one write may hold in memory, all days together (Arrow bytes of rows waiting for their day's next file).
 DEFAULT_BUDGET_BYTES = 128 * 1024 * 1024
+#: Rows per data file (one row group each): see the module's documentation.
+FILE_ROWS = 4096
+TIME_COLUMN = "timestamp"
 
 
 @dataclass
@@ -55,13 +68,15 @@ class DayFileWriter:
 
     def __init__(self, fs: pafs.FileSystem, *, schema: pa.Schema, partition_column: str,
                  settings: FileSettings, budget_bytes: int = DEFAULT_BUDGET_BYTES,
-                 version_before: int | None = None) -> None:
+                 version_before: int | None = None, file_rows: int = FILE_ROWS, data_change: bool = True) -> None:
         self.fs = fs
         self.partition_column = partition_column
         self.file_schema = schema.remove(schema.get_field_index(partition_column))
         self.settings = settings
         self._options = settings.pyarrow_options(self.file_schema)
         self.budget_bytes = budget_bytes
+        self.file_rows = file_rows
+        self.data_change = data_change  # False: the files rearrange rows the table holds (compaction)
         self.token = uuid.uuid4().hex
         self.stats = WriteStats()
         self.actions: list[AddAction] = []
@@ -79,12 +94,11 @@ class DayFileWriter:
         """Take lake rows of any days; write out the largest days while the budget is exceeded."""
         if not rows.num_rows:
             return
-        column = rows.column(self.partition_column)
-        order = pc.sort_indices(column)
+        order = pc.sort_indices(rows.column(TIME_COLUMN))  # the day is the timestamp's: days come out in order too
         start = 0
-        for run in pc.value_counts(column.take(order)).to_pylist():  # sorted: one run per day, in order
+        for run in pc.value_counts(rows.column(self.partition_column).take(order)).to_pylist():
             day, count = run["values"], run["counts"]
-            piece = rows.take(order.slice(start, count))  # its own buffers: nothing pins the whole batch
+            piece = rows.take(order.slice(start, count))  # its own buffers, in time order: nothing pins the batch
             start += count
             self._pending.setdefault(day, []).append(piece)
             self._pending_bytes[day] = self._pending_bytes.get(day, 0) + piece.nbytes
@@ -93,33 +107,54 @@ class DayFileWriter:
         self.stats.peak_buffered_bytes = max(self.stats.peak_buffered_bytes, self._buffered)
         if self._buffered > self.budget_bytes:
             for day in sorted(self._pending_bytes, key=self._pending_bytes.__getitem__, reverse=True):
-                self._flush(day)
+                self._flush(day, keep_tail=True)
                 if self._buffered <= self.budget_bytes // 2:
                     break
 
-    def finish(self) -> list[AddAction]:
-        """Write out every day still held; the add actions of all the files written."""
+    def flush(self) -> None:
+        """Write out every day still held (a group of rows that must end in files of its own: see
+        :meth:`~workdev_pipeline.lake.events.EventLake.replace_files`)."""
         for day in sorted(self._pending):
             self._flush(day)
+
+    def finish(self) -> list[AddAction]:
+        """Write out every day still held; the add actions of all the files written."""
+        self.flush()
         return self.actions
 
-    def _flush(self, day: date) -> None:
+    def _flush(self, day: date, *, keep_tail: bool = False) -> None:
+        """Write the day's rows as files of ``file_rows`` rows in time order; ``keep_tail``: a last, partial file's
+        rows stay held (for the day's next rows) when the day fills at least one file."""
         pieces = self._pending.pop(day)
         self._buffered -= self._pending_bytes.pop(day)
-        table = pa.concat_tables(pieces).drop_columns([self.partition_column])
+        table = pa.concat_tables(pieces)
         del pieces
-        path = (f"{self.partition_column}={day.isoformat()}/part-{len(self._staged):05d}-{self.token}-c000."
-                f"{self.settings.compression}.parquet")
-        self._staged.append(path)
-        self._write_staging_list()  # before the file: a file on disk is always listed
-        self.fs.create_dir(path.rpartition("/")[0], recursive=True)
-        with self.fs.open_output_stream(path) as sink:
-            pq.write_table(table.cast(self.file_schema), sink, **self._options)
-        size = self.fs.get_file_info(path).size
-        self.actions.append(AddAction(path, size, {self.partition_column: day.isoformat()}, int(time.time() * 1000),
-                                      True, file_stats(table, self.settings.stats_columns)))
-        self.stats.files += 1
-        self.stats.bytes_written += size
+        times = table.column(TIME_COLUMN)
+        if not _ascending(times):  # pieces each sorted, but not one after the other
+            table = table.take(pc.sort_indices(times))
+        full = table.num_rows - table.num_rows % self.file_rows
+        if keep_tail and full and full < table.num_rows:
+            tail = table.take(pa.array(range(full, table.num_rows)))  # a copy: a slice would pin the whole day
+            self._pending[day], self._pending_bytes[day] = [tail], tail.nbytes
+            self._buffered += tail.nbytes
+            table = table.slice(0, full)
+        table = table.drop_columns([self.partition_column])
+        parts = [table.slice(start, self.file_rows) for start in range(0, table.num_rows, self.file_rows)]
+        first = len(self._staged)
+        paths = [f"{self.partition_column}={day.isoformat()}/part-{first + k:05d}-{self.token}-c000."
+                 f"{self.settings.compression}.parquet" for k in range(len(parts))]
+        self._staged.extend(paths)
+        self._write_staging_list()  # before the files: a file on disk is always listed
+        self.fs.create_dir(paths[0].rpartition("/")[0], recursive=True)
+        for path, part in zip(paths, parts, strict=True):
+            with self.fs.open_output_stream(path) as sink:
+                pq.write_table(part.cast(self.file_schema), sink, **self._options)
+            size = self.fs.get_file_info(path).size
+            self.actions.append(AddAction(path, size, {self.partition_column: day.isoformat()},
+                                          int(time.time() * 1000), self.data_change,
+                                          file_stats(part, self.settings.stats_columns)))
+            self.stats.files += 1
+            self.stats.bytes_written += size
 
     def _write_staging_list(self) -> None:
         self.fs.create_dir(STAGING_DIR, recursive=True)
@@ -190,6 +225,14 @@ def _delete(fs: pafs.FileSystem, paths: list[str]) -> tuple[int, int]:
             failed += 1
             log.warning("could not delete staged lake file %s: %s", path, exc)
     return deleted, failed
+
+
+def _ascending(column: pa.ChunkedArray) -> bool:
+    """Whether ``column`` (no nulls) never decreases."""
+    if len(column) < 2:
+        return True
+    values = column.combine_chunks()
+    return not pc.any(pc.less(values.slice(1), values.slice(0, len(values) - 1))).as_py()
 
 
 def file_stats(table: pa.Table, columns: tuple[str, ...]) -> str:

@@ -12,8 +12,8 @@ One delivery, under the engine's advisory lock (deliveries, day replaces and gov
      snapshot's day holds>)``, atomically (no files: the day is emptied);
    * any other day with added files gets them **merged**: ``merge_files(day, <the added files>)`` (MERGE on
      event_id, so a redo loads nothing twice);
-   * a compaction (``OPTIMIZE``: same rows, new files) of files the engine already holds needs nothing; one that
-     took in files the engine has not received yet has its new files merged;
+   * a compaction (``dataChange: false``: same rows, new files) of files the engine already holds needs nothing;
+     one that took in files the engine has not received yet has its new files merged;
 
 3. run the loads, each retried on the engine's ``transient_errors`` with exponential backoff and jitter;
 4. record ``v`` (with the Delta table's id) in ``lake_deliveries``.
@@ -71,8 +71,6 @@ from workdev_pipeline.warehouses.remote import RemoteEventTable, Source
 
 log = logging.getLogger(__name__)
 
-#: Commit operations that only rearrange rows into new files (``dataChange: false``): compaction and z-order.
-REARRANGING_OPERATIONS = frozenset({"OPTIMIZE"})
 #: Times a delivery plans again when a data file of its snapshot vanished under it.
 MAX_PLANS = 3
 
@@ -229,7 +227,7 @@ class LakeDelivery:
         replaced: set[date] = set()
         for version in range(after + 1, upto + 1):
             actions = self.lake.actions(version - 1, version)
-            rearranging = bool(actions.operations) and all(op in REARRANGING_OPERATIONS for op in actions.operations)
+            rearranging = not actions.data_change  # compaction, z-order: every file action ``dataChange: false``
             taken_in: set[date] = set()  # days where a compaction took in files the engine has not received
             for path, day in actions.removed.items():
                 if added.pop(path, None) is not None:

@@ -11,8 +11,12 @@ add actions at the end:
   id): a redone sweep finds its version with :meth:`EventLake.committed_version` and never appends twice;
 * a day rebuild (or a backfill's range) **overwrites** those days' partitions: readers see the old days or the new
   ones, never a missing day;
-* retention **deletes** by predicate; erasure overwrites the days it touched (the Delta log then names only dates,
-  never a user id), and :meth:`EventLake.vacuum` removes the files that still held the data.
+* retention **deletes** by predicate; erasure **replaces the files** holding the events it touched
+  (:meth:`EventLake.replace_files`: their removal and the new files' addition in one commit; the log names only
+  file paths and dates, never a user id), and :meth:`EventLake.vacuum` removes the files that still held the data.
+
+A day's files hold at most ``FILE_ROWS`` rows each, in time order (``lake/day_files.py``), so the ``timestamp``
+min/max of each file in the log tells which files can hold an event (:meth:`LakeSnapshot.files_holding`).
 
 Column statistics in the log are kept to the non-personal columns (``STATS_COLUMNS``), so neither the log nor its
 checkpoints ever carry a user id, email or IP. The data files' Parquet settings are ``lake/parquet_settings.py``'s.
@@ -22,9 +26,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
@@ -34,11 +39,12 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.fs import DeltaStorageHandler
+from deltalake.transaction import RemoveAction
 
 from workdev_pipeline.aggregations.amounts import fill_amounts
 from workdev_pipeline.ingest.extract import read_ahead
 from workdev_pipeline.ingest.schema import WAREHOUSE_SCHEMA
-from workdev_pipeline.lake.day_files import DEFAULT_BUDGET_BYTES, DayFileWriter, clean_staging
+from workdev_pipeline.lake.day_files import DEFAULT_BUDGET_BYTES, FILE_ROWS, DayFileWriter, clean_staging
 from workdev_pipeline.lake.location import LakeConfigurationError, LakeLocation
 from workdev_pipeline.lake.parquet_settings import FILE_SETTINGS, STATS_COLUMNS, FileSettings, file_settings
 from workdev_pipeline.lake.table import LakeTable
@@ -48,6 +54,7 @@ if TYPE_CHECKING:  # DuckDB is imported when a query runs: a sweep reads its fir
 
 TABLE = "platform_events"
 WRITE_BUDGET_ENV = "WORKDEV_LAKE_WRITE_BUDGET_MIB"
+FILE_ROWS_ENV = "WORKDEV_LAKE_FILE_ROWS"
 PARTITION_COLUMN = "event_date"
 #: The lake's columns: the warehouse schema (event_data/metadata as JSON text: Delta has no JSON type) + event_date.
 LAKE_SCHEMA = pa.schema([
@@ -57,6 +64,8 @@ LAKE_SCHEMA = pa.schema([
 ])
 #: Columns the lake gained after its first schema, as DuckDB types (NULL in older files: see ``LakeSnapshot.register``).
 ADDED_COLUMNS = {"amount": "DECIMAL(38, 9)", "amount_overflow": "BOOLEAN"}
+#: How far a file's ``timestamp`` statistics may be from its rows' (delta-rs truncates them to milliseconds).
+STATS_SLACK = timedelta(milliseconds=1)
 TABLE_CONFIGURATION = {
     "delta.dataSkippingStatsColumns": ",".join(STATS_COLUMNS),
     "delta.checkpointInterval": "100",
@@ -72,6 +81,7 @@ class LakeCommit:
     bytes_written: int = 0
     day_bytes: dict[date, int] = field(default_factory=dict)  # data-file bytes committed per day
     files: int = 0  # data files written
+    files_removed: int = 0  # data files a replacement removed
     peak_buffered_bytes: int = 0  # the most rows the write held in memory at once (Arrow bytes)
 
     @property
@@ -87,6 +97,7 @@ class CommitActions:
     removed: dict[str, date] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)  # bytes of each added file
     operations: list[str] = field(default_factory=list)
+    data_change: bool = False  # some file action changed the data (False: only rearranged, e.g. compaction)
 
 
 def write_budget_from_env() -> int:
@@ -101,6 +112,16 @@ def write_budget_from_env() -> int:
     if not mib > 0:
         raise LakeConfigurationError(f"{WRITE_BUDGET_ENV} must be a positive number of MiB, not {raw!r}")
     return int(mib * 1024 * 1024)
+
+
+def file_rows_from_env() -> int:
+    """``WORKDEV_LAKE_FILE_ROWS``: rows per data file (``FILE_ROWS`` when unset; see ``docs/lake.md``)."""
+    raw = os.environ.get(FILE_ROWS_ENV, "").strip()
+    if not raw:
+        return FILE_ROWS
+    if not raw.isdigit() or int(raw) < 1:
+        raise LakeConfigurationError(f"{FILE_ROWS_ENV} must be a positive number of rows, not {raw!r}")
+    return int(raw)
 
 
 def to_lake(table: pa.Table) -> pa.Table:
@@ -148,8 +169,9 @@ def days_predicate(days: Iterable[date]) -> str:
 
 class EventLake(LakeTable):
     """The events table of the lake at ``location``; a write holds at most ``write_budget_bytes`` of rows in
-    memory (``WORKDEV_LAKE_WRITE_BUDGET_MIB``, default 128 MiB), whatever the number of days it spans; appends and
-    overwrites encode their files with ``file_settings`` (the lake's ``FILE_SETTINGS``; another only to measure)."""
+    memory (``WORKDEV_LAKE_WRITE_BUDGET_MIB``, default 128 MiB), whatever the number of days it spans, and writes
+    files of at most ``file_rows`` rows (``WORKDEV_LAKE_FILE_ROWS``, default ``FILE_ROWS``); appends and overwrites
+    encode their files with ``file_settings`` (the lake's ``FILE_SETTINGS``; another only to measure)."""
 
     NAME = TABLE
     SCHEMA = LAKE_SCHEMA
@@ -157,10 +179,11 @@ class EventLake(LakeTable):
     CONFIGURATION = TABLE_CONFIGURATION
 
     def __init__(self, location: LakeLocation, *, write_budget_bytes: int | None = None,
-                 file_settings: FileSettings = FILE_SETTINGS) -> None:
+                 file_settings: FileSettings = FILE_SETTINGS, file_rows: int | None = None) -> None:
         super().__init__(location)
         self.write_budget_bytes = write_budget_bytes or write_budget_from_env()
         self.file_settings = file_settings
+        self.file_rows = file_rows or file_rows_from_env()
 
     def committed_version(self, app_id: str) -> int | None:
         """The last application-transaction version ``app_id`` committed (a sweep id), None if none."""
@@ -182,6 +205,37 @@ class EventLake(LakeTable):
             raise ValueError("no days to replace")
         return self._write(tables, "overwrite", [Transaction(app_id, version)] if app_id else [], days=wanted)
 
+    def replace_files(self, groups: Iterable[tuple[Collection[str], pa.Table]], *, data_change: bool = True,
+                      file_rows: int | None = None) -> LakeCommit:
+        """Replace data files by new ones in one commit: each group names files (as the log names them; none: only
+        an addition) and the rows replacing them (lake or warehouse rows), written in files of their own, in time
+        order -- the groups' files removed, the new files added, every other file untouched. ``data_change``
+        False: the new files hold exactly the removed files' rows (compaction: engines need not reload them).
+        Raises ``FileNotFoundError`` (nothing committed) when a named file is no longer in the table."""
+        removed: list[str] = []
+
+        def tables() -> Iterator[pa.Table]:
+            for paths, rows in groups:
+                removed.extend(paths)
+                yield rows
+
+        def removals(table: DeltaTable) -> list[RemoveAction]:
+            wanted = set(removed)
+            files = pa.table(table.get_add_actions(flatten=True))
+            columns = (files.column(c).to_pylist() for c in ("path", f"partition.{PARTITION_COLUMN}", "size_bytes"))
+            held = {p: (d, n) for p, d, n in zip(*columns, strict=True) if p in wanted}
+            missing = sorted(wanted - set(held))
+            if missing:
+                raise FileNotFoundError(f"lake file(s) no longer in the table: {', '.join(missing[:3])}")
+            now = int(time.time() * 1000)
+            return [RemoveAction(p, data_change, now, n, {PARTITION_COLUMN: d.isoformat()})
+                    for p, (d, n) in sorted(held.items())]
+
+        commit = self._write(tables(), "append", [], removals=removals, grouped=True, data_change=data_change,
+                             file_rows=file_rows)
+        commit.files_removed = len(set(removed))
+        return commit
+
     def delete(self, predicate: str, *, days: int | None = None) -> dict:
         """Delete the rows matching ``predicate`` (no personal values in it: it is written to the log); ``days``:
         how many days it rewrites, when known (see ``file_settings``)."""
@@ -193,10 +247,14 @@ class EventLake(LakeTable):
         return table.delete(predicate, writer_properties=file_settings(days).writer_properties())
 
     def _write(self, tables: Iterable[pa.Table], mode: str, transactions: list[Transaction],
-               days: list[date] | None = None) -> LakeCommit:
+               days: list[date] | None = None, *, removals: Callable[[DeltaTable], list[RemoveAction]] | None = None,
+               grouped: bool = False,
+               data_change: bool = True, file_rows: int | None = None) -> LakeCommit:
         """One commit of ``tables`` (warehouse or lake rows): their data files written by a
         :class:`DayFileWriter` within ``write_budget_bytes``, then their add actions committed together (with
-        ``mode="overwrite"``, replacing ``days``). On any error the files written so far are deleted.
+        ``mode="overwrite"``, replacing ``days``; with ``removals``, removing the files it returns once the tables
+        are written). ``grouped``: each
+        table's rows end in files of their own. On any error the files written so far are deleted.
 
         The tables are produced on a thread of their own, a couple ahead (``read_ahead``): their producer (a
         PostgreSQL stream, validation and enrichment, or another snapshot's files) overlaps Parquet encoding."""
@@ -205,12 +263,17 @@ class EventLake(LakeTable):
         self.clean_staging()
         writer = DayFileWriter(self.filesystem(), schema=LAKE_SCHEMA, partition_column=PARTITION_COLUMN,
                                settings=self.file_settings, budget_bytes=self.write_budget_bytes,
-                               version_before=before)
+                               version_before=before, file_rows=file_rows or self.file_rows,
+                               data_change=data_change)
         commit = LakeCommit(None, dict.fromkeys(days or [], 0))
         try:
             for lake_rows in read_ahead(to_lake(t) for t in tables if t.num_rows):
                 writer.add(lake_rows)
-            actions = writer.finish()
+                if grouped:
+                    writer.flush()
+            actions: list = [*writer.finish()]
+            if removals is not None:
+                actions = [*removals(table), *actions]
             if actions or mode == "overwrite":
                 filters = [(PARTITION_COLUMN, "in", [d.isoformat() for d in days])] if days else None
                 table.create_write_transaction(
@@ -274,6 +337,8 @@ class EventLake(LakeTable):
                 if not line.strip():
                     continue
                 action = json.loads(line)
+                if "add" in action or "remove" in action:
+                    result.data_change |= bool((action.get("add") or action.get("remove")).get("dataChange", True))
                 if "add" in action:
                     add = action["add"]
                     result.added[add["path"]] = date.fromisoformat(add["partitionValues"][PARTITION_COLUMN])
@@ -349,14 +414,44 @@ class LakeSnapshot:
             con.close()
 
     def files(self) -> pa.Table:
-        """The data files: path, size_bytes, num_records, event_date."""
+        """The data files: path, size_bytes, num_records, event_date, and the ``timestamp`` range of their rows from
+        the log's statistics (``min_time``/``max_time``, null where a file has none)."""
+        instant = pa.timestamp("us", tz="UTC")
         if self.table is None:
             return pa.table({"path": pa.array([], pa.string()), "size_bytes": pa.array([], pa.int64()),
-                             "num_records": pa.array([], pa.int64()), "event_date": pa.array([], pa.date32())})
+                             "num_records": pa.array([], pa.int64()), "event_date": pa.array([], pa.date32()),
+                             "min_time": pa.array([], instant), "max_time": pa.array([], instant)})
         actions = pa.table(self.table.get_add_actions(flatten=True))
+        names = set(actions.column_names)
+
+        def instants(name: str) -> pa.ChunkedArray | pa.Array:
+            if name in names:
+                return actions.column(name).cast(instant)
+            return pa.nulls(actions.num_rows, instant)
+
         return pa.table({"path": actions.column("path"), "size_bytes": actions.column("size_bytes"),
                          "num_records": actions.column("num_records"),
-                         "event_date": actions.column(f"partition.{PARTITION_COLUMN}")})
+                         "event_date": actions.column(f"partition.{PARTITION_COLUMN}"),
+                         "min_time": instants("min.timestamp"), "max_time": instants("max.timestamp")})
+
+    def files_holding(self, instants: Iterable[datetime]) -> dict[str, date]:
+        """The data files that may hold rows at ``instants`` (path -> day): those of the instant's day whose
+        ``timestamp`` range in the log covers it (widened by ``STATS_SLACK``: statistics may be truncated to
+        milliseconds), and every file of that day without a range."""
+        wanted: dict[date, list[datetime]] = {}
+        for instant in instants:
+            utc = instant.astimezone(UTC)
+            wanted.setdefault(utc.date(), []).append(utc)
+        if not wanted:
+            return {}
+        files = self.files()
+        files = files.filter(pc.is_in(files.column(PARTITION_COLUMN), value_set=pa.array(sorted(wanted), pa.date32())))
+        found: dict[str, date] = {}
+        for path, day, low, high in zip(*(files.column(c).to_pylist() for c in
+                                          ("path", PARTITION_COLUMN, "min_time", "max_time")), strict=True):
+            if low is None or high is None or any(low - STATS_SLACK <= t <= high + STATS_SLACK for t in wanted[day]):
+                found[path] = day
+        return found
 
     def day_files(self, day: date) -> list[str]:
         """The day's data files (paths relative to the table)."""

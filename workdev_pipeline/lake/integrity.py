@@ -79,17 +79,22 @@ def damaged_files(snapshot: LakeSnapshot, days: Iterable[date] | None = None, *,
 
 
 def require_intact(snapshot: LakeSnapshot, days: Iterable[date] | None, operation: str, *,
-                   deep: bool = True) -> None:
-    """Raise :class:`LakeDamaged` when a file of ``days`` cannot be read."""
-    damaged = damaged_files(snapshot, days, deep=deep)
+                   deep: bool = True, paths: Collection[str] | None = None) -> None:
+    """Raise :class:`LakeDamaged` when a file of ``days`` (only ``paths`` when given) cannot be read."""
+    if paths is not None and not paths:
+        return
+    damaged = damaged_files(snapshot, days, deep=deep, paths=paths)
     if damaged:
         raise LakeDamaged(operation, damaged)
 
 
-def diagnose(snapshot: LakeSnapshot, days: Iterable[date] | None, operation: str, error: BaseException) -> None:
-    """After ``error`` reading ``days``: raise :class:`LakeDamaged` (from it) when a file of theirs is damaged;
-    return when none is (the error was something else: the caller raises it)."""
-    damaged = damaged_files(snapshot, days, deep=True)
+def diagnose(snapshot: LakeSnapshot, days: Iterable[date] | None, operation: str, error: BaseException, *,
+             paths: Collection[str] | None = None) -> None:
+    """After ``error`` reading ``days`` (only ``paths`` when given): raise :class:`LakeDamaged` (from it) when a
+    file of theirs is damaged; return when none is (the error was something else: the caller raises it)."""
+    if paths is not None and not paths:
+        return
+    damaged = damaged_files(snapshot, days, deep=True, paths=paths)
     if damaged:
         raise LakeDamaged(operation, damaged) from error
 

@@ -3,20 +3,26 @@ expired entries cleaned up, and a vacuum of the files no version within the rete
 the files an uncommitted write left staged: ``lake/day_files.py``).
 
 A sweep every ~30 s appends one small file per day it touches: a day ends with ~2,880 files of a few hundred rows,
-and every reader of that day opens them all. :func:`maintain` rewrites each day with small files into a few files
-of ``target_size`` bytes (``optimize.compact``: a ``dataChange=false`` commit, readers see the same rows before and
-after), then vacuums the replaced files once they are older than the retention, writes a checkpoint and drops the
-log entries older than the table's log retention.
+and every reader of that day opens them all. :func:`maintain` re-sorts each day whose files are out of the lake's
+layout -- several files shorter than ``FILE_ROWS`` rows, a file longer (delta-rs's own writes: retention's
+deletes), or files whose time ranges overlap -- into files of ``FILE_ROWS`` rows in time order (the layout an
+erasure relies on to rewrite only the files holding touched events, ``lake/events.py``), one commit removing the
+old files and adding the new ones with ``dataChange=false``: readers see the same rows before and after, engines
+reload nothing. A day's files are read in order of their first instant and merged, so memory stays at a few files
+when they follow one another in time (sweeps' files do), at most the write budget otherwise. ``target_size`` (the
+``target_file_mb`` option) instead aims each day's files at a size in bytes. Then it vacuums the replaced files once
+they are older than the retention, writes a checkpoint and drops the log entries older than the table's log
+retention.
 
 Serialised with the lake's writers: every commit here (compaction, vacuum, checkpoint) happens under the same
 PostgreSQL advisory lock the ingestion engine holds during each lake write (``pg_advisory_lock(hashtext(
 'workdev.ingest'), hashtext(<consumer>))``), so a compaction never conflicts with a day rebuild's predicate
 overwrite. The lock is taken per step, so sweeps go on between the steps.
 
-Z-order by ``user_id`` is available (``z_order=True``) but off: measured (``bench/bench_lake.py``), it does not pay for
-erasure here -- the lake's erasure rewrites whole days, and ``user_id`` has no statistics in the Delta log (nothing
-personal is kept there), so no file can be skipped by it -- while it costs a rewrite of every file of each day it
-touches and loses the time order that prunes the aggregations' hourly reads. See ``docs/lake.md``.
+Z-order by ``user_id`` is available (``z_order=True``, delta-rs's ``optimize.z_order``) but off: measured
+(``bench/bench_lake.py``), it does not pay for erasure here -- ``user_id`` has no statistics in the Delta log
+(nothing personal is kept there), so no file can be skipped by it, while z-ordered files lose the time order the
+erasure's file pruning and the aggregations' hourly reads rely on. See ``docs/lake.md``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from urllib.parse import unquote
 
 import psycopg
 import pyarrow as pa
@@ -39,11 +46,10 @@ from deltalake.fs import DeltaStorageHandler
 
 from workdev_pipeline.errors import OperationFailed
 from workdev_pipeline.ingest.ingestor import LOCK_STATEMENT
-from workdev_pipeline.lake.events import PARTITION_COLUMN, EventLake
+from workdev_pipeline.lake.day_files import FILE_ROWS, TIME_COLUMN
+from workdev_pipeline.lake.events import PARTITION_COLUMN, EventLake, LakeSnapshot
 
-#: Compacted files aim at this size (delta-rs' default is 100 MiB): a day of 1 M events is ~1-2 files.
-TARGET_FILE_BYTES = 128 * 1024 * 1024
-#: A day is compacted when it has at least this many files smaller than the target.
+#: A day is compacted when it has at least this many files shorter than the layout's (or one longer, or overlaps).
 MIN_SMALL_FILES = 2
 #: Delta's defaults when the table does not set ``delta.logRetentionDuration`` / ``delta.deletedFileRetentionDuration``.
 DEFAULT_LOG_RETENTION = timedelta(days=30)
@@ -140,15 +146,16 @@ def lake_lock(database_url: str | None, *, consumer: str = "lake",
 
 
 def maintain(lake: EventLake, *, vacuum_retention_hours: float | None = None,
-             database_url: str | None = None, consumer: str = "lake", target_size: int = TARGET_FILE_BYTES,
+             database_url: str | None = None, consumer: str = "lake", target_size: int | None = None,
              since: date | None = None, min_small_files: int = MIN_SMALL_FILES, z_order: bool = False,
              keep_log_from_version: int | None = None, cleanup_log: bool = True,
              lock_timeout_seconds: float | None = DEFAULT_LOCK_TIMEOUT_SECONDS,
              now: datetime | None = None) -> MaintenanceResult:
     """Compact, vacuum, checkpoint and clean the log of ``lake``'s events table.
 
-    * ``since``: only days from this one on are compacted (None: every day with small files -- late events leave
+    * ``since``: only days from this one on are compacted (None: every day out of layout -- late events leave
       small files in old days too; finding them costs a scan of the file list, not of the data);
+    * ``target_size``: bytes each compacted file aims at (None: ``FILE_ROWS`` rows each, the lake's layout);
     * ``vacuum_retention_hours``: files removed from the table less than this long ago are kept (readers of older
       versions, time travel); None: the table's ``delta.deletedFileRetentionDuration`` (7 days unless set). With
       that retention each removed file is deleted once: the checkpoint written next drops its tombstone. A shorter
@@ -180,24 +187,23 @@ def maintain(lake: EventLake, *, vacuum_retention_hours: float | None = None,
             staged = lake.clean_staging()
         if staged:
             result.notes.append(f"{staged} data file(s) of an uncommitted write (left in _staging) deleted")
-        days = compaction_days(files, target_size=target_size, min_small_files=min_small_files, since=since)
+        rows_per_file = file_rows_by_day(files, target_size, lake.file_rows)
+        days = compaction_days(files, rows_per_file, min_small_files=min_small_files, since=since)
         if days:
             step = time.perf_counter()
             with lock.held():
                 lake.check_writable()
-                table.update_incremental()
-                optimizer = table.optimize
-                filters = [(PARTITION_COLUMN, "in", [d.isoformat() for d in days])]
                 if z_order:
-                    metrics = optimizer.z_order(["user_id"], partition_filters=filters, target_size=target_size,
-                                                writer_properties=lake.file_settings.writer_properties())
+                    table.update_incremental()
+                    filters = [(PARTITION_COLUMN, "in", [d.isoformat() for d in days])]
+                    metrics = table.optimize.z_order(["user_id"], partition_filters=filters, target_size=target_size,
+                                                     writer_properties=lake.file_settings.writer_properties())
+                    removed, added = int(metrics.get("numFilesRemoved", 0)), int(metrics.get("numFilesAdded", 0))
                 else:
-                    metrics = optimizer.compact(partition_filters=filters, target_size=target_size,
-                                                writer_properties=lake.file_settings.writer_properties())
+                    removed, added = _compact(lake, days, rows_per_file)
             result.days_compacted = days
             result.z_ordered = z_order
-            result.files_removed = int(metrics.get("numFilesRemoved", 0))
-            result.files_added = int(metrics.get("numFilesAdded", 0))
+            result.files_removed, result.files_added = removed, added
             result.step_seconds["compact"] = time.perf_counter() - step
 
         step = time.perf_counter()
@@ -237,16 +243,97 @@ def maintain(lake: EventLake, *, vacuum_retention_hours: float | None = None,
     return result
 
 
-def compaction_days(files: pa.Table, *, target_size: int = TARGET_FILE_BYTES, min_small_files: int = MIN_SMALL_FILES,
-                    since: date | None = None) -> list[date]:
-    """The days holding at least ``min_small_files`` files smaller than ``target_size`` (from ``since`` on)."""
-    if not files.num_rows:
-        return []
-    small = files.filter(pc.less(files.column("size_bytes"), target_size))
-    if since is not None:
-        small = small.filter(pc.greater_equal(small.column(PARTITION_COLUMN), pa.scalar(since, pa.date32())))
-    counts = pc.value_counts(small.column(PARTITION_COLUMN)).to_pylist()
-    return sorted(c["values"] for c in counts if c["counts"] >= min_small_files)
+def file_rows_by_day(files: pa.Table, target_size: int | None = None, file_rows: int = FILE_ROWS) -> dict[date, int]:
+    """Rows per file of each day: ``file_rows``, or (``target_size``) as many as make a file of about that many
+    bytes at the day's bytes per row."""
+    days = sorted(set(files.column(PARTITION_COLUMN).to_pylist()))
+    if target_size is None:
+        return dict.fromkeys(days, file_rows)
+    found: dict[date, int] = {}
+    for day in days:
+        held = files.filter(pc.equal(files.column(PARTITION_COLUMN), pa.scalar(day, pa.date32())))
+        rows = int(pc.sum(held.column("num_records")).as_py() or 0)
+        size = int(pc.sum(held.column("size_bytes")).as_py() or 0)
+        found[day] = max(1, target_size * rows // size) if rows and size else file_rows
+    return found
+
+
+def compaction_days(files: pa.Table, rows_per_file: dict[date, int] | None = None, *,
+                    min_small_files: int = MIN_SMALL_FILES, since: date | None = None) -> list[date]:
+    """The days (from ``since`` on) out of the lake's layout: at least ``min_small_files`` files shorter than the
+    day's rows per file (``FILE_ROWS`` unless given), a file longer, a file without a time range among several, or
+    files whose time ranges overlap."""
+    found = []
+    for day in sorted(set(files.column(PARTITION_COLUMN).to_pylist())):
+        if since is not None and day < since:
+            continue
+        limit = (rows_per_file or {}).get(day, FILE_ROWS)
+        held = files.filter(pc.equal(files.column(PARTITION_COLUMN), pa.scalar(day, pa.date32())))
+        counts = [n or 0 for n in held.column("num_records").to_pylist()]
+        ranges = sorted(zip(held.column("min_time").to_pylist(), held.column("max_time").to_pylist(), strict=True),
+                        key=lambda r: (r[0] is not None, r[0]))
+        small = sum(1 for n in counts if n < limit)
+        unranged = len(ranges) > 1 and any(low is None or high is None for low, high in ranges)
+        overlapping = False
+        if not unranged and ranges:
+            reach = ranges[0][1]
+            for low, high in ranges[1:]:
+                overlapping |= low < reach
+                reach = max(reach, high)
+        if small >= min_small_files or max(counts, default=0) > limit or unranged or overlapping:
+            found.append(day)
+    return found
+
+
+def _compact(lake: EventLake, days: list[date], rows_per_file: dict[date, int]) -> tuple[int, int]:
+    """Re-sort ``days`` into files of their rows per file, in time order: one commit (``dataChange=false``) per
+    rows-per-file value (one in the lake's layout); returns (files removed, files added)."""
+    removed = added = 0
+    by_size: dict[int, list[date]] = {}
+    for day in days:
+        by_size.setdefault(rows_per_file.get(day, FILE_ROWS), []).append(day)
+    for file_rows, group in sorted(by_size.items()):
+        snapshot = lake.snapshot()
+        commit = lake.replace_files(_sorted_days(snapshot, group, file_rows, lake.write_budget_bytes),
+                                    data_change=False, file_rows=file_rows)
+        removed += commit.files_removed
+        added += commit.files
+    return removed, added
+
+
+def _sorted_days(snapshot: LakeSnapshot, days: list[date], file_rows: int,
+                 budget_bytes: int) -> Iterator[tuple[list[str], pa.Table]]:
+    """Each day's rows in time order, in runs of whole files (the first run naming all the day's files): the day's
+    files read in order of their first instant, and every row before the next file's first instant passed on."""
+    files = snapshot.files()
+    for day in days:
+        held = files.filter(pc.equal(files.column(PARTITION_COLUMN), pa.scalar(day, pa.date32())))
+        order = sorted(zip(held.column("min_time").to_pylist(), held.column("path").to_pylist(), strict=True),
+                       key=lambda f: (f[0] is not None, f[0] or 0, f[1]))
+        paths = [p for _, p in order]
+        dataset = snapshot.dataset(days=[day])
+        fragments, schema = {f.path: f for f in dataset.get_fragments()}, dataset.schema
+        pending: pa.Table | None = None
+        named = False
+        for k, path in enumerate(paths):
+            rows = fragments[unquote(path)].to_table(schema=schema)
+            pending = rows if pending is None else pa.concat_tables([pending, rows])
+            pending = pending.take(pc.sort_indices(pending.column(TIME_COLUMN)))
+            if k + 1 < len(paths) and order[k + 1][0] is not None and pending.nbytes <= budget_bytes:
+                bound = pa.scalar(order[k + 1][0], pending.schema.field(TIME_COLUMN).type)
+                ready = int(pc.sum(pc.less(pending.column(TIME_COLUMN), bound)).as_py() or 0)
+            elif k + 1 < len(paths):
+                ready = pending.num_rows if pending.nbytes > budget_bytes else 0
+            else:
+                ready = pending.num_rows
+            if k + 1 < len(paths):
+                ready -= ready % file_rows
+            if ready:
+                yield ([] if named else paths), pending.slice(0, ready)
+                named = True
+                pending = pending.slice(ready)
+        if not named:  # a day whose files hold no rows
+            yield paths, pa.Table.from_batches([], schema)
 
 
 def _files_per_day(files: pa.Table) -> dict[date, int]:

@@ -6,7 +6,10 @@ and read by the day's hourly aggregation; figures in ``bench/README.md``, reason
 
 * **zstd level 1**: level 3 costs ~1.45x the encoding CPU for 2.5 % smaller files; snappy and lz4 encode no
   cheaper here and write files ~1.9x larger, which the day's aggregation reads no faster;
-* **row groups of 128 Ki rows**: 32 Ki and 1 Mi rows both wrote slightly larger files for no faster read;
+* **row groups of 128 Ki rows**: 32 Ki and 1 Mi rows both wrote slightly larger files for no faster read. Where
+  this meets the lake's file size, the file size wins: the events' own files hold at most ``FILE_ROWS`` rows
+  (``lake/day_files.py``, chosen for erasure), so each is a single row group; 128 Ki bounds delta-rs's writes
+  (retention's deletes, z-order), whose files maintenance re-sorts into that layout;
 * **no dictionary on the columns whose values are all distinct** (``PLAIN_COLUMNS``: ``event_id``, ``timestamp``):
   their dictionaries overflow to plain pages after the encoder has paid for them; every other column keeps its
   dictionary (each measured alone);
