@@ -48,6 +48,7 @@ from workdev_pipeline.assets.check_records import Verdicts, record
 from workdev_pipeline.assets.day_checks import checked_days, no_duplicates, reconcile
 from workdev_pipeline.assets.engine_aggregations import engine_aggregation_definitions
 from workdev_pipeline.assets.keys import LAKE_EVENTS, engine_delivery_key, engine_events_key
+from workdev_pipeline.assets.metadata import rate_metadata
 from workdev_pipeline.assets.partitions import daily_checks_config, daily_partitions, day_of, partition_exists
 from workdev_pipeline.governance.redaction import redact_message
 from workdev_pipeline.lake.delivery import Delivery, delivered_version
@@ -143,9 +144,7 @@ def delivery_day_metadata(outcome: Delivery, day: date) -> dict[str, Any]:
                             "files": MetadataValue.int(outcome.day_files.get(day, 0)),
                             "bytes": MetadataValue.int(outcome.day_bytes.get(day, 0))}
     if day in outcome.day_seconds:
-        seconds = outcome.day_seconds[day]
-        meta["seconds"] = MetadataValue.float(round(seconds, 3))
-        meta["events_per_second"] = MetadataValue.float(round(rows / seconds, 1) if seconds > 0 else 0.0)
+        meta.update(rate_metadata(rows, outcome.day_seconds[day]))
     return meta
 
 
