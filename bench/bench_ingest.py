@@ -71,6 +71,7 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: dagster dev's GraphQL helpers
 from bench_emit import Run, emit_figure, median_figure, resolve_admin_url, throwaway_database
+from peers import PEERS, VENV, WHAT, Peer, PeerRun, prepare_peers, run_peer
 
 from workdev_pipeline.migrate import migrate
 
@@ -78,7 +79,9 @@ USERS = 2_000
 BACKLOG_DAYS = 7.0
 SEED = 42
 SWEEP_BAR = 40_000  # events/s
-RATIO_GOAL = 0.25
+RATIO_GOAL, RATIO_BAR = 0.8, 0.6  # the sweep over the raw COPY of its rows (issue 14)
+PEER_RATIO_GOAL = 1.0  # the sweep faster than each peer
+SCALE_GOAL = 0.95  # a larger backlog's sweep rate over the first's (3,000,000 over 1,000,000 events)
 PREVIOUS_RATIO_BAR = 0.9  # the lake's sweep/rebuild over the previous code's, same run
 RSS_BAR_MIB = 1_024
 REBUILD_BAR = 40_000  # events/s
@@ -498,11 +501,12 @@ def check_sweep(engine: Engine, child: ChildRun, count: int, *, verify_rows: boo
             raise RuntimeError(f"DuckDB sees {seen} rows of the {engine.name} sweep, it reports {loaded}")
 
 
-def measure_sweep(url: str, engines: Sequence[Engine], events: int, rounds: int,
+def measure_sweep(url: str, engines: Sequence[Engine], peers: Sequence[Peer], work: Path, events: int, rounds: int,
                   profile: bool) -> list[dict[str, Any]]:
+    roots = [e.root for e in engines]
+    reset_ingestion(url, roots, events_too=True)
     log(f"sweep: loading a {events:,}-event demo backlog ({USERS} users, {BACKLOG_DAYS:g} days, seed {SEED})")
     load_events(url, events, days=BACKLOG_DAYS)
-    roots = [e.root for e in engines]
     with psycopg.connect(url) as conn:
         low, high, count = conn.execute("SELECT min(tx_id), max(tx_id), count(*) FROM platform_event_store").fetchone()
     bounds = sql.SQL("WHERE tx_id >= {} AND tx_id <= {}").format(sql.Literal(low), sql.Literal(high))
@@ -510,21 +514,27 @@ def measure_sweep(url: str, engines: Sequence[Engine], events: int, rounds: int,
     view_rows = sql.SQL("SELECT * FROM pipeline_event_rows {}").format(bounds)
     runs: dict[str, list[Run]] = {"raw": [], "view": [], **{e.name: [] for e in engines}}
     children: dict[str, list[ChildRun]] = {e.name: [] for e in engines}
+    peer_runs: dict[str, list[PeerRun]] = {p.name: [] for p in peers}
     raw_costs: list[CpuCost] = []
     for r in range(1, rounds + 1):
         reset_ingestion(url, roots)
         runs["raw"].append(timed_copy(url, store_rows, count, raw_costs))
         runs["view"].append(timed_copy(url, view_rows, count))
-        order = engines if r % 2 else list(reversed(engines))  # alternate who goes first
-        for engine in order:
+        contestants = [*engines, *peers]
+        order = contestants if r % 2 else list(reversed(contestants))  # alternate who goes first
+        for contestant in order:
             reset_ingestion(url, roots)
-            child = run_child(url, engine, "sweep")
-            check_sweep(engine, child, count, verify_rows=r == 1)
-            children[engine.name].append(child)
-            runs[engine.name].append(child.run)
+            if isinstance(contestant, Peer):
+                peer_runs[contestant.name].append(peer_run(url, contestant, work, count))
+                continue
+            child = run_child(url, contestant, "sweep")
+            check_sweep(contestant, child, count, verify_rows=r == 1)
+            children[contestant.name].append(child)
+            runs[contestant.name].append(child.run)
         log(f"round {r}/{rounds} (load {load_average()}): raw COPY {runs['raw'][-1].rate:,.0f}/s, via view "
-            f"{runs['view'][-1].rate:,.0f}/s, " + ", ".join(describe(e.name, "sweep", children[e.name][-1])
-                                                           for e in order))
+            f"{runs['view'][-1].rate:,.0f}/s, " + ", ".join(
+                describe(c.name, "sweep", children[c.name][-1]) if isinstance(c, Engine)
+                else describe_peer(c.name, peer_runs[c.name][-1]) for c in order))
     common = {"backlog": f"demo --users {USERS} --events {events} --days {BACKLOG_DAYS:g} --seed {SEED}"}
     raw = median_figure("raw_copy_binary_rows_per_s", runs["raw"], **common, note=RAW_NOTE)
     view = median_figure("raw_copy_view_binary_rows_per_s", runs["view"], **common, note=VIEW_NOTE)
@@ -561,8 +571,12 @@ def measure_sweep(url: str, engines: Sequence[Engine], events: int, rounds: int,
     figures.insert(1, {"figure": "sweep_ratio_to_raw_copy", "value": round(ratio, 3), "unit": "ratio",
                        "events": lake["events"], "seconds": lake["seconds"], "numerator": lake["figure"],
                        "ratio_to": raw["figure"], "goal": RATIO_GOAL, "meets_goal": ratio >= RATIO_GOAL,
+                       "bar": RATIO_BAR, "meets_bar": ratio >= RATIO_BAR,
                        "per_round": [round(a.rate / b.rate, 3)
                                      for a, b in zip(runs["lake"], runs["raw"], strict=True)]})
+    figures += peer_figures("sweep", lake, runs["lake"], runs["raw"], peer_runs, common,
+                            reads="SELECT * FROM platform_event_store (every column, every row: the backlog "
+                                  "the sweep reads; the store holds nothing else)")
     cpu = cpu_figure(children["lake"], raw_costs, lake)
     if cpu is not None:
         figures.insert(2, cpu)
@@ -585,6 +599,67 @@ def measure_sweep(url: str, engines: Sequence[Engine], events: int, rounds: int,
                             "note": SPLIT_NOTE})
             log(f"{engine.name} sweep time split ({child.run.rate:,.0f}/s): {child.split['percent']}")
     return figures
+
+
+def peer_run(url: str, peer: Peer, work: Path, expected: int, *, since: datetime | None = None,
+             until: datetime | None = None) -> PeerRun:
+    """One run of ``peer`` (Parquet under ``work``), checked to have written ``expected`` rows."""
+    done = run_peer(peer, url, work / f"peer-{peer.name}", since=since and since.isoformat(),
+                    until=until and until.isoformat())
+    if done.rows != expected:
+        raise RuntimeError(f"peer {peer.name} wrote {done.rows} rows, expected {expected}")
+    return done
+
+
+def describe_peer(name: str, run: PeerRun) -> str:
+    return (f"peer {name} {run.rate:,.0f}/s ({run.seconds:.1f} s; process {run.wall_seconds:.1f} s, CPU "
+            f"{run.cpu_seconds:.1f} s, peak RSS {run.peak_rss_mib:,.0f} MiB)")
+
+
+def peer_figures(operation: str, lake: dict[str, Any], lake_runs: Sequence[Run], raw_runs: Sequence[Run],
+                 peer_runs: dict[str, list[PeerRun]], common: dict[str, Any], reads: str) -> list[dict[str, Any]]:
+    """Per peer: its median rate (``peer_<name>_events_per_s``, ``peer_<name>_day_events_per_s`` for the
+    rebuild) and the lake's over it (``<operation>_ratio_to_<name>``, goal: above 1)."""
+    figures: list[dict[str, Any]] = []
+    kind = "day_" if operation == "rebuild" else ""
+    for name, done in peer_runs.items():
+        rates = [Run(d.rows, d.seconds) for d in done]
+        peak = max(d.peak_rss_mib for d in done)
+        peer = median_figure(
+            f"peer_{name}_{kind}events_per_s", rates, **common, path=WHAT[name], reads=reads,
+            validates_or_enriches=False, versions=done[0].versions,
+            process_seconds=[round(d.wall_seconds, 2) for d in done],
+            process_cpu_seconds=[round(d.cpu_seconds, 2) for d in done], parquet_bytes=done[0].parquet_bytes,
+            peak_rss_mib=round(peak, 1), runs_peak_rss_mib=[round(d.peak_rss_mib, 1) for d in done],
+            ratio_to_raw_copy=round(statistics.median(a.rate / b.rate for a, b in zip(rates, raw_runs,
+                                                                                        strict=True)), 3))
+        ratio = lake["value"] / peer["value"]
+        figures += [peer, {"figure": f"{operation}_ratio_to_{name}", "value": round(ratio, 3), "unit": "ratio",
+                           "events": lake["events"], "numerator": lake["figure"], "ratio_to": peer["figure"],
+                           "statistic": "ratio of the medians",
+                           "per_round": [round(a.rate / b.rate, 3) for a, b in zip(lake_runs, rates, strict=True)],
+                           "goal": PEER_RATIO_GOAL, "meets_goal": ratio > PEER_RATIO_GOAL}]
+    return figures
+
+
+def scale_figure(first: list[dict[str, Any]], larger: list[dict[str, Any]]) -> dict[str, Any]:
+    """The lake's sweep rate over a larger backlog over its rate over the first backlog, both from this run; the
+    raw COPY's ratio beside it (how much the machine, not the sweep, changed between the two), and the larger
+    sweep's peak RSS."""
+    def pick(figures: list[dict[str, Any]], name: str) -> dict[str, Any]:
+        return next(f for f in figures if f["figure"] == name)
+
+    small, big = pick(first, "sweep_events_per_s"), pick(larger, "sweep_events_per_s")
+    raw = pick(larger, "raw_copy_binary_rows_per_s")["value"] / pick(first, "raw_copy_binary_rows_per_s")["value"]
+    rss = pick(larger, "sweep_peak_rss_mib")
+    ratio = big["value"] / small["value"]
+    return {"figure": "sweep_scale_ratio", "value": round(ratio, 3), "unit": "ratio", "events": big["events"],
+            "ratio_to_events": small["events"], "events_per_s": big["value"], "ratio_to_events_per_s": small["value"],
+            "raw_copy_scale_ratio": round(raw, 3),
+            "ratio_to_raw_copy": [pick(f, "sweep_ratio_to_raw_copy")["value"] for f in (first, larger)],
+            "peak_rss_mib": rss["value"], "rss_bar": RSS_BAR_MIB, "meets_rss_bar": rss["meets_bar"],
+            "goal": SCALE_GOAL, "meets_goal": ratio >= SCALE_GOAL, "load_average": load_average(),
+            "note": "the backlogs swept one after the other in this run (each its own rounds), not interleaved"}
 
 
 def cpu_figure(sweeps: Sequence[ChildRun], raw: Sequence[CpuCost], lake: dict[str, Any]) -> dict[str, Any] | None:
@@ -662,8 +737,8 @@ def ratio_to_previous(name: str, lake: dict[str, Any], previous: dict[str, Any],
 # -- phase 2: rebuilding one day -------------------------------------------------------------------------
 
 
-def measure_rebuild(url: str, engines: Sequence[Engine], events: int, rounds: int,
-                    day: date) -> list[dict[str, Any]]:
+def measure_rebuild(url: str, engines: Sequence[Engine], peers: Sequence[Peer], work: Path, events: int,
+                    rounds: int, day: date) -> list[dict[str, Any]]:
     reset_ingestion(url, [e.root for e in engines], events_too=True)
     # generate_events spreads over [now - days, now]: one UTC day, in the past, is [day 00:00:00, day 23:59:59]
     now = datetime.combine(day, dtime(23, 59, 59), tzinfo=UTC)
@@ -680,19 +755,24 @@ def measure_rebuild(url: str, engines: Sequence[Engine], events: int, rounds: in
         firsts[engine.name] = first = run_child(url, engine, "sweep")
         log(f"rebuild: {engine.name} first sweep loaded {first.outcome['events_loaded']:,} ({first.run.rate:,.0f}/s, "
             f"peak RSS {first.peak_rss_mib:,.0f} MiB)")
-    lo, hi = (sql.Literal(datetime.combine(d, dtime.min, tzinfo=UTC)) for d in (day, day + timedelta(days=1)))
+    since, until = (datetime.combine(d, dtime.min, tzinfo=UTC) for d in (day, day + timedelta(days=1)))
     day_rows = sql.SQL("SELECT * FROM platform_event_store WHERE \"timestamp\" >= {} AND \"timestamp\" < {}").format(
-        lo, hi)
+        sql.Literal(since), sql.Literal(until))
     runs: dict[str, list[Run]] = {"raw": [], **{e.name: [] for e in engines}}
     children: dict[str, list[ChildRun]] = {e.name: [] for e in engines}
+    peer_runs: dict[str, list[PeerRun]] = {p.name: [] for p in peers}
     for r in range(1, rounds + 1):
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CHECKPOINT")
         runs["raw"].append(timed_copy(url, day_rows, events))
-        order = engines if r % 2 else list(reversed(engines))
+        contestants = [*engines, *peers]
+        order = contestants if r % 2 else list(reversed(contestants))
         for engine in order:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("CHECKPOINT")
+            if isinstance(engine, Peer):
+                peer_runs[engine.name].append(peer_run(url, engine, work, events, since=since, until=until))
+                continue
             child = run_child(url, engine, "rebuild", day=day)
             expected = firsts[engine.name].outcome["events_loaded"]
             if child.outcome["days"] != {day.isoformat(): expected}:
@@ -701,7 +781,8 @@ def measure_rebuild(url: str, engines: Sequence[Engine], events: int, rounds: in
             children[engine.name].append(child)
             runs[engine.name].append(child.run)
         log(f"round {r}/{rounds} (load {load_average()}): raw COPY of the day {runs['raw'][-1].rate:,.0f}/s, "
-            + ", ".join(describe(e.name, "rebuild", children[e.name][-1]) for e in order))
+            + ", ".join(describe(e.name, "rebuild", children[e.name][-1]) if isinstance(e, Engine)
+                        else describe_peer(e.name, peer_runs[e.name][-1]) for e in order))
     for engine in engines:
         seen = lake_rows(engine.root) if engine.name == "lake" else previous_rows(engine.root)
         if seen != firsts[engine.name].outcome["events_loaded"]:
@@ -732,6 +813,9 @@ def measure_rebuild(url: str, engines: Sequence[Engine], events: int, rounds: in
                "meets_bar": peak <= RSS_BAR_MIB}
         figures += [rebuild, rss]
         rebuilds[engine.name] = rebuild
+    figures += peer_figures("rebuild", rebuilds["lake"], runs["lake"], runs["raw"], peer_runs, common,
+                            reads="SELECT * FROM platform_event_store WHERE \"timestamp\" >= the day AND < the next "
+                                  "(every column, the day's rows: those the rebuild reads)")
     if "previous" in rebuilds:
         figures.append(ratio_to_previous("rebuild_ratio_to_previous", rebuilds["lake"], rebuilds["previous"],
                                          runs["lake"], runs["previous"], children))
@@ -1013,8 +1097,9 @@ def remove_worktree(tree: Path) -> None:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=1_000_000,
-                        help="events of the backlog and of the rebuilt day (default 1,000,000)")
+    parser.add_argument("--events", type=int, action="append", default=[],
+                        help="events of the backlog (repeatable: one sweep phase per size, each later size's "
+                             "sweep_scale_ratio to the first) and, the first, of the rebuilt day (default 1,000,000)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of sweep/rebuild (default 3)")
     parser.add_argument("--previous", default=PREVIOUS_REV,
                         help=f"git revision of the previous code to compare with (default {PREVIOUS_REV}; 'none' "
@@ -1034,8 +1119,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--shapes-budget", dest="shapes_budgets", action="append", type=float, default=[],
                         help="in the shapes phase, sweep with this WORKDEV_LAKE_WRITE_BUDGET_MIB (repeatable; "
                              "default: the environment's)")
-    parser.add_argument("--skip", action="append", choices=("sweep", "rebuild", "latency", "shapes"), default=[],
-                        help="skip a phase (repeatable)")
+    parser.add_argument("--skip", action="append", choices=("sweep", "rebuild", "latency", "shapes", "peers"),
+                        default=[], help="skip a phase, or the peers (repeatable)")
+    parser.add_argument("--peer", dest="peers", action="append", choices=PEERS, default=[],
+                        help=f"a peer run beside the sweep and the rebuild (repeatable; default: {', '.join(PEERS)})")
+    parser.add_argument("--peers-venv", type=Path, default=VENV,
+                        help=f"the peers' virtual environment, created and filled from PyPI if needed (default {VENV})")
     parser.add_argument("--admin-url", help="superuser URL (default: $WORKDEV_BENCH_ADMIN_URL, else local)")
     # the child processes' own options
     parser.add_argument("--child", choices=("sweep", "rebuild", "produce", "profile"), help=argparse.SUPPRESS)
@@ -1048,7 +1137,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("child_args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.sensor_intervals = args.sensor_intervals or [SENSOR_INTERVAL]
-    if min(args.events, args.rounds, *args.sensor_intervals) < 1 or args.latency_seconds < 0:
+    args.events = args.events or [1_000_000]
+    args.peers = [] if "peers" in args.skip else list(dict.fromkeys(args.peers or PEERS))
+    if min(*args.events, args.rounds, *args.sensor_intervals) < 1 or args.latency_seconds < 0:
         parser.error("--events, --rounds and --sensor-interval must be positive, --latency-seconds >= 0")
     return args
 
@@ -1071,14 +1162,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.previous.lower() != "none":
             engines.append(previous_engine(args.previous, tree, work / "previous"))
+        peers: list[Peer] = []
+        if args.peers and not {"sweep", "rebuild"} <= set(args.skip):
+            peers, failed = prepare_peers(args.peers, args.peers_venv)
+            for name, why in failed.items():
+                emit_figure({"figure": f"peer_{name}_events_per_s", "value": None, "unit": "events/s",
+                             "error": f"cannot install: {why}"})
         with throwaway_database(admin) as url:
             migrate(url)
             if "sweep" not in args.skip:
-                for figure in measure_sweep(url, engines, args.events, args.rounds, args.profile):
-                    emit_figure(figure)
-                loads["after_sweep"] = load_average()
+                sized: list[list[dict[str, Any]]] = []
+                for events in args.events:
+                    sized.append(measure_sweep(url, engines, peers, work, events, args.rounds, args.profile))
+                    for figure in sized[-1]:
+                        emit_figure(figure)
+                    if len(sized) > 1:
+                        emit_figure(scale_figure(sized[0], sized[-1]))
+                    loads[f"after_sweep_{events}"] = load_average()
             if "rebuild" not in args.skip:
-                for figure in measure_rebuild(url, engines, args.events, args.rounds, day):
+                for figure in measure_rebuild(url, engines, peers, work, args.events[0], args.rounds, day):
                     emit_figure(figure)
                 loads["after_rebuild"] = load_average()
             if "shapes" not in args.skip:
