@@ -11,15 +11,21 @@ Creates a throw-away database, migrates it and measures, with the engine the Dag
   ``local``), with ``raw_copy_binary_rows_per_s``: ``COPY (SELECT * FROM platform_event_store WHERE tx_id ...)
   TO STDOUT (FORMAT binary)`` of the same rows, read and discarded (the extraction ceiling), and
   ``raw_copy_view_binary_rows_per_s``, the same through the ``pipeline_event_rows`` view the sweep reads;
-  ``sweep_ratio_to_raw_copy`` and ``sweep_ratio_to_previous`` (bar >= 0.9) are the lake's over those. Every sweep
-  starts from empty bookkeeping and an empty lake/warehouse, so each sweeps the same rows;
+  ``sweep_ratio_to_raw_copy`` (goal 0.8, bar 0.6) and ``sweep_ratio_to_previous`` (bar >= 0.9) are the lake's over
+  those. Every sweep starts from empty bookkeeping and an empty lake/warehouse, so each sweeps the same rows;
+* ``peer_duckdb_events_per_s`` / ``peer_dlt_events_per_s`` and ``sweep_ratio_to_duckdb`` / ``sweep_ratio_to_dlt``
+  (goal > 1): the peers from PyPI (``bench/peers.py``: DuckDB's postgres scanner, dlt + connectorx), each copying
+  every column of the same rows of ``platform_event_store`` into Parquet in a process of its own, interleaved with
+  the sweeps; ``--events`` repeated (e.g. 1,000,000 then 3,000,000) repeats this phase per backlog and gives
+  ``sweep_scale_ratio``, the later backlog's sweep rate over the first's (goal >= 0.95), with its peak RSS;
 * ``sweep_peak_rss_mib`` / ``previous_sweep_peak_rss_mib``: each sweep process's peak RSS (VmHWM), worst round;
 * ``sweep_time_split``: where the lake sweep's time goes (extraction wait, validation, enrichment, lake batches,
   delta-rs write, lake log, PostgreSQL bookkeeping), from one more sweep with timers wrapped around those steps
   (not counted in the medians); ``previous_sweep_time_split`` the same for the previous code;
 * ``rebuild_day_events_per_s`` / ``previous_rebuild_day_events_per_s`` / ``rebuild_ratio_to_previous`` (and the
   peak RSS of each): ``Ingestor.rebuild([day])`` of one UTC day holding 1,000,000 events (a backfill), after one
-  sweep of each consumer has loaded them;
+  sweep of each consumer has loaded them; ``peer_<name>_day_events_per_s`` / ``rebuild_ratio_to_<name>``: the
+  peers copying that day's rows (a WHERE on the timestamp);
 * ``latency_p50_seconds`` / ``latency_p99_seconds`` / ``latency_max_seconds``: emission -> queryable in the lake
   (the Delta commit holding the event, for every row of the latest snapshot read by DuckDB) under a steady 2,000
   events/s (a producer process: ``emit_many`` of 200 events every 100 ms, each stamped with the time of its call),
@@ -35,9 +41,9 @@ Creates a throw-away database, migrates it and measures, with the engine the Dag
 Bulk figures are medians of interleaved rounds (the machine is noisy). Prints one JSON line per figure on
 stdout; progress goes to stderr. Usage::
 
-    .venv/bin/python bench/bench_ingest.py [--events N] [--rounds N] [--previous REV|none] [--latency-seconds S]
+    .venv/bin/python bench/bench_ingest.py [--events N ...] [--rounds N] [--previous REV|none] [--latency-seconds S]
         [--sensor-interval S ...] [--no-profile] [--shapes-before REV|none] [--shapes-budget MIB]
-        [--skip sweep|rebuild|shapes|latency] [--admin-url URL]
+        [--peer duckdb|dlt ...] [--peers-venv DIR] [--skip sweep|rebuild|shapes|latency|peers] [--admin-url URL]
 """
 
 from __future__ import annotations

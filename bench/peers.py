@@ -168,6 +168,7 @@ def run_peer(peer: Peer, url: str, out: Path, *, since: str | None = None, until
 
 
 def vm_hwm_kib() -> int:
+    """This process's peak resident set size (VmHWM), in KiB."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmHWM:"):
@@ -176,6 +177,7 @@ def vm_hwm_kib() -> int:
 
 
 def copy_duckdb(url: str, out: Path, since: str | None, until: str | None) -> tuple[int, float, dict[str, str]]:
+    """DuckDB's postgres scanner: the rows into ``out/parquet/events.parquet``; (rows, seconds, versions)."""
     from importlib.metadata import version
 
     import duckdb
@@ -203,6 +205,8 @@ def copy_duckdb(url: str, out: Path, since: str | None, until: str | None) -> tu
 
 
 def copy_dlt(url: str, out: Path, since: str | None, until: str | None) -> tuple[int, float, dict[str, str]]:
+    """dlt's sql_table over connectorx: the rows into Parquet files under ``out/parquet`` (a filesystem
+    destination; the pipeline's state under ``out/pipelines``); (rows, seconds, versions)."""
     from datetime import datetime
     from importlib.metadata import version
 
@@ -232,6 +236,7 @@ def copy_dlt(url: str, out: Path, since: str | None, until: str | None) -> tuple
 
 
 def child_main(argv: Sequence[str] | None = None) -> int:
+    """One peer's copy; prints its outcome as one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--peer", choices=PEERS, required=True)
     parser.add_argument("--database-url", required=True)
