@@ -207,6 +207,13 @@ def test_each_events_amount_by_the_catalogs_field() -> None:
     rows = [("project.created", '{"budget": 12345678901234567.89}', Decimal("12345678901234567.89"), False),
             ("payment.completed", '{"amount": "99.5", "currency": "EUR"}', Decimal("99.5"), False),
             ("payment.completed", '{"amount": 1e2}', Decimal(100), False),
+            ("payment.completed", '{"amount": "1E+40"}', None, True),
+            ("payment.completed", '{"amount": "\\u0031e40"}', None, True),
+            ("payment.completed", '{"id": "2487e639-8ab9", "amount": 99.9e29}', None, True),  # Arrow: a wrong number
+            ("payment.completed", '{"amount": " 99.9E+29"}', None, True),
+            ("payment.completed", '{"amount": "\\u0039\\u0039.9e29"}', None, True),
+            ("payment.completed", '{"id": "2487e639-8ab9", "amount": [1], "amount": 1.5E1}', Decimal(15), False),
+            ("payment.completed", '{"id": "2487e639-8ab9", "amount": 12.5}', Decimal("12.5"), False),
             ("project.created", '{"budget": 1000000000000000000000000000000}', None, True),
             ("project.created", '{"budget": 0.0000000001}', None, True),
             ("project.created", '{"budget": ' + "9" * 5000 + "}", None, True),
@@ -217,6 +224,9 @@ def test_each_events_amount_by_the_catalogs_field() -> None:
     amount, overflow = event_amounts(pa.array([r[0] for r in rows]), pa.array([r[1] for r in rows]))
     assert amount.type == pa.decimal128(38, 9)
     assert amount.to_pylist() == [r[2] for r in rows] and overflow.to_pylist() == [r[3] for r in rows]
+    for event_type, payload, expected, flagged in rows:  # each alone: no other payload sends it to the exact reader
+        amount, overflow = event_amounts(pa.array([event_type]), pa.array([payload], pa.string()))
+        assert (amount[0].as_py(), overflow[0].as_py()) == (expected, flagged), payload
 
 
 def test_an_engine_gets_typed_amounts_from_old_lake_files(db: str, lake: LakeResource, engine: EngineSetup) -> None:
@@ -243,16 +253,20 @@ def test_an_engine_gets_typed_amounts_from_old_lake_files(db: str, lake: LakeRes
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.decimals(allow_nan=False, allow_infinity=False), st.integers(), st.booleans(),
-                          st.none(), st.text(max_size=6), st.decimals().map(str)), min_size=1, max_size=12))
-def test_arrows_reading_agrees_with_the_exact_one(values: list[object]) -> None:
+                          st.none(), st.text(max_size=6), st.decimals().map(str)), min_size=1, max_size=12),
+       st.lists(st.sampled_from(["", '"id": "2487e639-8ab9", ', '"n": 1e400, ', '"s": "\\u0031e40", ', '"amount": 99.9e29, ']),
+                min_size=12, max_size=12))
+def test_arrows_reading_agrees_with_the_exact_one(values: list[object], others: list[str]) -> None:
     """Whatever a group of payloads holds -- decimals of any size and scale, integers, booleans, strings (decimal or
-    not) -- ``event_amounts`` (Arrow's JSON reader, or its fallback) types each amount as ``amount_of`` reads it."""
-    def text(value: object) -> str:
+    not), beside other keys (ids with hex digits, numbers with exponents) -- ``event_amounts`` (Arrow's JSON reader,
+    or its fallback) types each amount as ``amount_of`` reads it."""
+    def text(value: object, other: str) -> str:
         if value is None:
-            return '{"currency": "EUR"}'
-        return '{"amount": ' + (json.dumps(value) if isinstance(value, bool | str | int) else str(value)) + "}"
+            return "{" + other + '"currency": "EUR"}'
+        amount = json.dumps(value) if isinstance(value, bool | str | int) else str(value)
+        return "{" + other + '"amount": ' + amount + "}"
 
-    payloads = [text(v) for v in values]
+    payloads = [text(v, o) for v, o in zip(values, others, strict=False)]
     expected = [amount_of(p, "amount") for p in payloads]
     amount, overflow = event_amounts(pa.array(["payment.completed"] * len(payloads)), pa.array(payloads))
     assert amount.to_pylist() == [a if a is not None and fits(a) else None for a in expected]
