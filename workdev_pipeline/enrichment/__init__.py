@@ -9,7 +9,13 @@
 Each distinct input value is processed once per call, and results are cached across calls.
 """
 
-from workdev_pipeline.enrichment.device import DEVICE_INFO_TYPE, DEVICE_TYPES, device_info, parse_user_agent
+from workdev_pipeline.enrichment.device import (
+    DEVICE_INFO_TYPE,
+    DEVICE_TYPES,
+    device_info,
+    load_user_agent_rules,
+    parse_user_agent,
+)
 from workdev_pipeline.enrichment.geo import (
     GEO_LOCATION_TYPE,
     GEOIP_DATABASE_ENV,
@@ -28,6 +34,7 @@ __all__ = [
     "SchemaValidator",
     "device_info",
     "geo_location",
+    "load_user_agent_rules",
     "parse_user_agent",
     "public_address",
 ]

@@ -131,6 +131,7 @@ class LakeGovernedWarehouse:
         self.retention_vacuum_hours = (float(os.environ.get(RETENTION_VACUUM_ENV, "0"))
                                        if retention_vacuum_hours is None else retention_vacuum_hours)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-erasure")
+        self._enrichment: Future[None] | None = None  # the enrichment's data, loaded on a thread by :meth:`prepare`
         self._read_ahead: list[Future[None]] = []
         self._files_read: dict[str, pa.Table] = {}  # data files read ahead by :meth:`prepare`, by path
 
@@ -216,9 +217,14 @@ class LakeGovernedWarehouse:
             'SELECT event_id, "timestamp", event_type FROM {events} WHERE user_id = ?', [user_id], "erasure")]
 
     def prepare(self, user_id: str) -> PreparedErasure:
-        """Begin the lake's part of ``user_id``'s erasure on a thread while PostgreSQL's runs: the user's rows (what
-        PostgreSQL's transaction queues), then the files holding them read ahead (verified, within the write
-        budget) for :meth:`refresh`, which uses those still in the table when it runs."""
+        """Begin the lake's part of ``user_id``'s erasure on threads while PostgreSQL's runs: the enrichment's data
+        loaded (:meth:`Ingestor.load_enrichment`, for the refresh's transform); the user's rows (what PostgreSQL's
+        transaction queues), then the files holding them read ahead (verified, within the write budget) for
+        :meth:`refresh`, which uses those still in the table when it runs."""
+        if self._enrichment is None:
+            self._enrichment = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-enrichment").submit(
+                self.ingestor.load_enrichment)
+            self._read_ahead.append(self._enrichment)
         future = self._executor.submit(self.user_rows, user_id)
         self._read_ahead.append(self._executor.submit(self._read_files_of, future))
         return PreparedErasure(future)
@@ -236,13 +242,13 @@ class LakeGovernedWarehouse:
                 held += table.nbytes
 
     def _files_read_ahead(self) -> dict[str, pa.Table]:
-        """What :meth:`prepare` read, once every read-ahead has ended (one that failed is only logged: its files
-        are read again)."""
+        """What :meth:`prepare` read, once all its work ahead has ended (what failed is only logged: the refresh
+        does it again, and fails there if it must)."""
         for future in self._read_ahead:
             try:
                 future.result()
-            except Exception as exc:  # the refresh reads the files itself
-                log.warning("reading the lake's files ahead of an erasure failed: %s", type(exc).__name__)
+            except Exception as exc:
+                log.warning("the lake's work ahead of an erasure failed: %s", type(exc).__name__)
         self._read_ahead.clear()
         files, self._files_read = self._files_read, {}
         return files
