@@ -28,7 +28,6 @@ import secrets
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -323,11 +322,11 @@ def measure_bulk(url: str, work: Workload, batch_size: int, rounds: int) -> list
     with AnalyticsClient(url, max_connections=1, source="bench") as client, raw_connection(url) as raw:
         for r in range(1, rounds + 1):
             for key, tables, action in (
-                ("no_ids", (STORE, "event_ingest_staging"),
+                ("no_ids", (STORE,),
                  lambda: run_emit_many(client, work.no_ids, batch_size)),
-                ("ids", (STORE, "event_ingest_staging"),
+                ("ids", (STORE,),
                  lambda: run_emit_many(client, work.supplied_ids, batch_size)),
-                ("v7_ids", (STORE, "event_ingest_staging"),
+                ("v7_ids", (STORE,),
                  lambda: run_emit_many(client, work.supplied_v7_ids, batch_size)),
                 ("raw", (STORE,), lambda: run_raw_copy(raw, work.raw_rows, batch_size)),
             ):
@@ -367,12 +366,12 @@ def measure_bulk(url: str, work: Workload, batch_size: int, rounds: int) -> list
 
 def measure_phases(url: str, work: Workload, batch_size: int) -> dict[str, Any]:
     """emit_many's steps timed one after the other (no overlap), batch by batch, for both event sets: preparing
-    the rows in Python, the binary COPY into staging, and ``emit_staged_events`` (validation, de-duplication and
-    the insert). Seconds per 10,000 events, medians over the batches."""
+    the rows in Python, the binary COPY into the session's batch table, and ``emit_staged_events`` (validation,
+    de-duplication and the insert). Seconds per 10,000 events, medians over the batches."""
     phases: dict[str, dict[str, float]] = {}
     with AnalyticsClient(url, max_connections=1, source="bench") as client, psycopg.connect(url) as conn:
         for key, events in (("generated_ids", work.no_ids), ("supplied_ids", work.supplied_ids)):
-            reset(url, STORE, "event_ingest_staging")
+            reset(url, STORE)
             timings: dict[str, list[float]] = {"prepare": [], "staging_copy": [], "emit_staged_events": []}
             for position, chunk in enumerate(chunked(events, batch_size)):
                 started = time.perf_counter()
@@ -380,11 +379,10 @@ def measure_phases(url: str, work: Workload, batch_size: int) -> dict[str, Any]:
                 prepared = time.perf_counter()
                 if unsendable is not None:
                     raise unsendable
-                batch_id = uuid.uuid4()
                 with conn.cursor() as cur:
-                    StagingCopy(cur).write(batch_id, position * batch_size, rows)
+                    StagingCopy(cur).write(position * batch_size, rows)
                     copied = time.perf_counter()
-                    cur.execute("SELECT emit_staged_events(%s, %s)", (batch_id, key == "supplied_ids"))
+                    cur.execute("SELECT emit_staged_events(%s)", (key == "supplied_ids",))
                 conn.commit()
                 done = time.perf_counter()
                 scale = 10_000 / len(chunk)

@@ -139,7 +139,7 @@ def load_average() -> list[float]:
 def reset_ingestion(url: str, roots: Iterable[Path], *, events_too: bool = False) -> None:
     """Forget every sweep of every consumer (bookkeeping, watermarks, lake and warehouse directories), optionally
     the events, then CHECKPOINT."""
-    tables = (("platform_event_store", "event_ingest_staging") if events_too else ()) + INGEST_TABLES
+    tables = (("platform_event_store",) if events_too else ()) + INGEST_TABLES
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
         conn.execute("DELETE FROM pipeline_watermarks")

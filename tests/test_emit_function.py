@@ -210,12 +210,13 @@ def test_payloads_nested_deeper_than_32_levels_are_rejected(conn: psycopg.Connec
 
 
 def test_a_staged_batch_with_a_too_deep_payload_is_rejected_whole(conn: psycopg.Connection) -> None:
-    batch = uuid.uuid4()
-    for ord_, data in enumerate([nested(32), nested(40)]):
-        conn.execute("INSERT INTO event_ingest_staging (batch_id, ord, event_id, id_supplied, event_type, user_id,"
-                     " event_data) VALUES (%s, %s, gen_random_uuid(), false, 'user.login', gen_random_uuid(),"
-                     " %s::jsonb)", (batch, ord_, data))
-    with pytest.raises(psycopg.Error, match="event #1 of the batch: event_data is nested deeper than 32") as caught:
-        conn.execute("SELECT emit_staged_events(%s, false)", (batch,))
+    with pytest.raises(psycopg.Error, match="event #1 of the batch: event_data is nested deeper than 32") as caught, \
+            conn.transaction():
+        conn.execute("SELECT open_event_batch()")
+        for ord_, data in enumerate([nested(32), nested(40)]):
+            conn.execute("INSERT INTO pg_temp.event_ingest_batch (ord, event_id, id_supplied, event_type, user_id,"
+                         " event_data) VALUES (%s, gen_random_uuid(), false, 'user.login', gen_random_uuid(),"
+                         " %s::jsonb)", (ord_, data))
+        conn.execute("SELECT emit_staged_events(false)")
     assert (caught.value.sqlstate, caught.value.diag.message_detail) == ("WD011", "batch_position=1")
     assert stored(conn) == 0

@@ -22,7 +22,6 @@ FORBIDDEN_FOR_APP = [
     "DELETE FROM platform_events",
     "INSERT INTO platform_event_store (event_id, event_type, event_category, \"timestamp\")"
     " VALUES (gen_random_uuid(), 'user.login', 'user_activity', now())",
-    "SELECT * FROM event_ingest_staging",
     "SELECT * FROM event_failures",
     "UPDATE pipeline_watermarks SET tx_watermark = 0",
     "DELETE FROM warehouse_sync_status",
@@ -66,6 +65,34 @@ def test_the_application_role_emits_and_reads_through_the_functions(app_url: str
                         ([one, *many],)).fetchone()[0] == 51
     with psycopg.connect(app_url) as app_conn:  # the catalog's public columns are readable, for type pickers
         assert app_conn.execute("SELECT count(*) FROM event_schemas WHERE active").fetchone()[0] > 0
+
+
+def test_the_application_role_only_inserts_into_its_batch_table(app_url: str, conn: psycopg.Connection) -> None:
+    """The session's batch table belongs to the functions' owner: the producer may insert rows, nothing else (no
+    trigger, rule, policy, ALTER, read or TRUNCATE); a pg_temp.event_ingest_batch of its own is refused."""
+    with psycopg.connect(app_url, autocommit=True) as app:
+        app.execute("SELECT open_event_batch()")
+        app.execute("INSERT INTO pg_temp.event_ingest_batch (ord, event_id, id_supplied) VALUES (0, gen_random_uuid(),"
+                    " false)")
+        for statement in ("SELECT * FROM pg_temp.event_ingest_batch", "TRUNCATE pg_temp.event_ingest_batch",
+                          "UPDATE pg_temp.event_ingest_batch SET ord = 1", "DROP TABLE pg_temp.event_ingest_batch",
+                          "ALTER TABLE pg_temp.event_ingest_batch ENABLE ROW LEVEL SECURITY",
+                          "CREATE RULE swap AS ON INSERT TO pg_temp.event_ingest_batch DO INSTEAD NOTHING",
+                          "CREATE TRIGGER swap BEFORE INSERT ON pg_temp.event_ingest_batch FOR EACH ROW"
+                          " EXECUTE FUNCTION suppress_redundant_updates_trigger()"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                app.execute(statement)
+    for own in ("CREATE TEMP VIEW event_ingest_batch AS SELECT 0 AS ord, gen_random_uuid() AS event_id",
+                "CREATE TEMP TABLE event_ingest_batch (ord integer, event_id uuid, id_supplied boolean, event_type"
+                " text, user_id uuid, entity_type text, entity_id text, event_data jsonb, metadata jsonb, source text,"
+                " \"timestamp\" timestamptz, session_id uuid)"):
+        with psycopg.connect(app_url, autocommit=True) as app:
+            app.execute(own)
+            for call in ("SELECT open_event_batch()", "SELECT emit_staged_events(false)"):
+                with pytest.raises(psycopg.Error, match="no batch table of this session") as caught:
+                    app.execute(call)
+                assert caught.value.sqlstate == "WD009"
+    assert conn.execute("SELECT count(*) FROM platform_event_store").fetchone()[0] == 0
 
 
 def test_the_analyst_reads_pseudonymised_events_and_changes_nothing(login_role, client: AnalyticsClient) -> None:

@@ -226,14 +226,13 @@ class AnalyticsClient:
         with self._pool.connection() as conn, _Lookahead(self._prepare, chunked(events, batch_size)) as batches:
             try:
                 with conn.transaction(), conn.cursor() as cur:
+                    staging = StagingCopy(cur)
                     for position, (rows, unsendable) in batches:
                         if rows:  # validated by the database even when a later event cannot be sent, so
-                            batch_id = uuid.uuid4()  # the error reported is always the first bad event's
-                            StagingCopy(cur).write(batch_id, position, rows)
+                            staging.write(position, rows)  # the error reported is always the first bad event's
                         batches.start_next(unsendable is None)
                         if rows:
-                            cur.execute("SELECT emit_staged_events(%s, %s)",
-                                        (batch_id, any(r.id_supplied for r in rows)))
+                            cur.execute("SELECT emit_staged_events(%s)", (any(r.id_supplied for r in rows),))
                             inserted += cur.fetchone()[0]
                         if unsendable is not None:
                             raise unsendable

@@ -23,11 +23,11 @@ from psycopg.types.json import set_json_dumps
 from workdev_pipeline.errors import InvalidField, InvalidPayload, PayloadTooDeep
 from workdev_pipeline.payloads import depth_message
 
-_STAGING_COLUMNS = ("batch_id", "ord", "event_id", "id_supplied", "event_type", "user_id", "entity_type",
-                    "entity_id", "event_data", "metadata", "source", "timestamp", "session_id")
-_STAGING_TYPES = ("uuid", "int4", "uuid", "bool", "text", "uuid", "text", "text", "jsonb", "jsonb", "text",
-                  "timestamptz", "uuid")
-_COPY_SQL = "COPY event_ingest_staging ({}) FROM STDIN (FORMAT BINARY)".format(
+_STAGING_COLUMNS = ("ord", "event_id", "id_supplied", "event_type", "user_id", "entity_type", "entity_id",
+                    "event_data", "metadata", "source", "timestamp", "session_id")
+_STAGING_TYPES = ("int4", "uuid", "bool", "text", "uuid", "text", "text", "jsonb", "jsonb", "text", "timestamptz",
+                  "uuid")
+_COPY_SQL = "COPY pg_temp.event_ingest_batch ({}) FROM STDIN (FORMAT BINARY)".format(
     ", ".join(f'"{c}"' for c in _STAGING_COLUMNS))
 
 
@@ -250,17 +250,18 @@ class EventRow(NamedTuple):
 
 
 class StagingCopy:
-    """COPYs prepared rows into ``event_ingest_staging`` under one batch id."""
+    """COPYs prepared rows into the session's batch table (``open_event_batch()`` makes it, once a session)."""
 
     def __init__(self, cursor: psycopg.Cursor) -> None:
         self._cursor = cursor
         set_json_dumps(_json_text_as_is, context=cursor)
+        cursor.execute("SELECT open_event_batch()")
 
-    def write(self, batch_id: uuid.UUID, first_position: int, rows: Sequence[EventRow]) -> None:
+    def write(self, first_position: int, rows: Sequence[EventRow]) -> None:
         """Binary COPY: about half the client's formatting work and the server's parsing of text COPY."""
         with self._cursor.copy(_COPY_SQL) as copy:
             copy.set_types(_STAGING_TYPES)
             for offset, r in enumerate(rows):
-                copy.write_row((batch_id, first_position + offset, r.event_id, r.id_supplied, r.event_type,
-                                r.user_id, r.entity_type, r.entity_id, r.event_data, r.metadata, r.source,
-                                r.timestamp, r.session_id))
+                copy.write_row((first_position + offset, r.event_id, r.id_supplied, r.event_type, r.user_id,
+                                r.entity_type, r.entity_id, r.event_data, r.metadata, r.source, r.timestamp,
+                                r.session_id))
