@@ -8,9 +8,9 @@ Creates a throw-away database, migrates it and measures, with the engine the Dag
   seed 42) -- extraction, validation, enrichment, the Delta commit and bookkeeping -- in a subprocess of its own,
   interleaved with ``previous_sweep_events_per_s`` (the same sweep by the code at ``--previous``, default eb9e03e:
   a git worktree of it first on PYTHONPATH, its own ``bench/bench_ingest.py --child`` and its own consumer
-  ``local``), with ``raw_copy_binary_rows_per_s``: ``COPY (SELECT * FROM platform_event_store WHERE tx_id ...)
+  ``local``), with ``raw_copy_binary_rows_per_s``: ``COPY (SELECT <columns> FROM platform_event_store WHERE tx_id ...)
   TO STDOUT (FORMAT binary)`` of the same rows, read and discarded (the extraction ceiling), and
-  ``raw_copy_view_binary_rows_per_s``, the same through the ``pipeline_event_rows`` view the sweep reads;
+  ``raw_copy_view_binary_rows_per_s``, the same through the ``pipeline_store_rows`` view the sweep reads;
   ``sweep_ratio_to_raw_copy`` (goal 0.8, bar 0.6) and ``sweep_ratio_to_previous`` (bar >= 0.9) are the lake's over
   those. Every sweep starts from empty bookkeeping and an empty lake/warehouse, so each sweeps the same rows;
 * ``peer_duckdb_events_per_s`` / ``peer_dlt_events_per_s`` and ``sweep_ratio_to_duckdb`` / ``sweep_ratio_to_dlt``
@@ -77,7 +77,7 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: dagster dev's GraphQL helpers
 from bench_emit import Run, emit_figure, median_figure, resolve_admin_url, throwaway_database
-from peers import PEERS, VENV, WHAT, Peer, PeerRun, prepare_peers, run_peer
+from peers import COLUMNS, PEERS, VENV, WHAT, Peer, PeerRun, prepare_peers, run_peer
 
 from workdev_pipeline.migrate import migrate
 
@@ -105,10 +105,14 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).resolve()
 
 INGEST_TABLES = ("ingestion_sweeps", "event_failures", "warehouse_sync_status", "warehouse_rebuild_queue")
-RAW_NOTE = ("COPY (SELECT * FROM platform_event_store WHERE <the same rows>) TO STDOUT (FORMAT binary) over one "
-            "psycopg connection, every chunk read and discarded: the extraction ceiling, with nothing parsed")
-VIEW_NOTE = ("the same rows through the pipeline_event_rows view the sweep reads (user_attributes join, JSON as "
-             "text, metadata split), binary COPY read and discarded: what extraction alone costs the sweep")
+#: The store's columns as events are written (what the peers copy too): not those 0023 derives from metadata.
+WRITTEN_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+RAW_NOTE = ("COPY (SELECT <the store's written columns> FROM platform_event_store WHERE <the same rows>) TO STDOUT "
+            "(FORMAT binary) over one psycopg connection, every chunk read and discarded: the extraction ceiling, "
+            "with nothing parsed")
+VIEW_NOTE = ("the same rows through the pipeline_store_rows view the sweep reads (the store's columns as they are: "
+             "IP, user agent and metadata without them stored at emission), binary COPY read and discarded: what "
+             "extraction alone costs the sweep")
 SPLIT_NOTE = ("one extra sweep (not in the medians) with perf_counter timers wrapped around the steps; the parts "
               "sum to the sweep's seconds: extraction_wait = inside next() of EventReader.stream (waiting for the "
               "ADBC read-ahead thread); validation = SchemaValidator.validate; enrichment = the rest of "
@@ -516,8 +520,8 @@ def measure_sweep(url: str, engines: Sequence[Engine], peers: Sequence[Peer], wo
     with psycopg.connect(url) as conn:
         low, high, count = conn.execute("SELECT min(tx_id), max(tx_id), count(*) FROM platform_event_store").fetchone()
     bounds = sql.SQL("WHERE tx_id >= {} AND tx_id <= {}").format(sql.Literal(low), sql.Literal(high))
-    store_rows = sql.SQL("SELECT * FROM platform_event_store {}").format(bounds)
-    view_rows = sql.SQL("SELECT * FROM pipeline_event_rows {}").format(bounds)
+    store_rows = sql.SQL("SELECT {} FROM platform_event_store {}").format(WRITTEN_COLUMNS, bounds)
+    view_rows = sql.SQL("SELECT * FROM pipeline_store_rows {}").format(bounds)
     runs: dict[str, list[Run]] = {"raw": [], "view": [], **{e.name: [] for e in engines}}
     children: dict[str, list[ChildRun]] = {e.name: [] for e in engines}
     peer_runs: dict[str, list[PeerRun]] = {p.name: [] for p in peers}
@@ -581,7 +585,7 @@ def measure_sweep(url: str, engines: Sequence[Engine], peers: Sequence[Peer], wo
                        "per_round": [round(a.rate / b.rate, 3)
                                      for a, b in zip(runs["lake"], runs["raw"], strict=True)]})
     figures += peer_figures("sweep", lake, runs["lake"], runs["raw"], peer_runs, common,
-                            reads="SELECT * FROM platform_event_store (every column, every row: the backlog "
+                            reads="SELECT <the written columns> FROM platform_event_store (every row: the backlog "
                                   "the sweep reads; the store holds nothing else)")
     cpu = cpu_figure(children["lake"], raw_costs, lake)
     if cpu is not None:
@@ -762,8 +766,8 @@ def measure_rebuild(url: str, engines: Sequence[Engine], peers: Sequence[Peer], 
         log(f"rebuild: {engine.name} first sweep loaded {first.outcome['events_loaded']:,} ({first.run.rate:,.0f}/s, "
             f"peak RSS {first.peak_rss_mib:,.0f} MiB)")
     since, until = (datetime.combine(d, dtime.min, tzinfo=UTC) for d in (day, day + timedelta(days=1)))
-    day_rows = sql.SQL("SELECT * FROM platform_event_store WHERE \"timestamp\" >= {} AND \"timestamp\" < {}").format(
-        sql.Literal(since), sql.Literal(until))
+    day_rows = sql.SQL("SELECT {} FROM platform_event_store WHERE \"timestamp\" >= {} AND \"timestamp\" < {}").format(
+        WRITTEN_COLUMNS, sql.Literal(since), sql.Literal(until))
     runs: dict[str, list[Run]] = {"raw": [], **{e.name: [] for e in engines}}
     children: dict[str, list[ChildRun]] = {e.name: [] for e in engines}
     peer_runs: dict[str, list[PeerRun]] = {p.name: [] for p in peers}
@@ -820,8 +824,8 @@ def measure_rebuild(url: str, engines: Sequence[Engine], peers: Sequence[Peer], 
         figures += [rebuild, rss]
         rebuilds[engine.name] = rebuild
     figures += peer_figures("rebuild", rebuilds["lake"], runs["lake"], runs["raw"], peer_runs, common,
-                            reads="SELECT * FROM platform_event_store WHERE \"timestamp\" >= the day AND < the next "
-                                  "(every column, the day's rows: those the rebuild reads)")
+                            reads="SELECT <the written columns> FROM platform_event_store WHERE \"timestamp\" >= "
+                                  "the day AND < the next (the day's rows: those the rebuild reads)")
     if "previous" in rebuilds:
         figures.append(ratio_to_previous("rebuild_ratio_to_previous", rebuilds["lake"], rebuilds["previous"],
                                          runs["lake"], runs["previous"], children))

@@ -27,6 +27,10 @@ from typing import Any
 VENV = Path(__file__).resolve().parent / ".peers-venv"
 SCRIPT = Path(__file__).resolve()
 TABLE = "platform_event_store"
+#: The store's columns as events are written: every column but those PostgreSQL derives from metadata (0023's
+#: generated ip_address, user_agent, warehouse_metadata), so the peers copy what they copied before them.
+COLUMNS = ("event_id", "event_type", "event_category", "user_id", "entity_type", "entity_id", "event_data", "metadata",
+           "source", "timestamp", "session_id", "created_at", "tx_id")
 # pinned: the duckdb-extension-* wheels on PyPI exist for DuckDB 1.5.5 only (DuckDB cannot download extensions here)
 REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "duckdb": ("duckdb==1.5.5", "duckdb-extension-postgres-scanner==1.5.5"),
@@ -36,10 +40,12 @@ PEERS = tuple(REQUIREMENTS)
 WHAT = {
     "duckdb": ("DuckDB 1.5.5 with its postgres_scanner extension (the duckdb-extension-postgres-scanner wheel, "
                "LOADed from its path): ATTACH (TYPE postgres, READ_ONLY), SET pg_use_ctid_scan = false, then COPY "
-               "(SELECT * FROM pg.public.platform_event_store [WHERE \"timestamp\" >= since AND < until]) TO "
+               "(SELECT <the written columns> FROM pg.public.platform_event_store [WHERE \"timestamp\" >= since AND < "
+               "until]) TO "
                "'<dir>/events.parquet' (FORMAT parquet): DuckDB's defaults (binary COPY from PostgreSQL, snappy, "
                "all cores)"),
-    "dlt": ("dlt 1.31.0: sql_table(table='platform_event_store', backend='connectorx', backend_kwargs="
+    "dlt": ("dlt 1.31.0: sql_table(table='platform_event_store', included_columns=<the written columns>, "
+            "backend='connectorx', backend_kwargs="
             "{'return_type': 'arrow_stream'}) [query_adapter_callback adding the timestamp WHERE], "
             "pipeline.run(..., loader_file_format='parquet') into a filesystem destination (file://<dir>): "
             "extract, normalize, load, dlt's defaults (50,000-row chunks, pyarrow's Parquet writer)"),
@@ -197,7 +203,9 @@ def copy_duckdb(url: str, out: Path, since: str | None, until: str | None) -> tu
         where = f" WHERE \"timestamp\" >= TIMESTAMPTZ '{since}' AND \"timestamp\" < TIMESTAMPTZ '{until}'"
     target = out / "parquet" / "events.parquet"
     target.parent.mkdir()
-    rows = con.execute(f"COPY (SELECT * FROM pg.public.{TABLE}{where}) TO '{target}' (FORMAT parquet)").fetchone()[0]
+    columns = ", ".join(f'"{c}"' for c in COLUMNS)
+    rows = con.execute(f"COPY (SELECT {columns} FROM pg.public.{TABLE}{where}) TO '{target}' (FORMAT parquet)"
+                       ).fetchone()[0]
     seconds = time.perf_counter() - started
     con.close()
     return rows, seconds, {"duckdb": duckdb.__version__,
@@ -223,7 +231,7 @@ def copy_dlt(url: str, out: Path, since: str | None, until: str | None) -> tuple
             return query.where(table.c.timestamp >= low).where(table.c.timestamp < high)
 
     started = time.perf_counter()
-    resource_ = sql_table(credentials=credentials, table=TABLE, backend="connectorx",
+    resource_ = sql_table(credentials=credentials, table=TABLE, included_columns=list(COLUMNS), backend="connectorx",
                           backend_kwargs={"return_type": "arrow_stream"}, query_adapter_callback=adapter)
     pipeline = dlt.pipeline(pipeline_name="bench_peer", pipelines_dir=str(out / "pipelines"),
                             destination=filesystem(bucket_url=(out / "parquet").as_uri()), dataset_name="events")

@@ -105,7 +105,8 @@ def test_the_analyst_reads_pseudonymised_events_and_changes_nothing(login_role, 
                           "SELECT emit_platform_event('user.login', gen_random_uuid())",
                           # raw events, raw user ids, the pseudonyms' key, dead-letter messages
                           "SELECT count(*) FROM platform_events", "SELECT count(*) FROM platform_event_store",
-                          "SELECT count(*) FROM pipeline_event_rows", "SELECT count(*) FROM user_attributes",
+                          "SELECT count(*) FROM pipeline_event_rows", "SELECT count(*) FROM pipeline_store_rows",
+                          "SELECT ip_address FROM platform_event_store", "SELECT count(*) FROM user_attributes",
                           "SELECT key FROM pseudonym_keys", "SELECT error_message FROM event_failures",
                           "SELECT * FROM event_failures"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -122,6 +123,9 @@ def test_the_pipeline_role_keeps_its_books_and_anonymises(login_role, client: An
         conn.execute("INSERT INTO event_failures (event_id, event_timestamp, event_type, error_kind, error_message)"
                      " VALUES (%s, now(), 'user.login', 'enrichment', 'boom')", (event_id,))
         assert conn.execute("UPDATE platform_events SET user_id = NULL WHERE user_id = %s", (user,)).rowcount == 1
+        # what a sweep reads: the store's columns and the users' attributes
+        assert conn.execute("SELECT count(*) FROM pipeline_store_rows").fetchone()[0] == 1
+        conn.execute("SELECT user_id, user_role, signed_up_at FROM user_attributes")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("UPDATE event_schemas SET active = false")
 

@@ -1,4 +1,5 @@
-"""Streaming events out of PostgreSQL into Arrow record batches (ADBC: binary COPY straight into Arrow)."""
+"""Streaming events out of PostgreSQL into Arrow record batches (ADBC: binary COPY straight into Arrow), shaped as
+the pipeline reads them (ingest/pipeline_rows.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TypeVar
 import adbc_driver_postgresql.dbapi as adbc
 import pyarrow as pa
 
+from workdev_pipeline.ingest.pipeline_rows import UserAttributes, pipeline_rows
 from workdev_pipeline.sql_files import query
 
 T = TypeVar("T")
@@ -20,11 +22,13 @@ BATCH_BYTES = 16 * 1024 * 1024
 
 
 class EventReader:
-    """One Arrow-driver connection; each :meth:`stream` reads one statement in bounded batches."""
+    """One Arrow-driver connection; each :meth:`stream` reads one statement in bounded batches. The statements read
+    the store's columns as they are (``pipeline_store_rows``); ``user_attributes`` is read once, on the first."""
 
     def __init__(self, database_url: str, *, batch_bytes: int = BATCH_BYTES) -> None:
         self._conn = adbc.connect(database_url, autocommit=True)
         self._batch_bytes = batch_bytes
+        self._users: UserAttributes | None = None
 
     def close(self) -> None:
         self._conn.close()
@@ -37,7 +41,9 @@ class EventReader:
 
     def stream(self, statement: str, *, consumer: str, tx_low: int = 0, tx_high: int = 0,
                day_start: datetime | None = None, day_end: datetime | None = None) -> Iterator[pa.RecordBatch]:
-        """Batches of ``sql/queries/<statement>.sql``, its bounds bound as parameters beforehand."""
+        """Batches of ``sql/queries/<statement>.sql`` in the pipeline's shape (``PIPELINE_SCHEMA``), its bounds
+        bound as parameters beforehand."""
+        users = self.user_attributes()
         with self._conn.cursor() as cur:
             cur.execute(query("ingest/set_bounds"),
                         (str(tx_low), str(tx_high), (day_start or datetime.min).isoformat(),
@@ -47,9 +53,17 @@ class EventReader:
         try:
             cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(self._batch_bytes)})
             cur.execute(query(statement))
-            yield from read_ahead(b for b in cur.fetch_record_batch() if b.num_rows)
+            yield from read_ahead(pipeline_rows(b, users) for b in cur.fetch_record_batch() if b.num_rows)
         finally:
             cur.close()
+
+    def user_attributes(self) -> UserAttributes:
+        """``user_attributes``, read on the first call."""
+        if self._users is None:
+            with self._conn.cursor() as cur:
+                cur.execute(query("ingest/user_attributes"))
+                self._users = UserAttributes.from_table(cur.fetch_arrow_table())
+        return self._users
 
 
 def read_ahead(batches: Iterator[T], depth: int = 2) -> Iterator[T]:

@@ -1,0 +1,115 @@
+"""The extraction reads the store's columns as they are (IP address, user agent and metadata without them stored at
+emission, uuids as 16 bytes) and joins the user's role and tenure in Arrow: the rows it gives are those the
+pipeline_event_rows view computed from metadata and user_attributes in SQL before 0023, value for value."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pyarrow as pa
+import pytest
+from psycopg.types.json import Jsonb
+
+from workdev_pipeline.ingest.extract import EventReader
+from workdev_pipeline.ingest.pipeline_rows import PIPELINE_SCHEMA, uuid_text
+
+#: The pipeline's rows as PostgreSQL computed them before 0023 (the view of 0008, computing from metadata).
+COMPUTED_IN_SQL = """
+SELECT e.event_id::text AS event_id, e.event_type, e.event_category, e.user_id::text AS user_id, u.user_role,
+       floor(extract(epoch FROM e."timestamp" - u.signed_up_at) / 86400)::int AS user_tenure_days,
+       e.entity_type, e.entity_id, e.event_data::text AS event_data,
+       (e.metadata - 'ip_address' - 'user_agent')::text AS metadata,
+       e.metadata ->> 'ip_address' AS ip_address, e.metadata ->> 'user_agent' AS user_agent,
+       e.source, e."timestamp", e.session_id::text AS session_id, e.tx_id
+FROM platform_event_store e
+LEFT JOIN user_attributes u ON u.user_id = e.user_id
+ORDER BY e.event_id
+"""
+
+SIGNED_UP = datetime(2025, 3, 10, 8, 30, tzinfo=UTC)
+DAY = timedelta(days=1)
+TICK = timedelta(microseconds=1)
+
+
+def insert(conn: psycopg.Connection, user_id: uuid.UUID | None, at: datetime, metadata: dict,
+           session_id: uuid.UUID | None = None) -> None:
+    conn.execute("INSERT INTO platform_event_store (event_id, event_type, event_category, user_id, entity_type,"
+                 " entity_id, event_data, metadata, \"timestamp\", session_id)"
+                 " VALUES (%s, 'page.viewed', 'interaction', %s, 'page', 'p-1', %s, %s, %s, %s)",
+                 (uuid.uuid4(), user_id, Jsonb({"page": "/ö\"x", "n": 1.50}), Jsonb(metadata), at, session_id))
+
+
+@pytest.fixture
+def varied(conn: psycopg.Connection) -> psycopg.Connection:
+    """Events that exercise every column the extraction shapes."""
+    known, late, blank = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    conn.execute("INSERT INTO user_profiles (user_id, role, signed_up_at) VALUES (%s, 'client', %s),"
+                 " (%s, 'developer', %s)", (known, SIGNED_UP, late, SIGNED_UP + 400 * DAY))
+    full = {"ip_address": "73.15.216.136", "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/125.0",
+            "platform": "web", "nested": {"ip_address": "kept", "list": [1, "é"]}}
+    for at in (SIGNED_UP, SIGNED_UP + DAY - TICK, SIGNED_UP + DAY, SIGNED_UP + 30 * DAY + TICK, SIGNED_UP - TICK,
+               SIGNED_UP - DAY, SIGNED_UP - DAY - TICK):
+        insert(conn, known, at, full, session_id=uuid.uuid4())
+    insert(conn, late, SIGNED_UP, {"user_agent": "curl/8.0"})  # signed up after the event: negative tenure
+    insert(conn, blank, SIGNED_UP, {"ip_address": "10.0.0.1"})  # no attributes
+    insert(conn, None, SIGNED_UP, {})  # no user, no metadata
+    insert(conn, None, SIGNED_UP, {"ip_address": None, "user_agent": 5, "platform": "ios"})  # not strings
+    insert(conn, uuid.UUID(int=0), SIGNED_UP, {"platform": "android"})
+    return conn
+
+
+def extracted(db: str, statement: str = "ingest/sweep_events") -> pa.Table:
+    with EventReader(db) as reader:
+        batches = list(reader.stream(statement, consumer="pipeline", tx_low=0, tx_high=2**62))
+    return pa.Table.from_batches(batches, schema=PIPELINE_SCHEMA).sort_by("event_id")
+
+
+def test_the_extracted_rows_are_those_sql_computed_from_metadata_and_users(db: str,
+                                                                           varied: psycopg.Connection) -> None:
+    table = extracted(db)
+    with varied.cursor() as cur:
+        cur.execute(COMPUTED_IN_SQL)
+        expected = [dict(zip([d.name for d in cur.description], row, strict=True)) for row in cur.fetchall()]
+    assert table.schema == PIPELINE_SCHEMA
+    assert table.to_pylist() == expected
+    tenures = {r["user_tenure_days"] for r in expected}
+    assert {0, 1, 30, -1, -2, -400, None} <= tenures  # the boundaries were exercised, nulls included
+
+
+def test_the_stored_columns_follow_metadata_through_the_seeds_erasure_statement(db: str,
+                                                                                varied: psycopg.Connection) -> None:
+    varied.execute("UPDATE platform_events SET metadata = metadata - 'ip_address' - 'user_agent'"
+                   " WHERE metadata ? 'ip_address'")
+    rows = extracted(db)
+    assert rows.column("ip_address").null_count == rows.num_rows
+    assert "73.15.216.136" not in str(rows.to_pylist())
+    with varied.cursor() as cur:
+        cur.execute(COMPUTED_IN_SQL)
+        assert rows.to_pylist() == [dict(zip([d.name for d in cur.description], r, strict=True))
+                                    for r in cur.fetchall()]
+
+
+def test_a_months_partition_created_after_its_events_keeps_their_stored_columns(db: str,
+                                                                                conn: psycopg.Connection) -> None:
+    month = datetime(2031, 5, 1, tzinfo=UTC)  # beyond the partitions created ahead: the default partition
+    insert(conn, None, month + 3 * DAY, {"ip_address": "10.1.2.3", "user_agent": "ua", "platform": "web"})
+    assert conn.execute("SELECT ensure_event_partitions(%s, %s)", (month, month)).fetchone()[0] == 1
+    row = conn.execute("SELECT tableoid::regclass::text, ip_address, user_agent, warehouse_metadata"
+                       " FROM platform_event_store").fetchone()
+    assert row == ("platform_event_store_2031_05", "10.1.2.3", "ua", {"platform": "web"})
+    insert(conn, None, month + 4 * DAY, {"ip_address": "10.9.9.9"})  # routed to the new partition, computed there
+    assert conn.execute("SELECT ip_address FROM platform_event_store_2031_05 ORDER BY \"timestamp\" DESC"
+                        " LIMIT 1").fetchone()[0] == "10.9.9.9"
+
+
+def test_uuid_text_is_postgresqls_text_form_nulls_and_slices_included() -> None:
+    ids = [uuid.uuid4() for _ in range(50)] + [uuid.UUID(int=0), uuid.UUID(int=2**128 - 1)]
+    values = [None if i % 7 == 3 else u.bytes for i, u in enumerate(ids)]
+    array = pa.array(values, pa.uuid())
+    expected = [None if v is None else str(uuid.UUID(bytes=v)) for v in values]
+    assert uuid_text(array).to_pylist() == expected
+    assert uuid_text(array.slice(5, 20)).to_pylist() == expected[5:25]
+    assert uuid_text(pa.chunked_array([array.slice(0, 10), array.slice(10)])).to_pylist() == expected
+    assert uuid_text(array.slice(0, 0)).to_pylist() == []
