@@ -254,8 +254,8 @@ def test_an_engine_gets_typed_amounts_from_old_lake_files(db: str, lake: LakeRes
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.decimals(allow_nan=False, allow_infinity=False), st.integers(), st.booleans(),
                           st.none(), st.text(max_size=6), st.decimals().map(str)), min_size=1, max_size=12),
-       st.lists(st.sampled_from(["", '"id": "2487e639-8ab9", ', '"n": 1e400, ', '"s": "\\u0031e40", ', '"amount": 99.9e29, ']),
-                min_size=12, max_size=12))
+       st.lists(st.sampled_from(["", '"id": "2487e639-8ab9", ', '"n": 1e400, ', '"s": "\\u0031e40", ',
+                                 '"amount": 99.9e29, ']), min_size=12, max_size=12))
 def test_arrows_reading_agrees_with_the_exact_one(values: list[object], others: list[str]) -> None:
     """Whatever a group of payloads holds -- decimals of any size and scale, integers, booleans, strings (decimal or
     not), beside other keys (ids with hex digits, numbers with exponents) -- ``event_amounts`` (Arrow's JSON reader,
