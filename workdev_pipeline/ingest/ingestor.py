@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
+from workdev_pipeline.arrow_memory import use_jemalloc
 from workdev_pipeline.enrichment import GeoLocator, SchemaValidator, load_user_agent_rules
 from workdev_pipeline.governance.redaction import redact_message
 from workdev_pipeline.ingest.extract import BATCH_BYTES, EventReader
@@ -119,6 +120,7 @@ class Ingestor:
         self.retry_seconds = configured_retry_seconds() if retry_seconds is None else retry_seconds
         self.backoff_seconds = backoff_seconds
         self.batch_bytes = batch_bytes
+        use_jemalloc()  # the process's Arrow pool: see arrow_memory.py
         self._locator = GeoLocator(geoip_database)
         self._transformer: EventTransformer | None = None
         self._claimed: int | None = None  # the sweep the current attempt works on
