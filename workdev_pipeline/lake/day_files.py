@@ -94,12 +94,7 @@ class DayFileWriter:
         """Take lake rows of any days; write out the largest days while the budget is exceeded."""
         if not rows.num_rows:
             return
-        order = pc.sort_indices(rows.column(TIME_COLUMN))  # the day is the timestamp's: days come out in order too
-        start = 0
-        for run in pc.value_counts(rows.column(self.partition_column).take(order)).to_pylist():
-            day, count = run["values"], run["counts"]
-            piece = rows.take(order.slice(start, count))  # its own buffers, in time order: nothing pins the batch
-            start += count
+        for day, piece in _by_day(rows, self.partition_column):
             self._pending.setdefault(day, []).append(piece)
             self._pending_bytes[day] = self._pending_bytes.get(day, 0) + piece.nbytes
             self._buffered += piece.nbytes
@@ -130,7 +125,7 @@ class DayFileWriter:
         table = pa.concat_tables(pieces)
         del pieces
         times = table.column(TIME_COLUMN)
-        if not _ascending(times):  # pieces each sorted, but not one after the other
+        if not _ascending(times):  # the rows of a backlog in time order need no sort
             table = table.take(pc.sort_indices(times))
         full = table.num_rows - table.num_rows % self.file_rows
         if keep_tail and full and full < table.num_rows:
@@ -225,6 +220,23 @@ def _delete(fs: pafs.FileSystem, paths: list[str]) -> tuple[int, int]:
             failed += 1
             log.warning("could not delete staged lake file %s: %s", path, exc)
     return deleted, failed
+
+
+def _by_day(rows: pa.Table, partition_column: str) -> list[tuple[date, pa.Table]]:
+    """``rows`` split by day, each day's rows in their order. Rows of a single day are taken as they are (a backlog
+    in time order comes in such batches: a copy of each cost ~0.3 CPU-s per 1,000,000 events, its sort ~0.07);
+    rows of several days are copied per day, so that no day's rows pin another's until that one is written. A
+    day's rows are sorted by time as its files are written (``_flush``), once for all its pieces."""
+    days = rows.column(partition_column)
+    low, high = (value.as_py() for value in pc.min_max(days).values())
+    if low == high:
+        return [(low, rows)]
+    order = pc.sort_indices(days)  # stable: each day's rows keep their order
+    pieces, start = [], 0
+    for run in pc.value_counts(days.take(order)).to_pylist():
+        pieces.append((run["values"], rows.take(order.slice(start, run["counts"]))))
+        start += run["counts"]
+    return pieces
 
 
 def _ascending(column: pa.ChunkedArray) -> bool:
