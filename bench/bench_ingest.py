@@ -584,7 +584,7 @@ def measure_sweep(url: str, engines: Sequence[Engine], peers: Sequence[Peer], wo
                        "bar": RATIO_BAR, "meets_bar": ratio >= RATIO_BAR,
                        "per_round": [round(a.rate / b.rate, 3)
                                      for a, b in zip(runs["lake"], runs["raw"], strict=True)]})
-    figures += peer_figures("sweep", lake, runs["lake"], runs["raw"], peer_runs, common,
+    figures += peer_figures("sweep", lake, children["lake"], runs["raw"], peer_runs, common,
                             reads="SELECT <the written columns> FROM platform_event_store (every row: the backlog "
                                   "the sweep reads; the store holds nothing else)")
     cpu = cpu_figure(children["lake"], raw_costs, lake)
@@ -626,10 +626,13 @@ def describe_peer(name: str, run: PeerRun) -> str:
             f"{run.cpu_seconds:.1f} s, peak RSS {run.peak_rss_mib:,.0f} MiB)")
 
 
-def peer_figures(operation: str, lake: dict[str, Any], lake_runs: Sequence[Run], raw_runs: Sequence[Run],
+def peer_figures(operation: str, lake: dict[str, Any], lake_children: Sequence[ChildRun], raw_runs: Sequence[Run],
                  peer_runs: dict[str, list[PeerRun]], common: dict[str, Any], reads: str) -> list[dict[str, Any]]:
     """Per peer: its median rate (``peer_<name>_events_per_s``, ``peer_<name>_day_events_per_s`` for the
-    rebuild) and the lake's over it (``<operation>_ratio_to_<name>``, goal: above 1)."""
+    rebuild) and the lake's over it (``<operation>_ratio_to_<name>``, goal: above 1); ``cpu_ratio``: the peer's
+    median process CPU over the lake's (above 1, the lake costs less; PostgreSQL's backends not counted)."""
+    lake_runs = [c.run for c in lake_children]
+    lake_cpu = statistics.median(c.cpu_seconds for c in lake_children)
     figures: list[dict[str, Any]] = []
     kind = "day_" if operation == "rebuild" else ""
     for name, done in peer_runs.items():
@@ -644,10 +647,13 @@ def peer_figures(operation: str, lake: dict[str, Any], lake_runs: Sequence[Run],
             ratio_to_raw_copy=round(statistics.median(a.rate / b.rate for a, b in zip(rates, raw_runs,
                                                                                         strict=True)), 3))
         ratio = lake["value"] / peer["value"]
+        peer_cpu = statistics.median(d.cpu_seconds for d in done)
         figures += [peer, {"figure": f"{operation}_ratio_to_{name}", "value": round(ratio, 3), "unit": "ratio",
                            "events": lake["events"], "numerator": lake["figure"], "ratio_to": peer["figure"],
                            "statistic": "ratio of the medians",
                            "per_round": [round(a.rate / b.rate, 3) for a, b in zip(lake_runs, rates, strict=True)],
+                           "cpu_ratio": round(peer_cpu / lake_cpu, 3),
+                           "median_process_cpu_seconds": {"lake": round(lake_cpu, 2), name: round(peer_cpu, 2)},
                            "goal": PEER_RATIO_GOAL, "meets_goal": ratio > PEER_RATIO_GOAL}]
     return figures
 
@@ -823,7 +829,7 @@ def measure_rebuild(url: str, engines: Sequence[Engine], peers: Sequence[Peer], 
                "meets_bar": peak <= RSS_BAR_MIB}
         figures += [rebuild, rss]
         rebuilds[engine.name] = rebuild
-    figures += peer_figures("rebuild", rebuilds["lake"], runs["lake"], runs["raw"], peer_runs, common,
+    figures += peer_figures("rebuild", rebuilds["lake"], children["lake"], runs["raw"], peer_runs, common,
                             reads="SELECT <the written columns> FROM platform_event_store WHERE \"timestamp\" >= "
                                   "the day AND < the next (the day's rows: those the rebuild reads)")
     if "previous" in rebuilds:
