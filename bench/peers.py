@@ -194,7 +194,8 @@ def copy_duckdb(url: str, out: Path, since: str | None, until: str | None) -> tu
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
     con.execute(f"LOAD '{extension}'")
-    # ctid scans on (the default) were found never to finish a read of the partitioned store of 1,000,000 events
+    # ctid scans on (the default) were found (an earlier session) never to finish a read of the partitioned store
+    # of 1,000,000 events
     con.execute("SET pg_use_ctid_scan = false")
     started = time.perf_counter()
     con.execute(f"ATTACH '{url}' AS pg (TYPE postgres, READ_ONLY)")
