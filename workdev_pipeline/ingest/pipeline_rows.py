@@ -4,6 +4,7 @@ The same rows as the ``pipeline_event_rows`` view gives in SQL."""
 
 from __future__ import annotations
 
+import binascii
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,10 +33,8 @@ PIPELINE_SCHEMA = pa.schema([
 
 _UUIDS = ("event_id", "user_id", "session_id")
 _MICROSECONDS_PER_DAY = 86_400_000_000
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-#: Where each byte's two hex digits go in the 36-character form (8-4-4-4-12, dashes at 8, 13, 18 and 23).
-_DIGITS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
-_HIGH, _LOW = _DIGITS[0::2], _DIGITS[1::2]
+#: The 36-character text form's groups of hex digits (8-4-4-4-12): (from, to) in it and in the 32 digits.
+_GROUPS = (((0, 8), (0, 8)), ((9, 13), (8, 12)), ((14, 18), (12, 16)), ((19, 23), (16, 20)), ((24, 36), (20, 32)))
 
 
 def _storage(array: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -51,11 +50,11 @@ def uuid_text(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     n = len(raw)
     if n == 0:
         return pa.array([], pa.string())
-    data = np.frombuffer(raw.buffers()[1], dtype=np.uint8, count=16 * (raw.offset + n))[16 * raw.offset:]
-    data = data.reshape(n, 16)
+    digits = np.frombuffer(binascii.hexlify(memoryview(raw.buffers()[1])[16 * raw.offset:16 * (raw.offset + n)]),
+                           dtype=np.uint8).reshape(n, 32)
     text = np.full((n, 36), ord("-"), dtype=np.uint8)
-    text[:, _HIGH] = _HEX[data >> 4]
-    text[:, _LOW] = _HEX[data & 0x0F]
+    for (start, end), (first, last) in _GROUPS:
+        text[:, start:end] = digits[:, first:last]
     offsets = np.arange(0, 36 * n + 1, 36, dtype=np.int32)
     validity = pc.is_valid(raw).buffers()[1] if raw.null_count else None
     return pa.Array.from_buffers(pa.string(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(text)],
