@@ -1,7 +1,7 @@
 """Benchmark governance: retention and GDPR erasure at the scale of 1,000,000 events, PostgreSQL plus the lake
 (``lake/platform_events``, a Delta table), with the code the Dagster assets run (``workdev_pipeline.governance``
 over ``LakeGovernedWarehouse(Ingestor(url, EventLake(...), consumer="lake"))``), side by side with the previous
-code (the day-directory Parquet warehouse, ``--previous``, default eb9e03e) in the same run.
+code (``--previous``, default 8d3cd9b) in the same run, round by round.
 
 Retention (bar: removing 1,000,000 expired events in <= 10 s), two stores of demo traffic (2,000 users, the
 demo's type mix, seed 42), inserted straight into ``platform_event_store`` (binary COPY, as superuser: the emit
@@ -45,11 +45,15 @@ which includes reading the snapshot and streaming PostgreSQL's rows -- and the v
 ``EventLake``'s and ``LakeGovernedWarehouse``'s methods.
 
 The previous code (unless ``--previous none``): a git worktree of the revision (``--previous-tree``, or a temporary
-one removed at the end), whose own ``bench/bench_governance.py`` runs in a subprocess with the worktree first on
-PYTHONPATH, for the same scenario and sizes, interleaved scenario by scenario with this code (the order flips
-each scenario); its figures are re-emitted as ``previous_*`` and ``*_speedup_vs_previous`` = the previous
-median / the lake's median (> 1: the lake is faster). The previous bench erases its users one after another in
-one store and its peak RSS is that of its whole process, loading included (``previous_process``).
+one removed at the end) first on PYTHONPATH, measured in the same rounds as this code. For each scenario it builds
+its own store and lake (its own bench imported as a module: its ``migrate``, loader and ``sweep``, the same sizes
+and seed), and each of its timed operations runs in a fresh process of its own bench's ``--child`` (so the
+revision needs one: 7fe9554 or later), on a fresh copy of its store, like this code's. The two codes alternate
+round by round: the previous code first in odd rounds, this code first in even ones (P T, T P, P T, ...), each
+erasing the same user in a round (the same seed ranks the users alike), so a load that drifts across the run
+weighs on both. Emitted as ``previous_*`` (the same figures from its rounds) and ``*_speedup_vs_previous`` = the
+previous median / this code's median (> 1: this code is faster), with ``per_round``: each round's order, load
+average as it started, both seconds and their ratio. The proof check runs on this code's rounds only.
 
 Prints one JSON line per figure on stdout (see ``bench/README.md``); progress on stderr. Usage::
 
@@ -74,7 +78,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -86,7 +90,6 @@ from psycopg.conninfo import conninfo_to_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_emit import (
-    WITH_PEAK_RSS,
     database_url_for,
     emit_figure,
     raw_connection,
@@ -123,11 +126,8 @@ STORE_COLUMNS = ("event_id", "event_type", "event_category", "user_id", "entity_
 STORE_TYPES = ("uuid", "text", "text", "uuid", "text", "text", "jsonb", "jsonb", "text", "timestamptz", "uuid")
 SCRIPT = Path(__file__).resolve()
 REPO = SCRIPT.parent.parent
-PREVIOUS_REV = "eb9e03e"  # the day-directory Parquet warehouse, before the lake
-#: Scenario groups, run interleaved with the previous code's own bench: name -> its flags selecting just that group.
-GROUPS = {"retention_backlog": ("--skip-erasure", "--skip-catchup"),
-          "retention": ("--skip-erasure", "--skip-backlog"),
-          "erasure": ("--skip-retention",)}
+TEMPORARY_PREFIX = "wd-prev-gov-"  # the previous code's temporary worktree's directory
+PREVIOUS_REV = "8d3cd9b"  # main before the erasure's UPDATE by the event key and the enrichment loaded ahead
 
 
 def log(message: str) -> None:
@@ -231,14 +231,128 @@ def child(url: str, lake: str, operation: str, params: str) -> None:
                       "split": {k: round(v, 3) for k, v in steps.seconds.items()}}, default=str), flush=True)
 
 
-def measure(url: str, lake: Path, operation: str, **params: Any) -> Measured:
-    """``operation`` in a fresh process of this script (``--child``), as a Dagster run worker would run it."""
-    done = subprocess.run([sys.executable, str(SCRIPT), "--child", url, str(lake), operation,
-                           json.dumps(params, default=str)], cwd=REPO, stdout=subprocess.PIPE, text=True,
-                          check=False, timeout=3_600)
-    if done.returncode != 0:
-        raise RuntimeError(f"the {operation} process exited with {done.returncode}")
-    return Measured(**json.loads(done.stdout.strip().splitlines()[-1]))
+#: Builds a store with the previous code: its bench imported as a module (the __main__ guard keeps its main from
+#: running), its own migrate, loader and sweep into the lake at ROOT. Arguments: SCRIPT URL ROOT SPEC (JSON).
+BUILD_WITH_BENCH = """
+import importlib.util, json, sys
+from datetime import datetime
+from pathlib import Path
+script, url, root, spec = sys.argv[1], sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4])
+found = importlib.util.spec_from_file_location("previous_bench", script)
+bench = importlib.util.module_from_spec(found)
+sys.modules["previous_bench"] = bench
+found.loader.exec_module(bench)
+bench.migrate(url)
+if spec["kind"] == "erasure":
+    bench.load_demo(url, users=spec["users"], events=spec["events"], days=spec["days"], seed=bench.SEED)
+else:
+    bench.load_windows(url, [tuple(w) for w in spec["windows"]], datetime.fromisoformat(spec["now"]))
+bench.sweep(url, root)
+"""
+
+
+@dataclass
+class Code:
+    """The code measured in a round: a bench script whose ``--child`` runs one timed operation, run with ``env``
+    (None: this process's) from ``cwd``; the previous code's is its revision's own script in a worktree of it."""
+
+    label: str  # "this" or "previous"
+    script: Path
+    cwd: Path
+    env: dict[str, str] | None = None
+    owned: bool = False  # a worktree made by this run (removed at the end)
+
+    def measure(self, url: str, lake: Path, operation: str, **params: Any) -> Measured:
+        """``operation`` in a fresh process of the script (``--child``), as a Dagster run worker would run it."""
+        done = subprocess.run([sys.executable, str(self.script), "--child", url, str(lake), operation,
+                               json.dumps(params, default=str)], cwd=self.cwd, env=self.env, stdout=subprocess.PIPE,
+                              text=True, check=False, timeout=3_600)
+        if done.returncode != 0:
+            raise RuntimeError(f"the {self.label} code's {operation} process exited with {done.returncode}")
+        return Measured(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+    def build(self, url: str, root: Path, spec: dict[str, Any]) -> None:
+        """A store built by this code's own bench into the empty database ``url`` and the lake at ``root``."""
+        log(f"{self.label} code: building its own store and lake ({spec['kind']})")
+        subprocess.run([sys.executable, "-c", BUILD_WITH_BENCH, str(self.script), url, str(root),
+                        json.dumps(spec, default=str)], cwd=self.cwd, env=self.env, check=True, timeout=7_200)
+
+    @classmethod
+    def previous(cls, rev: str, tree: Path | None) -> Code:
+        """The previous code: a worktree of ``rev`` (``tree``, or a temporary one) first on PYTHONPATH."""
+        owned = tree is None or not tree.exists()
+        if tree is None:
+            tree = Path(tempfile.mkdtemp(prefix=TEMPORARY_PREFIX)) / "tree"
+        if owned:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), rev], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        code = cls("previous", tree / "bench" / SCRIPT.name, tree, {
+            **os.environ, "PYTHONPATH": os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])},
+            owned)
+        if '"--child"' not in code.script.read_text():
+            code.remove()
+            raise SystemExit(f"--previous {rev}: its bench has no --child (one timed operation per process), which "
+                             "the rounds alternate by; use 7fe9554 or later")
+        imported = subprocess.run([sys.executable, "-c", "import workdev_pipeline; print(workdev_pipeline.__file__)"],
+                                  cwd=tree, env=code.env, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+        if not Path(imported).resolve().is_relative_to(tree.resolve()):
+            raise RuntimeError(f"the previous code imports workdev_pipeline from {imported}, not {tree}")
+        head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short=12", "HEAD"], check=True,
+                              stdout=subprocess.PIPE, text=True).stdout.strip()
+        log(f"previous code: {rev} ({head}) at {tree}")
+        return code
+
+    def remove(self) -> None:
+        if not self.owned:
+            return
+        done = subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(self.cwd)],
+                              check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            log(f"could not remove the worktree {self.cwd}: {done.stderr.strip()}")
+        elif self.cwd.parent.name.startswith(TEMPORARY_PREFIX):
+            self.cwd.parent.rmdir()
+
+
+THIS = Code("this", SCRIPT, REPO)
+
+
+@dataclass
+class Side:
+    """One code's store for a scenario: its template database and lake, copied afresh for each of its rounds."""
+
+    code: Code
+    template: str
+    root: Path
+
+
+def alternated(sides: Sequence[Side], r: int) -> list[Side]:
+    """The order of round ``r`` (from 1): the previous code first in odd rounds, this code first in even ones (A B,
+    B A, A B, ...), so a load that drifts across the run weighs on both alike."""
+    return list(sides) if r % 2 else list(sides)[::-1]
+
+
+def round_started(sides: Sequence[Side], r: int) -> dict[str, Any]:
+    """Round ``r``'s order (the codes' labels) and the load average as it starts, for ``per_round``."""
+    return {"order": [side.code.label for side in alternated(sides, r)], "load_average": load_average()}
+
+
+def versus_previous(figure: dict[str, Any], theirs: Sequence[Measured], rounds: Sequence[dict[str, Any]],
+                    **context: Any) -> list[dict[str, Any]]:
+    """The previous code's runs of ``figure`` as ``previous_<name>``, and ``<name>_speedup_vs_previous`` = the
+    previous median / this code's (> 1: this code is faster), with each round's pair, order and load average in
+    ``per_round``."""
+    name = figure["figure"]
+    previous = seconds_figure(f"previous_{name}", [m.seconds for m in theirs], events=figure["events"],
+                              bar=figure.get("bar"), measured=theirs, **context)
+    per_round = [{"round": r, **started, "previous_seconds": round(m.seconds, 3), "lake_seconds": mine,
+                  "ratio": round(m.seconds / mine, 2) if mine > 0 else None}
+                 for r, (started, m, mine) in enumerate(zip(rounds, theirs, figure["runs_seconds"], strict=False), 1)]
+    ratio = {"figure": name.removesuffix("_seconds") + "_speedup_vs_previous",
+             "value": round(previous["value"] / figure["value"], 2) if figure["value"] > 0 else None, "unit": "x",
+             "lake_seconds": figure["value"], "previous_seconds": previous["value"], "per_round": per_round,
+             "statistic": "previous median seconds / this code's median seconds (> 1: this code is faster); the "
+                          "two codes alternate round by round, each round on fresh copies of their stores"}
+    return [previous, ratio]
 
 
 def seconds_figure(name: str, runs: Sequence[float], *, events: int, bar: float | None = None,
@@ -390,16 +504,23 @@ def retention_scenarios(events: int) -> dict[str, tuple[list[tuple[float, float,
 
 
 def measure_retention(admin: str, name: str, windows: list[tuple[float, float, int]], shape: str,
-                      rounds: int) -> list[dict[str, Any]]:
+                      rounds: int, previous: Code | None) -> list[dict[str, Any]]:
     now = datetime.now(UTC).replace(microsecond=0)
     as_of = now - timedelta(days=1)  # the next day's run (as of now) is the steady state
     figures: list[dict[str, Any]] = []
-    with throwaway_database(admin) as template, tempfile.TemporaryDirectory(prefix="wd-bench-gov-") as tmp:
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wd-bench-gov-")))
+        template = stack.enter_context(throwaway_database(admin))
         migrate(template)
-        root = Path(tmp) / "template"
+        root = tmp / "template"
         log(f"{name}: {shape}")
         events = load_windows(template, windows, now)
         sweep(template, root)
+        sides = [Side(THIS, template, root)]
+        if previous is not None:
+            theirs = Side(previous, stack.enter_context(throwaway_database(admin)), tmp / "previous-template")
+            previous.build(theirs.template, theirs.root, {"kind": "retention", "windows": windows, "now": now})
+            sides.insert(0, theirs)
         expired = expired_now(template, as_of)
         with psycopg.connect(template) as conn:
             partitions = conn.execute("SELECT count(*) FROM event_store_partitions()").fetchone()[0]
@@ -407,59 +528,78 @@ def measure_retention(admin: str, name: str, windows: list[tuple[float, float, i
         log(f"{expired:,} of {events:,} events expired as of {as_of:%Y-%m-%d %H:%M}; {partitions} partitions; "
             f"{files:,} lake files")
 
-        dry_runs = []
+        dry_runs: dict[str, list[Measured]] = {side.code.label: [] for side in sides}
+        dry_rounds = []
         for r in range(1, rounds + 1):
-            checkpoint(template)
-            dry = measure(template, root, "retention", as_of=as_of, dry_run=True)
-            dry_runs.append(dry)
-            log(f"round {r}/{rounds} dry run: {dry.result['postgres_total']:,} would go in {dry.seconds:.2f} s")
-        dry_total = dry.result["postgres_total"]
+            dry_rounds.append(round_started(sides, r))
+            for side in alternated(sides, r):
+                checkpoint(side.template)
+                dry = side.code.measure(side.template, side.root, "retention", as_of=as_of, dry_run=True)
+                dry_runs[side.code.label].append(dry)
+                log(f"round {r}/{rounds} dry run, {side.code.label} code: {dry.result['postgres_total']:,} would go "
+                    f"in {dry.seconds:.2f} s")
+        dry_total = dry_runs["this"][-1].result["postgres_total"]
 
-        runs, daily = [], []
+        runs: dict[str, list[Measured]] = {side.code.label: [] for side in sides}
+        daily: dict[str, list[Measured]] = {side.code.label: [] for side in sides}
         detail: dict[str, Any] = {}
+        run_rounds = []
         for r in range(1, rounds + 1):
-            with fresh_copy(admin, template, root, tmp / f"round-{r}") as (url, copy):
-                run = measure(url, copy, "retention", as_of=as_of)
-                report, held = run.result, run.result["lake"]
-                runs.append(run)
-                if report["postgres_total"] != expired or report["postgres_total"] != dry_total:
-                    raise RuntimeError(f"retention removed {report['postgres_total']:,}, expected {expired:,}")
-                if held["events"] != expired:
-                    raise RuntimeError(f"the lake lost {held['events']:,} events, expected {expired:,}")
-                detail = {"postgres_events": report["postgres_total"], "postgres_by_category": report["postgres"],
-                          "lake_events": held["events"], "partitions_dropped": report["partitions_dropped"],
-                          "partitions_trimmed": report["partitions_trimmed"],
-                          "lake_days_removed": held["days_removed"], "lake_days_rewritten": held["days_rewritten"],
-                          "lake_files_before": files, "lake_files_after": lake_at(copy).snapshot().files().num_rows,
-                          "retention_vacuum_hours": held["vacuum_hours"]}
-                log(f"round {r}/{rounds}: {expired:,} events gone in {run.seconds:.2f} s (PostgreSQL "
-                    f"{report['seconds']['postgres']:.2f} s: {report['partitions_dropped']} partitions dropped, "
-                    f"{report['partitions_trimmed']} trimmed; alongside, the lake {held['seconds']:.2f} s: "
-                    f"{held['days_removed']:,} days removed, {held['days_rewritten']:,} rewritten; steps "
-                    f"{run.split}; peak RSS {run.peak_rss_mib:,.0f} MiB)")
-                next_day = measure(url, copy, "retention")
-                daily.append(next_day)
-                log(f"round {r}/{rounds}: the next day's run removed {next_day.result['postgres_total']:,} in "
-                    f"{next_day.seconds:.2f} s")
-                found = verify_retention(url, [governed(url, copy)])
-                if not found.passed:
-                    raise RuntimeError(f"expired events remain: {found}")
+            run_rounds.append(round_started(sides, r))
+            for side in alternated(sides, r):
+                label = side.code.label
+                with fresh_copy(admin, side.template, side.root, tmp / f"{label}-round-{r}") as (url, copy):
+                    run = side.code.measure(url, copy, "retention", as_of=as_of)
+                    report, held = run.result, run.result["lake"]
+                    runs[label].append(run)
+                    log(f"round {r}/{rounds}, {label} code: {report['postgres_total']:,} events gone in "
+                        f"{run.seconds:.2f} s (PostgreSQL {report['seconds']['postgres']:.2f} s: "
+                        f"{report['partitions_dropped']} partitions dropped, {report['partitions_trimmed']} trimmed; "
+                        f"alongside, the lake {held['seconds']:.2f} s: {held['days_removed']:,} days removed, "
+                        f"{held['days_rewritten']:,} rewritten; steps {run.split}; peak RSS "
+                        f"{run.peak_rss_mib:,.0f} MiB)")
+                    next_day = side.code.measure(url, copy, "retention")
+                    daily[label].append(next_day)
+                    log(f"round {r}/{rounds}, {label} code: the next day's run removed "
+                        f"{next_day.result['postgres_total']:,} in {next_day.seconds:.2f} s")
+                    if side.code is not THIS:
+                        continue
+                    if report["postgres_total"] != expired or report["postgres_total"] != dry_total:
+                        raise RuntimeError(f"retention removed {report['postgres_total']:,}, expected {expired:,}")
+                    if held["events"] != expired:
+                        raise RuntimeError(f"the lake lost {held['events']:,} events, expected {expired:,}")
+                    detail = {"postgres_events": report["postgres_total"], "postgres_by_category": report["postgres"],
+                              "lake_events": held["events"], "partitions_dropped": report["partitions_dropped"],
+                              "partitions_trimmed": report["partitions_trimmed"],
+                              "lake_days_removed": held["days_removed"],
+                              "lake_days_rewritten": held["days_rewritten"], "lake_files_before": files,
+                              "lake_files_after": lake_at(copy).snapshot().files().num_rows,
+                              "retention_vacuum_hours": held["vacuum_hours"]}
+                    found = verify_retention(url, [governed(url, copy)])
+                    if not found.passed:
+                        raise RuntimeError(f"expired events remain: {found}")
     context = {"shape": shape, "store_events": events, "as_of": as_of.isoformat()}
-    seconds = [m.seconds for m in runs]
+    mine, dry_mine, daily_mine = runs["this"], dry_runs["this"], daily["this"]
+    seconds = [m.seconds for m in mine]
     figures.append(seconds_figure(
-        f"{name}_seconds", seconds, events=expired, bar=RETENTION_BAR_SECONDS, measured=runs, **context,
-        postgres_seconds=[round(m.result["seconds"]["postgres"], 3) for m in runs],
-        lake_seconds=[round(m.result["lake"]["seconds"], 3) for m in runs], **detail,
+        f"{name}_seconds", seconds, events=expired, bar=RETENTION_BAR_SECONDS, measured=mine, **context,
+        postgres_seconds=[round(m.result["seconds"]["postgres"], 3) for m in mine],
+        lake_seconds=[round(m.result["lake"]["seconds"], 3) for m in mine], **detail,
         path="apply_retention(as_of) on a fresh clone and lake copy, in a process of its own: PostgreSQL, and "
              "alongside it the lake (planning query, one Delta DELETE, vacuum)"))
     figures.append({"figure": f"{name}_events_per_s", "value": round(expired / statistics.median(seconds), 1),
                     "unit": "events/s", "events": expired, "seconds": round(statistics.median(seconds), 3)})
-    figures.append(seconds_figure(f"{name}_dry_run_seconds", [m.seconds for m in dry_runs], events=dry_total,
-                                  measured=dry_runs, **context,
+    figures.append(seconds_figure(f"{name}_dry_run_seconds", [m.seconds for m in dry_mine], events=dry_total,
+                                  measured=dry_mine, **context,
                                   path="apply_retention(as_of, dry_run=True): counts only"))
-    figures.append(seconds_figure(f"{name}_next_day_seconds", [m.seconds for m in daily],
-                                  events=next_day.result["postgres_total"], measured=daily,
+    figures.append(seconds_figure(f"{name}_next_day_seconds", [m.seconds for m in daily_mine],
+                                  events=daily_mine[-1].result["postgres_total"], measured=daily_mine,
                                   path="the next day's run (as of now) right after: the 02:00 job's steady state"))
+    if previous is not None:
+        for k, theirs_runs, started in ((0, runs["previous"], run_rounds), (2, dry_runs["previous"], dry_rounds),
+                                        (3, daily["previous"], run_rounds)):
+            figures += versus_previous(figures[k], theirs_runs, started,
+                                       postgres_events=[m.result["postgres_total"] for m in theirs_runs])
     return figures
 
 
@@ -494,82 +634,96 @@ def _rows(url: str, statement: str) -> list[tuple]:
 
 
 def measure_erasure(admin: str, events: int, users: int, days: float, rounds: int, name: str,
-                    rebuild_alternative: bool, proof: bool = True,
-                    file_rows: Sequence[int] = ()) -> list[dict[str, Any]]:
+                    rebuild_alternative: bool, proof: bool = True, file_rows: Sequence[int] = (),
+                    previous: Code | None = None) -> list[dict[str, Any]]:
     """The erasure figures; with ``file_rows``, for each of those lake layouts in turn (the first one's figures keep
-    their names, the others' are ``<name>_<rows>_rows_*``; the rebuild alternative and the proof check for the first
-    only), each lake written anew from the same store."""
-    with throwaway_database(admin) as template, tempfile.TemporaryDirectory(prefix="wd-bench-gov-") as tmp:
+    their names, the others' are ``<name>_<rows>_rows_*``; the rebuild alternative, the proof check and the
+    previous code's rounds for the first only), each lake written anew from the same store."""
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wd-bench-gov-")))
+        template = stack.enter_context(throwaway_database(admin))
         migrate(template)
         log(f"{name}: {events:,} demo events, {users:,} users over {days:g} days (seed {SEED})")
         report = load_demo(template, users=users, events=events, days=days, seed=SEED)
         log(f"  loaded in {report.seconds:.1f} s")
+        theirs = None
+        if previous is not None:
+            theirs = Side(previous, stack.enter_context(throwaway_database(admin)), tmp / "previous-template")
+            previous.build(theirs.template, theirs.root,
+                           {"kind": "erasure", "users": users, "events": events, "days": days})
         if not file_rows:
-            return _erasure_rounds(admin, template, Path(tmp), events, users, days, rounds, name,
-                                   rebuild_alternative, proof, sweep(template, Path(tmp) / "template"))
-        sweep(template, Path(tmp) / "swept")  # the consumer's watermark; each layout's lake is then written anew
-        shutil.rmtree(Path(tmp) / "swept")
+            return _erasure_rounds(admin, Side(THIS, template, tmp / "template"), theirs, tmp, events, users, days,
+                                   rounds, name, rebuild_alternative, proof, sweep(template, tmp / "template"))
+        sweep(template, tmp / "swept")  # the consumer's watermark; each layout's lake is then written anew
+        shutil.rmtree(tmp / "swept")
         figures = []
         for k, rows in enumerate(file_rows):
             os.environ[FILE_ROWS_ENV] = str(rows)  # this process's writes and the timed child processes
-            written = bulk_write(template, Path(tmp) / "template")
-            found = _erasure_rounds(admin, template, Path(tmp), events, users, days, rounds, name,
-                                    rebuild_alternative and k == 0, proof and k == 0, written)
+            written = bulk_write(template, tmp / "template")
+            found = _erasure_rounds(admin, Side(THIS, template, tmp / "template"), theirs if k == 0 else None, tmp,
+                                    events, users, days, rounds, name, rebuild_alternative and k == 0,
+                                    proof and k == 0, written)
             for figure in found:
                 if k:
                     figure["figure"] = figure["figure"].replace(name, f"{name}_{rows}_rows", 1)
                 figures.append(figure)
-            shutil.rmtree(Path(tmp) / "template")
+            shutil.rmtree(tmp / "template")
         return figures
 
 
-def _erasure_rounds(admin: str, template: str, tmp: Path, events: int, users: int, days: float, rounds: int,
-                    name: str, rebuild_alternative: bool, proof: bool, swept: dict[str, Any]) -> list[dict[str, Any]]:
-    root = tmp / "template"
-    files = swept["files"]
-    ranked = users_by_activity(template)
-    middle = len(ranked) // 2
-    chosen = ranked[middle:middle + rounds]
-    runs, rebuilds, reaggregations = [], [], []
-    for r, (user_id, user_events, user_days) in enumerate(chosen, 1):
-        with fresh_copy(admin, template, root, tmp / f"round-{r}") as (url, copy):
-            run = measure(url, copy, "erasure", user_id=user_id)
-            result = run.result
-            if result["status"] != "erased" or result["store_rows"] != user_events:
-                raise RuntimeError(f"erasure of {user_id}: {result['summary']}")
-            runs.append(run)
-            log(f"round {r}/{rounds}: a user with {user_events} events on {user_days} day(s) "
-                f"({result.get('session_rows', 0)} logged-out event(s) of their sessions, "
-                f"{result.get('reference_rows', 0)} other users' event(s) naming them) erased in "
-                f"{run.seconds:.2f} s (PostgreSQL {result['seconds']['postgres']:.2f} s incl. the lake scan, "
-                f"lake {result['refresh_seconds']:.2f} s: {len(result['days'])} day(s), "
-                f"{result.get('files_replaced', 0):,} file(s) of {result['rows_rewritten']:,} rows rewritten; "
-                f"steps {run.split}; peak RSS "
-                f"{run.peak_rss_mib:,.0f} MiB)")
-            again = measure(url, copy, "reaggregate")
-            reaggregations.append(again)
-            log(f"  then its {again.result['periods']} closed aggregation period(s) recomputed in "
-                f"{again.seconds:.2f} s")
-            if rebuild_alternative and r == 1:
-                rebuild = measure(url, copy, "rebuild", days=result["days"])
-                rebuilds.append(rebuild)
-                log(f"  the alternative, rebuilding those {len(result['days'])} day(s) from PostgreSQL: "
-                    f"{rebuild.seconds:.2f} s")
-            if proof:
-                found = verify_erasures(url, [governed(url, copy)])
-                if not found.passed:
-                    raise RuntimeError(f"erasure left traces: {found.places()}")
-    rewritten = [m.result["rows_rewritten"] for m in runs]
+def _erasure_rounds(admin: str, mine: Side, theirs: Side | None, tmp: Path, events: int, users: int, days: float,
+                    rounds: int, name: str, rebuild_alternative: bool, proof: bool,
+                    swept: dict[str, Any]) -> list[dict[str, Any]]:
+    """``rounds`` rounds, each erasing the next user of median activity with each code on a fresh copy of its own
+    store (the previous code's, when ``theirs``, in the order of ``alternated``)."""
+    sides = [mine] if theirs is None else [theirs, mine]
+    chosen: dict[str, list[tuple[str, int, int]]] = {}
+    for side in sides:
+        ranked = users_by_activity(side.template)
+        chosen[side.code.label] = ranked[len(ranked) // 2:len(ranked) // 2 + rounds]
+    if theirs is not None and chosen["previous"] != chosen["this"]:
+        log("the previous code's store ranks its users differently: each code erases its own median users")
+    runs: dict[str, list[Measured]] = {side.code.label: [] for side in sides}
+    reaggregations: dict[str, list[Measured]] = {side.code.label: [] for side in sides}
+    rebuilds: dict[str, list[Measured]] = {side.code.label: [] for side in sides}
+    started = []
+    for r in range(1, rounds + 1):
+        started.append(round_started(sides, r))
+        for side in alternated(sides, r):
+            label, code = side.code.label, side.code
+            user_id, user_events, user_days = chosen[label][r - 1]
+            with fresh_copy(admin, side.template, side.root, tmp / f"{label}-round-{r}") as (url, copy):
+                run = code.measure(url, copy, "erasure", user_id=user_id)
+                result = run.result
+                if result["status"] != "erased" or result["store_rows"] != user_events:
+                    raise RuntimeError(f"erasure of {user_id} by the {label} code: {result['summary']}")
+                runs[label].append(run)
+                log(f"round {r}/{rounds}, {label} code: a user with {user_events} events on {user_days} day(s) "
+                    f"({result.get('session_rows', 0)} logged-out event(s) of their sessions, "
+                    f"{result.get('reference_rows', 0)} other users' event(s) naming them) erased in "
+                    f"{run.seconds:.2f} s (PostgreSQL {result['seconds']['postgres']:.2f} s incl. the lake scan, "
+                    f"lake {result['refresh_seconds']:.2f} s: {len(result['days'])} day(s), "
+                    f"{result.get('files_replaced', 0):,} file(s) of {result['rows_rewritten']:,} rows rewritten; "
+                    f"steps {run.split}; peak RSS {run.peak_rss_mib:,.0f} MiB)")
+                again = code.measure(url, copy, "reaggregate")
+                reaggregations[label].append(again)
+                log(f"  then its {again.result['periods']} closed aggregation period(s) recomputed in "
+                    f"{again.seconds:.2f} s")
+                if rebuild_alternative and r == 1:
+                    rebuild = code.measure(url, copy, "rebuild", days=result["days"])
+                    rebuilds[label].append(rebuild)
+                    log(f"  the alternative, rebuilding those {len(result['days'])} day(s) from PostgreSQL: "
+                        f"{rebuild.seconds:.2f} s")
+                if proof and code is THIS:
+                    found = verify_erasures(url, [governed(url, copy)])
+                    if not found.passed:
+                        raise RuntimeError(f"erasure left traces: {found.places()}")
+    root = mine.root
     figures = [seconds_figure(
-        f"{name}_seconds", [m.seconds for m in runs], events=events, bar=ERASURE_BAR_SECONDS, measured=runs,
+        f"{name}_seconds", [m.seconds for m in runs["this"]], events=events, bar=ERASURE_BAR_SECONDS,
+        measured=runs["this"], **erasure_detail(runs["this"], chosen["this"]), lake_files=swept["files"],
         shape=f"demo, {users:,} users, {events:,} events over {days:g} days, swept; users of median activity",
-        user_events=[c[1] for c in chosen], user_days=[c[2] for c in chosen], lake_rows_rewritten=rewritten,
-        lake_files=files, file_rows=lake_at(root).file_rows,
-        lake_files_replaced=[m.result.get("files_replaced", 0) for m in runs],
-        postgres_seconds=[round(m.result["seconds"]["postgres"], 3) for m in runs],
-        lake_seconds=[round(m.result["refresh_seconds"], 3) for m in runs],
-        session_events=[m.result.get("session_rows", 0) for m in runs],
-        referencing_events=[m.result.get("reference_rows", 0) for m in runs],
+        file_rows=lake_at(root).file_rows,
         path="erase_users([user]) on a fresh clone and lake copy, in a process of its own: PostgreSQL (anonymise, "
              "queue, dead letter, profile, ledger; the lake's part prepared meanwhile) + the lake's refresh (the data "
              "files holding touched events replaced in one commit, vacuum at 0 h)")]
@@ -580,90 +734,34 @@ def _erasure_rounds(admin: str, template: str, tmp: Path, events: int, users: in
                     "statistic": "one run: the bulk write of the erasure store (one sweep, or with --file-rows one "
                                  "rebuild, of every event; this process's CPU, every thread: extraction, "
                                  "validation, enrichment, Parquet, commit)"})
-    figures.append(seconds_figure(f"{name}_reaggregation_seconds", [m.seconds for m in reaggregations],
-                                  events=events, measured=reaggregations,
+    figures.append(seconds_figure(f"{name}_reaggregation_seconds", [m.seconds for m in reaggregations["this"]],
+                                  events=events, measured=reaggregations["this"],
                                   path="reaggregate_erasures() after each round's erasure: the closed hours, days "
                                        "and weeks of the user's events recomputed (the Dagster job's next step)"))
-    if rebuilds:
-        figures.append(seconds_figure("erasure_rebuild_alternative_seconds", [m.seconds for m in rebuilds],
-                                      events=events, measured=rebuilds, lake_rows_rewritten=rewritten[:1],
+    if rebuilds["this"]:
+        figures.append(seconds_figure("erasure_rebuild_alternative_seconds", [m.seconds for m in rebuilds["this"]],
+                                      events=events, measured=rebuilds["this"],
+                                      lake_rows_rewritten=[runs["this"][0].result["rows_rewritten"]],
                                       path="Ingestor.rebuild(the days of round 1's user): re-extracting whole days "
                                            "from PostgreSQL instead of refreshing the user's rows"))
+    if theirs is not None:
+        figures += versus_previous(figures[0], runs["previous"], started,
+                                   **erasure_detail(runs["previous"], chosen["previous"]))
+        figures += versus_previous(figures[2], reaggregations["previous"], started)
+        if rebuilds["previous"] and rebuilds["this"]:
+            figures += versus_previous(figures[3], rebuilds["previous"], started[:1])
     return figures
 
 
-# -- the previous code ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Previous:
-    """The previous code: a worktree of it, whose own bench runs with the worktree first on PYTHONPATH."""
-
-    tree: Path
-    env: dict[str, str]
-    owned: bool  # made by this run (removed at the end)
-
-    @classmethod
-    def prepare(cls, rev: str, tree: Path | None) -> Previous:
-        owned = tree is None or not tree.exists()
-        if tree is None:
-            tree = Path(tempfile.mkdtemp(prefix="wd-prev-gov-")) / "tree"
-        if owned:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), rev], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        env = {**os.environ,
-               "PYTHONPATH": os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])}
-        imported = subprocess.run([sys.executable, "-c", "import workdev_pipeline; print(workdev_pipeline.__file__)"],
-                                  cwd=tree, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
-        if not Path(imported).resolve().is_relative_to(tree.resolve()):
-            raise RuntimeError(f"the previous code imports workdev_pipeline from {imported}, not {tree}")
-        head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short=12", "HEAD"], check=True,
-                              stdout=subprocess.PIPE, text=True).stdout.strip()
-        log(f"previous code: {rev} ({head}) at {tree}")
-        return cls(tree, env, owned)
-
-    def run(self, *args: str) -> tuple[list[dict[str, Any]], float, float]:
-        """Its bench with ``args``: (its figures, wall seconds, the process's peak RSS in MiB)."""
-        script = self.tree / "bench" / SCRIPT.name
-        if '"--previous"' in script.read_text():  # its own side-by-side run is not wanted here
-            args = (*args, "--previous", "none")
-        command = [sys.executable, "-c", WITH_PEAK_RSS, str(script), *args]
-        log(f"previous code: {' '.join(args)}")
-        started = time.perf_counter()
-        done = subprocess.run(command, cwd=self.tree, env=self.env, stdout=subprocess.PIPE, text=True, check=False)
-        wall = time.perf_counter() - started
-        if done.returncode != 0:
-            raise RuntimeError(f"the previous code's bench exited with {done.returncode}")
-        *lines, peak = done.stdout.strip().splitlines()
-        figures = [json.loads(line) for line in lines if line.startswith("{")]
-        return figures, wall, json.loads(peak)["vm_hwm_kib"] / 1024
-
-    def remove(self) -> None:
-        if not self.owned:
-            return
-        done = subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(self.tree)],
-                              check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if done.returncode != 0:
-            log(f"could not remove the worktree {self.tree}: {done.stderr.strip()}")
-
-
-def side_by_side(lake: list[dict[str, Any]], previous: list[dict[str, Any]], wall: float,
-                 peak_rss_mib: float) -> list[dict[str, Any]]:
-    """The previous code's figures as ``previous_*``, and ``*_speedup_vs_previous`` for every ``*_seconds`` both
-    have."""
-    figures = []
-    mine = {f["figure"]: f for f in lake}
-    for figure in previous:
-        name = figure["figure"]
-        figures.append({**figure, "figure": f"previous_{name}", "previous_process": {
-            "wall_seconds": round(wall, 1), "peak_rss_mib": round(peak_rss_mib)}})
-        if name.endswith("_seconds") and name in mine and mine[name]["value"] > 0:
-            speedup = figure["value"] / mine[name]["value"]
-            figures.append({"figure": name.removesuffix("_seconds") + "_speedup_vs_previous",
-                            "value": round(speedup, 2), "unit": "x", "lake_seconds": mine[name]["value"],
-                            "previous_seconds": figure["value"], "statistic": "previous median seconds / lake median "
-                                                                              "seconds (> 1: the lake is faster)"})
-    return figures
+def erasure_detail(runs: Sequence[Measured], chosen: Sequence[tuple[str, int, int]]) -> dict[str, Any]:
+    """What each round's erasure touched (its outcome's counts), for an erasure figure."""
+    return {"user_events": [c[1] for c in chosen], "user_days": [c[2] for c in chosen],
+            "lake_rows_rewritten": [m.result["rows_rewritten"] for m in runs],
+            "lake_files_replaced": [m.result.get("files_replaced", 0) for m in runs],
+            "postgres_seconds": [round(m.result["seconds"]["postgres"], 3) for m in runs],
+            "lake_seconds": [round(m.result["refresh_seconds"], 3) for m in runs],
+            "session_events": [m.result.get("session_rows", 0) for m in runs],
+            "referencing_events": [m.result.get("reference_rows", 0) for m in runs]}
 
 
 # -- main -------------------------------------------------------------------------------------------------------
@@ -686,8 +784,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-backlog", action="store_true", help="leave out the 8-year backlog retention case")
     parser.add_argument("--skip-catchup", action="store_true", help="leave out the 5-week catch-up retention case")
     parser.add_argument("--previous", default=PREVIOUS_REV,
-                        help=f"the revision measured side by side (default {PREVIOUS_REV}: the day-directory Parquet "
-                             "warehouse); 'none' to leave it out")
+                        help=f"the revision measured side by side, round by round (default {PREVIOUS_REV}: main "
+                             "before the erasure's last two cuts; its bench needs --child: 7fe9554 or later); "
+                             "'none' to leave it out")
     parser.add_argument("--previous-tree", type=Path,
                         help="a checkout of --previous to use (default: a temporary git worktree, removed at the end)")
     parser.add_argument("--admin-url", help="superuser URL (default: $WORKDEV_BENCH_ADMIN_URL, else local)")
@@ -710,42 +809,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"load average at start: {load_start} ({os.cpu_count()} cores)")
     admin = resolve_admin_url(args.admin_url)
     scenarios = retention_scenarios(args.retention_events)
-    groups: list[tuple[str, Callable[[], list[dict[str, Any]]]]] = []
-    for name in ("retention_backlog", "retention"):
-        if args.skip_retention or (name == "retention_backlog" and args.skip_backlog) or \
-                (name == "retention" and args.skip_catchup):
-            continue
-        windows, shape = scenarios[name]
-        groups.append((name, lambda n=name, w=windows, s=shape: measure_retention(admin, n, w, s, args.rounds)))
-    if not args.skip_erasure:
-        def erasure() -> list[dict[str, Any]]:
-            figures = measure_erasure(admin, args.erasure_events, ERASURE_USERS, ERASURE_DAYS, args.rounds,
-                                      "erasure", rebuild_alternative=True, proof=not args.skip_proof,
-                                      file_rows=args.file_rows)
-            if not args.skip_dense:
-                figures += measure_erasure(admin, args.erasure_events, DENSE_USERS, DENSE_DAYS, args.rounds,
-                                           "erasure_dense", rebuild_alternative=False, proof=not args.skip_proof,
-                                           file_rows=args.file_rows[:1])
-            return figures
-        groups.append(("erasure", erasure))
-    previous = None if args.previous == "none" else Previous.prepare(args.previous, args.previous_tree)
+    previous = None if args.previous == "none" else Code.previous(args.previous, args.previous_tree)
     try:
-        for k, (group, run) in enumerate(groups):
-            common = ["--rounds", str(args.rounds), "--retention-events", str(args.retention_events),
-                      "--erasure-events", str(args.erasure_events), "--admin-url", admin, *GROUPS[group]]
-            if args.skip_dense:
-                common.append("--skip-dense")
-            previous_first = k % 2 == 0  # the order flips each group
-            before: tuple[list[dict[str, Any]], float, float] | None = None
-            if previous is not None and previous_first:
-                before = previous.run(*common)
-            lake = run()
-            for figure in lake:
+        for name in ("retention_backlog", "retention"):
+            if args.skip_retention or (name == "retention_backlog" and args.skip_backlog) or \
+                    (name == "retention" and args.skip_catchup):
+                continue
+            windows, shape = scenarios[name]
+            for figure in measure_retention(admin, name, windows, shape, args.rounds, previous):
                 emit_figure(figure)
-            if previous is not None and not previous_first:
-                before = previous.run(*common)
-            if before is not None:
-                for figure in side_by_side(lake, *before):
+        if not args.skip_erasure:
+            for figure in measure_erasure(admin, args.erasure_events, ERASURE_USERS, ERASURE_DAYS, args.rounds,
+                                          "erasure", rebuild_alternative=True, proof=not args.skip_proof,
+                                          file_rows=args.file_rows, previous=previous):
+                emit_figure(figure)
+            if not args.skip_dense:
+                for figure in measure_erasure(admin, args.erasure_events, DENSE_USERS, DENSE_DAYS, args.rounds,
+                                              "erasure_dense", rebuild_alternative=False,
+                                              proof=not args.skip_proof, file_rows=args.file_rows[:1],
+                                              previous=previous):
                     emit_figure(figure)
     finally:
         if previous is not None:
