@@ -23,7 +23,8 @@ BATCH_BYTES = 16 * 1024 * 1024
 
 class EventReader:
     """One Arrow-driver connection; each :meth:`stream` reads one statement in bounded batches. The statements read
-    the store's columns as they are (``pipeline_store_rows``); ``user_attributes`` is read once, on the first."""
+    the store's columns without a join or a cast (``pipeline_store_rows``); ``user_attributes`` is read once, on the
+    first."""
 
     def __init__(self, database_url: str, *, batch_bytes: int = BATCH_BYTES) -> None:
         self._conn = adbc.connect(database_url, autocommit=True)
