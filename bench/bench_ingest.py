@@ -105,7 +105,7 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).resolve()
 
 INGEST_TABLES = ("ingestion_sweeps", "event_failures", "warehouse_sync_status", "warehouse_rebuild_queue")
-#: The store's columns (what the peers copy too), named: 0023 to 0024 it also held three derived from metadata.
+#: The store's columns (what the peers copy too), named.
 WRITTEN_COLUMNS = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
 RAW_NOTE = ("COPY (SELECT <the store's written columns> FROM platform_event_store WHERE <the same rows>) TO STDOUT "
             "(FORMAT binary) over one psycopg connection, every chunk read and discarded: the extraction ceiling, "

@@ -27,8 +27,7 @@ from typing import Any
 VENV = Path(__file__).resolve().parent / ".peers-venv"
 SCRIPT = Path(__file__).resolve()
 TABLE = "platform_event_store"
-#: The store's columns, named (0023 to 0024 the store also held three columns derived from metadata, which the peers
-#: left out so as to copy what they copied before them).
+#: The store's columns, named.
 COLUMNS = ("event_id", "event_type", "event_category", "user_id", "entity_type", "entity_id", "event_data", "metadata",
            "source", "timestamp", "session_id", "created_at", "tx_id")
 # pinned: the duckdb-extension-* wheels on PyPI exist for DuckDB 1.5.5 only (DuckDB cannot download extensions here)
