@@ -377,12 +377,12 @@ def measure_phases(url: str, work: Workload, batch_size: int) -> dict[str, Any]:
             timings: dict[str, list[float]] = {"prepare": [], "staging_copy": [], "emit_staged_events": []}
             for position, chunk in enumerate(chunked(events, batch_size)):
                 started = time.perf_counter()
-                rows, unsendable = client._prepare(chunk, position * batch_size)
+                batch = client._prepare(chunk, position * batch_size)
                 prepared = time.perf_counter()
-                if unsendable is not None:
-                    raise unsendable
+                if batch.error is not None:
+                    raise batch.error
                 with conn.cursor() as cur:
-                    StagingCopy(cur).write(position * batch_size, rows)
+                    StagingCopy(cur).write(batch.rows)
                     copied = time.perf_counter()
                     cur.execute("SELECT emit_staged_events(%s)", (key == "supplied_ids",))
                 conn.commit()

@@ -28,7 +28,7 @@ from workdev_pipeline.errors import (
     UnknownEventType,
     UserRequired,
 )
-from workdev_pipeline.events import EventRow, StagingCopy
+from workdev_pipeline.events import StagingCopy, new_event_id, prepare_batch
 
 
 def count(conn: psycopg.Connection, where: str = "true", params: tuple = ()) -> int:
@@ -127,6 +127,29 @@ def test_emit_many_is_all_or_nothing_and_names_the_bad_event(client: AnalyticsCl
     assert staged_rows(client) == 0
 
 
+def test_emit_many_generates_uuidv7_ids_in_the_order_of_the_events(client: AnalyticsClient,
+                                                                    conn: psycopg.Connection) -> None:
+    events = [{"event_type": "user.login", "user_id": uuid.uuid4(), "event_data": {"method": "password"}}
+              for _ in range(2_500)]
+    supplied = uuid.uuid4()
+    before = datetime.now(UTC)
+    first = client.emit_many(events[:1_200], batch_size=500).event_ids
+    second = client.emit_many([*events[1_200:1_300], {**events[1_300], "event_id": supplied}, *events[1_301:]],
+                              batch_size=700).event_ids
+    after = datetime.now(UTC)
+    assert second[100] == supplied
+    generated = first + second[:100] + second[101:]
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in generated)
+    assert generated == sorted(generated) and len(set(generated)) == len(generated)  # strictly increasing
+    millis = {i.int >> 80 for i in generated}
+    assert int(before.timestamp() * 1000) <= min(millis) <= max(millis) <= int(after.timestamp() * 1000)
+    assert count(conn) == 2_500
+    stored = [r[0] for r in conn.execute("SELECT event_id FROM platform_events ORDER BY event_id")]
+    assert stored == sorted([*generated, supplied])
+    one_by_one = [new_event_id() for _ in range(1_000)]  # many within one millisecond: the counter goes on
+    assert one_by_one == sorted(one_by_one) and len(set(one_by_one)) == 1_000
+
+
 def test_emit_many_with_supplied_ids_never_writes_an_event_twice(client: AnalyticsClient,
                                                                  conn: psycopg.Connection, now: datetime) -> None:
     ids = [uuid.uuid4() for _ in range(3_000)]
@@ -196,7 +219,7 @@ def emit_batch(conn: psycopg.Connection, events: list[Mapping[str, Any]]) -> int
     """What ``emit_many`` does with one batch (COPY into the session's batch table, ``emit_staged_events``),
     inside the caller's open transaction; returns how many events were written."""
     with conn.cursor() as cur:
-        StagingCopy(cur).write(0, [EventRow.build(**e) for e in events])
+        StagingCopy(cur).write(prepare_batch(events, 0, None).rows)
         return cur.execute("SELECT emit_staged_events(true)").fetchone()[0]
 
 

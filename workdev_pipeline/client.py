@@ -26,8 +26,16 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from workdev_pipeline.errors import EventRejected, InvalidField, InvalidPayload, from_database_error
-from workdev_pipeline.events import EventRow, StagingCopy, new_event_id, to_uuid
+from workdev_pipeline.errors import InvalidField, InvalidPayload, from_database_error
+from workdev_pipeline.events import (
+    PreparedBatch,
+    StagingCopy,
+    function_params,
+    new_event_id,
+    prepare_batch,
+    staging_row,
+    to_uuid,
+)
 from workdev_pipeline.limits import check_page
 from workdev_pipeline.payloads import UnreadablePayload, lenient_loads
 
@@ -191,19 +199,12 @@ class AnalyticsClient:
 
         Re-sending with the same ``event_id`` (a retry after a timeout) returns that id and writes nothing.
         """
-        row = EventRow.build(
-            event_type=event_type,
-            event_data=event_data if event_data is not None else {},
-            user_id=self.user_id if user_id is None else user_id,
-            entity_type=entity_type,
-            entity_id=entity_id,
-            metadata={**self._session_metadata, **(metadata or {})},
-            source=self.source,
-            session_id=self.session.session_id if self.session else None,
-            timestamp=timestamp,
-            event_id=event_id,
-        )
-        params = row.function_params()
+        event = {"event_type": event_type, "event_data": event_data,
+                 "user_id": self.user_id if user_id is None else user_id, "entity_type": entity_type,
+                 "entity_id": entity_id, "metadata": {**self._session_metadata, **(metadata or {})},
+                 "session_id": self.session.session_id if self.session else None, "timestamp": timestamp,
+                 "event_id": event_id}
+        params = function_params(staging_row(event, None, self.source, None))
         with self._pool.connection() as conn:
             result = self._run(conn, "SELECT emit_platform_event(%s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s)",
                                params)
@@ -227,16 +228,16 @@ class AnalyticsClient:
             try:
                 with conn.transaction(), conn.cursor() as cur:
                     staging = StagingCopy(cur)
-                    for position, (rows, unsendable) in batches:
-                        if rows:  # validated by the database even when a later event cannot be sent, so
-                            staging.write(position, rows)  # the error reported is always the first bad event's
-                        batches.start_next(unsendable is None)
-                        if rows:
-                            cur.execute("SELECT emit_staged_events(%s)", (any(r.id_supplied for r in rows),))
+                    for batch in batches:
+                        if batch.rows:  # validated by the database even when a later event cannot be sent, so
+                            staging.write(batch.rows)  # the error reported is always the first bad event's
+                        batches.start_next(batch.error is None)
+                        if batch.rows:
+                            cur.execute("SELECT emit_staged_events(%s)", (batch.ids_supplied,))
                             inserted += cur.fetchone()[0]
-                        if unsendable is not None:
-                            raise unsendable
-                        event_ids.extend(r.event_id for r in rows)
+                        if batch.error is not None:
+                            raise batch.error
+                        event_ids.extend(batch.event_ids)
             except psycopg.Error as exc:
                 raise _translate(exc) from exc
         return EmitResult(event_ids, inserted)
@@ -349,31 +350,9 @@ class AnalyticsClient:
         except psycopg.Error as exc:
             raise _translate(exc) from exc
 
-    def _prepare(self, chunk: list[Any], position: int) -> tuple[list[EventRow], EventRejected | None]:
-        """Rows for a chunk, up to the first event that cannot even be sent (returned as its error)."""
-        rows: list[EventRow] = []
-        for offset, event in enumerate(chunk):
-            try:
-                rows.append(self._mapping_row(event, position + offset))
-            except EventRejected as exc:
-                return rows, exc
-        return rows, None
-
-    def _mapping_row(self, event: Mapping[str, Any], position: int) -> EventRow:
-        if not isinstance(event, Mapping):
-            raise InvalidPayload(f"event #{position} of the batch is a {type(event).__name__}, not a mapping",
-                                 batch_position=position)
-        if not event.keys() <= _EVENT_FIELDS:
-            unknown = ", ".join(sorted(set(event) - _EVENT_FIELDS))
-            raise InvalidField(f"event #{position} of the batch has unknown fields: {unknown}",
-                               batch_position=position)
-        get = event.get
-        event_data = get("event_data")
-        return EventRow.build(
-            event_type=get("event_type"), event_data=event_data if event_data is not None else {},
-            user_id=get("user_id"), entity_type=get("entity_type"), entity_id=get("entity_id"),
-            metadata=get("metadata"), source=get("source") or self.source, session_id=get("session_id"),
-            timestamp=get("timestamp"), event_id=get("event_id"), position=position)
+    def _prepare(self, chunk: list[Any], position: int) -> PreparedBatch:
+        """Staging rows for a chunk whose first event is at ``position`` of the call."""
+        return prepare_batch(chunk, position, self.source)
 
 
 class _Lookahead:
@@ -381,13 +360,13 @@ class _Lookahead:
     so (after its COPY), to overlap the database's validation and insert rather than the COPY: a COPY's
     sending thread waits for the interpreter lock at every buffer when a preparing thread holds it."""
 
-    def __init__(self, prepare: Callable[[list[Any], int], tuple[list[EventRow], EventRejected | None]],
+    def __init__(self, prepare: Callable[[list[Any], int], PreparedBatch],
                  chunks: Iterator[list[Any]]) -> None:
         self._prepare = prepare
         self._chunks = chunks
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emit-prepare")
         self._next_position = 0
-        self._ahead: tuple[int, Future[tuple[list[EventRow], EventRejected | None]]] | None = None
+        self._ahead: Future[PreparedBatch] | None = None
 
     def __enter__(self) -> _Lookahead:
         self.start_next(True)
@@ -396,22 +375,17 @@ class _Lookahead:
     def __exit__(self, *exc_info: object) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def __iter__(self) -> Iterator[tuple[int, tuple[list[EventRow], EventRejected | None]]]:
+    def __iter__(self) -> Iterator[PreparedBatch]:
         while self._ahead is not None:
-            position, future = self._ahead
-            self._ahead = None
-            yield position, future.result()
+            future, self._ahead = self._ahead, None
+            yield future.result()
 
     def start_next(self, wanted: bool) -> None:
         """Start preparing the following chunk (nothing when ``wanted`` is false or no chunk is left)."""
         chunk = next(self._chunks, None) if wanted else None
         if chunk is not None:
-            self._ahead = (self._next_position, self._executor.submit(self._prepare, chunk, self._next_position))
+            self._ahead = self._executor.submit(self._prepare, chunk, self._next_position)
             self._next_position += len(chunk)
-
-
-_EVENT_FIELDS = frozenset({"event_type", "event_data", "user_id", "entity_type", "entity_id", "metadata",
-                           "source", "session_id", "timestamp", "event_id"})
 
 
 def _checked_payloads(event: dict[str, Any]) -> dict[str, Any]:
