@@ -68,14 +68,19 @@ class BatchValidator:
         checks = [self._checks.get(name) if name is not None else None for name in type_names]
         if not any(checks):
             return verdicts
-        first = pc.utf8_slice_codeunits(pc.utf8_ltrim(texts, characters=" \t"), 0, 1)
-        readable = _np(pc.and_(pc.equal(first, "{"), pc.invert(pc.match_substring_regex(texts, self._unreadable))))
+        readable = _np(pc.starts_with(texts, "{"))
+        others = np.flatnonzero(~readable)
+        if len(others):  # rarely: a document after blanks
+            first = pc.utf8_slice_codeunits(pc.utf8_ltrim(texts.take(pa.array(others)), characters=" \t"), 0, 1)
+            readable[others] = _np(pc.equal(first, "{"))
+        readable &= ~_np(pc.match_substring_regex(texts, self._unreadable))
         long = np.flatnonzero(readable & (pc.fill_null(pc.binary_length(texts), 0).to_numpy() > _DEEP))
         if len(long):  # nesting orjson refuses (past 1,024 levels) needs as many brackets: the reference judges
             brackets = pc.count_substring_regex(texts.take(pa.array(long)), r"[\[{]").to_numpy()
             readable[long[brackets > _DEEP // 2]] = False
         codes = pc.fill_null(type_indices, len(type_names)).to_numpy(zero_copy_only=False)
-        codes = np.where(readable, codes, len(type_names))
+        # small integers: numpy's stable sort of 16-bit codes is a radix sort (~8 x faster than of 64-bit ones)
+        codes = np.where(readable, codes, len(type_names)).astype(np.int16 if len(type_names) < 2**15 else np.int64)
         order = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[order], np.arange(len(type_names) + 1))
         jobs = [(type_checks, order[bounds[i]:bounds[i + 1]]) for i, type_checks in enumerate(checks)

@@ -78,10 +78,19 @@ class Rule:
     expected: Any
 
 
+class Parsed:
+    """The parsed rows the checks read, with what their sources computed from them (each source runs once)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self.num_rows = table.num_rows
+        self.memo: dict[Callable, tuple[pa.Array, np.ndarray]] = {}
+
+
 #: Where a check reads: from the parsed rows, the values (one per row, or one per item) and where each is present.
-Source = Callable[[pa.Table], tuple[pa.Array, np.ndarray]]
+Source = Callable[[Parsed], tuple[pa.Array, np.ndarray]]
 #: One check over the parsed rows: which break it, and their token (one for all, or one per row).
-Check = Callable[[pa.Table], tuple[np.ndarray, "str | np.ndarray"]]
+Check = Callable[[Parsed], tuple[np.ndarray, "str | np.ndarray"]]
 
 
 class ColumnChecks:
@@ -95,16 +104,17 @@ class ColumnChecks:
         self.keys: set[str] = set()
         if not isinstance(schema, dict) or schema.get("type") != "object":
             raise UnsupportedSchema("a root that is not of type object")
-        fields, self._checks = self._object(schema, (), lambda table: (None, np.ones(table.num_rows, dtype=bool)),
-                                            root=True)
+        fields, self._checks = self._object(
+            schema, (), _memoized(lambda rows: (None, np.ones(rows.num_rows, dtype=bool))), root=True)
         self.arrow_schema = pa.schema(fields)
 
     def tokens(self, parsed: pa.Table) -> np.ndarray:
         """Per parsed row: ``None`` (valid) or the token of its first broken check."""
         tokens = np.full(parsed.num_rows, None, dtype=object)
         open_rows = np.ones(parsed.num_rows, dtype=bool)
+        rows = Parsed(parsed)
         for check in self._checks:
-            broken, token = check(parsed)
+            broken, token = check(rows)
             hit = broken & open_rows
             if hit.any():
                 tokens[hit] = token[hit] if isinstance(token, np.ndarray) else token
@@ -229,7 +239,7 @@ class ColumnChecks:
         token = self._rule(path, keyword, expected)
         compare = np.less if keyword == "minItems" else np.greater
 
-        def count(t: pa.Table) -> tuple[np.ndarray, str]:
+        def count(t: Parsed) -> tuple[np.ndarray, str]:
             lists, present = source(t)
             lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
             return present & compare(lengths, expected), token
@@ -239,7 +249,8 @@ class ColumnChecks:
     def _items(self, schema: dict, path: Path, source: Source) -> Check:
         item_path = (*path, None)
 
-        def items_of(t: pa.Table) -> tuple[pa.Array, np.ndarray]:
+        @_memoized
+        def items_of(t: Parsed) -> tuple[pa.Array, np.ndarray]:
             lists, _ = source(t)
             values = pc.list_flatten(lists)
             return values, _np(pc.is_valid(values))
@@ -247,7 +258,7 @@ class ColumnChecks:
         item_checks = [check for keyword in self._keywords(schema, _SCALAR_KEYWORDS) if keyword != "type"
                        and (check := self._scalar(keyword, schema[keyword], item_path, items_of, schema)) is not None]
 
-        def check(t: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        def check(t: Parsed) -> tuple[np.ndarray, np.ndarray]:
             lists, present = source(t)
             values, valid = items_of(t)
             n_items = len(values)
@@ -292,7 +303,7 @@ class ColumnChecks:
             token = self._rule(path, keyword, expected)
             compare = np.less if keyword == "minLength" else np.greater
 
-            def length(t: pa.Table) -> tuple[np.ndarray, str]:
+            def length(t: Parsed) -> tuple[np.ndarray, str]:
                 values, present = source(t)
                 lengths = pc.fill_null(pc.utf8_length(values), 0).to_numpy(zero_copy_only=False)
                 return present & compare(lengths, expected), token
@@ -311,7 +322,7 @@ class ColumnChecks:
             bound = neighbour(expected) if kind == "integer" else float(expected)
             token = self._rule(path, keyword, expected)
 
-            def within(t: pa.Table) -> tuple[np.ndarray, str]:
+            def within(t: Parsed) -> tuple[np.ndarray, str]:
                 values, present = source(t)
                 numbers = pc.fill_null(values, 0).to_numpy(zero_copy_only=False)
                 return present & compare(numbers, bound), token
@@ -334,7 +345,7 @@ class ColumnChecks:
             return None  # a format fastjsonschema does not know: an annotation
         token = self._rule(path, keyword, expected)
 
-        def check(t: pa.Table) -> tuple[np.ndarray, str | np.ndarray]:
+        def check(t: Parsed) -> tuple[np.ndarray, str | np.ndarray]:
             values, present = source(t)
             broken = present & ~_np(pc.match_substring_regex(values, regex))
             if not ascii_only:
@@ -357,10 +368,22 @@ def _list_offsets(lists: pa.Array) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths)[:-1]])
 
 
+def _memoized(source: Source) -> Source:
+    """``source``, run once per :class:`Parsed`."""
+    def memoized(t: Parsed) -> tuple[pa.Array, np.ndarray]:
+        found = t.memo.get(memoized)
+        if found is None:
+            found = t.memo[memoized] = source(t)
+        return found
+
+    return memoized
+
+
 def _child(parent: Source, key: str) -> Source:
-    def source(t: pa.Table) -> tuple[pa.Array, np.ndarray]:
+    @_memoized
+    def source(t: Parsed) -> tuple[pa.Array, np.ndarray]:
         values, present = parent(t)
-        child = t.column(key).combine_chunks() if values is None else pc.struct_field(values, key)
+        child = t.table.column(key).combine_chunks() if values is None else pc.struct_field(values, key)
         return child, present & _np(pc.is_valid(child))
 
     return source
