@@ -77,7 +77,7 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: dagster dev's GraphQL helpers
 from bench_emit import Run, emit_figure, median_figure, resolve_admin_url, throwaway_database
-from peers import COLUMNS, PEERS, VENV, WHAT, Peer, PeerRun, prepare_peers, run_peer
+from peers import COLUMNS, PEERS, VENV, WHAT, Peer, PeerRun, prepare_peers, run_peer, vm_hwm_kib
 
 from workdev_pipeline.migrate import migrate
 
@@ -309,15 +309,6 @@ def describe(name: str, operation: str, child: ChildRun) -> str:
     return (f"{name} {operation} {child.run.rate:,.0f}/s ({child.run.seconds:.1f} s; process "
             f"{child.wall_seconds:.1f} s, CPU {child.cpu_seconds:.1f} s, peak RSS {child.peak_rss_mib:,.0f} MiB; "
             f"{child.outcome['events_failed']} dead-lettered)")
-
-
-def vm_hwm_kib() -> int:
-    """This process's peak resident set size (VmHWM), in KiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def child_main(args: argparse.Namespace) -> int:
