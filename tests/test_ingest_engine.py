@@ -139,6 +139,24 @@ def test_sweep_loads_every_event_once_enriched(db: str, conn: psycopg.Connection
     assert statuses.get("pending", 0) == 0 and statuses["processed"] == outcome.events_loaded
 
 
+def test_a_sweep_with_events_loads_the_enrichment_on_a_thread_of_its_own_once(
+        db: str, files: EventLake, monkeypatch: pytest.MonkeyPatch) -> None:
+    loads: list[str] = []
+    load = Ingestor.load_enrichment
+
+    def recorded(self: Ingestor) -> None:
+        loads.append(threading.current_thread().name)
+        load(self)
+
+    monkeypatch.setattr(Ingestor, "load_enrichment", recorded)
+    ingestor = Ingestor(db, files, backoff_seconds=0.01)
+    assert ingestor.sweep().status == "idle" and loads == []  # nothing to read: nothing loaded
+    for seed in (1, 2):
+        demo(db, 200, seed=seed)
+        assert ingestor.sweep().status == "loaded"
+    assert loads == ["enrichment-load"]  # overlapping the claim and the first batches, once per ingestor
+
+
 def test_garbage_is_dead_lettered_or_enriched_with_nulls(db: str, conn: psycopg.Connection, files: EventLake,
                                                          ingestor: Ingestor) -> None:
     stranger = uuid.uuid4()  # not in user_profiles

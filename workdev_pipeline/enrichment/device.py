@@ -10,6 +10,7 @@ and a 5,000-character one ~350x faster.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Sequence
 
 import pyarrow as pa
@@ -53,9 +54,19 @@ def load_user_agent_rules() -> None:
     _parser()
 
 
+_parser_lock = threading.Lock()
+
+
 @functools.cache
 def _parser() -> Parser:
-    """The process-wide parser: native resolver when available, no cache of its own (ours is in front)."""
+    """The process-wide parser: native resolver when available, no cache of its own (ours is in front). Built once
+    even when a preloading thread and a transform ask at the same time."""
+    with _parser_lock:
+        return _built_parser()
+
+
+@functools.cache
+def _built_parser() -> Parser:
     if _NativeResolver is not None:
         return Parser(_NativeResolver(load_lazy_builtins()))
     return Parser(BasicResolver(load_builtins()))

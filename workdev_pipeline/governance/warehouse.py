@@ -218,12 +218,11 @@ class LakeGovernedWarehouse:
 
     def prepare(self, user_id: str) -> PreparedErasure:
         """Begin the lake's part of ``user_id``'s erasure on threads while PostgreSQL's runs: the enrichment's data
-        loaded (:meth:`Ingestor.load_enrichment`, for the refresh's transform); the user's rows (what PostgreSQL's
+        loaded (:meth:`Ingestor.preload_enrichment`, for the refresh's transform); the user's rows (what PostgreSQL's
         transaction queues), then the files holding them read ahead (verified, within the write budget) for
         :meth:`refresh`, which uses those still in the table when it runs."""
         if self._enrichment is None:
-            self._enrichment = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-enrichment").submit(
-                self.ingestor.load_enrichment)
+            self._enrichment = self.ingestor.preload_enrichment()
             self._read_ahead.append(self._enrichment)
         future = self._executor.submit(self.user_rows, user_id)
         self._read_ahead.append(self._executor.submit(self._read_files_of, future))

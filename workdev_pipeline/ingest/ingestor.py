@@ -25,9 +25,11 @@ the dead letter is for events bad themselves), records the failed attempts (the 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -123,6 +125,7 @@ class Ingestor:
         use_jemalloc()  # the process's Arrow pool: see arrow_memory.py
         self._locator = GeoLocator(geoip_database)
         self._transformer: EventTransformer | None = None
+        self._enrichment_loaded: Future[None] | None = None
         self._claimed: int | None = None  # the sweep the current attempt works on
         self._failed_attempts: Counter[int] = Counter()  # per sweep id, in this sweep() call
 
@@ -192,9 +195,27 @@ class Ingestor:
 
     def load_enrichment(self) -> None:
         """Load the enrichment's data now (the geo database, the user-agent rules: ~0.6 s in a fresh process) rather
-        than in the first transform: a caller may do it on a thread while it waits for something else."""
+        than in the first transform."""
         self._locator.load()
         load_user_agent_rules()
+
+    def preload_enrichment(self) -> Future[None]:
+        """:meth:`load_enrichment` on a thread of its own (once per ingestor), so that it overlaps what the caller
+        does meanwhile (claiming a sweep, connecting, the first batches); the first transform waits for what is
+        still loading. A load that fails fails again, with its error, in the transform that needs it."""
+        if self._enrichment_loaded is None:
+            loaded: Future[None] = Future()
+
+            def load() -> None:
+                try:
+                    self.load_enrichment()
+                    loaded.set_result(None)
+                except BaseException as exc:  # held for whoever waits; the transform raises it again
+                    loaded.set_exception(exc)
+
+            threading.Thread(target=load, name="enrichment-load", daemon=True).start()
+            self._enrichment_loaded = loaded
+        return self._enrichment_loaded
 
     def transformer(self, conn: psycopg.Connection) -> EventTransformer:
         if self._transformer is None:
@@ -277,6 +298,7 @@ class Ingestor:
         sweep_id, tx_low, tx_high, claimed_at = running
         outcome.sweep_id, outcome.tx_range = sweep_id, (tx_low, tx_high)
         self._claimed = sweep_id
+        self.preload_enrichment()
         committed = (self.lake.committed_version(self.consumer) or 0) >= sweep_id
         if committed:  # the lake's version now holds the commit (it may be later than the commit: never earlier)
             outcome.redone, outcome.lake_version = True, self.lake.version()
@@ -364,6 +386,7 @@ class Ingestor:
         if not days:
             return
         self.finish_running_sweep(conn, run_id)
+        self.preload_enrichment()
         started_at = datetime.now(UTC)
         watermark = conn.execute(query("ingest/consumer_watermark"), {"consumer": self.consumer}).fetchone()[0]
         failures = Failures()
