@@ -28,6 +28,8 @@ from workdev_pipeline.enrichment.column_checks import (
     UNREADABLE,
     ColumnChecks,
     UnsupportedSchema,
+    _np,
+    _numpy,
 )
 from workdev_pipeline.enrichment.violations import violation_message
 
@@ -76,11 +78,11 @@ class BatchValidator:
             first = pc.utf8_slice_codeunits(pc.utf8_ltrim(texts.take(pa.array(others)), characters=" \t"), 0, 1)
             readable[others] = _np(pc.equal(first, "{"))
         readable &= ~_rows_matching(texts, self._unreadable)
-        long = np.flatnonzero(readable & (pc.fill_null(pc.binary_length(texts), 0).to_numpy() > _DEEP))
+        long = np.flatnonzero(readable & (_numpy(pc.binary_length(texts), 0) > _DEEP))
         if len(long):  # nesting orjson refuses (past 1,024 levels) needs as many brackets: the reference judges
             brackets = pc.count_substring_regex(texts.take(pa.array(long)), r"[\[{]").to_numpy()
             readable[long[brackets > _DEEP // 2]] = False
-        codes = pc.fill_null(type_indices, len(type_names)).to_numpy(zero_copy_only=False)
+        codes = _numpy(type_indices, len(type_names))
         # small integers: numpy's stable sort of 16-bit codes is a radix sort (~8 x faster than of 64-bit ones)
         codes = np.where(readable, codes, len(type_names)).astype(np.int16 if len(type_names) < 2**15 else np.int64)
         order = np.argsort(codes, kind="stable")
@@ -188,6 +190,3 @@ def _rows_matching(texts: pa.Array, pattern: str) -> np.ndarray:
     found[row:] = _np(pc.match_substring_regex(texts.slice(row), pattern))
     return found
 
-
-def _np(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool, copy=False)

@@ -241,7 +241,7 @@ class ColumnChecks:
 
         def count(t: Parsed) -> tuple[np.ndarray, str]:
             lists, present = source(t)
-            lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
+            lengths = _numpy(pc.list_value_length(lists), 0)
             return present & compare(lengths, expected), token
 
         return count
@@ -305,7 +305,7 @@ class ColumnChecks:
 
             def length(t: Parsed) -> tuple[np.ndarray, str]:
                 values, present = source(t)
-                lengths = pc.fill_null(pc.utf8_length(values), 0).to_numpy(zero_copy_only=False)
+                lengths = _numpy(pc.utf8_length(values), 0)
                 return present & compare(lengths, expected), token
 
             return length
@@ -324,7 +324,7 @@ class ColumnChecks:
 
             def within(t: Parsed) -> tuple[np.ndarray, str]:
                 values, present = source(t)
-                numbers = pc.fill_null(values, 0).to_numpy(zero_copy_only=False)
+                numbers = _numpy(values, 0)
                 return present & compare(numbers, bound), token
 
             return within
@@ -359,12 +359,24 @@ class ColumnChecks:
 
 def _np(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A boolean Arrow array as numpy, null as False."""
-    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False).astype(bool, copy=False)
+    return _numpy(mask, False).astype(bool, copy=False)
+
+
+def _numpy(values: pa.Array | pa.ChunkedArray, fill: Any) -> np.ndarray:
+    """``values`` as numpy, null as ``fill`` (filled only when there is a null: a fill costs a copy)."""
+    if values.null_count:
+        values = pc.fill_null(values, fill)
+    return values.to_numpy(zero_copy_only=False)
+
+
+def _array(column: pa.ChunkedArray) -> pa.Array:
+    """``column`` as one array (a copy only when it has several chunks)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def _list_offsets(lists: pa.Array) -> np.ndarray:
     """Each row's first item's position in the flattened items."""
-    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
+    lengths = _numpy(pc.list_value_length(lists), 0)
     return np.concatenate([[0], np.cumsum(lengths)[:-1]])
 
 
@@ -383,7 +395,7 @@ def _child(parent: Source, key: str) -> Source:
     @_memoized
     def source(t: Parsed) -> tuple[pa.Array, np.ndarray]:
         values, present = parent(t)
-        child = t.table.column(key).combine_chunks() if values is None else pc.struct_field(values, key)
+        child = _array(t.table.column(key)) if values is None else pc.struct_field(values, key)
         return child, present & _np(pc.is_valid(child))
 
     return source
