@@ -220,3 +220,37 @@ def test_a_staged_batch_with_a_too_deep_payload_is_rejected_whole(conn: psycopg.
         conn.execute("SELECT emit_staged_events(false)")
     assert (caught.value.sqlstate, caught.value.diag.message_detail) == ("WD011", "batch_position=1")
     assert stored(conn) == 0
+
+
+def smallest_too_deep(pad: int = 0) -> str:
+    """The smallest payload nested 33 levels (an object holding 32 nested arrays), with a ``pad`` string beside."""
+    padding = f', "p": "{"x" * pad}"' if pad else ""
+    return f'{{"d": {"[" * 32}{"]" * 32}{padding}}}'
+
+
+@pytest.mark.parametrize("field", ["event_data", "metadata"])
+def test_the_depth_rule_holds_for_the_smallest_and_for_compressed_too_deep_payloads(conn: psycopg.Connection,
+                                                                                      field: str) -> None:
+    """The rule looks into payloads that could be too deep by their stored size: the smallest possible one is just
+    over the bound, and a deep one padded to be compressed when staged is far under it."""
+    smallest, padded = smallest_too_deep(), smallest_too_deep(pad=5_000)
+    conn.execute("CREATE TEMPORARY TABLE sized (j jsonb)")
+    conn.execute("INSERT INTO sized VALUES (%s::jsonb), (%s::jsonb)", (smallest, padded))
+    sizes = conn.execute("SELECT pg_column_size(j), pg_column_compression(j) FROM sized").fetchall()
+    assert sizes[0][0] > 260 and sizes[0][1] is None and sizes[1][0] <= 260 and sizes[1][1] is not None
+    for payload in (smallest, padded):
+        data, metadata = (payload, "{}") if field == "event_data" else ('{"method": "github"}', payload)
+        with pytest.raises(psycopg.Error, match=f"^{field} is nested deeper than 32 levels") as caught, \
+                conn.transaction():
+            conn.execute("SELECT emit_platform_event('user.login', gen_random_uuid(), p_event_data => %s::jsonb,"
+                         " p_metadata => %s::jsonb)", (data, metadata))
+        assert caught.value.sqlstate == "WD011"
+        with pytest.raises(psycopg.Error, match=f"event #0 of the batch: {field} is nested deeper") as caught, \
+                conn.transaction():
+            conn.execute("SELECT open_event_batch()")
+            conn.execute("INSERT INTO pg_temp.event_ingest_batch (ord, event_id, id_supplied, event_type, user_id,"
+                         " event_data, metadata) VALUES (0, gen_random_uuid(), false, 'user.login', gen_random_uuid(),"
+                         " %s::jsonb, %s::jsonb)", (data, metadata))
+            conn.execute("SELECT emit_staged_events(false)")
+        assert caught.value.sqlstate == "WD011"
+    assert stored(conn) == 0

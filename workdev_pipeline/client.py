@@ -204,7 +204,7 @@ class AnalyticsClient:
                  "entity_id": entity_id, "metadata": {**self._session_metadata, **(metadata or {})},
                  "session_id": self.session.session_id if self.session else None, "timestamp": timestamp,
                  "event_id": event_id}
-        params = function_params(staging_row(event, None, self.source, None))
+        params = function_params(staging_row(event, None, self.source, None)[0])
         with self._pool.connection() as conn:
             result = self._run(conn, "SELECT emit_platform_event(%s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s)",
                                params)

@@ -20,28 +20,21 @@ from typing import Any, NamedTuple
 
 import orjson
 import psycopg
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
+from psycopg.adapt import PyFormat
 
 from workdev_pipeline.errors import EventRejected, InvalidField, InvalidPayload, PayloadTooDeep
 from workdev_pipeline.payloads import depth_message
 
 _STAGING_COLUMNS = ("ord", "event_id", "id_supplied", "event_type", "user_id", "entity_type", "entity_id",
                     "event_data", "metadata", "source", "timestamp", "session_id")
-_STAGING_TYPES = ("int4", "uuid", "bool", "text", "uuid", "text", "text", "jsonb", "jsonb", "text", "timestamptz",
-                  "uuid")
+# What psycopg formats each column from. A binary COPY names no types, so the uuid and jsonb columns go as their
+# binary forms made by staging_row (16 bytes; b"\x01" + JSON text), passed through as they are by psycopg's bytes
+# dumper (the one in C): its own uuid and jsonb dumpers are Python methods, a call per value.
+_STAGING_WIRE_TYPES = ("int4", "bytea", "bool", "text", "bytea", "text", "text", "bytea", "bytea", "text",
+                       "timestamptz", "bytea")
 _COPY_SQL = "COPY pg_temp.event_ingest_batch ({}) FROM STDIN (FORMAT BINARY)".format(
     ", ".join(f'"{c}"' for c in _STAGING_COLUMNS))
-
-
-class _JsonbPrepared(Dumper):
-    """jsonb for the staging COPY: staging rows carry payloads serialised, checked and in jsonb's binary form."""
-
-    format = Format.BINARY
-    oid = psycopg.adapters.types["jsonb"].oid
-
-    def dump(self, obj: bytes) -> bytes:
-        return obj
+_BYTES_AS_THEY_ARE = psycopg.adapters.get_dumper(bytes, PyFormat.BINARY)
 
 
 _COUNTER_BITS = 42  # RFC 9562 section 6.2, method 1: rand_a (12 bits) and the top 30 bits of rand_b
@@ -86,12 +79,25 @@ class _EventIdClock:
                 for c, t in zip(range(counter, counter + count), tails, strict=True)]
 
 
+_UUID = uuid.UUID
+_new_object, _set_slot, _UNKNOWN_SAFETY = object.__new__, object.__setattr__, uuid.SafeUUID.unknown
+
+
+def _uuid_of_int(value: int) -> uuid.UUID:
+    """``uuid.UUID(int=value)`` for a value known to be a valid 128-bit UUID: its two slots set as its own
+    ``__init__`` sets them, without the argument checks (a third of the time)."""
+    made = _new_object(_UUID)
+    _set_slot(made, "int", value)
+    _set_slot(made, "is_safe", _UNKNOWN_SAFETY)
+    return made
+
+
 _IDS = _EventIdClock()
 
 
 def new_event_id() -> uuid.UUID:
     """A UUIDv7 (RFC 9562): time-ordered, index-friendly."""
-    return uuid.UUID(int=_IDS.take(1)[0])
+    return _uuid_of_int(_IDS.take(1)[0])
 
 
 def to_uuid(value: uuid.UUID | str | None, name: str, position: int | None = None) -> uuid.UUID | None:
@@ -256,15 +262,16 @@ _EVENT_FIELDS = frozenset({"event_type", "event_data", "user_id", "entity_type",
                            "source", "session_id", "timestamp", "event_id"})
 _JSONB = b"\x01"  # jsonb's binary form: version 1, then the text
 _EMPTY_OBJECT = _JSONB + b"{}"
-_UUID = uuid.UUID
 
 
-def staging_row(event: Any, position: int | None, default_source: str | None, new_id: int | None) -> tuple[Any, ...]:
+def staging_row(event: Any, position: int | None, default_source: str | None,
+                new_id: int | None) -> tuple[tuple[Any, ...], uuid.UUID | None]:
     """An event mapping (``event_type`` and any of ``event_data``, ``user_id``, ``entity_type``, ``entity_id``,
     ``metadata``, ``source``, ``session_id``, ``timestamp``, ``event_id``) as a row of the staging COPY
-    (``_STAGING_COLUMNS``: ``position`` first; ids parsed; payloads serialised in jsonb's binary form), or the
-    :class:`EventRejected` saying why it cannot be sent. Without an ``event_id`` its id is the UUIDv7 ``new_id``
-    (None: left to the server). The common types are let through by cheap tests, the rest fully checked."""
+    (``_STAGING_COLUMNS``: ``position`` first; ids in uuid's binary form, payloads in jsonb's) and its event id,
+    or the :class:`EventRejected` saying why it cannot be sent. Without an ``event_id`` its id is the UUIDv7
+    ``new_id`` (None: left to the server). The common types are let through by cheap tests, the rest fully
+    checked."""
     if type(event) is not dict and not isinstance(event, Mapping):
         raise InvalidPayload(f"event #{position} of the batch is a {type(event).__name__}, not a mapping",
                              batch_position=position)
@@ -274,16 +281,23 @@ def staging_row(event: Any, position: int | None, default_source: str | None, ne
     get = event.get
     event_id = get("event_id")
     supplied = event_id is not None
-    if not supplied:
-        event_id = None if new_id is None else _UUID(int=new_id)
-    elif type(event_id) is not _UUID:
-        event_id = to_uuid(event_id, "event_id", position)
+    if supplied:
+        if type(event_id) is not _UUID:
+            event_id = to_uuid(event_id, "event_id", position)
+        id_bytes = event_id.int.to_bytes(16, "big")
+    elif new_id is None:
+        id_bytes = None
+    else:
+        event_id = _uuid_of_int(new_id)
+        id_bytes = new_id.to_bytes(16, "big")
     event_type = get("event_type")
     if type(event_type) is not str or not event_type.isascii() or "\x00" in event_type:
         event_type = _text(event_type, "event_type", position)
     user_id = get("user_id")
-    if user_id is not None and type(user_id) is not _UUID:
-        user_id = to_uuid(user_id, "user_id", position)
+    if user_id is not None:
+        if type(user_id) is not _UUID:
+            user_id = to_uuid(user_id, "user_id", position)
+        user_id = user_id.int.to_bytes(16, "big")
     entity_type = get("entity_type")
     if entity_type is not None and (type(entity_type) is not str or not entity_type.isascii()
                                     or "\x00" in entity_type):
@@ -304,21 +318,21 @@ def staging_row(event: Any, position: int | None, default_source: str | None, ne
     if timestamp is not None and (type(timestamp) is not datetime or timestamp.tzinfo is None):
         timestamp = _timestamp(timestamp, position)
     session_id = get("session_id")
-    if session_id is not None and type(session_id) is not _UUID:
-        session_id = to_uuid(session_id, "session_id", position)
-    return (position, event_id, supplied, event_type, user_id, entity_type, entity_id, event_data, metadata, source,
-            timestamp, session_id)
+    if session_id is not None:
+        if type(session_id) is not _UUID:
+            session_id = to_uuid(session_id, "session_id", position)
+        session_id = session_id.int.to_bytes(16, "big")
+    return ((position, id_bytes, supplied, event_type, user_id, entity_type, entity_id, event_data, metadata, source,
+             timestamp, session_id), event_id)
 
 
 class PreparedBatch(NamedTuple):
-    """Staging rows for a batch's events, up to the first that cannot even be sent (``error``, else None)."""
+    """Staging rows for a batch's events and their ids, up to the first event that cannot even be sent
+    (``error``, else None)."""
 
     rows: list[tuple[Any, ...]]
+    event_ids: list[uuid.UUID]
     error: EventRejected | None
-
-    @property
-    def event_ids(self) -> list[uuid.UUID]:
-        return [row[1] for row in self.rows]
 
     @property
     def ids_supplied(self) -> bool:
@@ -329,21 +343,28 @@ def prepare_batch(events: Sequence[Any], first_position: int, default_source: st
     """Staging rows for ``events`` (positions from ``first_position``), their ids drawn in one go."""
     new_ids = _IDS.take(len(events))
     rows: list[tuple[Any, ...]] = []
-    append = rows.append
+    event_ids: list[uuid.UUID] = []
+    append_row, append_id = rows.append, event_ids.append
     try:
         for offset, event in enumerate(events):
-            append(staging_row(event, first_position + offset, default_source, new_ids[offset]))
+            row, event_id = staging_row(event, first_position + offset, default_source, new_ids[offset])
+            append_row(row)
+            append_id(event_id)
     except EventRejected as exc:
-        return PreparedBatch(rows, exc)
-    return PreparedBatch(rows, None)
+        return PreparedBatch(rows, event_ids, exc)
+    return PreparedBatch(rows, event_ids, None)
+
+
+def _uuid_of(value: bytes | None) -> uuid.UUID | None:
+    return None if value is None else _UUID(bytes=value)
 
 
 def function_params(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """Arguments of ``emit_platform_event`` for a staging row (a generated id is left to the server)."""
     (_, event_id, supplied, event_type, user_id, entity_type, entity_id, event_data, metadata, source, timestamp,
      session_id) = row
-    return (event_type, user_id, entity_type, entity_id, event_data[1:].decode(), metadata[1:].decode(), source,
-            session_id, event_id if supplied else None, timestamp)
+    return (event_type, _uuid_of(user_id), entity_type, entity_id, event_data[1:].decode(), metadata[1:].decode(),
+            source, _uuid_of(session_id), _uuid_of(event_id) if supplied else None, timestamp)
 
 
 class StagingCopy:
@@ -351,13 +372,13 @@ class StagingCopy:
 
     def __init__(self, cursor: psycopg.Cursor) -> None:
         self._cursor = cursor
-        cursor.adapters.register_dumper(None, _JsonbPrepared)
+        cursor.adapters.register_dumper(None, _BYTES_AS_THEY_ARE)
         cursor.execute("SELECT open_event_batch()")
 
     def write(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Binary COPY: about half the client's formatting work and the server's parsing of text COPY."""
         with self._cursor.copy(_COPY_SQL) as copy:
-            copy.set_types(_STAGING_TYPES)
+            copy.set_types(_STAGING_WIRE_TYPES)
             write_row = copy.write_row
             for row in rows:
                 write_row(row)
