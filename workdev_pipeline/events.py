@@ -193,7 +193,8 @@ def encode_json_bytes(value: Any) -> bytes:
         if "Recursion limit" in str(exc):
             raise RecursionError(str(exc)) from None
         data = orjson.dumps(_explicit(value), default=_json_default)
-    if b"null" in data and _non_finite(value):  # orjson writes NaN and Infinity as null
+    # find, not in: bytes' in tries its operand as an integer first, an exception raised and cleared (~1 us)
+    if data.find(b"null") >= 0 and _non_finite(value):  # orjson writes NaN and Infinity as null
         raise ValueError("NaN and infinities are not JSON numbers")
     return data
 
@@ -213,7 +214,7 @@ def _json_object(value: Any, name: str, position: int | None) -> bytes:
         raise PayloadTooDeep(f"{_where(position)}{depth_message(name)}", batch_position=position) from None
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         raise InvalidPayload(f"{_where(position)}{name} is not valid JSON: {exc}", batch_position=position) from None
-    if b"\\u0000" in data:
+    if data.find(b"\\u0000") >= 0:  # see encode_json_bytes
         raise InvalidPayload(f"{_where(position)}{name} contains a NUL character, which PostgreSQL cannot store",
                              batch_position=position)
     return data
