@@ -7,8 +7,10 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,7 +21,7 @@ import pytest
 from tests.lake_helpers import events
 from workdev_pipeline.aggregations.engine import Aggregator
 from workdev_pipeline.aggregations.periods import HOURLY
-from workdev_pipeline.lake.day_files import FILE_ROWS, STAGING_DIR
+from workdev_pipeline.lake.day_files import FILE_ROWS, STAGING_DIR, _stat
 from workdev_pipeline.lake.events import EventLake
 from workdev_pipeline.lake.location import LakeLocation
 from workdev_pipeline.lake.maintenance import maintain
@@ -223,6 +225,37 @@ def test_every_writer_encodes_the_files_as_the_settings_say(root: Path) -> None:
     rows -= wide["num_deleted_rows"]
     assert day_mismatches(lake, root, FIRST, WIDE_FILE_SETTINGS) == []
     assert lake.snapshot().query("SELECT count(*) FROM platform_events")[0][0] == rows
+
+
+def test_each_add_action_holds_its_files_size_and_statistics(root: Path) -> None:
+    """The log's size and statistics of each file (taken from the file's footer as it is written) are those of the
+    file read back -- also for files of several row groups, a column with nulls, and a row group of nulls only."""
+    columns = (*STATS_COLUMNS, "user_tenure_days")
+    settings = replace(FILE_SETTINGS, row_group_rows=1_000, stats_columns=columns)
+    lake = EventLake(LakeLocation.from_env(str(root)), file_settings=settings, file_rows=2_500)
+    rows = events(FIRST, 6_000)
+    numbers = range(rows.num_rows)
+    tenure = pa.array([None if i < 1_000 or i % 7 == 0 else i % 400 for i in numbers], pa.int32())
+    rows = rows.set_column(rows.schema.get_field_index("user_tenure_days"), "user_tenure_days", tenure)
+    order = sorted(numbers, key=lambda i: (i * 7_919) % rows.num_rows)  # out of time order
+    lake.append([rows.take(pa.array(order))], app_id="lake", version=1)
+
+    log = root / "platform_events" / "_delta_log" / f"{1:020d}.json"
+    adds = [json.loads(line)["add"] for line in log.read_text().splitlines() if '"add"' in line]
+    assert sorted(json.loads(a["stats"])["numRecords"] for a in adds) == [1_000, 2_500, 2_500]
+    for add in adds:
+        path = root / "platform_events" / unquote(add["path"])
+        table = pq.read_table(path)
+        assert add["size"] == path.stat().st_size
+        assert pq.ParquetFile(path).metadata.num_row_groups == -(-table.num_rows // 1_000)
+        bounds = {name: pc.min_max(table.column(name)).as_py() for name in columns}
+        assert json.loads(add["stats"]) == {
+            "numRecords": table.num_rows,
+            "minValues": {n: _stat(b["min"]) for n, b in bounds.items() if b["min"] is not None},
+            "maxValues": {n: _stat(b["max"]) for n, b in bounds.items() if b["max"] is not None},
+            "nullCount": {name: table.column(name).null_count for name in columns}}
+    first = min(adds, key=lambda a: json.loads(a["stats"])["minValues"]["timestamp"])
+    assert json.loads(first["stats"])["nullCount"]["user_tenure_days"] == 1_000 + 215  # a row group of nulls
 
 
 def test_a_compacted_day_still_reads_whole(root: Path) -> None:

@@ -52,6 +52,8 @@ DEFAULT_BUDGET_BYTES = 128 * 1024 * 1024
 #: Rows per data file (one row group each): see the module's documentation.
 FILE_ROWS = 4096
 TIME_COLUMN = "timestamp"
+#: A data file is written through a buffer of this size (a file of ``FILE_ROWS`` rows is ~0.25 MiB).
+WRITE_BUFFER_BYTES = 1024 * 1024
 #: Threads encoding a write's files: a day's files are encoded side by side, so the sweep's flushes -- the one at
 #: its end above all -- keep every core busy (``bench/README.md``, "The ratio to the wire").
 ENCODE_THREADS = min(os.cpu_count() or 2, 4)
@@ -159,10 +161,14 @@ class DayFileWriter:
             self.stats.bytes_written += size
 
     def _write_file(self, path: str, part: pa.Table) -> tuple[int, str]:
-        """Write one data file; its size and the add action's statistics."""
-        with self.fs.open_output_stream(path) as sink:
-            pq.write_table(part.cast(self.file_schema), sink, **self._options)
-        return self.fs.get_file_info(path).size, file_stats(part, self.settings.stats_columns)
+        """Write one data file; its size and the add action's statistics (read from its footer)."""
+        footer: list[pq.FileMetaData] = []
+        # buffered: the Parquet writer's many small writes and position queries are otherwise one syscall each
+        with pa.BufferedOutputStream(self.fs.open_output_stream(path), WRITE_BUFFER_BYTES) as sink:
+            pq.write_table(part if part.schema.equals(self.file_schema) else part.cast(self.file_schema), sink,
+                           metadata_collector=footer, **self._options)
+            size = sink.tell()
+        return size, file_stats(footer[0], self.settings.stats_columns)
 
     def _write_staging_list(self) -> None:
         self.fs.create_dir(STAGING_DIR, recursive=True)
@@ -268,16 +274,23 @@ def _ascending(column: pa.ChunkedArray) -> bool:
     return not pc.any(pc.less(values.slice(1), values.slice(0, len(values) - 1))).as_py()
 
 
-def file_stats(table: pa.Table, columns: tuple[str, ...]) -> str:
-    """The add action's ``stats``: row count, and min/max/null count of ``columns`` (what delta-rs writes)."""
+def file_stats(footer: pq.FileMetaData, columns: tuple[str, ...]) -> str:
+    """The add action's ``stats``: row count, and min/max/null count of ``columns`` (what delta-rs writes), from the
+    statistics the file's footer holds for them (written as the settings say: ``stats_columns``)."""
+    found: dict[str, list[pq.Statistics | None]] = {}
+    for group in (footer.row_group(g) for g in range(footer.num_row_groups)):
+        for column in (group.column(k) for k in range(group.num_columns)):
+            if column.path_in_schema in columns:
+                found.setdefault(column.path_in_schema, []).append(column.statistics if column.is_stats_set else None)
     minima, maxima, nulls = {}, {}, {}
-    for name in columns:
-        column = table.column(name)
-        nulls[name] = column.null_count
-        bounds = pc.min_max(column).as_py()
-        if bounds["min"] is not None:
-            minima[name], maxima[name] = _stat(bounds["min"]), _stat(bounds["max"])
-    return json.dumps({"numRecords": table.num_rows, "minValues": minima, "maxValues": maxima, "nullCount": nulls},
+    for name, groups in found.items():
+        if any(stats is None for stats in groups):
+            continue
+        nulls[name] = sum(stats.null_count for stats in groups)
+        bounded = [stats for stats in groups if stats.has_min_max]
+        if bounded:
+            minima[name], maxima[name] = _stat(min(s.min for s in bounded)), _stat(max(s.max for s in bounded))
+    return json.dumps({"numRecords": footer.num_rows, "minValues": minima, "maxValues": maxima, "nullCount": nulls},
                       separators=(",", ":"))
 
 
