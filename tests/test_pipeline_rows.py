@@ -111,3 +111,6 @@ def test_uuid_text_is_postgresqls_text_form_nulls_and_slices_included() -> None:
     assert uuid_text(array.slice(5, 20)).to_pylist() == expected[5:25]
     assert uuid_text(pa.chunked_array([array.slice(0, 10), array.slice(10)])).to_pylist() == expected
     assert uuid_text(array.slice(0, 0)).to_pylist() == []
+    opaque = pa.array(values, pa.binary())  # the driver's form before 1.9: arrow.opaque over variable-size binary
+    assert uuid_text(opaque).to_pylist() == expected
+    assert uuid_text(opaque.slice(5, 20)).to_pylist() == expected[5:25]

@@ -32,21 +32,29 @@ PIPELINE_SCHEMA = pa.schema([
 ])
 
 _UUIDS = ("event_id", "user_id", "session_id")
+_UUID_BYTES = pa.binary(16)
 _MICROSECONDS_PER_DAY = 86_400_000_000
 #: The 36-character text form's groups of hex digits (8-4-4-4-12): (from, to) in it and in the 32 digits.
 _GROUPS = (((0, 8), (0, 8)), ((9, 13), (8, 12)), ((14, 18), (12, 16)), ((19, 23), (16, 20)), ((24, 36), (20, 32)))
 
 
 def _storage(array: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """``array`` as one chunk, an extension type's storage (uuid: fixed_size_binary(16), json: string)."""
+    """``array`` as one chunk, an extension type's storage (uuid: 16-byte binary; json: string)."""
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     return array.storage if isinstance(array, pa.ExtensionArray) else array
 
 
+def _uuids(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """uuids as ``fixed_size_binary(16)``, whether the driver gives them so (``arrow.uuid``) or as variable-size
+    binary (its builds before 1.9: ``arrow.opaque``)."""
+    raw = _storage(array)
+    return raw if raw.type == _UUID_BYTES else raw.cast(_UUID_BYTES)
+
+
 def uuid_text(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     """16-byte uuids as PostgreSQL writes them in text (lower-case hex, 8-4-4-4-12); nulls stay null."""
-    raw = _storage(array)
+    raw = _uuids(array)
     n = len(raw)
     if n == 0:
         return pa.array([], pa.string())
@@ -71,14 +79,14 @@ class UserAttributes:
 
     @classmethod
     def from_table(cls, table: pa.Table) -> UserAttributes:
-        return cls(_storage(table.column("user_id")), _storage(table.column("user_role")).cast(pa.string()),
+        return cls(_uuids(table.column("user_id")), _storage(table.column("user_role")).cast(pa.string()),
                    _storage(table.column("signed_up_at")).cast(pa.int64()))
 
     def of(self, user_ids: pa.Array | pa.ChunkedArray,
            timestamps: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
         """Each event's user role and tenure: whole days from sign-up to the event, rounded down (the view's
         ``floor(extract(epoch FROM timestamp - signed_up_at) / 86400)``); null without a user or attributes."""
-        found = pc.index_in(_storage(user_ids), value_set=self.user_ids)
+        found = pc.index_in(_uuids(user_ids), value_set=self.user_ids)
         role = self.roles.take(found)
         since = pc.subtract(_storage(timestamps).cast(pa.int64()), self.signed_up_at.take(found))
         days = np.floor_divide(pc.fill_null(since, 0).to_numpy(), _MICROSECONDS_PER_DAY).astype(np.int32)
@@ -89,10 +97,11 @@ class UserAttributes:
 def pipeline_rows(batch: pa.RecordBatch, users: UserAttributes) -> pa.RecordBatch:
     """``batch`` (rows of ``pipeline_store_rows``) in :data:`PIPELINE_SCHEMA`."""
     columns: dict[str, pa.Array] = {}
+    user_ids = _uuids(batch.column("user_id"))
     for field in PIPELINE_SCHEMA:
         if field.name in _UUIDS:
-            columns[field.name] = uuid_text(batch.column(field.name))
+            columns[field.name] = uuid_text(user_ids if field.name == "user_id" else batch.column(field.name))
         elif field.name not in ("user_role", "user_tenure_days"):
             columns[field.name] = _storage(batch.column(field.name)).cast(field.type)
-    columns["user_role"], columns["user_tenure_days"] = users.of(batch.column("user_id"), batch.column("timestamp"))
+    columns["user_role"], columns["user_tenure_days"] = users.of(user_ids, batch.column("timestamp"))
     return pa.RecordBatch.from_arrays([columns[f.name] for f in PIPELINE_SCHEMA], schema=PIPELINE_SCHEMA)
