@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 
 from workdev_pipeline.ingest.extract import EventReader
 from workdev_pipeline.ingest.pipeline_rows import PIPELINE_SCHEMA, uuid_text
+from workdev_pipeline.sql_files import query
 
 #: The pipeline's rows as PostgreSQL computed them before 0023 (the view of 0008, computing from metadata).
 COMPUTED_IN_SQL = """
@@ -100,6 +101,14 @@ def test_a_months_partition_created_after_its_events_keeps_them(db: str, conn: p
     insert(conn, None, month + 4 * DAY, {"ip_address": "10.9.9.9"})  # routed to the new partition
     assert conn.execute("SELECT metadata ->> 'ip_address' FROM platform_event_store_2031_05"
                         " ORDER BY \"timestamp\" DESC LIMIT 1").fetchone()[0] == "10.9.9.9"
+
+
+def test_a_sweep_reads_its_bounds_once_not_for_each_row(conn: psycopg.Connection) -> None:
+    """current_setting is only STABLE: in a scan's condition it would run (and its text be cast) for every row."""
+    conn.execute("SELECT set_config('workdev.tx_low', '0', false), set_config('workdev.tx_high', '100', false)")
+    plan = [row[0] for row in conn.execute("EXPLAIN (VERBOSE) " + query("ingest/sweep_events"))]
+    per_row = [line for line in plan if "Filter:" in line or "Cond:" in line]
+    assert per_row and all("tx_id" in line and "current_setting" not in line for line in per_row)
 
 
 def test_uuid_text_is_postgresqls_text_form_nulls_and_slices_included() -> None:
