@@ -18,9 +18,10 @@ import itertools
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 import psycopg
@@ -35,6 +36,7 @@ from workdev_pipeline.events import (
     prepare_batch,
     staging_row,
     to_uuid,
+    uuid_of_int,
 )
 from workdev_pipeline.limits import check_page
 from workdev_pipeline.payloads import UnreadablePayload, lenient_loads
@@ -55,14 +57,20 @@ class SessionInfo:
 class EmitResult:
     """The outcome of :meth:`AnalyticsClient.emit_many`."""
 
-    event_ids: list[uuid.UUID]
+    _ids: list[uuid.UUID | int] = field(repr=False)  # supplied ids as given, generated ones as integers
     inserted: int
+
+    @cached_property
+    def event_ids(self) -> list[uuid.UUID]:
+        """Every event's id, in the events' order; the generated ones made into UUID objects when first read (a
+        call that never reads them leaves the process no objects to track for its garbage collector)."""
+        return [i if type(i) is not int else uuid_of_int(i) for i in self._ids]
 
     @property
     def duplicates(self) -> int:
         """Events skipped: their producer-supplied event_id was already stored (within ±7 days) or came
         earlier in the same batch."""
-        return len(self.event_ids) - self.inserted
+        return len(self._ids) - self.inserted
 
 
 @dataclass(frozen=True)
@@ -222,7 +230,7 @@ class AnalyticsClient:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        event_ids: list[uuid.UUID] = []
+        event_ids: list[uuid.UUID | int] = []
         inserted = 0
         with self._pool.connection() as conn, _Lookahead(self._prepare, chunked(events, batch_size)) as batches:
             try:
@@ -237,7 +245,7 @@ class AnalyticsClient:
                             inserted += cur.fetchone()[0]
                         if batch.error is not None:
                             raise batch.error
-                        event_ids.extend(batch.event_ids)
+                        event_ids.extend(batch.ids)
             except psycopg.Error as exc:
                 raise _translate(exc) from exc
         return EmitResult(event_ids, inserted)

@@ -83,7 +83,7 @@ _UUID = uuid.UUID
 _new_object, _set_slot, _UNKNOWN_SAFETY = object.__new__, object.__setattr__, uuid.SafeUUID.unknown
 
 
-def _uuid_of_int(value: int) -> uuid.UUID:
+def uuid_of_int(value: int) -> uuid.UUID:
     """``uuid.UUID(int=value)`` for a value known to be a valid 128-bit UUID: its two slots set as its own
     ``__init__`` sets them, without the argument checks (a third of the time)."""
     made = _new_object(_UUID)
@@ -97,7 +97,7 @@ _IDS = _EventIdClock()
 
 def new_event_id() -> uuid.UUID:
     """A UUIDv7 (RFC 9562): time-ordered, index-friendly."""
-    return _uuid_of_int(_IDS.take(1)[0])
+    return uuid_of_int(_IDS.take(1)[0])
 
 
 def to_uuid(value: uuid.UUID | str | None, name: str, position: int | None = None) -> uuid.UUID | None:
@@ -266,13 +266,13 @@ _EMPTY_OBJECT = _JSONB + b"{}"
 
 
 def staging_row(event: Any, position: int | None, default_source: str | None,
-                new_id: int | None) -> tuple[tuple[Any, ...], uuid.UUID | None]:
+                new_id: int | None) -> tuple[tuple[Any, ...], uuid.UUID | int | None]:
     """An event mapping (``event_type`` and any of ``event_data``, ``user_id``, ``entity_type``, ``entity_id``,
     ``metadata``, ``source``, ``session_id``, ``timestamp``, ``event_id``) as a row of the staging COPY
-    (``_STAGING_COLUMNS``: ``position`` first; ids in uuid's binary form, payloads in jsonb's) and its event id,
-    or the :class:`EventRejected` saying why it cannot be sent. Without an ``event_id`` its id is the UUIDv7
-    ``new_id`` (None: left to the server). The common types are let through by cheap tests, the rest fully
-    checked."""
+    (``_STAGING_COLUMNS``: ``position`` first; ids in uuid's binary form, payloads in jsonb's) and its event id
+    (a supplied one as a UUID, ``new_id`` as it is), or the :class:`EventRejected` saying why it cannot be sent.
+    Without an ``event_id`` its id is the UUIDv7 ``new_id`` (None: left to the server). The common types are let
+    through by cheap tests, the rest fully checked."""
     if type(event) is not dict and not isinstance(event, Mapping):
         raise InvalidPayload(f"event #{position} of the batch is a {type(event).__name__}, not a mapping",
                              batch_position=position)
@@ -289,7 +289,7 @@ def staging_row(event: Any, position: int | None, default_source: str | None,
     elif new_id is None:
         id_bytes = None
     else:
-        event_id = _uuid_of_int(new_id)
+        event_id = new_id
         id_bytes = new_id.to_bytes(16, "big")
     event_type = get("event_type")
     if type(event_type) is not str or not event_type.isascii() or "\x00" in event_type:
@@ -328,11 +328,11 @@ def staging_row(event: Any, position: int | None, default_source: str | None,
 
 
 class PreparedBatch(NamedTuple):
-    """Staging rows for a batch's events and their ids, up to the first event that cannot even be sent
-    (``error``, else None)."""
+    """Staging rows for a batch's events and their ids (supplied ones as UUIDs, generated ones as their 128-bit
+    integers), up to the first event that cannot even be sent (``error``, else None)."""
 
     rows: list[tuple[Any, ...]]
-    event_ids: list[uuid.UUID]
+    ids: list[uuid.UUID | int]
     error: EventRejected | None
 
     @property
@@ -344,16 +344,16 @@ def prepare_batch(events: Sequence[Any], first_position: int, default_source: st
     """Staging rows for ``events`` (positions from ``first_position``), their ids drawn in one go."""
     new_ids = _IDS.take(len(events))
     rows: list[tuple[Any, ...]] = []
-    event_ids: list[uuid.UUID] = []
-    append_row, append_id = rows.append, event_ids.append
+    ids: list[uuid.UUID | int] = []
+    append_row, append_id = rows.append, ids.append
     try:
         for offset, event in enumerate(events):
             row, event_id = staging_row(event, first_position + offset, default_source, new_ids[offset])
             append_row(row)
             append_id(event_id)
     except EventRejected as exc:
-        return PreparedBatch(rows, event_ids, exc)
-    return PreparedBatch(rows, event_ids, None)
+        return PreparedBatch(rows, ids, exc)
+    return PreparedBatch(rows, ids, None)
 
 
 def _uuid_of(value: bytes | None) -> uuid.UUID | None:
