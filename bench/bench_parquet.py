@@ -67,6 +67,7 @@ VARIANTS: dict[str, FileSettings] = {
     "plain_five": replace(FILE_SETTINGS,
                           plain_columns=("event_id", "timestamp", "session_id", "entity_id", "event_data")),
     "no_dictionary": replace(FILE_SETTINGS, plain_columns=None),
+    "compressed_everywhere": replace(FILE_SETTINGS, uncompressed_columns=()),
     "zstd_3": replace(FILE_SETTINGS, compression_level=3),
     "snappy": replace(FILE_SETTINGS, compression="snappy", compression_level=None),
     "lz4": replace(FILE_SETTINGS, compression="lz4", compression_level=None),

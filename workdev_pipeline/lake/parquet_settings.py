@@ -13,6 +13,11 @@ and read by the day's hourly aggregation; figures in ``bench/README.md``, reason
 * **no dictionary on the columns whose values are all distinct** (``PLAIN_COLUMNS``: ``event_id``, ``timestamp``):
   their dictionaries overflow to plain pages after the encoder has paid for them; every other column keeps its
   dictionary (each measured alone);
+* **no compression of the columns of small closed sets** (``UNCOMPRESSED_COLUMNS``: event types and categories,
+  roles, entity types, sources, geo and device fields, ``ingested_at``, ``amount_overflow``): in a file of
+  ``FILE_ROWS`` rows their pages are a dictionary of a few values and its indices, which zstd barely shrinks for
+  the cost of its context per page -- the lake's own writer leaves them uncompressed (delta-rs, whose writer has
+  one codec for every column, compresses them: its files are few and large, where that cost does not count);
 * **statistics only on the columns that prune** (``STATS_COLUMNS``, the Delta log's too, nothing personal): no
   footer holds the min/max of a personal column, and encoding is cheaper. They are not optional: delta-rs's
   compaction of files without footer statistics commits null min/max to the log, and readers through the Arrow
@@ -35,6 +40,11 @@ STATS_COLUMNS = ("event_type", "event_category", "timestamp", "ingested_at")
 #: bytes (``bench/README.md``: per column, only these two gain from plain; entity_id, session_id and event_data
 #: repeat enough within a day for their dictionaries to pay).
 PLAIN_COLUMNS = ("event_id", "timestamp")
+#: Columns whose pages the lake's own writer leaves uncompressed: values of small closed sets, so a file's pages of
+#: them are a dictionary of a few values and its indices, which compression barely shrinks for the CPU of a codec
+#: context per page (``bench/README.md``).
+UNCOMPRESSED_COLUMNS = ("event_type", "event_category", "user_role", "entity_type", "source", "geo_location",
+                        "device_info", "ingested_at", "amount_overflow")
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,8 @@ class FileSettings:
     stats_columns: tuple[str, ...] = STATS_COLUMNS
     #: columns without a dictionary (None: no column has one)
     plain_columns: tuple[str, ...] | None = PLAIN_COLUMNS
+    #: columns left uncompressed by the lake's own (pyarrow) writer; delta-rs compresses every column alike
+    uncompressed_columns: tuple[str, ...] = UNCOMPRESSED_COLUMNS
 
     def dictionary(self, column: str) -> bool:
         """Whether the top-level ``column`` (or a field of it) is dictionary-encoded."""
@@ -56,8 +68,11 @@ class FileSettings:
         """Keyword arguments of ``pyarrow.parquet.write_table`` / ``ParquetWriter`` for files of ``schema`` (page
         checksums on: a damaged page fails to read instead of decoding to wrong values)."""
         leaves = [(f.name, path) for f in schema for path in _leaf_paths(f)]
+        compressed = [path for top, path in leaves if top not in self.uncompressed_columns]
         return {
-            "compression": self.compression, "compression_level": self.compression_level,
+            "compression": {path: self.compression if path in compressed else "none" for _, path in leaves},
+            "compression_level": None if self.compression_level is None else dict.fromkeys(compressed,
+                                                                                           self.compression_level),
             "row_group_size": self.row_group_rows,
             "use_dictionary": [path for top, path in leaves if self.dictionary(top)],
             "write_statistics": [path for top, path in leaves if top in self.stats_columns],
