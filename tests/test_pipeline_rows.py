@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pyarrow as pa
 import pytest
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from workdev_pipeline.demo_loader import load_demo
 from workdev_pipeline.ingest.extract import EventReader
 from workdev_pipeline.ingest.pipeline_rows import PIPELINE_SCHEMA, uuid_text
 from workdev_pipeline.sql_files import query
@@ -123,3 +125,25 @@ def test_uuid_text_is_postgresqls_text_form_nulls_and_slices_included() -> None:
     opaque = pa.array(values, pa.binary())  # the driver's form before 1.9: arrow.opaque over variable-size binary
     assert uuid_text(opaque).to_pylist() == expected
     assert uuid_text(opaque.slice(5, 20)).to_pylist() == expected[5:25]
+
+
+def test_the_sweeps_read_starts_no_parallel_workers_where_the_planner_would(db: str) -> None:
+    """The rows stream through one COPY to one reader: parallel workers would only compete for its cores."""
+    load_demo(db, users=50, events=30_000, days=2)
+    with psycopg.connect(db, autocommit=True) as conn:
+        name = conn.execute("SELECT current_database()").fetchone()[0]
+        for setting in ("parallel_setup_cost", "parallel_tuple_cost", "min_parallel_table_scan_size"):
+            conn.execute(sql.SQL("ALTER DATABASE {} SET {} = 0").format(sql.Identifier(name), sql.Identifier(setting)))
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("SELECT set_config('workdev.tx_low', '0', false), set_config('workdev.tx_high', %s, false)",
+                     (str(2**62),))
+        plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + query("ingest/sweep_events")))
+        assert "Gather" in plan  # what the planner would do on a connection of its own
+        with EventReader(db, batch_bytes=64 * 1024) as reader:
+            batches = reader.stream("ingest/sweep_events", consumer="pipeline", tx_low=0, tx_high=2**62)
+            first = next(batches)  # the COPY runs on, held back by its reader: any workers would be alive now
+            workers = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                   " AND backend_type = 'parallel worker'").fetchone()[0]
+            rows = first.num_rows + sum(batch.num_rows for batch in batches)
+    assert workers == 0
+    assert rows == 30_000
