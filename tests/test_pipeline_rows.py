@@ -128,7 +128,8 @@ def test_uuid_text_is_postgresqls_text_form_nulls_and_slices_included() -> None:
 
 
 def test_the_sweeps_read_starts_no_parallel_workers_where_the_planner_would(db: str) -> None:
-    """The rows stream through one COPY to one reader: parallel workers would only compete for its cores."""
+    """The sweep streams its range through one COPY to one reader: parallel workers would only compete for its
+    cores. Other reads (a day's, sorted) keep the server's setting, on the same connection too."""
     load_demo(db, users=50, events=30_000, days=2)
     with psycopg.connect(db, autocommit=True) as conn:
         name = conn.execute("SELECT current_database()").fetchone()[0]
@@ -139,11 +140,18 @@ def test_the_sweeps_read_starts_no_parallel_workers_where_the_planner_would(db: 
                      (str(2**62),))
         plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + query("ingest/sweep_events")))
         assert "Gather" in plan  # what the planner would do on a connection of its own
+
+        def workers_while_streaming(reader: EventReader, *, parallel: bool) -> int:
+            """The most parallel workers seen at any batch of a sweep's read (its reader held back meanwhile)."""
+            seen, rows = 0, 0
+            for batch in reader.stream("ingest/sweep_events", consumer="pipeline", tx_low=0, tx_high=2**62,
+                                       parallel=parallel):
+                rows += batch.num_rows
+                seen = max(seen, conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                              "current_database() AND backend_type = 'parallel worker'").fetchone()[0])
+            assert rows == 30_000
+            return seen
+
         with EventReader(db, batch_bytes=64 * 1024) as reader:
-            batches = reader.stream("ingest/sweep_events", consumer="pipeline", tx_low=0, tx_high=2**62)
-            first = next(batches)  # the COPY runs on, held back by its reader: any workers would be alive now
-            workers = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                                   " AND backend_type = 'parallel worker'").fetchone()[0]
-            rows = first.num_rows + sum(batch.num_rows for batch in batches)
-    assert workers == 0
-    assert rows == 30_000
+            assert workers_while_streaming(reader, parallel=False) == 0
+            assert workers_while_streaming(reader, parallel=True) > 0

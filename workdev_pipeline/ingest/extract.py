@@ -41,14 +41,15 @@ class EventReader:
         self.close()
 
     def stream(self, statement: str, *, consumer: str, tx_low: int = 0, tx_high: int = 0,
-               day_start: datetime | None = None, day_end: datetime | None = None) -> Iterator[pa.RecordBatch]:
+               day_start: datetime | None = None, day_end: datetime | None = None,
+               parallel: bool = True) -> Iterator[pa.RecordBatch]:
         """Batches of ``sql/queries/<statement>.sql`` in the pipeline's shape (``PIPELINE_SCHEMA``), its bounds
-        bound as parameters beforehand."""
+        bound as parameters beforehand; ``parallel=False``: no parallel workers (the server's setting otherwise)."""
         users = self.user_attributes()
         with self._conn.cursor() as cur:
             cur.execute(query("ingest/set_bounds"),
                         (str(tx_low), str(tx_high), (day_start or datetime.min).isoformat(),
-                         (day_end or datetime.min).isoformat(), consumer))
+                         (day_end or datetime.min).isoformat(), consumer, None if parallel else "0"))
             cur.fetchall()
         cur = self._conn.cursor()
         try:

@@ -310,7 +310,8 @@ class Ingestor:
         with self._reader() as reader:
             tables = (self._transformed(transformer, batch, claimed_at, failures)
                       for batch in _noting_first(reader.stream("ingest/sweep_events", consumer=self.consumer,
-                                                               tx_low=tx_low, tx_high=tx_high), outcome))
+                                                               tx_low=tx_low, tx_high=tx_high, parallel=False),
+                                                 outcome))
             if committed:
                 for table in tables:  # the failures and counts again; nothing is written
                     for day, rows in _day_counts(table).items():
