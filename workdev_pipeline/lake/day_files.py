@@ -50,9 +50,9 @@ STAGING_DIR = "_staging"
 #: What one write may hold in memory, all days together (Arrow bytes of rows waiting for their day's next file).
 DEFAULT_BUDGET_BYTES = 128 * 1024 * 1024
 #: Rows per data file (one row group each): see the module's documentation.
-FILE_ROWS = 4096
+FILE_ROWS = 16384
 TIME_COLUMN = "timestamp"
-#: A data file is written through a buffer of this size (a file of ``FILE_ROWS`` rows is ~0.25 MiB).
+#: A data file is written through a buffer of this size (a file of ``FILE_ROWS`` rows is ~1 MiB).
 WRITE_BUFFER_BYTES = 1024 * 1024
 #: Threads encoding a write's files: a day's files are encoded side by side, so the sweep's flushes -- the one at
 #: its end above all -- keep every core busy (``bench/README.md``, "The ratio to the wire").
