@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 STAGING_DIR = "_staging"
 #: What one write may hold in memory, all days together (Arrow bytes of rows waiting for their day's next file).
-DEFAULT_BUDGET_BYTES = 128 * 1024 * 1024
+DEFAULT_BUDGET_BYTES = 96 * 1024 * 1024
 #: Rows per data file (one row group each): see the module's documentation.
 FILE_ROWS = 16384
 TIME_COLUMN = "timestamp"

@@ -169,7 +169,7 @@ def days_predicate(days: Iterable[date]) -> str:
 
 class EventLake(LakeTable):
     """The events table of the lake at ``location``; a write holds at most ``write_budget_bytes`` of rows in
-    memory (``WORKDEV_LAKE_WRITE_BUDGET_MIB``, default 128 MiB), whatever the number of days it spans, and writes
+    memory (``WORKDEV_LAKE_WRITE_BUDGET_MIB``, default 96 MiB), whatever the number of days it spans, and writes
     files of at most ``file_rows`` rows (``WORKDEV_LAKE_FILE_ROWS``, default ``FILE_ROWS``); appends and overwrites
     encode their files with ``file_settings`` (the lake's ``FILE_SETTINGS``; another only to measure)."""
 
