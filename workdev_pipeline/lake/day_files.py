@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -137,7 +138,8 @@ class DayFileWriter:
             table = table.take(pc.sort_indices(times))
         full = table.num_rows - table.num_rows % self.file_rows
         if keep_tail and full and full < table.num_rows:
-            tail = table.take(pa.array(range(full, table.num_rows)))  # a copy: a slice would pin the whole day
+            # a copy: a slice would pin the whole day (indices from numpy: from a range, pyarrow builds them in Python)
+            tail = table.take(pa.array(np.arange(full, table.num_rows)))
             self._pending[day], self._pending_bytes[day] = [tail], tail.nbytes
             self._buffered += tail.nbytes
             table = table.slice(0, full)
