@@ -9,9 +9,10 @@ from __future__ import annotations
 import ipaddress
 import random
 
+import pyarrow as pa
 import pytest
 
-from workdev_pipeline.enrichment import geo, public_address
+from workdev_pipeline.enrichment import GeoLocator, geo, public_address
 
 
 def _edges(numbers: list[int]) -> list[str]:
@@ -58,3 +59,28 @@ def test_bundled_countries_are_geoip2fast_lookup_at_network_edges() -> None:
     assert found == [geoip2fast_says(t) for t in texts]
     assert sum(f != geo._NOWHERE for f in found) > len(texts) // 2
 
+
+
+def test_a_column_of_addresses_gets_each_addresss_own_verdict() -> None:
+    """The column-wise search (dotted quads of a batch at once) against each address resolved alone."""
+    countries = geo._bundled_countries()
+    assert countries is not None and geo._bundled_table() is not None  # else the column-wise path is not taken
+    networks = [value for values in vars(ipaddress.IPv4Address._constants).values()
+                for value in (values if isinstance(values, list) else [values])
+                if isinstance(value, ipaddress.IPv4Network)]
+    rng = random.Random(15)
+    starts = [(first, length) for firsts, lengths in zip(countries.firsts, countries.lengths, strict=True)
+              for first, length in zip(firsts, lengths, strict=True) if first < 2**32]
+    sample = rng.sample(starts, 2_000) + starts[:10] + starts[-10:]
+    edges = ([first for first, _ in sample] + [first + countries.sizes[length] - 1 for first, length in sample]
+             + [int(n.network_address) for n in networks] + [int(n.broadcast_address) + 1 for n in networks])
+    texts: list[str | None] = [*_edges(edges)]
+    texts += [str(ipaddress.IPv4Address(rng.randrange(2**32))) for _ in range(3_000)]
+    texts += ["010.1.1.1", "1.2.3", " 8.8.8.8", "8.8.8.8\n", "256.1.1.1", "\u0663.1.1.1", "::ffff:8.8.8.8",
+              "2001:4860:4860::8888", "abc", "", None, "8.8.8.8"]
+    locator = GeoLocator()
+    found = locator.locate(pa.array(texts)).to_pylist()
+    alone = [None if t is None else dict(zip(("country", "region", "city"), locator._lookup(t), strict=True))
+             for t in texts]
+    assert found == alone
+    assert sum(f is not None and f["country"] is not None for f in found) > len(texts) // 3

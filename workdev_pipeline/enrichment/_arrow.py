@@ -24,6 +24,12 @@ def distinct_strings(values: StringColumn | Sequence[str | None]) -> tuple[pa.Ar
     all-null array, or a Python sequence of ``str | None``. A chunked input is encoded as a whole, so each
     distinct value appears once however many chunks carry it.
     """
+    indices, dictionary = distinct_array(values)
+    return indices, dictionary.to_pylist()
+
+
+def distinct_array(values: StringColumn | Sequence[str | None]) -> tuple[pa.Array, pa.Array]:
+    """:func:`distinct_strings` with the distinct values as an Arrow array (no null among them)."""
     if not isinstance(values, (pa.Array, pa.ChunkedArray)):
         values = pa.array(values, type=pa.string())
     if pa.types.is_null(values.type):
@@ -38,13 +44,13 @@ def distinct_strings(values: StringColumn | Sequence[str | None]) -> tuple[pa.Ar
         raise TypeError(f"expected a column of strings, got {values.type}")
     if isinstance(encoded, pa.ChunkedArray):
         if encoded.num_chunks == 0:
-            return pa.array([], pa.int32()), []
+            return pa.array([], pa.int32()), pa.array([], pa.string())
         encoded = encoded.unify_dictionaries()  # cheap when the chunks already share one dictionary
         indices = pa.concat_arrays([chunk.indices for chunk in encoded.chunks])
         dictionary = encoded.chunk(0).dictionary
     else:
         indices, dictionary = encoded.indices, encoded.dictionary
-    return indices, dictionary.to_pylist()
+    return indices, dictionary
 
 
 def scatter(indices: pa.Array, rows: Sequence[tuple[Any, ...] | None], type_: pa.StructType) -> pa.StructArray:

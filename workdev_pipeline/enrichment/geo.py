@@ -13,8 +13,10 @@ and a table of :mod:`ipaddress`'s own special networks: the same verdict, ~10x c
 shared (100.64/10) and documentation ranges all give null fields and are never looked up. IPv4-mapped IPv6
 (``::ffff:a.b.c.d``) is looked up as its IPv4 address.
 
-Each distinct address is resolved once per call, results are kept in an LRU cache per
-:class:`GeoLocator`, and each reader is loaded once per process, on first use.
+Each distinct address is resolved once per call, and each reader is loaded once per process, on first use. With
+the bundled data, a batch's distinct dotted-quad addresses are resolved column-wise (:class:`_CountryTable`: the
+same verdicts, searched with numpy); every other address is resolved one by one, the results kept in an LRU cache
+per :class:`GeoLocator`.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from workdev_pipeline.enrichment._arrow import StringColumn, distinct_strings, scatter
+from workdev_pipeline.enrichment._arrow import StringColumn, distinct_array, scatter
 
 __all__ = ["GEOIP_DATABASE_ENV", "GEO_LOCATION_TYPE", "GeoLocator", "geo_location", "public_address"]
 
@@ -50,6 +54,10 @@ _NOWHERE: Location = (None, None, None)
 #: An IPv4 address in the only text form :mod:`ipaddress` takes (four ASCII decimal bytes, no leading zero).
 _DOTTED_QUAD = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
                           r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\Z")
+
+
+#: :data:`_DOTTED_QUAD` for Arrow's (RE2) matcher: the whole text (``$`` is the end of the text only).
+_DOTTED_QUAD_WHOLE = "^" + _DOTTED_QUAD.pattern.removesuffix(r"\Z") + "$"
 
 
 def _ipv4_number(text: str) -> int | None:
@@ -173,6 +181,60 @@ class _Countries:
         return self.codes[self.ids[root][chunk]]
 
 
+class _CountryTable:
+    """The bundled data's IPv4 networks as sorted numpy arrays: a column of addresses searched at once, with the
+    verdicts :class:`_Countries` and :func:`public_address` give one address at a time."""
+
+    def __init__(self, countries: _Countries) -> None:
+        firsts, lengths, ids = [], [], []
+        for row, row_lengths, row_ids in zip(countries.firsts, countries.lengths, countries.ids, strict=True):
+            ipv4 = len(row) if not row or row[-1] < 2**32 else bisect.bisect_left(row, 2**32)  # IPv6 follows
+            for column, values in ((firsts, row), (lengths, row_lengths), (ids, row_ids)):
+                column.append(np.array(values[:ipv4], dtype=np.int64))
+        starts = np.concatenate(firsts)
+        # each network's first and last address (both below 2**32) and its country's index: ~10 bytes a network
+        self.firsts = starts.astype(np.uint32)
+        self.lasts = (starts + np.array(countries.sizes, dtype=np.int64)[np.concatenate(lengths)] - 1).astype(np.uint32)
+        self.ids = np.concatenate(ids).astype(np.int16)
+        self.codes = pa.array(countries.codes, pa.string())
+        cuts, verdicts = _ipv4_public_ranges()
+        self.cuts = np.array(cuts, dtype=np.uint32)
+        self.public = np.array([-1 if v is None else int(v) for v in verdicts], dtype=np.int8)  # -1: undecided
+
+    @classmethod
+    def of(cls, countries: _Countries) -> _CountryTable | None:
+        """The table, when the networks are laid out as one sorted run (each root its list's first network)."""
+        if any(firsts and root != firsts[0] for root, firsts in zip(countries.roots, countries.firsts, strict=True)):
+            return None
+        table = cls(countries)
+        return table if bool(np.all(np.diff(table.firsts.astype(np.int64)) > 0)) else None
+
+    def countries(self, values: pa.Array) -> tuple[pa.Array, np.ndarray]:
+        """Per value of ``values`` (strings, no null): its country code when it is a public dotted quad (null when
+        it is a dotted quad that is not public or not found), and whether it needs :func:`public_address`'s own
+        verdict instead (not a dotted quad, or a range the table leaves undecided)."""
+        quad = pc.fill_null(pc.match_substring_regex(values, _DOTTED_QUAD_WHOLE), False).to_numpy(
+            zero_copy_only=False)
+        numbers = np.zeros(len(values), dtype=np.uint32)
+        at = np.flatnonzero(quad)
+        if len(at):
+            octets = pc.split_pattern(values.take(pa.array(at)), ".").flatten().cast(pa.uint32()).to_numpy()
+            octets = octets.reshape(-1, 4)
+            numbers[at] = (octets[:, 0] << 24) | (octets[:, 1] << 16) | (octets[:, 2] << 8) | octets[:, 3]
+        public = self.public[np.searchsorted(self.cuts, numbers, side="right") - 1]
+        network = np.searchsorted(self.firsts, numbers, side="right") - 1
+        found = quad & (public == 1) & (network >= 0) & (numbers <= self.lasts[np.maximum(network, 0)])
+        codes = self.codes.take(pa.array(np.where(found, self.ids[np.maximum(network, 0)], 0), mask=~found))
+        return codes, ~quad | (public < 0)
+
+
+@functools.cache
+def _bundled_table() -> _CountryTable | None:
+    """The bundled data's :class:`_CountryTable`, when it has the layout it reads (else None)."""
+    countries = _bundled_countries()
+    return None if countries is None else _CountryTable.of(countries)
+
+
 @functools.cache
 def _bundled_countries() -> _Countries | None:
     """The bundled data's IPv4 networks when they have the layout :class:`_Countries` reads, else None."""
@@ -258,6 +320,7 @@ class GeoLocator:
         """Open the data now rather than on first lookup; raises if the file is missing or not a MaxMind DB."""
         if self.database is None:
             _geoip2fast()
+            _bundled_table()
         elif self._reader is None:
             import maxminddb
 
@@ -282,10 +345,20 @@ class GeoLocator:
 
     def locate(self, ips: StringColumn | Sequence[str | None]) -> pa.StructArray:
         """Per row: struct ``{country, region, city}``; a null struct for a null address."""
-        indices, values = distinct_strings(ips)
+        indices, values = distinct_array(ips)
         self.load()  # a missing or invalid file fails every call, not only those with a public address
-        lookup = self.lookup
-        return scatter(indices, [None if value is None else lookup(value) for value in values], GEO_LOCATION_TYPE)
+        table = _bundled_table() if self.database is None and not values.null_count else None
+        if table is None:
+            lookup = self.lookup
+            return scatter(indices, [None if value is None else lookup(value) for value in values.to_pylist()],
+                           GEO_LOCATION_TYPE)
+        countries, one_by_one = table.countries(values)
+        if one_by_one.any():
+            at = np.flatnonzero(one_by_one)
+            found = [self.lookup(value)[0] for value in values.take(pa.array(at)).to_pylist()]
+            countries = pc.replace_with_mask(countries, pa.array(one_by_one), pa.array(found, pa.string()))
+        nothing = pa.nulls(len(values), pa.string())  # the bundled data has countries only
+        return pa.StructArray.from_arrays([countries, nothing, nothing], fields=list(GEO_LOCATION_TYPE)).take(indices)
 
     def cache_info(self) -> tuple[int, int, int | None, int]:
         """``(hits, misses, maxsize, currsize)`` of this locator's cache (a ``functools`` CacheInfo)."""
