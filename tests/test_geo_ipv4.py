@@ -60,7 +60,6 @@ def test_bundled_countries_are_geoip2fast_lookup_at_network_edges() -> None:
     assert sum(f != geo._NOWHERE for f in found) > len(texts) // 2
 
 
-
 def test_a_column_of_addresses_gets_each_addresss_own_verdict() -> None:
     """The column-wise search (dotted quads of a batch at once) against each address resolved alone."""
     countries = geo._bundled_countries()
