@@ -113,6 +113,18 @@ def test_a_sweep_reads_its_bounds_once_not_for_each_row(conn: psycopg.Connection
     assert per_row and all("tx_id" in line and "current_setting" not in line for line in per_row)
 
 
+@pytest.mark.parametrize("declared", ["text", "refcursor", "unknown"])
+def test_the_bounds_take_string_parameters_whatever_type_the_driver_declares(conn: psycopg.Connection,
+                                                                             declared: str) -> None:
+    """The Arrow driver declares a string parameter with the first type its catalog query found taking text's binary
+    form: text or refcursor, in whatever order a (parallel) scan of pg_type returned them -- CI once got refcursor."""
+    name = f"bounds_{declared}"
+    conn.execute(f"PREPARE {name} ({', '.join([declared] * 6)}) AS {query('ingest/set_bounds')}")
+    row = conn.execute(f"EXECUTE {name} ('1', '2', '2026-01-01', '2026-01-02', 'lake', '0')").fetchone()
+    conn.execute(f"DEALLOCATE {name}")
+    assert row == ("1", "2", "2026-01-01", "2026-01-02", "lake", "0")
+
+
 def test_uuid_text_is_postgresqls_text_form_nulls_and_slices_included() -> None:
     ids = [uuid.uuid4() for _ in range(50)] + [uuid.UUID(int=0), uuid.UUID(int=2**128 - 1)]
     values = [None if i % 7 == 3 else u.bytes for i, u in enumerate(ids)]
