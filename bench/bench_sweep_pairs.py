@@ -27,6 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+#: The environment as given, for the sweeps' processes: importing ``workdev_pipeline`` here sets variables (Arrow's
+#: jemalloc options) that a revision's own import must decide for itself.
+GIVEN_ENVIRONMENT = dict(os.environ)
 SCRIPT = Path(__file__).resolve()
 REPO = SCRIPT.parent.parent
 #: The bench's consumer (``bench_ingest.CONSUMER``; not imported in the child: that would import this tree's code).
@@ -143,7 +146,8 @@ def one_sweep(url: str, tree: Path, lake: Path) -> dict[str, Any]:
     from bench_ingest import reset_ingestion
 
     reset_ingestion(url, [lake])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = {**GIVEN_ENVIRONMENT,
+           "PYTHONPATH": os.pathsep.join([str(tree), *filter(None, [GIVEN_ENVIRONMENT.get("PYTHONPATH")])])}
     done = subprocess.run([sys.executable, str(SCRIPT), "--child", "--tree", str(tree), "--database-url", url,
                            "--lake", str(lake)], cwd=tree, env=env, stdout=subprocess.PIPE, text=True, check=False,
                           timeout=1800)
