@@ -1071,13 +1071,19 @@ def measure_latency(url: str, work: Path, seconds: float, interval: int) -> list
 # -- the previous code -----------------------------------------------------------------------------------
 
 
-def previous_engine(rev: str, tree: Path, root: Path) -> Engine:
-    """A detached git worktree of ``rev`` at ``tree`` (outside the repository; main's files untouched) whose
-    ``bench/bench_ingest.py --child`` runs with ``tree`` first on PYTHONPATH; checked to import from there."""
+def add_worktree(rev: str, tree: Path) -> str:
+    """A detached git worktree of ``rev`` at ``tree`` (outside the repository; main's files untouched); its commit."""
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"], check=True,
                             stdout=subprocess.PIPE, text=True).stdout.strip()
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), commit], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return commit
+
+
+def previous_engine(rev: str, tree: Path, root: Path) -> Engine:
+    """A worktree of ``rev`` at ``tree`` (:func:`add_worktree`) whose ``bench/bench_ingest.py --child`` runs with
+    ``tree`` first on PYTHONPATH; checked to import from there."""
+    commit = add_worktree(rev, tree)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])}
     imported = subprocess.run([sys.executable, "-c", "import workdev_pipeline; print(workdev_pipeline.__file__)"],
                               cwd=tree, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()

@@ -129,15 +129,13 @@ def _parent_imports() -> None:
 
 def worktree(rev: str, parent: Path) -> Path:
     """A detached worktree of ``rev`` under ``parent`` (``.``: this tree as it is, uncommitted changes included)."""
+    from bench_ingest import add_worktree
+
     if rev == ".":
         return REPO
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"], check=True,
-                            stdout=subprocess.PIPE, text=True).stdout.strip()
-    tree = parent / commit[:12]
     parent.mkdir(parents=True, exist_ok=True)
-    if not tree.exists():
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), commit], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tree = parent / str(len(list(parent.iterdir())))
+    add_worktree(rev, tree)
     return tree
 
 
