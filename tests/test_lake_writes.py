@@ -15,14 +15,15 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
 from tests.lake_helpers import events
 from workdev_pipeline.aggregations.engine import Aggregator
 from workdev_pipeline.aggregations.periods import HOURLY
-from workdev_pipeline.lake.day_files import FILE_ROWS, STAGING_DIR, _stat
-from workdev_pipeline.lake.events import EventLake
+from workdev_pipeline.lake.day_files import FILE_ROWS, STAGING_DIR, DayFileWriter, _stat
+from workdev_pipeline.lake.events import LAKE_SCHEMA, PARTITION_COLUMN, EventLake, to_lake
 from workdev_pipeline.lake.location import LakeLocation
 from workdev_pipeline.lake.maintenance import maintain
 from workdev_pipeline.lake.parquet_settings import (
@@ -82,6 +83,31 @@ def test_a_thin_backlog_is_written_within_the_memory_budget_in_one_commit(root: 
     noon = datetime.combine(FIRST, datetime.min.time(), UTC) + timedelta(hours=12)
     dataset = lake.snapshot().dataset()
     assert dataset.count_rows(filter=ds.field("timestamp") < pa.scalar(noon, pa.timestamp("us", tz="UTC"))) == 480
+
+
+def test_a_batch_of_several_days_is_held_whole_until_each_of_its_days_is_written(tmp_path: Path) -> None:
+    """A day's rows are not copied out of their batch when it comes (only once, in time order, into the day's
+    files): the batch stays held, and counts against the budget whole, until its last day is written out."""
+    first, second = FIRST, FIRST + timedelta(days=1)
+    mixed = to_lake(pa.concat_tables([events(first, 900), events(second, 100)]))
+    more = to_lake(events(first, 900, start=900))
+    fs = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())
+    writer = DayFileWriter(fs, schema=LAKE_SCHEMA, partition_column=PARTITION_COLUMN, settings=FILE_SETTINGS,
+                           budget_bytes=mixed.nbytes * 3 // 2, file_rows=500)
+    writer.add(mixed)
+    assert not writer.actions
+    # over the budget: the first day's full files go out, and since the first batch is still held for the second
+    # day, that day goes out too (its 100 rows alone would have fitted)
+    writer.add(more)
+    written = [(action.partition_values[PARTITION_COLUMN], json.loads(action.stats)["numRecords"])
+               for action in writer.actions]
+    assert written == [(first.isoformat(), 500)] * 3 + [(second.isoformat(), 100)]
+    assert writer.stats.peak_buffered_bytes == mixed.nbytes + more.nbytes
+    writer.finish()  # the first day's last 300 rows, held as a copy of their own
+    assert [json.loads(action.stats)["numRecords"] for action in writer.actions[4:]] == [300]
+    times = pa.concat_tables(pq.read_table(tmp_path / action.path).select(["timestamp"])
+                             for action in writer.actions[:3] + writer.actions[4:]).column("timestamp")
+    assert times.to_pylist() == sorted(times.to_pylist()) and len(times) == 1800
 
 
 def test_replacing_days_writes_within_the_budget_and_empties_days_without_rows(root: Path) -> None:

@@ -9,10 +9,13 @@ file holds an event: an erasure rewrites only the files holding touched events, 
 cost more per bulk write (a footer, a file and a log action each): the choice is measured in ``bench/README.md``
 and ``docs/lake.md``.
 
-Rows wait in memory per day; whenever all days together hold more than ``budget_bytes``, the largest days are
-written out (their full files; a day's last, partial file waits for more rows unless the day is short), until half
-the budget is left, so a backlog spread thin over hundreds of days costs the same memory as one over a few days: a
-day may end with several runs of files, which maintenance re-sorts (``lake/maintenance.py``). The files are
+Rows wait in memory per day, as the batches they came in: a day holds each batch's rows of it as row numbers,
+so a row is copied once, when its day's files are written (gathered in time order), not also when its batch is split
+by day. A batch is held (and counts against ``budget_bytes``, whole) until every day of it is written out. Whenever
+the batches held exceed ``budget_bytes``, the largest days are written out (their full files; a day's last, partial
+file is copied and waits for more rows unless the day is short), until half the budget is left, so a backlog spread
+thin over hundreds of days costs the same memory as one over a few days: a day may end with several runs of files,
+which maintenance re-sorts (``lake/maintenance.py``). The files are
 encoded as the write's :class:`FileSettings` say (``lake/parquet_settings.py``: with page checksums); a file is a
 single row group (its rows are fewer than the settings' ``row_group_rows``: the file size is what bounds it).
 
@@ -71,6 +74,27 @@ class WriteStats:
     peak_buffered_bytes: int = 0
 
 
+@dataclass(eq=False)
+class _Held:
+    """A batch held (counted against the budget, whole) until each of its ``days`` is written out."""
+
+    rows: pa.Table
+    nbytes: int
+    days: int
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One day's rows of a held batch: their row numbers in it (None: all of its rows)."""
+
+    held: _Held
+    index: pa.Array | None
+
+    @property
+    def num_rows(self) -> int:
+        return self.held.rows.num_rows if self.index is None else len(self.index)
+
+
 class DayFileWriter:
     """Writes one commit's data files into the table at ``fs`` (a file system rooted at the table's directory),
     encoded as ``settings`` say; their add actions carry the statistics of ``settings.stats_columns``."""
@@ -91,7 +115,7 @@ class DayFileWriter:
         self.actions: list[AddAction] = []
         self._staged: list[str] = []
         self._version_before = version_before
-        self._pending: dict[date, list[pa.Table]] = {}
+        self._pending: dict[date, list[_Piece]] = {}
         self._pending_bytes: dict[date, int] = {}
         self._buffered = 0
 
@@ -103,10 +127,14 @@ class DayFileWriter:
         """Take lake rows of any days; write out the largest days while the budget is exceeded."""
         if not rows.num_rows:
             return
-        for day, piece in _by_day(rows, self.partition_column):
+        split = _by_day(rows, self.partition_column)
+        held = _Held(rows, rows.nbytes, len(split))
+        self._buffered += held.nbytes
+        for day, index in split:
+            piece = _Piece(held, index)
             self._pending.setdefault(day, []).append(piece)
-            self._pending_bytes[day] = self._pending_bytes.get(day, 0) + piece.nbytes
-            self._buffered += piece.nbytes
+            share = held.nbytes * piece.num_rows // rows.num_rows  # what writing the day out frees, at most
+            self._pending_bytes[day] = self._pending_bytes.get(day, 0) + share
             self.stats.days[day] = self.stats.days.get(day, 0) + piece.num_rows
         self.stats.peak_buffered_bytes = max(self.stats.peak_buffered_bytes, self._buffered)
         if self._buffered > self.budget_bytes:
@@ -130,17 +158,18 @@ class DayFileWriter:
         """Write the day's rows as files of ``file_rows`` rows in time order; ``keep_tail``: a last, partial file's
         rows stay held (for the day's next rows) when the day fills at least one file."""
         pieces = self._pending.pop(day)
-        self._buffered -= self._pending_bytes.pop(day)
-        table = pa.concat_tables(pieces)
+        del self._pending_bytes[day]
+        table = _in_time_order(pieces)
+        for piece in pieces:
+            piece.held.days -= 1
+            if not piece.held.days:
+                self._buffered -= piece.held.nbytes
         del pieces
-        times = table.column(TIME_COLUMN)
-        if not _ascending(times):  # the rows of a backlog in time order need no sort
-            table = table.take(pc.sort_indices(times))
         full = table.num_rows - table.num_rows % self.file_rows
         if keep_tail and full and full < table.num_rows:
             # a copy: a slice would pin the whole day (indices from numpy: from a range, pyarrow builds them in Python)
             tail = table.take(pa.array(np.arange(full, table.num_rows)))
-            self._pending[day], self._pending_bytes[day] = [tail], tail.nbytes
+            self._pending[day], self._pending_bytes[day] = [_Piece(_Held(tail, tail.nbytes, 1), None)], tail.nbytes
             self._buffered += tail.nbytes
             table = table.slice(0, full)
         table = table.drop_columns([self.partition_column])
@@ -251,21 +280,38 @@ def _delete(fs: pafs.FileSystem, paths: list[str]) -> tuple[int, int]:
     return deleted, failed
 
 
-def _by_day(rows: pa.Table, partition_column: str) -> list[tuple[date, pa.Table]]:
-    """``rows`` split by day, each day's rows in their order. Rows of a single day are taken as they are (a backlog
-    in time order comes in such batches: a copy of each cost ~0.3 CPU-s per 1,000,000 events, its sort ~0.07);
-    rows of several days are copied per day, so that no day's rows pin another's until that one is written. A
-    day's rows are sorted by time as its files are written (``_flush``), once for all its pieces."""
+def _by_day(rows: pa.Table, partition_column: str) -> list[tuple[date, pa.Array | None]]:
+    """The days of ``rows``, each with the row numbers of its rows, in their order (None: the rows are all of one
+    day, as a backlog in time order comes). Nothing is copied: a day's rows are gathered from their batches, in
+    time order, when its files are written (``_in_time_order``)."""
     days = rows.column(partition_column)
     low, high = (value.as_py() for value in pc.min_max(days).values())
     if low == high:
-        return [(low, rows)]
+        return [(low, None)]
     order = pc.sort_indices(days)  # stable: each day's rows keep their order
     pieces, start = [], 0
     for run in pc.value_counts(days.take(order)).to_pylist():
-        pieces.append((run["values"], rows.take(order.slice(start, run["counts"]))))
+        pieces.append((run["values"], order.slice(start, run["counts"])))
         start += run["counts"]
     return pieces
+
+
+def _in_time_order(pieces: list[_Piece]) -> pa.Table:
+    """A day's rows from its pieces, sorted by time: gathered in one copy, or none when its batches are all its and
+    already in time order (a backlog in time order: its batches are taken as they are)."""
+    batches = pa.concat_tables([piece.held.rows for piece in pieces])  # no copy: their chunks, side by side
+    times = batches.column(TIME_COLUMN)
+    if all(piece.index is None for piece in pieces):
+        return batches if _ascending(times) else batches.take(pc.sort_indices(times))
+    index, offset = [], 0
+    for piece in pieces:
+        rows = piece.held.rows.num_rows
+        index.append(np.arange(offset, offset + rows) if piece.index is None
+                     else piece.index.to_numpy().astype(np.int64) + offset)
+        offset += rows
+    rows_of_day = np.concatenate(index)
+    order = pc.sort_indices(times.take(rows_of_day)).to_numpy()  # stable: rows of one time keep their order
+    return batches.take(rows_of_day[order])
 
 
 def _ascending(column: pa.ChunkedArray) -> bool:
