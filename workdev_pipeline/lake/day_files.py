@@ -127,14 +127,7 @@ class DayFileWriter:
         """Take lake rows of any days; write out the largest days while the budget is exceeded."""
         if not rows.num_rows:
             return
-        split = _by_day(rows, self.partition_column)
-        held = _Held(rows, rows.nbytes, len(split))
-        self._buffered += held.nbytes
-        for day, index in split:
-            piece = _Piece(held, index)
-            self._pending.setdefault(day, []).append(piece)
-            share = held.nbytes * piece.num_rows // rows.num_rows  # what writing the day out frees, at most
-            self._pending_bytes[day] = self._pending_bytes.get(day, 0) + share
+        for day, piece in self._hold(rows, _by_day(rows, self.partition_column)):
             self.stats.days[day] = self.stats.days.get(day, 0) + piece.num_rows
         self.stats.peak_buffered_bytes = max(self.stats.peak_buffered_bytes, self._buffered)
         if self._buffered > self.budget_bytes:
@@ -142,6 +135,17 @@ class DayFileWriter:
                 self._flush(day, keep_tail=True)
                 if self._buffered <= self.budget_bytes // 2:
                     break
+
+    def _hold(self, rows: pa.Table, days: list[tuple[date, pa.Array | None]]) -> list[tuple[date, _Piece]]:
+        """Hold ``rows`` for ``days`` (each with its rows' numbers, as ``_by_day`` gives them); the pieces held."""
+        held = _Held(rows, rows.nbytes, len(days))
+        self._buffered += held.nbytes
+        pieces = [(day, _Piece(held, index)) for day, index in days]
+        for day, piece in pieces:
+            self._pending.setdefault(day, []).append(piece)
+            share = held.nbytes * piece.num_rows // rows.num_rows  # what writing the day out frees, at most
+            self._pending_bytes[day] = self._pending_bytes.get(day, 0) + share
+        return pieces
 
     def flush(self) -> None:
         """Write out every day still held (a group of rows that must end in files of its own: see
@@ -168,9 +172,7 @@ class DayFileWriter:
         full = table.num_rows - table.num_rows % self.file_rows
         if keep_tail and full and full < table.num_rows:
             # a copy: a slice would pin the whole day (indices from numpy: from a range, pyarrow builds them in Python)
-            tail = table.take(pa.array(np.arange(full, table.num_rows)))
-            self._pending[day], self._pending_bytes[day] = [_Piece(_Held(tail, tail.nbytes, 1), None)], tail.nbytes
-            self._buffered += tail.nbytes
+            self._hold(table.take(pa.array(np.arange(full, table.num_rows))), [(day, None)])
             table = table.slice(0, full)
         table = table.drop_columns([self.partition_column])
         parts = [table.slice(start, self.file_rows) for start in range(0, table.num_rows, self.file_rows)]
