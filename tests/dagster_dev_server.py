@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -134,17 +135,34 @@ def instigators(base_url: str) -> dict[str, tuple[str, str, str]]:
     return found
 
 
+#: Rounds of stops: a schedule or sensor the webserver failed to stop is asked again in the next round.
+STOP_ATTEMPTS = 3
+
+
 def stop_instigators(base_url: str, keep: set[str]) -> list[str]:
-    """Stop every running schedule and sensor not in ``keep`` (their runs would only compete for the CPU)."""
-    stopped = []
-    for name, (kind, instigator_id, status) in instigators(base_url).items():
-        if name in keep or status != "RUNNING":
-            continue
-        mutation, field = (STOP_SCHEDULE, "stopRunningSchedule") if kind == "schedule" else (STOP_SENSOR, "stopSensor")
-        result = graphql(base_url, mutation, {"id": instigator_id})[field]
-        assert result["__typename"] != "PythonError", f"could not stop {name}: {result}"
-        stopped.append(name)
-    return stopped
+    """Stop every running schedule and sensor not in ``keep`` (their runs would only compete for the CPU). A stop the
+    webserver answers with a server error (seen once in CI, while the daemon was starting) is asked again after the
+    states are read anew, up to ``STOP_ATTEMPTS`` times."""
+    stopped: list[str] = []
+    for _ in range(STOP_ATTEMPTS):
+        failed = []
+        for name, (kind, instigator_id, status) in instigators(base_url).items():
+            if name in keep or status != "RUNNING":
+                continue
+            mutation, field = ((STOP_SCHEDULE, "stopRunningSchedule") if kind == "schedule"
+                               else (STOP_SENSOR, "stopSensor"))
+            try:
+                result = graphql(base_url, mutation, {"id": instigator_id})[field]
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500:
+                    raise
+                failed.append(f"{name}: HTTP {exc.code} {exc.read()[:2000]!r}")
+                continue
+            assert result["__typename"] != "PythonError", f"could not stop {name}: {result}"
+            stopped.append(name)
+        if not failed:
+            return stopped
+    raise AssertionError(f"could not stop {failed}")
 
 
 def wait_for_backfill(base_url: str, backfill_id: str, timeout: float = RUN_TIMEOUT,
