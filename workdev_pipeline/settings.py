@@ -1,8 +1,9 @@
 """Where things live and how to reach them, from the environment.
 
 ``WORKDEV_DATABASE_URL``  PostgreSQL to use; unset means the embedded server under ``WORKDEV_HOME``.
-``WORKDEV_HOME``          local state (embedded PostgreSQL data, the default lake, ``DAGSTER_HOME`` of ``dev``); default
-                          ``<repository>/.workdev`` -- always an absolute path, whatever the working directory.
+``WORKDEV_HOME``          local state (embedded PostgreSQL data, the default lake, ``DAGSTER_HOME`` of ``dev``, derived
+                          data in ``cache/``); default ``<repository>/.workdev`` -- always an absolute path, whatever
+                          the working directory.
 ``WORKDEV_INGEST_INTERVAL_SECONDS``  the ingest sensor's minimum interval (whole seconds, at least 1; default 30):
                           how often the backlog is looked at and a sweep requested -- on average half of it is added to
                           an event's time to the lake, all of it at worst.

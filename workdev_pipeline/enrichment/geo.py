@@ -16,7 +16,10 @@ shared (100.64/10) and documentation ranges all give null fields and are never l
 Each distinct address is resolved once per call, and each reader is loaded once per process, on first use. With
 the bundled data, a batch's distinct dotted-quad addresses are resolved column-wise (:class:`_CountryTable`: the
 same verdicts, searched with numpy); every other address is resolved one by one, the results kept in an LRU cache
-per :class:`GeoLocator`.
+per :class:`GeoLocator`. That table is cached in ``$WORKDEV_HOME/cache`` (its file named by the data file it comes
+from): a process that finds it reads ~5 MB of arrays instead of loading geoip2fast's data and building the table
+(~0.15 CPU-s, which every sweep's process paid), and loads geoip2fast's data only when an address needs it (public
+IPv6).
 """
 
 from __future__ import annotations
@@ -24,12 +27,17 @@ from __future__ import annotations
 import bisect
 import contextlib
 import functools
+import hashlib
+import importlib.metadata
+import importlib.util
 import ipaddress
+import logging
 import os
 import re
 import socket
 import sys
 import threading
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +47,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from workdev_pipeline.enrichment._arrow import StringColumn, distinct_array, scatter
+from workdev_pipeline.settings import workdev_home
+
+log = logging.getLogger(__name__)
 
 __all__ = ["GEOIP_DATABASE_ENV", "GEO_LOCATION_TYPE", "GeoLocator", "geo_location", "public_address"]
 
@@ -110,6 +121,9 @@ def _public_address(text: str) -> str | None:
 # -- geoip2fast (bundled data) ---------------------------------------------------------------------------------
 
 _GEOIP2FAST_FILE = "geoip2fast-ipv6.dat.gz"  # country, IPv4 + IPv6; geoip2fast.dat.gz has IPv4 only
+#: The cached table's layout and derivation (``_CountryTable.of`` / ``save``): changing either changes this, which names
+#: new cache files.
+_TABLE_LAYOUT = 1
 _geoip2fast_lock = threading.Lock()
 _geoip2fast_reader: Any = None
 
@@ -185,18 +199,9 @@ class _CountryTable:
     """The bundled data's IPv4 networks as sorted numpy arrays: a column of addresses searched at once, with the
     verdicts :class:`_Countries` and :func:`public_address` give one address at a time."""
 
-    def __init__(self, countries: _Countries) -> None:
-        firsts, lengths, ids = [], [], []
-        for row, row_lengths, row_ids in zip(countries.firsts, countries.lengths, countries.ids, strict=True):
-            ipv4 = len(row) if not row or row[-1] < 2**32 else bisect.bisect_left(row, 2**32)  # IPv6 follows
-            for column, values in ((firsts, row), (lengths, row_lengths), (ids, row_ids)):
-                column.append(np.array(values[:ipv4], dtype=np.int64))
-        starts = np.concatenate(firsts)
+    def __init__(self, firsts: np.ndarray, lasts: np.ndarray, ids: np.ndarray, codes: pa.Array) -> None:
         # each network's first and last address (both below 2**32) and its country's index: ~10 bytes a network
-        self.firsts = starts.astype(np.uint32)
-        self.lasts = (starts + np.array(countries.sizes, dtype=np.int64)[np.concatenate(lengths)] - 1).astype(np.uint32)
-        self.ids = np.concatenate(ids).astype(np.int16)
-        self.codes = pa.array(countries.codes, pa.string())
+        self.firsts, self.lasts, self.ids, self.codes = firsts, lasts, ids, codes
         cuts, verdicts = _ipv4_public_ranges()
         self.cuts = np.array(cuts, dtype=np.uint32)
         self.public = np.array([-1 if v is None else int(v) for v in verdicts], dtype=np.int8)  # -1: undecided
@@ -206,8 +211,46 @@ class _CountryTable:
         """The table, when the networks are laid out as one sorted run (each root its list's first network)."""
         if any(firsts and root != firsts[0] for root, firsts in zip(countries.roots, countries.firsts, strict=True)):
             return None
-        table = cls(countries)
-        return table if bool(np.all(np.diff(table.firsts.astype(np.int64)) > 0)) else None
+        firsts, lengths, ids = [], [], []
+        for row, row_lengths, row_ids in zip(countries.firsts, countries.lengths, countries.ids, strict=True):
+            ipv4 = len(row) if not row or row[-1] < 2**32 else bisect.bisect_left(row, 2**32)  # IPv6 follows
+            for column, values in ((firsts, row), (lengths, row_lengths), (ids, row_ids)):
+                column.append(np.array(values[:ipv4], dtype=np.int64))
+        starts = np.concatenate(firsts)
+        if not bool(np.all(np.diff(starts) > 0)):
+            return None
+        lasts = starts + np.array(countries.sizes, dtype=np.int64)[np.concatenate(lengths)] - 1
+        return cls(starts.astype(np.uint32), lasts.astype(np.uint32), np.concatenate(ids).astype(np.int16),
+                   pa.array(countries.codes, pa.string()))
+
+    def save(self, path: Path) -> None:
+        """Write the table to ``path`` (atomically: a reader finds the whole file or none)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        codes = self.codes.fill_null("").to_numpy(zero_copy_only=False).astype("U2")
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            with open(temporary, "wb") as file:
+                np.savez(file, firsts=self.firsts, lasts=self.lasts, ids=self.ids, codes=codes,
+                         known=self.codes.is_valid().to_numpy(zero_copy_only=False))
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, path: Path) -> _CountryTable | None:
+        """The table :meth:`save` wrote to ``path``; None when there is none or it is not such a table."""
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                firsts, lasts, ids = saved["firsts"], saved["lasts"], saved["ids"]
+                codes, known = saved["codes"], saved["known"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None
+        shapes_agree = firsts.shape == lasts.shape == ids.shape and codes.shape == known.shape
+        if not (shapes_agree and firsts.dtype == lasts.dtype == np.uint32 and ids.dtype == np.int16
+                and known.dtype == np.bool_ and codes.dtype.kind == "U" and len(firsts)
+                and ids.min() >= 0 and ids.max() < len(codes)):
+            return None
+        return cls(firsts, lasts, ids, pa.array(codes.tolist(), pa.string(), mask=~known))
 
     def countries(self, values: pa.Array) -> tuple[pa.Array, np.ndarray]:
         """Per value of ``values`` (strings, no null): its country code when it is a public dotted quad (null when
@@ -230,9 +273,37 @@ class _CountryTable:
 
 @functools.cache
 def _bundled_table() -> _CountryTable | None:
-    """The bundled data's :class:`_CountryTable`, when it has the layout it reads (else None)."""
-    countries = _bundled_countries()
-    return None if countries is None else _CountryTable.of(countries)
+    """The bundled data's :class:`_CountryTable`, when it has the layout it reads (else None): read from its cache
+    file when there is one (geoip2fast's own data is then not loaded unless an address needs it), else built and
+    cached. A cache that cannot be read is built again; one that cannot be written is only not kept."""
+    cache = _table_cache_file()
+    table = None if cache is None else _CountryTable.load(cache)
+    if table is None:
+        countries = _bundled_countries()
+        table = None if countries is None else _CountryTable.of(countries)
+        if table is not None and cache is not None:
+            try:
+                table.save(cache)
+            except OSError as exc:  # a read-only home: every process builds its own table
+                log.debug("geo table not cached at %s: %s", cache, exc)
+    return table
+
+
+def _table_cache_file() -> Path | None:
+    """Where the bundled data's table is cached: ``$WORKDEV_HOME/cache``, named by the data file it comes from
+    (geoip2fast's version, the file's path, size and time) and the table's layout; None when that file is not
+    found without loading it."""
+    spec = importlib.util.find_spec("geoip2fast")
+    if spec is None or spec.origin is None:
+        return None
+    data = Path(spec.origin).with_name(_GEOIP2FAST_FILE)
+    try:
+        stat = data.stat()
+        home = workdev_home()
+    except OSError:
+        return None
+    source = f"{_TABLE_LAYOUT}|{importlib.metadata.version('geoip2fast')}|{data}|{stat.st_size}|{stat.st_mtime_ns}"
+    return home / "cache" / f"geo-countries-{hashlib.sha256(source.encode()).hexdigest()[:16]}.npz"
 
 
 @functools.cache
@@ -319,8 +390,8 @@ class GeoLocator:
     def load(self) -> GeoLocator:
         """Open the data now rather than on first lookup; raises if the file is missing or not a MaxMind DB."""
         if self.database is None:
-            _geoip2fast()
-            _bundled_table()
+            if _bundled_table() is None:  # else geoip2fast's own data is loaded when an address needs it
+                _geoip2fast()
         elif self._reader is None:
             import maxminddb
 
