@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -301,3 +302,30 @@ def test_a_compacted_day_still_reads_whole(root: Path) -> None:
     assert files == 1 and pc.sum(hours.column("total_events")).as_py() == 2_000
     day = (ds.field("timestamp") >= midnight) & (ds.field("timestamp") < midnight + timedelta(days=1))
     assert lake.snapshot().dataset([FIRST]).count_rows(filter=day) == 2_000
+
+
+def test_a_file_that_fails_while_the_next_days_files_are_written_leaves_nothing_after_abort(tmp_path: Path) -> None:
+    """Days are written out in turn, a day's rows gathered while the day before it is encoded: a file that fails
+    raises only once the files in flight are finished, so that abort() deletes every file of the write."""
+    days = [FIRST + timedelta(days=d) for d in range(3)]
+    failed, second_day_started = threading.Event(), threading.Event()
+
+    class FailingOnTheFirstDay(DayFileWriter):
+        def _write_file(self, path: str, part: pa.Table) -> tuple[int, str]:
+            if path.startswith(f"event_date={days[0].isoformat()}/part-00000-"):  # the first day's first file
+                assert second_day_started.wait(10), "the second day's files were not written beside the first's"
+                failed.set()
+                raise OSError(28, "No space left on device")
+            if days[1].isoformat() in path:
+                second_day_started.set()
+                assert failed.wait(60)
+            return super()._write_file(path, part)
+
+    fs = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())
+    writer = FailingOnTheFirstDay(fs, schema=LAKE_SCHEMA, partition_column=PARTITION_COLUMN,
+                                  settings=FILE_SETTINGS, budget_bytes=BUDGET, file_rows=100)
+    writer.add(to_lake(pa.concat_tables([events(day, 250) for day in days])))
+    with pytest.raises(OSError, match="No space left"):
+        writer.finish()
+    writer.abort()
+    assert not list(tmp_path.rglob("*.parquet")) and not list(tmp_path.rglob("*.json"))

@@ -4,6 +4,7 @@ those the pipeline_event_rows view computed from metadata and user_attributes in
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -167,3 +168,16 @@ def test_the_sweeps_read_starts_no_parallel_workers_where_the_planner_would(db: 
         with EventReader(db, batch_bytes=64 * 1024) as reader:
             assert workers_while_streaming(reader, parallel=False) == 0
             assert workers_while_streaming(reader, parallel=True) > 0
+
+
+def test_a_streams_batches_grow_from_the_first_size_to_the_streams(db: str) -> None:
+    """The first batch is small, so that the transformation starts early; each next one is asked for at twice the
+    size of the last (the driver reads its size hint before each batch) until the stream's size."""
+    load_demo(db, users=50, events=6_000, days=2)
+    with EventReader(db, batch_bytes=256 * 1024, first_batch_bytes=16 * 1024) as reader:
+        batches = list(reader.stream("ingest/sweep_events", consumer="pipeline", tx_low=0, tx_high=2**62))
+    rows = [batch.num_rows for batch in batches]
+    assert sum(rows) == 6_000
+    growing, steady = rows[:5], rows[5:-1]  # 16, 32, 64, 128 and 256 KiB; then 256 KiB each but the last
+    assert all(1.6 < after / before < 2.5 for before, after in itertools.pairwise(growing)), rows
+    assert len(steady) >= 2 and all(0.8 < n / growing[-1] < 1.25 for n in steady), rows

@@ -17,22 +17,29 @@ from workdev_pipeline.sql_files import query
 
 T = TypeVar("T")
 
-#: Target size of one streamed batch (the driver's hint); about 50,000 events of the demo mix. Validation reads each
+#: Target size of one streamed batch (the driver's hint); about 90,000 events of the demo mix. Validation reads each
 #: event type's rows of a batch at once, so larger batches cost less per event; one is read ahead, so the memory
 #: in flight is about what two of 16 MiB took (bench/README.md, "Batches of 32 MiB").
 BATCH_BYTES = 32 * 1024 * 1024
+#: The first batch's size: each next one twice the last, up to the stream's size. Nothing downstream starts before
+#: the first batch is read, so a stream that began with a whole one (~0.2 s) left the cores half idle that long
+#: (bench/README.md, "Batches that grow").
+FIRST_BATCH_BYTES = 8 * 1024 * 1024
+_BATCH_HINT = "adbc.postgresql.batch_size_hint_bytes"
 #: Batches the driver reads ahead of the transformation.
 READ_AHEAD_BATCHES = 1
 
 
 class EventReader:
-    """One Arrow-driver connection; each :meth:`stream` reads one statement in bounded batches. The statements read
-    the store's columns without a join or a cast (``pipeline_store_rows``); ``user_attributes`` is read once, on the
-    first."""
+    """One Arrow-driver connection; each :meth:`stream` reads one statement in bounded batches, the first of
+    ``first_batch_bytes``, each next one twice the last up to ``batch_bytes``. The statements read the store's
+    columns without a join or a cast (``pipeline_store_rows``); ``user_attributes`` is read once, on the first."""
 
-    def __init__(self, database_url: str, *, batch_bytes: int = BATCH_BYTES) -> None:
+    def __init__(self, database_url: str, *, batch_bytes: int = BATCH_BYTES,
+                 first_batch_bytes: int = FIRST_BATCH_BYTES) -> None:
         self._conn = adbc.connect(database_url, autocommit=True)
         self._batch_bytes = batch_bytes
+        self._first_batch_bytes = min(first_batch_bytes, batch_bytes)
         self._users: UserAttributes | None = None
 
     def close(self) -> None:
@@ -57,12 +64,22 @@ class EventReader:
             cur.fetchall()
         cur = self._conn.cursor()
         try:
-            cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(self._batch_bytes)})
+            cur.adbc_statement.set_options(**{_BATCH_HINT: str(self._first_batch_bytes)})
             cur.execute(query(statement))
-            yield from read_ahead((pipeline_rows(b, users) for b in cur.fetch_record_batch() if b.num_rows),
+            yield from read_ahead((pipeline_rows(b, users) for b in self._growing(cur) if b.num_rows),
                                   depth=READ_AHEAD_BATCHES)
         finally:
             cur.close()
+
+    def _growing(self, cur: adbc.Cursor) -> Iterator[pa.RecordBatch]:
+        """The executed statement's batches, each asked for twice the size of the last (the driver reads its hint
+        before each batch) up to the stream's batch size."""
+        size = self._first_batch_bytes
+        for batch in cur.fetch_record_batch():
+            yield batch
+            if size < self._batch_bytes:
+                size = min(2 * size, self._batch_bytes)
+                cur.adbc_statement.set_options(**{_BATCH_HINT: str(size)})
 
     def user_attributes(self) -> UserAttributes:
         """``user_attributes``, read on the first call."""

@@ -15,9 +15,11 @@ by day. A batch is held (and counts against ``budget_bytes``, whole) until every
 the batches held exceed ``budget_bytes``, the largest days are written out (their full files; a day's last, partial
 file is copied and waits for more rows unless the day is short), until half the budget is left, so a backlog spread
 thin over hundreds of days costs the same memory as one over a few days: a day may end with several runs of files,
-which maintenance re-sorts (``lake/maintenance.py``). The files are
-encoded as the write's :class:`FileSettings` say (``lake/parquet_settings.py``: with page checksums); a file is a
-single row group (its rows are fewer than the settings' ``row_group_rows``: the file size is what bounds it).
+which maintenance re-sorts (``lake/maintenance.py``). Days written out together (those flushes, and the write's
+end) are written in turn, each day's rows gathered while the day before it is encoded by the process's encoding
+threads. The files are encoded as the write's :class:`FileSettings` say (``lake/parquet_settings.py``: with page
+checksums); a file is a single row group (its rows are fewer than the settings' ``row_group_rows``: the file size is
+what bounds it).
 
 **Staging.** Until its commit, a write's files are in the table's directory but not in its log. Their paths are
 listed in ``_staging/<token>.json`` (beside ``_delta_log``; readers and vacuum ignore it) *before* each file is
@@ -35,7 +37,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -95,6 +97,15 @@ class _Piece:
         return self.held.rows.num_rows if self.index is None else len(self.index)
 
 
+@dataclass(frozen=True)
+class _FileWrite:
+    """One data file being encoded: its path, its day and the write's ``(size, stats)``."""
+
+    path: str
+    day: date
+    result: Future[tuple[int, str]]
+
+
 class DayFileWriter:
     """Writes one commit's data files into the table at ``fs`` (a file system rooted at the table's directory),
     encoded as ``settings`` say; their add actions carry the statistics of ``settings.stats_columns``."""
@@ -131,10 +142,8 @@ class DayFileWriter:
             self.stats.days[day] = self.stats.days.get(day, 0) + piece.num_rows
         self.stats.peak_buffered_bytes = max(self.stats.peak_buffered_bytes, self._buffered)
         if self._buffered > self.budget_bytes:
-            for day in sorted(self._pending_bytes, key=self._pending_bytes.__getitem__, reverse=True):
-                self._flush(day, keep_tail=True)
-                if self._buffered <= self.budget_bytes // 2:
-                    break
+            largest = sorted(self._pending_bytes, key=self._pending_bytes.__getitem__, reverse=True)
+            self._write_out(largest, keep_tail=True, until_bytes=self.budget_bytes // 2)
 
     def _hold(self, rows: pa.Table, days: list[tuple[date, pa.Array | None]]) -> list[tuple[date, _Piece]]:
         """Hold ``rows`` for ``days`` (each with its rows' numbers, as ``_by_day`` gives them); the pieces held."""
@@ -150,17 +159,44 @@ class DayFileWriter:
     def flush(self) -> None:
         """Write out every day still held (a group of rows that must end in files of its own: see
         :meth:`~workdev_pipeline.lake.events.EventLake.replace_files`)."""
-        for day in sorted(self._pending):
-            self._flush(day)
+        self._write_out(sorted(self._pending))
 
     def finish(self) -> list[AddAction]:
         """Write out every day still held; the add actions of all the files written."""
         self.flush()
         return self.actions
 
-    def _flush(self, day: date, *, keep_tail: bool = False) -> None:
-        """Write the day's rows as files of ``file_rows`` rows in time order; ``keep_tail``: a last, partial file's
-        rows stay held (for the day's next rows) when the day fills at least one file."""
+    def _write_out(self, days: list[date], *, keep_tail: bool = False, until_bytes: int = -1) -> None:
+        """Write out ``days`` in turn until no more than ``until_bytes`` are held: a day's rows are gathered while the
+        day before it is encoded (at most two days' files in hand), and every file is finished when this returns."""
+        previous: list[_FileWrite] = []
+        for day in days:
+            if self._buffered <= until_bytes:
+                break
+            current = self._flush(day, keep_tail=keep_tail)
+            self._collect(previous, then=current)
+            previous = current
+        self._collect(previous)
+
+    def _collect(self, writes: list[_FileWrite], *, then: list[_FileWrite] | None = None) -> None:
+        """Once ``writes`` are done, their add actions (in order); on an error, ``then`` are waited for too before it
+        is raised, so that :meth:`abort` finds every file finished."""
+        wait([write.result for write in writes])
+        for write in writes:
+            if write.result.exception() is not None:
+                wait([other.result for other in then or []])
+                raise write.result.exception()
+        for write in writes:
+            size, stats = write.result.result()
+            self.actions.append(AddAction(write.path, size, {self.partition_column: write.day.isoformat()},
+                                          int(time.time() * 1000), self.data_change, stats))
+            self.stats.files += 1
+            self.stats.bytes_written += size
+
+    def _flush(self, day: date, *, keep_tail: bool = False) -> list[_FileWrite]:
+        """Start writing the day's rows as files of ``file_rows`` rows in time order (their writes, running);
+        ``keep_tail``: a last, partial file's rows stay held (for the day's next rows) when the day fills at least
+        one file."""
         pieces = self._pending.pop(day)
         del self._pending_bytes[day]
         table = _in_time_order(pieces)
@@ -182,16 +218,9 @@ class DayFileWriter:
         self._staged.extend(paths)
         self._write_staging_list()  # before the files: a file on disk is always listed
         self.fs.create_dir(paths[0].rpartition("/")[0], recursive=True)
-        # encoded side by side (pyarrow encodes without the GIL); every file finished before any error is raised,
-        # so that abort() finds them all
-        writes = [_encoders().submit(self._write_file, path, part) for path, part in zip(paths, parts, strict=True)]
-        wait(writes)
-        for path, write in zip(paths, writes, strict=True):
-            size, stats = write.result()
-            self.actions.append(AddAction(path, size, {self.partition_column: day.isoformat()},
-                                          int(time.time() * 1000), self.data_change, stats))
-            self.stats.files += 1
-            self.stats.bytes_written += size
+        # encoded side by side (pyarrow encodes without the GIL)
+        return [_FileWrite(path, day, _encoders().submit(self._write_file, path, part))
+                for path, part in zip(paths, parts, strict=True)]
 
     def _write_file(self, path: str, part: pa.Table) -> tuple[int, str]:
         """Write one data file; its size and the add action's statistics (read from its footer)."""
