@@ -53,8 +53,10 @@ from workdev_pipeline.lake.parquet_settings import FileSettings
 log = logging.getLogger(__name__)
 
 STAGING_DIR = "_staging"
-#: What one write may hold in memory, all days together (Arrow bytes of rows waiting for their day's next file).
-DEFAULT_BUDGET_BYTES = 96 * 1024 * 1024
+#: What one write may hold in memory, all days together (Arrow bytes of rows waiting for their day's next file): less
+#: held is fewer fresh pages for the sweep to fault in; less than 64 MiB writes out days of a thin backlog in more
+#: pieces (bench/README.md, "Memory by the backlog's shape").
+DEFAULT_BUDGET_BYTES = 64 * 1024 * 1024
 #: Rows per data file (one row group each): see the module's documentation.
 FILE_ROWS = 16384
 TIME_COLUMN = "timestamp"
