@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 import psycopg
@@ -56,6 +57,19 @@ def days_in_postgres(conn: psycopg.Connection) -> dict[str, int]:
         "SELECT (\"timestamp\" AT TIME ZONE 'UTC')::date::text, count(*) FROM platform_event_store e "
         "WHERE NOT EXISTS (SELECT 1 FROM event_failures f WHERE f.event_id = e.event_id AND f.resolved_at IS NULL) "
         "GROUP BY 1")}
+
+
+def make_first_day_largest(url: str, days: list[str]) -> None:
+    """Emit logins on the first of ``days`` (ISO dates) until it holds more events than any other of them: a demo
+    loaded at midnight UTC spreads its events evenly over whole days, and a test telling days apart by their sizes
+    must not depend on the hour it runs."""
+    with psycopg.connect(url) as conn:
+        sizes = days_in_postgres(conn)
+    missing = max(sizes.get(d, 0) for d in days[1:]) - sizes.get(days[0], 0) + 1
+    noon = datetime.combine(date.fromisoformat(days[0]), time(12), UTC)
+    with AnalyticsClient(url, user_id=uuid.uuid4()) as client:
+        for _ in range(max(missing, 1)):
+            client.track("user.login", {"method": "password", "mfa_used": False}, timestamp=noon)
 
 
 def sweep_in_subprocess(url: str, lake_root: Path, *, crash_at: str | None = None,

@@ -23,7 +23,14 @@ from dagster import DagsterInstance, Definitions, build_sensor_context
 from psycopg.conninfo import conninfo_to_dict
 
 from tests.bq_emulator import bigquery_emulator  # noqa: F401 (a fixture)
-from tests.ingest_helpers import REPO, days_in_postgres, demo, loadable_ids, wait_until_lock_released
+from tests.ingest_helpers import (
+    REPO,
+    days_in_postgres,
+    demo,
+    loadable_ids,
+    make_first_day_largest,
+    wait_until_lock_released,
+)
 from tests.redshift_standin import redshift_standin  # noqa: F401 (a fixture)
 from workdev_pipeline.aggregations.periods import DAILY
 from workdev_pipeline.assets.engine_aggregations import engine_aggregation_key
@@ -259,10 +266,11 @@ def test_backfill_twice_replaces_the_days_from_the_lake(db: str, engine: EngineS
                                                         instance: DagsterInstance) -> None:
     defs = engine_defs(db, lake, engine)
     demo(db, 1_500, days=5)
-    sweep(db, lake.events())
     with psycopg.connect(db) as conn:
         days = sorted(date.fromisoformat(d) for d in days_in_postgres(conn))
     target, others = days[1:3], days[:1] + days[3:]
+    make_first_day_largest(db, [d.isoformat() for d in target])  # days of different sizes, whatever the hour
+    sweep(db, lake.events())
     # the engine never delivered: a backfill fills just its days from the lake
     job = defs.resolve_implicit_global_asset_job_def()
     tags = {RANGE_START: target[0].isoformat(), RANGE_END: target[-1].isoformat()}

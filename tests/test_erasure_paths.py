@@ -49,8 +49,8 @@ def test_rewriting_erased_events_probes_the_event_key_instead_of_scanning_the_st
 
 
 def test_preparing_an_erasure_loads_the_enrichment_before_the_refresh_needs_it(db: str, tmp_path) -> None:
-    """In a fresh process (a run worker's): once :meth:`prepare` has run, the geo data and the user-agent rules are
-    loaded, so the refresh's first transform does not wait for them."""
+    """In a fresh process (a run worker's): once :meth:`prepare` has run, the geo table (from its cache or built from
+    the bundled data) and the user-agent rules are loaded, so the refresh's first transform does not wait for them."""
     EventLake(LakeLocation.from_env(str(tmp_path / "lake"))).ensure()
     script = textwrap.dedent(f"""
         import json, uuid
@@ -59,15 +59,15 @@ def test_preparing_an_erasure_loads_the_enrichment_before_the_refresh_needs_it(d
         from workdev_pipeline.ingest.ingestor import Ingestor
         from workdev_pipeline.lake import EventLake, LakeLocation
 
-        before = [geo._geoip2fast_reader is not None, device._parser.cache_info().currsize]
+        before = [geo._bundled_table.cache_info().currsize, device._parser.cache_info().currsize]
         lake = EventLake(LakeLocation.from_env({str(tmp_path / "lake")!r}))
         warehouse = LakeGovernedWarehouse(Ingestor({db!r}, lake))
         warehouse.prepare(str(uuid.uuid4())).user_rows()
         warehouse._files_read_ahead()
         print(json.dumps({{"before": before,
-                          "after": [geo._geoip2fast_reader is not None, device._parser.cache_info().currsize]}}))
+                          "after": [geo._bundled_table.cache_info().currsize, device._parser.cache_info().currsize]}}))
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True,
                           timeout=120)
     state = json.loads(done.stdout.strip().splitlines()[-1])
-    assert state == {"before": [False, 0], "after": [True, 1]}
+    assert state == {"before": [0, 0], "after": [1, 1]}

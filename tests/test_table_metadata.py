@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from dagster import DagsterInstance, Definitions
 
-from tests.ingest_helpers import days_in_postgres, demo
+from tests.ingest_helpers import days_in_postgres, demo, make_first_day_largest
 from workdev_pipeline.aggregations.periods import DAILY
 from workdev_pipeline.assets.keys import LAKE_EVENTS, lake_aggregations_key, postgres_aggregations_key
 from workdev_pipeline.assets.standards import AGGREGATION_FRESHNESS
@@ -40,6 +40,8 @@ def test_each_day_of_a_range_run_reports_its_own_figures(db: str, defs: Definiti
     (PostgreSQL's count of it), the bytes of its own files (the Delta log's sizes), its seconds and events per
     second; the run's totals are in ``run``; the table's rows in ``dagster/row_count``."""
     demo(db, 1_800, days=4)
+    with psycopg.connect(db) as conn:
+        make_first_day_largest(db, sorted(days_in_postgres(conn))[:3])  # days of different sizes, whatever the hour
     assert defs.resolve_job_def("ingest_events").execute_in_process(instance=instance).success
     days = [d.isoformat() for d in lake.events().snapshot().days()[:3]]
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
