@@ -329,3 +329,39 @@ def test_a_file_that_fails_while_the_next_days_files_are_written_leaves_nothing_
         writer.finish()
     writer.abort()
     assert not list(tmp_path.rglob("*.parquet")) and not list(tmp_path.rglob("*.json"))
+
+
+def test_a_day_that_cannot_be_gathered_while_files_are_in_flight_leaves_nothing_after_abort(tmp_path: Path) -> None:
+    """The error is raised only once the day before's files are written: abort() comes after every one of them."""
+    days = [FIRST + timedelta(days=d) for d in range(3)]
+    gather_failed, aborted = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    class FailingToGatherTheSecondDay(DayFileWriter):
+        def _flush(self, day: date, *, keep_tail: bool = False) -> list:
+            if day == days[1]:
+                gather_failed.set()
+                raise MemoryError("no memory for the day's rows")
+            return super()._flush(day, keep_tail=keep_tail)
+
+        def _write_file(self, path: str, part: pa.Table) -> tuple[int, str]:
+            assert gather_failed.wait(60)  # the first day's files are still being written when the second fails
+            aborted.wait(1)  # an abort() that came meanwhile would be seen to come before the file
+            written = super()._write_file(path, part)
+            order.append("file")
+            return written
+
+        def abort(self) -> None:
+            order.append("abort")
+            aborted.set()
+            super().abort()
+
+    fs = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())
+    writer = FailingToGatherTheSecondDay(fs, schema=LAKE_SCHEMA, partition_column=PARTITION_COLUMN,
+                                         settings=FILE_SETTINGS, budget_bytes=BUDGET, file_rows=100)
+    writer.add(to_lake(pa.concat_tables([events(day, 250) for day in days])))
+    with pytest.raises(MemoryError):
+        writer.finish()
+    writer.abort()
+    assert order == ["file"] * 3 + ["abort"]  # the first day's three files, then the abort
+    assert not list(tmp_path.rglob("*.parquet")) and not list(tmp_path.rglob("*.json"))

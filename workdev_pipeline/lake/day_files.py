@@ -172,12 +172,16 @@ class DayFileWriter:
         """Write out ``days`` in turn until no more than ``until_bytes`` are held: a day's rows are gathered while the
         day before it is encoded (at most two days' files in hand), and every file is finished when this returns."""
         previous: list[_FileWrite] = []
-        for day in days:
-            if self._buffered <= until_bytes:
-                break
-            current = self._flush(day, keep_tail=keep_tail)
-            self._collect(previous, then=current)
-            previous = current
+        try:
+            for day in days:
+                if self._buffered <= until_bytes:
+                    break
+                current = self._flush(day, keep_tail=keep_tail)
+                self._collect(previous, then=current)
+                previous = current
+        except BaseException:  # (a day that could not be gathered): the files in flight finish first
+            wait([write.result for write in previous])
+            raise
         self._collect(previous)
 
     def _collect(self, writes: list[_FileWrite], *, then: list[_FileWrite] | None = None) -> None:
