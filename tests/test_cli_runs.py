@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 from dagster import AssetRecordsFilter, DagsterInstance, RunsFilter, evaluate_automation_conditions
 
-from tests.ingest_helpers import demo
+from tests.ingest_helpers import demo, make_first_day_largest
 from workdev_pipeline.aggregations.periods import DAILY
 from workdev_pipeline.assets.aggregations import postgres_key
 from workdev_pipeline.assets.ingestion import LAKE_EVENTS
@@ -43,6 +43,8 @@ def busiest_past_day(db: str) -> date:
 def test_a_cli_rebuild_is_a_run_whose_day_the_aggregations_automation_then_requests(db: str, tmp_path: Path) -> None:
     demo(db, 2_000)
     day = busiest_past_day(db)
+    # the range's two days of different sizes, whatever the hour (checked below)
+    make_first_day_largest(db, [(day - timedelta(days=1)).isoformat(), day.isoformat()])
     home, lake_uri = tmp_path / "dagster", str(tmp_path / "lake")
     env = {**os.environ, "DAGSTER_HOME": str(home), "WORKDEV_DATABASE_URL": db, "WORKDEV_LAKE_URI": lake_uri,
            "WORKDEV_HOME": str(tmp_path / "home")}
