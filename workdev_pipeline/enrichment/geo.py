@@ -163,12 +163,19 @@ def _geoip2fast() -> Any:
         with _geoip2fast_lock:
             if _geoip2fast_reader is None:
                 with _quiet_geoip2fast_import() as module:
-                    path = Path(module.__file__).with_name(_GEOIP2FAST_FILE)
-                    if not path.is_file():  # a release without the IPv6 file: its default, IPv4 only
-                        path = Path(module.GEOIP2FAST_DAT_GZ_FILE)
+                    # a release without the IPv6 file: its default, IPv4 only
+                    path = _ipv6_data_file() or Path(module.GEOIP2FAST_DAT_GZ_FILE)
                     # an absolute path: given a bare name, geoip2fast prefers a file in the current directory
                     _geoip2fast_reader = module.GeoIP2Fast(verbose=False, geoip2fast_data_file=str(path))
     return _geoip2fast_reader
+
+
+def _ipv6_data_file() -> Path | None:
+    """geoip2fast's bundled data file with IPv6 (``_GEOIP2FAST_FILE``), found without importing the package; None when
+    its release has none."""
+    spec = importlib.util.find_spec("geoip2fast")
+    path = None if spec is None or spec.origin is None else Path(spec.origin).with_name(_GEOIP2FAST_FILE)
+    return path if path is not None and path.is_file() else None
 
 
 class _Countries:
@@ -293,10 +300,9 @@ def _table_cache_file() -> Path | None:
     """Where the bundled data's table is cached: ``$WORKDEV_HOME/cache``, named by the data file it comes from
     (geoip2fast's version, the file's path, size and time) and the table's layout; None when that file is not
     found without loading it."""
-    spec = importlib.util.find_spec("geoip2fast")
-    if spec is None or spec.origin is None:
+    data = _ipv6_data_file()
+    if data is None:
         return None
-    data = Path(spec.origin).with_name(_GEOIP2FAST_FILE)
     try:
         stat = data.stat()
         home = workdev_home()
