@@ -1,14 +1,17 @@
-"""One sweep at a time, in fresh processes, alternated between git revisions: on a noisy machine, the comparison that
-separates two codes a few per cent apart (``bench/README.md``, "Issue 14's table, 2026-12-03 late").
+"""One sweep (or day rebuild) at a time, in fresh processes, alternated between git revisions: on a noisy machine, the
+comparison that separates two codes a few per cent apart (``bench/README.md``, "Issue 14's table, 2026-12-03 late").
 
 Loads a backlog of demo events into a throw-away database once. Then, pair after pair, for each revision in turn:
 forgets every sweep (``bench_ingest.reset_ingestion``) and runs ``Ingestor.sweep()`` of that revision's code in a
 fresh interpreter (its worktree first on ``sys.path``), which reports its seconds, its process CPU (user and system,
 from the sweep's start), page faults, peak RSS and the CPU of each of its threads over the sweep (``/proc``, sampled
 every 50 ms; the two ``event-read-ahead`` threads, extraction and transformation, together).
-Prints one JSON line per sweep, then per revision and figure the median and the pairs it won against the first::
+``--operation rebuild``: the backlog is loaded within yesterday (UTC), swept once by the first revision, and each
+run is ``Ingestor.rebuild([that day])`` instead (nothing forgotten between runs: a rebuild rewrites the day whole).
+Prints one JSON line per run, then per revision and figure the median and the pairs it won against the first::
 
     PYTHONPATH=. .venv/bin/python bench/bench_sweep_pairs.py --rev 17c8934 --rev HEAD --events 1000000 --pairs 8
+    PYTHONPATH=. .venv/bin/python bench/bench_sweep_pairs.py --operation rebuild --rev HEAD~1 --rev HEAD --pairs 5
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +98,8 @@ class ThreadClock:
 
 
 def child_main(args: argparse.Namespace) -> int:
-    """One sweep of the code first on ``sys.path`` (the revision's worktree, by ``PYTHONPATH``); prints its figures as
-    one JSON line."""
+    """One sweep (``--day``: one rebuild of that day) of the code first on ``sys.path`` (the revision's worktree, by
+    ``PYTHONPATH``); prints its figures as one JSON line."""
     from workdev_pipeline.ingest.ingestor import Ingestor
     from workdev_pipeline.lake import EventLake, LakeLocation
 
@@ -103,10 +108,11 @@ def child_main(args: argparse.Namespace) -> int:
     ingestor = Ingestor(args.database_url, EventLake(LakeLocation.from_env(args.lake)), consumer=CONSUMER)
     before = resource.getrusage(resource.RUSAGE_SELF)
     with ThreadClock() as clock:
-        outcome = ingestor.sweep(run_id="bench-pairs")
+        outcome = (ingestor.rebuild([date.fromisoformat(args.day)], run_id="bench-pairs") if args.day
+                   else ingestor.sweep(run_id="bench-pairs"))
     after = resource.getrusage(resource.RUSAGE_SELF)
     if outcome.status != "loaded":
-        raise RuntimeError(f"the sweep ended {outcome.status}: {outcome.error}")
+        raise RuntimeError(f"the {outcome.kind} ended {outcome.status}: {outcome.error}")
     first = getattr(outcome, "first_event_read_at", None)  # (older revisions do not note it)
     print(json.dumps({
         "events": outcome.events_loaded, "seconds": round(outcome.seconds, 3),
@@ -139,18 +145,20 @@ def worktree(rev: str, parent: Path) -> Path:
     return tree
 
 
-def one_sweep(url: str, tree: Path, lake: Path) -> dict[str, Any]:
-    """Forget every sweep, then one sweep of ``tree``'s code in a fresh interpreter; its figures."""
+def one_run(url: str, tree: Path, lake: Path, day: date | None = None) -> dict[str, Any]:
+    """Forget every sweep, then one sweep of ``tree``'s code in a fresh interpreter (``day``: a rebuild of that day
+    instead, nothing forgotten); its figures."""
     from bench_ingest import reset_ingestion
 
-    reset_ingestion(url, [lake])
+    if day is None:
+        reset_ingestion(url, [lake])
     env = {**GIVEN_ENVIRONMENT,
            "PYTHONPATH": os.pathsep.join([str(tree), *filter(None, [GIVEN_ENVIRONMENT.get("PYTHONPATH")])])}
     done = subprocess.run([sys.executable, str(SCRIPT), "--child", "--tree", str(tree), "--database-url", url,
-                           "--lake", str(lake)], cwd=tree, env=env, stdout=subprocess.PIPE, text=True, check=False,
-                          timeout=1800)
+                           "--lake", str(lake), *(["--day", day.isoformat()] if day else [])], cwd=tree, env=env,
+                          stdout=subprocess.PIPE, text=True, check=False, timeout=1800)
     if done.returncode != 0:
-        raise RuntimeError(f"the sweep of {tree} exited with {done.returncode}")
+        raise RuntimeError(f"the {'rebuild' if day else 'sweep'} of {tree} exited with {done.returncode}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -178,12 +186,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "the first is the reference)")
     parser.add_argument("--events", type=int, default=1_000_000, help="events of the backlog (default 1,000,000)")
     parser.add_argument("--days", type=float, default=7.0, help="days the backlog spans (default 7)")
-    parser.add_argument("--pairs", type=int, default=8, help="sweeps of each revision, alternated (default 8)")
+    parser.add_argument("--pairs", type=int, default=8, help="runs of each revision, alternated (default 8)")
+    parser.add_argument("--operation", choices=("sweep", "rebuild"), default="sweep",
+                        help="what each run does: a sweep of the backlog (default), or a rebuild of the one day the "
+                             "backlog is loaded within (yesterday, UTC)")
     parser.add_argument("--admin-url", help="superuser URL (default: $WORKDEV_BENCH_ADMIN_URL, else local)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tree", help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     parser.add_argument("--lake", help=argparse.SUPPRESS)
+    parser.add_argument("--day", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not args.child and (len(args.revs) < 2 or args.events < 1 or args.pairs < 1):
         parser.error("give at least two --rev, and --events and --pairs of at least 1")
@@ -206,11 +218,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         trees = {rev: worktree(rev, Path(work) / "trees") for rev in args.revs}
         try:
             migrate(url)
-            load_events(url, args.events, days=args.days)
+            day = None
+            if args.operation == "rebuild":  # one UTC day, swept once: a rebuild reads below the watermark
+                day = (datetime.now(UTC) - timedelta(days=1)).date()
+                now = datetime.combine(day, dtime(23, 59, 59), tzinfo=UTC)
+                load_events(url, args.events, days=(now - datetime.combine(day, dtime.min, tzinfo=UTC)) / timedelta(
+                    days=1), now=now)
+                one_run(url, trees[args.revs[0]], Path(work) / "lake")
+            else:
+                load_events(url, args.events, days=args.days)
             runs: dict[str, list[dict[str, Any]]] = {rev: [] for rev in args.revs}
             for pair in range(1, args.pairs + 1):
                 for rev in args.revs:
-                    run = one_sweep(url, trees[rev], Path(work) / "lake")
+                    run = one_run(url, trees[rev], Path(work) / "lake", day)
+                    if run["events"] != args.events:
+                        raise RuntimeError(f"{rev} wrote {run['events']:,} of the {args.events:,} events")
                     runs[rev].append(run)
                     print(json.dumps({"pair": pair, "rev": rev, "load": round(os.getloadavg()[0], 2), **run}),
                           flush=True)
