@@ -205,9 +205,8 @@ def test_materialize_all_on_the_lineage_never_selects_an_operator_job(dagster_de
     materializable = [n.key for n in graph.asset_nodes if n.is_materializable]
     operator_assets = ("retention_runs", "gdpr_erasure_requests", "dead_letter_replay")
     server = dagster_dev
+    community_dialog_seen(server)  # (a locator handler that clicked Skip once let the dialog hold a locator 60 s)
     try:
-        community = page.get_by_role("dialog").filter(has_text="Join the Dagster community")
-        page.add_locator_handler(community, lambda: community.get_by_role("button", name="Skip").click())
         page.goto(f"{server.url}/asset-groups")
         button = page.get_by_role("button", name=re.compile(r"Materialize all"))
         expect(button.first).to_have_text(re.compile(rf"Materialize all \({len(materializable)}\)"))
@@ -249,9 +248,8 @@ def test_an_erasure_launched_from_its_config_form_names_the_request_only(dagster
     (request_id,) = file_erasure_requests(server.database_url, [user])
     config = (f"ops:\n  erase_requests:\n    config:\n      request_ids: [{request_id}]\n"
               f"      reason: ticket GDPR-{request_id}\n")
+    community_dialog_seen(server)  # (a locator handler that clicked Skip once let the dialog hold a locator 60 s)
     try:
-        community = page.get_by_role("dialog").filter(has_text="Join the Dagster community")
-        page.add_locator_handler(community, lambda: community.get_by_role("button", name="Skip").click())
         page.goto(f"{server.url}/locations/__repository__@{server.location_name}/jobs/gdpr_erasure/playground")
         editor = page.locator(".CodeMirror").first
         expect(editor).to_be_visible()
