@@ -308,7 +308,8 @@ def test_a_file_that_fails_while_the_next_days_files_are_written_leaves_nothing_
     """Days are written out in turn, a day's rows gathered while the day before it is encoded: a file that fails
     raises only once the files in flight are finished, so that abort() deletes every file of the write."""
     days = [FIRST + timedelta(days=d) for d in range(3)]
-    failed, second_day_started = threading.Event(), threading.Event()
+    failed, second_day_started, aborted = threading.Event(), threading.Event(), threading.Event()
+    order: list[str] = []
 
     class FailingOnTheFirstDay(DayFileWriter):
         def _write_file(self, path: str, part: pa.Table) -> tuple[int, str]:
@@ -316,10 +317,19 @@ def test_a_file_that_fails_while_the_next_days_files_are_written_leaves_nothing_
                 assert second_day_started.wait(10), "the second day's files were not written beside the first's"
                 failed.set()
                 raise OSError(28, "No space left on device")
-            if days[1].isoformat() in path:
-                second_day_started.set()
-                assert failed.wait(60)
-            return super()._write_file(path, part)
+            if days[1].isoformat() not in path:
+                return super()._write_file(path, part)
+            second_day_started.set()
+            assert failed.wait(60)
+            aborted.wait(1)  # an abort() that came meanwhile would be seen to come before the file
+            written = super()._write_file(path, part)
+            order.append("second day's file")
+            return written
+
+        def abort(self) -> None:
+            order.append("abort")
+            aborted.set()
+            super().abort()
 
     fs = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())
     writer = FailingOnTheFirstDay(fs, schema=LAKE_SCHEMA, partition_column=PARTITION_COLUMN,
@@ -328,6 +338,7 @@ def test_a_file_that_fails_while_the_next_days_files_are_written_leaves_nothing_
     with pytest.raises(OSError, match="No space left"):
         writer.finish()
     writer.abort()
+    assert order == ["second day's file"] * 3 + ["abort"]  # the second day's files in flight finish first
     assert not list(tmp_path.rglob("*.parquet")) and not list(tmp_path.rglob("*.json"))
 
 

@@ -172,25 +172,24 @@ class DayFileWriter:
         """Write out ``days`` in turn until no more than ``until_bytes`` are held: a day's rows are gathered while the
         day before it is encoded (at most two days' files in hand), and every file is finished when this returns."""
         previous: list[_FileWrite] = []
+        current: list[_FileWrite] = []
         try:
             for day in days:
                 if self._buffered <= until_bytes:
                     break
                 current = self._flush(day, keep_tail=keep_tail)
-                self._collect(previous, then=current)
-                previous = current
-        except BaseException:  # (a day that could not be gathered): the files in flight finish first
-            wait([write.result for write in previous])
+                self._collect(previous)
+                previous, current = current, []
+            self._collect(previous)
+        except BaseException:  # every file in flight finishes before the error is raised: abort() finds them all
+            wait([write.result for write in previous + current])
             raise
-        self._collect(previous)
 
-    def _collect(self, writes: list[_FileWrite], *, then: list[_FileWrite] | None = None) -> None:
-        """Once ``writes`` are done, their add actions (in order); on an error, ``then`` are waited for too before it
-        is raised, so that :meth:`abort` finds every file finished."""
+    def _collect(self, writes: list[_FileWrite]) -> None:
+        """Once ``writes`` are done, their add actions (in order); the first failed write's error is raised."""
         wait([write.result for write in writes])
         for write in writes:
             if write.result.exception() is not None:
-                wait([other.result for other in then or []])
                 raise write.result.exception()
         for write in writes:
             size, stats = write.result.result()
